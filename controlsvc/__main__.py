@@ -1,0 +1,5 @@
+"""`python -m controlsvc` is `jaxmba-service`."""
+
+from controlsvc.manage import main
+
+main()

@@ -1,0 +1,1 @@
+"""REST API blueprints, one per resource; thin adapters over the domain modules."""

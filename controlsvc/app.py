@@ -1,0 +1,106 @@
+"""The application factory. No I/O happens at import; `create_app` wires everything."""
+
+from __future__ import annotations
+
+import logging
+import secrets as pysecrets
+from pathlib import Path
+from typing import Any
+
+import flask_openapi3_swagger
+from flask import Blueprint, redirect, render_template_string
+from flask_openapi3 import Info, OpenAPI
+from flask_openapi3_swagger.templates import swagger_html_string
+
+from controlsvc import __version__, web
+from controlsvc.api.errors import register_error_handlers, validation_problem
+from controlsvc.config import Profile, Settings, load_settings
+from controlsvc.db import Database
+
+log = logging.getLogger(__name__)
+
+SECURITY_SCHEMES = {"jwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+SWAGGER_ASSETS = Path(flask_openapi3_swagger.__file__).parent / "templates" / "swagger"
+
+
+def _swagger_ui() -> Blueprint:
+    """Swagger UI at /swaggerui from the assets bundled in flask-openapi3-swagger (no CDN)."""
+    bp = Blueprint(
+        "swaggerui",
+        __name__,
+        static_folder=str(SWAGGER_ASSETS),
+        static_url_path="/swaggerui/swagger",
+    )
+
+    @bp.get("/swaggerui")
+    def swaggerui_redirect() -> Any:
+        return redirect("/swaggerui/", code=308)
+
+    @bp.get("/swaggerui/")
+    def swaggerui() -> str:
+        return render_template_string(
+            swagger_html_string, doc_url="/swagger.json", swagger_config=None, oauth_config=None
+        )
+
+    return bp
+
+
+def _secret(value: str, name: str, settings: Settings) -> str:
+    if value:
+        return value
+    # dev/test only (prod refuses empty secrets while loading settings): tokens then last
+    # only as long as this process, so say so.
+    log.warning(
+        "[SECRETS] %s is empty: using a random key for this process (run create_secrets)", name
+    )
+    return pysecrets.token_hex(32)
+
+
+def create_app(settings: Settings | None = None, *, database: Database | None = None) -> OpenAPI:
+    settings = settings or load_settings()
+    app = OpenAPI(
+        __name__,
+        info=Info(title="JAX MBA control service", version=__version__),
+        security_schemes=SECURITY_SCHEMES,  # type: ignore[arg-type]
+        doc_ui=False,
+        validation_error_status=422,
+        validation_error_callback=validation_problem,
+    )
+    app.config.update(
+        SECRET_KEY=_secret(settings.secrets.secret_key.get_secret_value(), "secret_key", settings),
+        JWT_SECRET_KEY=_secret(
+            settings.secrets.jwt_secret_key.get_secret_value(), "jwt_secret_key", settings
+        ),
+        MAX_CONTENT_LENGTH=settings.service.max_request_bytes,
+        TESTING=settings.profile is Profile.TEST,
+        JSON_SORT_KEYS=False,
+    )
+    db = database or Database(settings.database.sqlalchemy_url(), echo=settings.database.echo)
+    web.init_app(app, settings, db)
+    register_error_handlers(app)
+
+    from controlsvc.api import health
+
+    app.register_api(health.bp)
+    _register_optional_blueprints(app, settings)
+
+    @app.get("/swagger.json", doc_ui=False)
+    def swagger_json() -> Any:
+        return app.json.response(app.api_doc)
+
+    app.register_blueprint(_swagger_ui())
+    return app
+
+
+def _register_optional_blueprints(app: OpenAPI, settings: Settings) -> None:
+    """Blueprints of the resources; each module exposes `register(app, settings)`."""
+    import importlib
+
+    for name in ("auth", "users", "enclosures", "commands", "events", "sessions", "metrics", "ui"):
+        try:
+            module = importlib.import_module(f"controlsvc.api.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"controlsvc.api.{name}":
+                continue
+            raise
+        module.register(app, settings)

@@ -1,0 +1,374 @@
+"""Service configuration: the INI file `jax-mba-service.config`, environment overrides, profiles.
+
+Precedence (highest first): `JAXMBA_<SECTION>_<KEY>` environment variables, the INI file, the
+defaults of the profile selected by `FLASK_CONFIG` (dev | prod | test), the built-in defaults.
+Loading never writes anything; only the CLI commands that say so write files (mode 0600).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+from controlsvc.errors import ConfigError
+
+DEFAULT_CONFIG_FILENAME = "jax-mba-service.config"
+CONFIG_ENV_VAR = "JAXMBA_CONFIG"
+PROFILE_ENV_VAR = "FLASK_CONFIG"
+ENV_PREFIX = "JAXMBA_"
+SECTIONS = ("database", "secrets", "mqtt", "mail", "service")
+# Random secrets are this many bytes of entropy, written as hex (the original's format).
+SECRET_BYTES = 32
+
+
+class Profile(StrEnum):
+    DEV = "dev"
+    PROD = "prod"
+    TEST = "test"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DatabaseSettings(_Section):
+    dialect: Literal["postgres", "sqlite"] = Field(
+        "sqlite", description="postgres (production) or sqlite (development)"
+    )
+    username: str = Field("", description="PostgreSQL user")
+    password: SecretStr = Field(SecretStr(""), description="PostgreSQL password")
+    host: str = Field("127.0.0.1", description="PostgreSQL host")
+    port: int = Field(5432, ge=1, le=65535, description="PostgreSQL port")
+    database: str = Field(
+        "var/jaxmba.sqlite",
+        description="PostgreSQL database name, or the SQLite file path (relative to the working "
+        "directory)",
+    )
+    url: str = Field(
+        "", description="A full SQLAlchemy URL; when set it wins over the fields above"
+    )
+    echo: bool = Field(False, description="Log every SQL statement")
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, value: str) -> str:
+        if value:
+            try:
+                make_url(value)
+            except Exception as exc:
+                raise ValueError(f"not a database URL ({exc})") from exc
+        return value
+
+    def sqlalchemy_url(self) -> URL:
+        if self.url:
+            return make_url(self.url)
+        if self.dialect == "sqlite":
+            if self.database in ("", ":memory:"):
+                return URL.create("sqlite+pysqlite", database=":memory:")
+            return URL.create("sqlite+pysqlite", database=str(Path(self.database)))
+        return URL.create(
+            "postgresql+psycopg2",
+            username=self.username or None,
+            password=self.password.get_secret_value() or None,
+            host=self.host or None,
+            port=self.port,
+            database=self.database or "jaxmba",
+        )
+
+
+class SecretsSettings(_Section):
+    secret_key: SecretStr = Field(
+        SecretStr(""), description="Flask secret key (hex); `create_secrets` fills it"
+    )
+    jwt_secret_key: SecretStr = Field(
+        SecretStr(""), description="Key that signs access and refresh tokens (hex)"
+    )
+
+    def empty(self) -> list[str]:
+        return [name for name, value in self if not value.get_secret_value()]
+
+
+class MqttSettings(_Section):
+    host: str = Field("127.0.0.1", description="Broker host")
+    port: int = Field(
+        1883, ge=0, le=65535, description="Broker port (0 = any free port for the embedded broker)"
+    )
+    username: str = Field("jaxmba_service", description="The service's broker account")
+    password: SecretStr = Field(SecretStr(""), description="The service's broker password")
+    tls: bool = Field(False, description="Connect with TLS")
+    ca_file: str = Field("", description="CA bundle for TLS (empty = system store)")
+    topic_prefix: str = Field("jaxmba/v1", description="Prefix of every topic")
+    client_id: str = Field("jaxmba-service", description="Base MQTT client id of the service")
+    keepalive_s: int = Field(5, ge=1, le=600, description="MQTT keepalive (seconds)")
+    embedded: bool = Field(
+        False,
+        description="`run` starts and manages a local Mosquitto itself (development default)",
+    )
+    embedded_dir: str = Field(
+        "var/mosquitto", description="Where the embedded broker keeps config, data and log"
+    )
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_plain(cls, value: str) -> str:
+        if (
+            not value
+            or any(c in value for c in "+#")
+            or value.startswith("/")
+            or value.endswith("/")
+        ):
+            raise ValueError("must be non-empty, without + or #, and not start or end with /")
+        return value
+
+
+class MailSettings(_Section):
+    backend: Literal["smtp", "console"] = Field(
+        "console", description="smtp, or console (print mails to the log; development)"
+    )
+    host: str = Field("localhost", description="SMTP host")
+    port: int = Field(25, ge=1, le=65535, description="SMTP port")
+    username: str = Field("", description="SMTP user (empty = no login)")
+    password: SecretStr = Field(SecretStr(""), description="SMTP password")
+    security: Literal["none", "starttls", "ssl"] = Field("none", description="SMTP transport")
+    sender: str = Field("jaxmba@localhost", description="From address")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="SMTP timeout")
+
+
+class ServiceSettings(_Section):
+    host: str = Field("127.0.0.1", description="Address `run` binds to")
+    port: int = Field(5000, ge=0, le=65535, description="Port `run` binds to")
+    public_url: str = Field(
+        "http://localhost:5000", description="Base URL used in emailed invite and reset links"
+    )
+    workers: int = Field(2, ge=1, le=64, description="WSGI worker processes for `run`")
+    threads: int = Field(
+        64, ge=1, le=1024, description="Threads per worker (SSE streams each hold one)"
+    )
+    log_level: str = Field("INFO", description="Root log level")
+    status_interval_s: float = Field(5.0, gt=0, le=3600, description="Agents' status interval")
+    lost_after_intervals: float = Field(
+        3.0, ge=1, le=100, description="Silence of this many status intervals means lost"
+    )
+    command_timeout_s: int = Field(30, ge=1, le=3600, description="Default command timeout")
+    status_history_days: int = Field(30, ge=1, le=3650, description="Status history retention")
+    access_token_minutes: int = Field(15, ge=1, le=24 * 60, description="Access token lifetime")
+    refresh_token_days: int = Field(30, ge=1, le=365, description="Refresh token lifetime")
+    email_token_hours: int = Field(24, ge=1, le=24 * 14, description="Invite/reset link lifetime")
+    max_request_bytes: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest accepted request body"
+    )
+    login_rate_limit: str = Field(
+        "10/minute", description="Login attempts allowed per account and per address"
+    )
+    ratelimit_storage_uri: str = Field(
+        "memory://", description="flask-limiter storage (memory:// or redis://...)"
+    )
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return upper
+
+
+class IniFileSource(PydanticBaseSettingsSource):
+    """Reads the INI file; section names are case-insensitive, keys lower-case."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: Mapping[str, Mapping[str, str]]):
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, True
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: dict(v) for k, v in self._data.items()}
+
+
+class Settings(BaseSettings):
+    """All of the service's configuration, one model per INI section."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        case_sensitive=False,
+        extra="forbid",
+    )
+
+    profile: Profile = Field(Profile.DEV, description="dev | prod | test (from FLASK_CONFIG)")
+    config_path: str = Field("", description="The file these settings came from, if any")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+
+    @model_validator(mode="after")
+    def _prod_needs_real_settings(self) -> Settings:
+        if self.profile is Profile.PROD:
+            empty = self.secrets.empty()
+            if empty:
+                raise ValueError(
+                    "prod refuses to start with empty secrets: "
+                    + ", ".join(f"[SECRETS] {name}" for name in empty)
+                    + " (run `jaxmba-service create_secrets`)"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry the file and profile layers (merged by load_settings); env wins.
+        return (env_settings, init_settings)
+
+
+def profile_defaults(profile: Profile) -> dict[str, dict[str, Any]]:
+    """What each profile changes from the built-in defaults."""
+    if profile is Profile.PROD:
+        return {
+            "database": {"dialect": "postgres", "database": "jaxmba"},
+            "mail": {"backend": "smtp"},
+            "service": {"host": "127.0.0.1", "workers": 4},
+        }
+    if profile is Profile.TEST:
+        return {
+            "database": {"dialect": "sqlite", "database": "var/jaxmba-test.sqlite"},
+            "mqtt": {"embedded": True},
+        }
+    return {
+        "database": {"dialect": "sqlite", "database": "var/jaxmba-dev.sqlite"},
+        "mqtt": {"embedded": True},
+    }
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_FILENAME)
+
+
+def read_ini(path: Path) -> dict[str, dict[str, str]]:
+    """Parse the INI file into {section: {key: value}} with lower-case names."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except configparser.Error as exc:
+        raise ConfigError(f"{path}: not a valid INI file: {exc.message}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
+    data: dict[str, dict[str, str]] = {}
+    for section in parser.sections():
+        name = section.lower()
+        if name not in SECTIONS:
+            raise ConfigError(
+                f"{path}: unknown section [{section}] (expected one of "
+                + ", ".join(f"[{s.upper()}]" for s in SECTIONS)
+                + ")"
+            )
+        data[name] = {key.lower(): value for key, value in parser.items(section)}
+    return data
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _profile_from_env(environ: Mapping[str, str]) -> Profile:
+    raw = environ.get(PROFILE_ENV_VAR, "").strip().lower() or Profile.DEV.value
+    try:
+        return Profile(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{PROFILE_ENV_VAR}={raw!r} is not a configuration: use dev, prod or test"
+        ) from None
+
+
+def load_settings(
+    path: Path | str | None = None,
+    *,
+    profile: Profile | str | None = None,
+    required: bool = False,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build the settings from profile defaults, the INI file (if any) and the environment.
+
+    `path=None` uses `JAXMBA_CONFIG` or `./jax-mba-service.config`; a missing file is fine
+    unless `required` (or the path was given explicitly).
+    """
+    explicit = path is not None or bool(os.environ.get(CONFIG_ENV_VAR))
+    cfg_path = Path(path) if path is not None else default_config_path()
+    chosen = Profile(profile) if profile is not None else _profile_from_env(os.environ)
+    layers: dict[str, Any] = profile_defaults(chosen)
+    if cfg_path.exists():
+        layers = _merge(layers, read_ini(cfg_path))
+    elif required or explicit:
+        raise ConfigError(
+            f"{cfg_path}: no such config file (create one with `jaxmba-service init_config`)"
+        )
+    if overrides:
+        layers = _merge(layers, overrides)
+    layers["profile"] = chosen
+    layers["config_path"] = str(cfg_path) if cfg_path.exists() else ""
+    try:
+        return Settings(**layers)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, cfg_path)) from None
+
+
+def describe_validation_error(exc: ValidationError, path: Path) -> str:
+    """One line per problem: where (section, key, and which source), the value, the reason."""
+    lines = [f"invalid configuration ({path}):"]
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        message = err["msg"].removeprefix("Value error, ")
+        if loc and loc[0] in SECTIONS:
+            section = loc[0].upper()
+            key = ".".join(loc[1:]) or "?"
+            env_name = f"{ENV_PREFIX}{section}_{key.upper()}"
+            where = f"[{section}] {key}"
+            if env_name in os.environ:
+                where += f" (from ${env_name})"
+            value = err.get("input")
+            shown = (
+                ""
+                if "secret" in key or "password" in key or isinstance(value, dict)
+                else (f" (got {value!r})" if value is not None else "")
+            )
+            lines.append(f"  {where}: {message}{shown}")
+        else:
+            lines.append(f"  {'.'.join(loc) or 'settings'}: {message}")
+    return "\n".join(lines)

@@ -1,0 +1,135 @@
+"""Process wiring for `run`, `gunicorn_run` and `bridge`.
+
+`run` on one machine: an embedded Mosquitto when [MQTT] embedded is on, the bridge as a child
+process, and the API under gunicorn (threaded workers, so SSE streams don't pin a process each).
+Ctrl-C or SIGTERM stops all of them, API first, broker last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from controlsvc.config import Settings
+
+log = logging.getLogger(__name__)
+
+# A child that ignores SIGTERM for this long is killed.
+CHILD_STOP_TIMEOUT_S = 15
+# gunicorn's default 30 s worker timeout is about silent workers; SSE keeps them busy, not silent.
+GUNICORN_WORKER_TIMEOUT_S = 60
+GUNICORN_GRACEFUL_TIMEOUT_S = 10
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self._settings = settings
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from controlsvc.app import create_app
+
+        return create_app(self._settings)
+
+
+def gunicorn_options(settings: Settings, host: str, port: int, workers: int) -> dict[str, Any]:
+    return {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": settings.service.threads,
+        "timeout": GUNICORN_WORKER_TIMEOUT_S,
+        "graceful_timeout": GUNICORN_GRACEFUL_TIMEOUT_S,
+        "accesslog": "-",
+        "errorlog": "-",
+        "loglevel": settings.service.log_level.lower(),
+        "proc_name": "jaxmba-api",
+    }
+
+
+def serve_gunicorn(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    log.info("API listening on http://%s:%d (%d workers)", host, port, workers)
+    _Gunicorn(settings, gunicorn_options(settings, host, port, workers)).run()
+
+
+def run_bridge(settings: Settings) -> None:
+    from controlsvc.bridge.service import run as run_bridge_service
+
+    run_bridge_service(settings)
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    """Environment for a child `jaxmba-service` that must see this process's settings."""
+    env = dict(os.environ)
+    env["FLASK_CONFIG"] = settings.profile.value
+    env["JAXMBA_MQTT_HOST"] = settings.mqtt.host
+    env["JAXMBA_MQTT_PORT"] = str(settings.mqtt.port)
+    env["JAXMBA_MQTT_USERNAME"] = settings.mqtt.username
+    env["JAXMBA_MQTT_PASSWORD"] = settings.mqtt.password.get_secret_value()
+    env["JAXMBA_DATABASE_URL"] = settings.database.sqlalchemy_url().render_as_string(
+        hide_password=False
+    )
+    env["JAXMBA_SECRETS_SECRET_KEY"] = settings.secrets.secret_key.get_secret_value()
+    env["JAXMBA_SECRETS_JWT_SECRET_KEY"] = settings.secrets.jwt_secret_key.get_secret_value()
+    return env
+
+
+@contextmanager
+def child_process(
+    argv: list[str], env: dict[str, str], name: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(argv, env=env)  # noqa: S603 - our own interpreter and module
+    log.info("started %s (pid %d)", name, proc.pid)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(CHILD_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("%s ignored SIGTERM for %d s: killing it", name, CHILD_STOP_TIMEOUT_S)
+                proc.kill()
+                proc.wait()
+        log.info("%s stopped (exit %s)", name, proc.returncode)
+
+
+@contextmanager
+def embedded_broker(settings: Settings) -> Iterator[Settings]:
+    """Start the local Mosquitto when [MQTT] embedded is on; yield settings pointing at it."""
+    if not settings.mqtt.embedded:
+        yield settings
+        return
+    from controlsvc.embedded import EmbeddedBroker
+
+    broker = EmbeddedBroker.from_settings(settings)
+    with broker.running() as effective:
+        yield effective
+
+
+def run_service(
+    settings: Settings, *, host: str, port: int, workers: int, with_bridge: bool
+) -> None:
+    with embedded_broker(settings) as effective:
+        if not with_bridge:
+            serve_gunicorn(effective, host=host, port=port, workers=workers)
+            return
+        argv = [sys.executable, "-m", "controlsvc"]
+        if effective.config_path:
+            argv += ["--config", str(Path(effective.config_path).resolve())]
+        with child_process([*argv, "bridge"], _settings_env(effective), "bridge"):
+            serve_gunicorn(effective, host=host, port=port, workers=workers)

@@ -1,0 +1,116 @@
+"""Shared fixtures: clean environment, fresh databases on SQLite and PostgreSQL, app, client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+
+from controlsvc import migrate
+from controlsvc.config import Settings
+from controlsvc.db import Database
+from controlsvc.models import Base
+from tests.support.postgres import (
+    TEST_URL_ENV,
+    NoPostgres,
+    create_database,
+    drop_database,
+    postgres_server,
+)
+
+BACKENDS = ["sqlite", "postgres"]
+TEST_SECRET = "0" * 64
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No JAXMBA_* or FLASK_CONFIG from the developer's shell leaks into a test."""
+    for key in list(os.environ):
+        if (key.startswith("JAXMBA_") and key != TEST_URL_ENV) or key == "FLASK_CONFIG":
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[URL]:
+    try:
+        with postgres_server() as url:
+            yield url
+    except NoPostgres as exc:
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+
+
+def _migrated(url: URL) -> URL:
+    migrate.upgrade(migrate.alembic_config(url.render_as_string(hide_password=False)))
+    return url
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[URL]:
+    """A migrated database, fresh for this test run, on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "jaxmba.sqlite"
+        yield _migrated(make_url(f"sqlite+pysqlite:///{path}"))
+        return
+    server: URL = request.getfixturevalue("pg_server")
+    url = create_database(server)
+    try:
+        yield _migrated(url)
+    finally:
+        drop_database(url)
+
+
+def _empty_tables(db: Database) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if db.engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture
+def database(db_url: URL) -> Iterator[Database]:
+    db = Database(db_url)
+    try:
+        yield db
+    finally:
+        _empty_tables(db)
+        db.dispose()
+
+
+@pytest.fixture
+def settings(db_url: URL, tmp_path: Path) -> Settings:
+    return Settings(
+        profile="test",  # type: ignore[arg-type]
+        database={"url": db_url.render_as_string(hide_password=False)},  # type: ignore[arg-type]
+        secrets={"secret_key": TEST_SECRET, "jwt_secret_key": TEST_SECRET},  # type: ignore[arg-type]
+        mail={"backend": "console"},  # type: ignore[arg-type]
+        service={"public_url": "http://testserver"},  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, database: Database) -> Flask:
+    from controlsvc.app import create_app
+
+    return create_app(settings, database=database)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
