@@ -1,0 +1,220 @@
+"""Every MQTT message of the contract, and which channel carries which.
+
+The models live in small modules (``status``, ``commands``, ``events``); this module holds the
+service, lifecycle, desired and alert messages and re-exports the rest, so
+``from schemas.messages import Status, parse_message`` works.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Self
+
+from pydantic import Field, model_validator
+
+from schemas.base import SCHEMA_VERSION, WireMessage, WirePart
+from schemas.codec import MAX_PAYLOAD_BYTES, dump_message, parse_message
+from schemas.commands import (
+    COMMAND_PARAMS,
+    Ack,
+    Command,
+    EmptyParams,
+    SetConfigParams,
+    StartLiveViewParams,
+    StartRecordingParams,
+    command_id_of,
+    parse_params,
+)
+from schemas.enums import AlertSeverity, Lifecycle
+from schemas.events import (
+    EVENT_PAYLOADS,
+    CameraRecovered,
+    CameraStalled,
+    ClockSkew,
+    DiskLow,
+    Event,
+    EventPayload,
+    RecordingFailed,
+    RecordingResumed,
+    RecordingStarted,
+    RecordingStopped,
+    SegmentClosed,
+    event_payload,
+)
+from schemas.ids import EnclosureId
+from schemas.status import (
+    CameraStatus,
+    ClockStatus,
+    LiveViewStatus,
+    RecordingStatus,
+    Status,
+    SystemStatus,
+)
+from schemas.topics import Channel
+from schemas.types import BootId, FilePrefix, Fps, SessionId, UtcDatetime
+
+__all__ = [
+    "CHANNEL_MODELS",
+    "COMMAND_PARAMS",
+    "DEFAULT_STATUS_INTERVAL_S",
+    "EVENT_PAYLOADS",
+    "MAX_PAYLOAD_BYTES",
+    "SCHEMA_VERSION",
+    "Ack",
+    "Alert",
+    "CameraRecovered",
+    "CameraStalled",
+    "CameraStatus",
+    "ClockSkew",
+    "ClockStatus",
+    "Command",
+    "Desired",
+    "DesiredRecording",
+    "DiskLow",
+    "EmptyParams",
+    "EnclosureStateMessage",
+    "Event",
+    "EventPayload",
+    "LiveViewStatus",
+    "RecordingFailed",
+    "RecordingResumed",
+    "RecordingStarted",
+    "RecordingStatus",
+    "RecordingStopped",
+    "SegmentClosed",
+    "ServiceState",
+    "SetConfigParams",
+    "StartLiveViewParams",
+    "StartRecordingParams",
+    "Status",
+    "SystemStatus",
+    "WireMessage",
+    "command_id_of",
+    "dump_message",
+    "event_payload",
+    "parse_message",
+    "parse_params",
+]
+
+DEFAULT_STATUS_INTERVAL_S = 5.0  # the contract's heartbeat period; lost after 3 silent intervals
+
+
+class ServiceState(WireMessage):
+    """``{prefix}/service/state``: the service's liveness. Retained, QoS 1; its Will says offline.
+
+    The service republishes it every ``heartbeat_interval_s`` so agents can estimate their clock
+    offset from ``at`` (only from copies delivered live, not the retained copy on subscribe).
+    """
+
+    label: ClassVar[str] = "service_state"
+
+    online: bool = Field(description="False when the service went away (its Will).")
+    version: str = Field(description="Version of the control service.")
+    started_at: UtcDatetime | None = Field(default=None, description="When the service started.")
+    status_interval_s: float = Field(
+        default=DEFAULT_STATUS_INTERVAL_S,
+        gt=0,
+        description="Seconds between agent status heartbeats the service expects.",
+    )
+    heartbeat_interval_s: float | None = Field(
+        default=None, gt=0, description="Seconds between republications of this message."
+    )
+
+
+class EnclosureStateMessage(WireMessage):
+    """``{prefix}/enc/{eid}/state``: the agent's lifecycle. Retained, QoS 1; its Will says lost."""
+
+    label: ClassVar[str] = "state"
+
+    state: Lifecycle = Field(
+        description="init, ready, disconnected (clean shutdown) or lost (Will)."
+    )
+    boot_id: BootId = Field(description="Identifies this run of the agent (new at each start).")
+    agent_version: str = Field(description="Version of the enclosure agent.")
+    status_interval_s: float = Field(
+        default=DEFAULT_STATUS_INTERVAL_S, gt=0, description="Seconds between status heartbeats."
+    )
+
+
+class DesiredRecording(WirePart):
+    """The recording an enclosure must be doing between ``start_at`` and ``end_at``."""
+
+    session_id: SessionId = Field(description="The session to record.")
+    file_prefix: FilePrefix = Field(description="First part of the segment file names.")
+    start_at: UtcDatetime = Field(
+        description="When recording starts (now or in the past: at once)."
+    )
+    end_at: UtcDatetime = Field(description="When recording stops.")
+    target_fps: Fps | None = Field(
+        default=None, description="Frames per second (1-120); null: the agent's configured default."
+    )
+    fragment_hourly: bool = Field(
+        default=False, description="Cut a new segment at the top of every hour (UTC)."
+    )
+    segment_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        le=1440,
+        description="Cut a new segment every N minutes; null: the agent's configured default."
+        " Not with fragment_hourly.",
+    )
+    apply_filter: bool = Field(
+        default=False, description="Apply the spatial denoise filter (FFmpeg hqdn3d)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.end_at <= self.start_at:
+            raise ValueError("end_at must be after start_at")
+        if self.fragment_hourly and self.segment_minutes is not None:
+            raise ValueError("choose either fragment_hourly or segment_minutes, not both")
+        return self
+
+
+class Desired(WireMessage):
+    """``{prefix}/enc/{eid}/desired``: the intent the agent reconciles to. Retained, QoS 1.
+
+    ``version`` only grows; an agent ignores a document older than the one it applied.
+    """
+
+    label: ClassVar[str] = "desired"
+
+    version: int = Field(ge=0, description="Grows with every change; older documents are ignored.")
+    recording: DesiredRecording | None = Field(
+        default=None, description="The recording to do now, or null: do not record."
+    )
+    live_view_until: UtcDatetime | None = Field(
+        default=None, description="Publish preview frames until this time; null: no live view."
+    )
+
+
+class Alert(WireMessage):
+    """``{prefix}/service/alerts``: something an operator should know. QoS 1, not retained.
+
+    The same ``alert_id`` is published again with ``recovered: true`` when the condition clears.
+    """
+
+    label: ClassVar[str] = "alert"
+
+    alert_id: str = Field(min_length=1, max_length=128, description="Id of this alert condition.")
+    kind: str = Field(
+        min_length=1,
+        max_length=64,
+        description="What: e.g. enclosure_lost, recording_failed, camera_stalled, disk_low,"
+        " clock_skew, session_failed.",
+    )
+    severity: AlertSeverity = Field(description="info, warning or critical.")
+    enclosure_id: EnclosureId | None = Field(default=None, description="The enclosure concerned.")
+    session_id: SessionId | None = Field(default=None, description="The session concerned.")
+    message: str = Field(description="Human description.")
+    recovered: bool = Field(default=False, description="True when the condition has cleared.")
+
+
+CHANNEL_MODELS: dict[Channel, type[WireMessage]] = {
+    Channel.STATE: EnclosureStateMessage,
+    Channel.STATUS: Status,
+    Channel.DESIRED: Desired,
+    Channel.CMD: Command,
+    Channel.ACK: Ack,
+    Channel.EVENTS: Event,
+}
+"""The JSON model of each enclosure channel (``preview`` carries raw JPEG bytes)."""
