@@ -100,9 +100,19 @@ class SecretsSettings(_Section):
     jwt_secret_key: SecretStr = Field(
         SecretStr(""), description="Key that signs access and refresh tokens (hex)"
     )
+    metrics_token: SecretStr = Field(
+        SecretStr(""),
+        description="Static bearer token Prometheus may scrape /metrics with (empty = only an "
+        "admin or operator access token)",
+    )
 
     def empty(self) -> list[str]:
-        return [name for name, value in self if not value.get_secret_value()]
+        """Required secrets that are empty (the optional metrics_token is not required)."""
+        return [
+            name
+            for name, value in self
+            if name != "metrics_token" and not value.get_secret_value()
+        ]
 
 
 class MqttSettings(_Section):
@@ -123,6 +133,16 @@ class MqttSettings(_Section):
     )
     embedded_dir: str = Field(
         "var/mosquitto", description="Where the embedded broker keeps config, data and log"
+    )
+    password_file: str = Field(
+        "",
+        description="Mosquitto password file in which the service creates enclosure accounts "
+        "(empty: accounts are managed outside the service, e.g. with `jaxmba-ctl provision`)",
+    )
+    reload_pid_file: str = Field(
+        "",
+        description="Pid file of the broker to send SIGHUP after changing accounts (empty: an "
+        "external watcher such as deploy/systemd/jaxmba-broker-reload.path reloads it)",
     )
 
     @field_validator("topic_prefix")
@@ -181,6 +201,11 @@ class ServiceSettings(_Section):
         "memory://", description="flask-limiter storage (memory:// or redis://...)"
     )
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS")
+    metrics_dir: str = Field(
+        "var/metrics",
+        description="Directory shared by the API workers and the bridge for Prometheus "
+        "multiprocess metric files (empty = per-process metrics only)",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -260,11 +285,11 @@ def profile_defaults(profile: Profile) -> dict[str, dict[str, Any]]:
     if profile is Profile.TEST:
         return {
             "database": {"dialect": "sqlite", "database": "var/jaxmba-test.sqlite"},
-            "mqtt": {"embedded": True},
+            "mqtt": {"embedded": True, "port": 0},
         }
     return {
         "database": {"dialect": "sqlite", "database": "var/jaxmba-dev.sqlite"},
-        "mqtt": {"embedded": True},
+        "mqtt": {"embedded": True, "port": 0},
     }
 
 

@@ -345,6 +345,35 @@ def bridge_cmd() -> None:
     run_bridge(settings)
 
 
+@cli.command("demo")
+@click.option(
+    "--enclosures",
+    "count",
+    type=click.IntRange(0, 64),
+    default=4,
+    show_default=True,
+    help="Simulated enclosures (agents recording a test pattern).",
+)
+@click.option("--host", default=None, help="Bind address (default [SERVICE] host).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Bind port.")
+def demo(count: int, host: str | None, port: int | None) -> None:
+    """The whole system on this machine: embedded broker, database, admin, bridge, agents, API."""
+    from controlsvc.demo import run_demo
+
+    settings = state().settings()
+    if not settings.mqtt.embedded:
+        fail("the demo needs [MQTT] embedded = true (the dev profile's default)")
+    configure_logging(settings.service.log_level)
+    _prepare_database(settings, migrate_now=True)
+    run_demo(
+        settings,
+        count=count,
+        host=host or settings.service.host,
+        port=settings.service.port if port is None else port,
+        workers=settings.service.workers,
+    )
+
+
 @cli.command("shell")
 def shell() -> None:
     """A Python shell inside the application context (`app`, `db`, `session`, `models`)."""

@@ -72,7 +72,7 @@ def run_bridge(settings: Settings) -> None:
     run_bridge_service(settings)
 
 
-def _settings_env(settings: Settings) -> dict[str, str]:
+def settings_env(settings: Settings) -> dict[str, str]:
     """Environment for a child `jaxmba-service` that must see this process's settings."""
     env = dict(os.environ)
     env["FLASK_CONFIG"] = settings.profile.value
@@ -131,5 +131,5 @@ def run_service(
         argv = [sys.executable, "-m", "controlsvc"]
         if effective.config_path:
             argv += ["--config", str(Path(effective.config_path).resolve())]
-        with child_process([*argv, "bridge"], _settings_env(effective), "bridge"):
+        with child_process([*argv, "bridge"], settings_env(effective), "bridge"):
             serve_gunicorn(effective, host=host, port=port, workers=workers)
