@@ -1,0 +1,12 @@
+"""WSGI entry point for uWSGI and other servers: `controlsvc.wsgi:app`.
+
+Settings come from the config file ($JAXMBA_CONFIG or ./jax-mba-service.config) and the
+environment, exactly as for `jaxmba-service`. Importing this module builds the app; nothing
+else in the package does work at import.
+"""
+
+from __future__ import annotations
+
+from controlsvc.app import create_app
+
+app = create_app()

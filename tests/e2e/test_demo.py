@@ -1,0 +1,138 @@
+"""The README's first command, run for real: `jaxmba-service demo` in a fresh directory.
+
+It must come up (embedded broker, migrated SQLite, admin, bridge, agents, API), show its
+enclosures, record real video on command, and stop cleanly on Ctrl-C (SIGINT).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import httpx
+import psutil
+import pytest
+
+from controlsvc.broker import find_free_port
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
+
+ENCLOSURES = 2
+
+
+def _login(base: str, demo_dir: Path) -> dict[str, str]:
+    admin = json.loads((demo_dir / "admin.json").read_text())
+    response = httpx.post(
+        f"{base}/api/auth/login",
+        json={"email": admin["email"], "password": admin["password"]},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_demo_runs_records_and_stops_cleanly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAXMBA_")}
+    env["FLASK_CONFIG"] = "dev"
+    config = tmp_path / "jax-mba-service.config"
+    cli = [sys.executable, "-m", "controlsvc", "--config", str(config)]
+    subprocess.run([*cli, "init_config"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    assert config.stat().st_mode & 0o777 == 0o600
+
+    port = find_free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "demo.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [*cli, "demo", "--enclosures", str(ENCLOSURES), "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: proc.poll() is None and _healthy(base),
+            timeout=90,
+            message=f"demo API never became healthy:\n{log_path.read_text()[-3000:]}",
+        )
+        headers = _login(base, tmp_path / "var" / "demo")
+
+        def enclosures() -> list[dict]:
+            body = httpx.get(f"{base}/api/enclosures", headers=headers, timeout=10).json()
+            return body["items"]
+
+        wait_for(
+            lambda: sum(e["state"] == "idle" for e in enclosures()) == ENCLOSURES,
+            timeout=60,
+            message="the demo enclosures never all became idle",
+        )
+
+        command = httpx.post(
+            f"{base}/api/enclosures/demo-01/commands",
+            headers=headers,
+            json={
+                "kind": "start_recording",
+                "params": {
+                    "session_id": "demo-test",
+                    "file_prefix": "mouse",
+                    "duration_s": 4,
+                    "target_fps": 10,
+                },
+            },
+            timeout=10,
+        )
+        assert command.status_code == 202, command.text
+        command_id = command.json()["id"]
+        result = httpx.get(
+            f"{base}/api/commands/{command_id}", params={"wait": 10}, headers=headers, timeout=20
+        ).json()
+        assert result["state"] in ("accepted", "succeeded"), result
+
+        session_dir = tmp_path / "var" / "demo" / "recordings" / "demo-test"
+
+        def closed_segments() -> list[Path]:
+            return sorted(session_dir.glob("mouse_demo-01_*.mkv")) if session_dir.exists() else []
+
+        wait_for(lambda: closed_segments(), timeout=30, message="no video file appeared")
+        # The 4 s recording ends by itself; then the file is complete.
+        wait_for(
+            lambda: enclosures()[0]["state"] == "idle" and closed_segments(),
+            timeout=30,
+            message="the recording never finished",
+        )
+        frames = 0
+        for path in closed_segments():
+            with av.open(str(path)) as container:
+                frames += sum(1 for _ in container.decode(video=0))
+        assert frames >= 10, f"only {frames} frames decoded"
+    finally:
+        children = []
+        if proc.poll() is None:
+            children = psutil.Process(proc.pid).children(recursive=True)
+            proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0, log_path.read_text()[-3000:]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(c.is_running() for c in children):
+        time.sleep(0.1)
+    leftovers = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert not leftovers, f"processes left behind: {leftovers}"
