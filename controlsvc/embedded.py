@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,9 +22,8 @@ from controlsvc.broker import (
     BrokerConfig,
     LocalBroker,
     probe,
-    read_password_file,
 )
-from controlsvc.broker.passwords import atomic_write, write_password_hashes
+from controlsvc.broker.passwords import atomic_write
 from controlsvc.config import Settings
 
 log = logging.getLogger(__name__)
@@ -82,17 +80,17 @@ class EmbeddedBroker:
     def running(self) -> Iterator[Settings]:
         """Start the broker; yield settings whose [MQTT] section points at it; stop it after."""
         accounts = self.credentials()
-        earlier = read_password_file(self.password_file) if self.password_file.exists() else {}
         broker = LocalBroker(
             self.directory,
             accounts,
             config=BrokerConfig(port=self._port()),
             prefix=self.settings.mqtt.topic_prefix,
             service_user=self.settings.mqtt.username,
+            # Enclosure accounts the service created in earlier runs stay valid.
+            keep_other_accounts=True,
         )
         broker.start()
         try:
-            self._restore_accounts(broker, earlier, accounts)
             (self.directory / PORT_FILE).write_text(f"{broker.port}\n")
             log.info("embedded Mosquitto on %s (files in %s)", broker.url, self.directory)
             mqtt = self.settings.mqtt.model_copy(
@@ -108,16 +106,3 @@ class EmbeddedBroker:
             yield self.settings.model_copy(update={"mqtt": mqtt})
         finally:
             broker.stop()
-
-    def _restore_accounts(
-        self, broker: LocalBroker, earlier: dict[str, str], current: dict[str, str]
-    ) -> None:
-        """Enclosure accounts the service created in an earlier run survive the rewrite."""
-        missing = {user: h for user, h in earlier.items() if user not in current}
-        if not missing:
-            return
-        merged = {**read_password_file(self.password_file), **missing}
-        write_password_hashes(self.password_file, merged)
-        os.chmod(self.password_file, PRIVATE_MODE)
-        broker.reload()
-        log.info("restored %d enclosure account(s) in the embedded broker", len(missing))

@@ -1,0 +1,176 @@
+"""The shipped production config (deploy/mosquitto/mosquitto.conf) run for real.
+
+Only the system paths and the two ports are rewritten (each rewrite must match exactly once, so
+a change to the shipped file that these tests do not understand fails loudly). The TLS
+certificates come from deploy/mosquitto/make-certs.sh, the procedure docs/broker.md gives labs.
+"""
+# ruff: noqa: F811 (pytest fixtures imported from tests.support.broker are test arguments)
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from controlsvc.broker import (
+    OPERATOR_USER,
+    SERVICE_USER,
+    MosquittoProcess,
+    find_free_port,
+    write_password_file,
+)
+from tests.support.broker import (
+    REPO_ROOT,
+    SHIPPED_ACL,
+    SHIPPED_CONF,
+    default_accounts,
+    require_mosquitto,
+)
+from tests.support.mqtt import ACCEPTED, NOT_AUTHORIZED, ConnectRefused, MqttTestClient
+
+pytestmark = pytest.mark.mosquitto
+
+MAKE_CERTS = REPO_ROOT / "deploy" / "mosquitto" / "make-certs.sh"
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    process: MosquittoProcess
+    local_port: int  # the shipped 1883 listener
+    tls_port: int  # the shipped 8883 listener
+    ca: Path
+    accounts: dict[str, str]
+
+    def client(self, user: str | None, *, tls: bool = True, **kwargs: object) -> MqttTestClient:
+        port = self.tls_port if tls else self.local_port
+        client = MqttTestClient(HOST, port, tls_ca=self.ca if tls else None, **kwargs)  # type: ignore[arg-type]
+        client.connect(user, self.accounts.get(user or "", None))
+        return client
+
+
+def localize(conf: str, replacements: dict[str, str]) -> str:
+    """Rewrite system paths and ports of the shipped config; each must occur exactly once."""
+    for old, new in replacements.items():
+        count = conf.count(old)
+        assert count == 1, f"{old!r} occurs {count} times in {SHIPPED_CONF}; update this test"
+        conf = conf.replace(old, new)
+    return conf
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    require_mosquitto()
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make the TLS certificates)")
+    root = tmp_path_factory.mktemp("deployed")
+    certs = root / "certs"
+    subprocess.run(
+        ["sh", str(MAKE_CERTS), str(certs), "localhost", HOST], check=True, capture_output=True
+    )
+    accounts = default_accounts()
+    write_password_file(root / "passwd", accounts)
+    (root / "data").mkdir()
+    local_port, tls_port = find_free_port(), find_free_port()
+    while tls_port == local_port:
+        tls_port = find_free_port()
+    conf = localize(
+        SHIPPED_CONF.read_text(),
+        {
+            "user mosquitto\n": f"user {pwd.getpwuid(os.geteuid()).pw_name}\n",
+            "/run/mosquitto/mosquitto.pid": str(root / "mosquitto.pid"),
+            "/etc/mosquitto/passwd": str(root / "passwd"),
+            "/etc/mosquitto/acl": str(SHIPPED_ACL),
+            "/var/lib/mosquitto/": f"{root / 'data'}/",
+            "/var/log/mosquitto/mosquitto.log": str(root / "mosquitto.log"),
+            "/etc/mosquitto/certs/ca.crt": str(certs / "ca.crt"),
+            "/etc/mosquitto/certs/server.crt": str(certs / "server.crt"),
+            "/etc/mosquitto/certs/server.key": str(certs / "server.key"),
+            "listener 1883 127.0.0.1\n": f"listener {local_port} 127.0.0.1\n",
+            "listener 8883\n": f"listener {tls_port} 127.0.0.1\n",
+        },
+    )
+    (root / "mosquitto.conf").write_text(conf)
+    process = MosquittoProcess(
+        root / "mosquitto.conf",
+        ports=[local_port, tls_port],
+        log_file=root / "mosquitto.log",
+        output_file=root / "mosquitto.out",
+        pid_file=root / "mosquitto.pid",
+    )
+    process.start()
+    try:
+        yield Deployed(process, local_port, tls_port, certs / "ca.crt", accounts)
+    finally:
+        process.stop()
+
+
+def test_shipped_config_starts_and_listens(deployed: Deployed) -> None:
+    assert deployed.process.running
+    log = deployed.process.log_tail(200)
+    assert ": Error: " not in log  # mosquitto's config and start-up errors
+
+
+def test_enclosure_over_tls_is_held_to_the_shipped_acl(deployed: Deployed) -> None:
+    service = deployed.client(SERVICE_USER, tls=False, client_id="svc")
+    service.subscribe("jaxmba/v1/enc/+/status")
+    enc = deployed.client("enc-a", client_id="enc-a")
+    try:
+        assert enc.publish("jaxmba/v1/enc/enc-a/status", b"over tls") in ACCEPTED
+        assert service.expect("jaxmba/v1/enc/enc-a/status").payload == b"over tls"
+        assert enc.publish("jaxmba/v1/enc/enc-b/status", b"forged") == NOT_AUTHORIZED
+    finally:
+        enc.disconnect()
+        service.disconnect()
+
+
+def test_tls_listener_refuses_anonymous_and_plain_clients(deployed: Deployed) -> None:
+    with pytest.raises(ConnectRefused):
+        deployed.client(None, client_id="anon")
+    plain = MqttTestClient(HOST, deployed.tls_port, client_id="plain")
+    with pytest.raises(ConnectionError):  # no CONNACK: the listener wants a TLS handshake
+        plain.connect("enc-a", deployed.accounts["enc-a"])
+
+
+def test_tls_listener_presents_a_certificate_of_the_lab_ca(deployed: Deployed) -> None:
+    context = ssl.create_default_context(cafile=str(deployed.ca))
+    context.verify_flags |= ssl.VERIFY_X509_STRICT  # what Python 3.13 clients check by default
+    with (
+        socket.create_connection((HOST, deployed.tls_port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_tls_listener_forces_the_client_id_to_the_user_name(deployed: Deployed) -> None:
+    victim = deployed.client("enc-c", client_id="enc-c")
+    intruder = deployed.client("enc-d", client_id="enc-c")
+    try:
+        assert victim.publish("jaxmba/v1/enc/enc-c/status", b"still connected") in ACCEPTED
+    finally:
+        intruder.disconnect()
+        victim.disconnect()
+
+
+def test_operator_on_the_local_listener_reads_and_cannot_publish(deployed: Deployed) -> None:
+    ops = deployed.client(OPERATOR_USER, tls=False, client_id="ops")
+    try:
+        assert ops.subscribe("jaxmba/v1/#") == [1]
+        assert ops.publish("jaxmba/v1/enc/enc-a/cmd", b"{}") == NOT_AUTHORIZED
+    finally:
+        ops.disconnect()
+
+
+def test_reload_of_the_shipped_config(deployed: Deployed) -> None:
+    deployed.process.reload()  # what `systemctl reload mosquitto` does: SIGHUP
+    assert deployed.process.running
+    enc = deployed.client("enc-a", client_id="enc-a-after-reload")
+    enc.disconnect()

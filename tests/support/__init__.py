@@ -1,0 +1,1 @@
+"""Helpers for the test suite: real brokers and databases, MQTT clients, waiting on conditions."""
