@@ -33,6 +33,8 @@ ADMIN_PASSWORD_ENV = "JAXMBA_DEMO_ADMIN_PASSWORD"  # noqa: S105 - a variable nam
 PRIVATE_MODE = 0o600
 # Small frames keep N encoders within a 2-core laptop; real cameras set their own size.
 DEMO_WIDTH, DEMO_HEIGHT, DEMO_FPS = 320, 240, 15
+# The agent's production reserve (GiBs) would refuse to record on a small laptop disk.
+DEMO_DISK_RESERVE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ def agent_config_text(settings: Settings, paths: DemoPaths, eid: str, password: 
             "",
             "[recording]",
             f"root = {json.dumps(str(paths.recordings.absolute()))}",
+            f"disk_reserve_bytes = {DEMO_DISK_RESERVE_BYTES}",
             "",
             "[status]",
             f"interval_s = {settings.service.status_interval_s}",

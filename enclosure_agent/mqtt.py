@@ -1,0 +1,313 @@
+"""The agent's MQTT 5 connection (the only agent module that imports paho, with ``mqtt*.py``).
+
+* client id and user name = the enclosure id; TCP_NODELAY; keepalive = the status interval;
+* ``clean_start=False`` with a Session Expiry Interval, so commands queued while the agent
+  was away for less than that still arrive;
+* the Will is the retained ``state`` message ``lost`` (QoS 1), sent by the broker if the
+  connection dies; a clean ``stop()`` sends DISCONNECT with reason 0, so it does not fire;
+* paho reconnects in its network thread with exponential backoff; a CONNACK refusing our
+  credentials (or the client id) stops retrying and reports it as fatal;
+* every callback copies what it needs out of paho's objects and hands it to the listener,
+  catching and logging errors with the topic and a truncated payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from enclosure_agent.errors import BrokerError, BrokerRefused
+from enclosure_agent.link import Inbound, LinkListener, Outgoing
+
+__all__ = ["LinkSettings", "MqttLink", "probe_login"]
+
+log = logging.getLogger(__name__)
+
+MAX_INFLIGHT = 200  # QoS 1 messages awaiting PUBACK; above the outbox window plus acks/status
+PAYLOAD_LOG_CHARS = 120  # how much of a payload an error message shows
+# CONNACK reason codes after which retrying cannot help until someone changes the config.
+FATAL_CONNACK = {
+    0x84: "unsupported protocol version",
+    0x85: "client identifier not valid",
+    0x86: "bad user name or password",
+    0x87: "not authorized",
+    0x8C: "bad authentication method",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    host: str
+    port: int
+    client_id: str
+    username: str
+    password: str | None
+    keepalive_s: float
+    session_expiry_s: int
+    will: Outgoing
+    tls: bool = False
+    ca_file: Path | None = None
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 30.0
+
+
+def _code(reason: ReasonCode | int) -> int:
+    return reason.value if isinstance(reason, ReasonCode) else int(reason)
+
+
+def _describe(reason: ReasonCode | int) -> str:
+    code = _code(reason)
+    return FATAL_CONNACK.get(code) or f"{reason} (0x{code:02x})"
+
+
+def _properties(message: Outgoing) -> Properties | None:
+    if message.correlation_data is None and message.expiry_interval_s is None:
+        return None
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    if message.correlation_data is not None:
+        props.CorrelationData = message.correlation_data
+    if message.expiry_interval_s is not None:
+        props.MessageExpiryInterval = message.expiry_interval_s
+    return props
+
+
+def _new_client(settings: LinkSettings) -> paho.Client:
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=paho.MQTTv5
+    )
+    client.username_pw_set(settings.username, settings.password)
+    if settings.tls:
+        try:
+            client.tls_set(
+                ca_certs=str(settings.ca_file) if settings.ca_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerError(f"TLS setup failed (ca_file {settings.ca_file}): {exc}") from exc
+    will = settings.will
+    client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+    client.reconnect_delay_set(
+        min_delay=max(1, round(settings.reconnect_min_s)),
+        max_delay=max(1, round(settings.reconnect_max_s)),
+    )
+    client.max_inflight_messages_set(MAX_INFLIGHT)
+    client.on_socket_open = _nodelay
+    return client
+
+
+def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _connect_properties(settings: LinkSettings) -> Properties:
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = settings.session_expiry_s
+    return props
+
+
+class MqttLink:
+    """One long-lived MQTT 5 connection reporting to a ``LinkListener``."""
+
+    def __init__(self, settings: LinkSettings, listener: LinkListener) -> None:
+        self.settings = settings
+        self._listener = listener
+        self._client = _new_client(settings)
+        self._connected = threading.Event()
+        self._refused = False
+        self._infos: dict[int, paho.MQTTMessageInfo] = {}
+        self._lock = threading.Lock()
+        c = self._client
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
+        c.on_connect_fail = self._on_connect_fail
+
+    # -- Link -------------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        """Connect in the background; paho keeps reconnecting until ``stop()`` or a refusal."""
+        s = self.settings
+        self._client.connect_async(
+            s.host,
+            s.port,
+            keepalive=max(1, math.ceil(s.keepalive_s)),
+            clean_start=False,
+            properties=_connect_properties(s),
+        )
+        self._client.loop_start()
+
+    def publish(self, message: Outgoing) -> int | None:
+        """Queue ``message``; its mid (QoS 1 is resent after a reconnect), None if refused."""
+        try:
+            info = self._client.publish(
+                message.topic, message.payload, message.qos, message.retain, _properties(message)
+            )
+        except (ValueError, RuntimeError) as exc:
+            log.error("cannot publish to %s: %s", message.topic, exc)  # noqa: TRY400 (expected)
+            return None
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            log.error("cannot publish to %s: %s", message.topic, paho.error_string(info.rc))
+            return None
+        if message.qos > 0:
+            with self._lock:
+                self._infos[info.mid] = info
+        return info.mid
+
+    def subscribe(self, topic_filters: list[str]) -> int | None:
+        rc, mid = self._client.subscribe([(topic, 1) for topic in topic_filters])
+        if rc != paho.MQTT_ERR_SUCCESS:
+            log.warning("subscribe %s failed: %s", topic_filters, paho.error_string(rc))
+            return None
+        return mid
+
+    def wait_published(self, mid: int, timeout_s: float) -> bool:
+        """Wait for the PUBACK of ``mid``; False on timeout."""
+        with self._lock:
+            info = self._infos.get(mid)
+        if info is None:
+            return True  # already acknowledged (or QoS 0)
+        try:
+            info.wait_for_publish(timeout_s)
+        except (ValueError, RuntimeError):
+            return False
+        return info.is_published()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Send DISCONNECT (the Will does not fire) and stop the network thread.
+
+        paho writes the DISCONNECT before its thread ends; ``timeout_s`` bounds the wait for a
+        connection attempt in progress to give up.
+        """
+        self._client.disconnect()  # also ends a reconnect loop that is waiting
+        thread = threading.Thread(target=self._client.loop_stop, daemon=True)
+        thread.start()
+        thread.join(timeout_s)
+        self._connected.clear()
+
+    # -- paho callbacks (network thread) ----------------------------------------------------------
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        try:
+            if reason.is_failure:
+                fatal = _code(reason) in FATAL_CONNACK
+                if fatal:
+                    self._refused = True
+                    client.disconnect()  # stops paho's reconnect loop
+                log.error("the broker refused the connection: %s", _describe(reason))
+                self._listener.link_refused(_describe(reason), fatal)
+                return
+            self._connected.set()
+            self._listener.link_connected(bool(flags.session_present))
+        except Exception:
+            log.exception("error handling CONNACK")
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        log.debug("connection attempt to %s:%d failed", self.settings.host, self.settings.port)
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if not was_connected:
+            return
+        try:
+            self._listener.link_disconnected(_describe(reason))
+        except Exception:
+            log.exception("error handling a disconnect")
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            props = msg.properties
+            inbound = Inbound(
+                topic=msg.topic,
+                payload=bytes(msg.payload),
+                retain=bool(msg.retain),
+                qos=msg.qos,
+                response_topic=getattr(props, "ResponseTopic", None),
+                correlation_data=getattr(props, "CorrelationData", None),
+                expiry_interval_s=getattr(props, "MessageExpiryInterval", None),
+            )
+            self._listener.link_message(inbound)
+        except Exception:
+            log.exception(
+                "error handling a message on %s: %r",
+                msg.topic,
+                bytes(msg.payload[:PAYLOAD_LOG_CHARS]),
+            )
+
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
+    ) -> None:
+        with self._lock:
+            self._infos.pop(mid, None)
+        try:
+            self._listener.link_published(mid, not reason.is_failure, _describe(reason))
+        except Exception:
+            log.exception("error handling the PUBACK of mid %d", mid)
+
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, codes: list[ReasonCode], props: Any
+    ) -> None:
+        try:
+            self._listener.link_subscribed(mid, [_code(code) for code in codes])
+        except Exception:
+            log.exception("error handling the SUBACK of mid %d", mid)
+
+
+def probe_login(settings: LinkSettings, timeout_s: float = 5.0) -> float:
+    """Connect once (clean start, no Will, no session), return the CONNACK round trip in s.
+
+    Raises ``BrokerRefused`` when the broker refuses us and ``BrokerError`` when it cannot be
+    reached in ``timeout_s``. Used by ``jaxmba-agent check``.
+    """
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"{settings.client_id}", protocol=paho.MQTTv5
+    )
+    client.username_pw_set(settings.username, settings.password)
+    if settings.tls:
+        try:
+            client.tls_set(ca_certs=str(settings.ca_file) if settings.ca_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerError(f"TLS setup failed: {exc}") from exc
+    answer: list[ReasonCode] = []
+    client.on_connect = lambda c, u, f, reason, p: answer.append(reason)
+    started = time.monotonic()
+    try:
+        client.connect(settings.host, settings.port, keepalive=10, clean_start=True)
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerError(f"cannot reach {settings.host}:{settings.port}: {exc}") from exc
+    try:
+        while not answer and time.monotonic() - started < timeout_s:
+            client.loop(timeout=0.05)
+        elapsed = time.monotonic() - started
+    finally:
+        client.disconnect()
+    if not answer:
+        raise BrokerError(f"no CONNACK from {settings.host}:{settings.port} in {timeout_s:g} s")
+    reason = answer[0]
+    if reason.is_failure:
+        raise BrokerRefused(
+            _describe(reason), code=_code(reason), fatal=_code(reason) in FATAL_CONNACK
+        )
+    return elapsed
