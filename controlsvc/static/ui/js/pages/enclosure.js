@@ -1,0 +1,209 @@
+// One enclosure: state, health, status history charts, commands and their results, live view.
+
+import { api, canOperate } from "../api.js";
+import { h, clear } from "../dom.js";
+import * as events from "../events.js";
+import { lineChart } from "../chart.js";
+import { fmtDuration, fmtNumber, fmtTime, health, stateWord, tone } from "../format.js";
+
+const HISTORY_POINTS = 500; // newest heartbeats drawn (40 min at the default 5 s interval)
+const MAX_POINTS = 2000;
+const LIVE_VIEW_S = 120;
+let liveRouteKnown = null; // does this service have GET /api/enclosures/{eid}/live?
+
+async function hasLiveRoute() {
+  if (liveRouteKnown === null) {
+    try {
+      const spec = await fetch("/swagger.json").then((r) => r.json());
+      liveRouteKnown = Object.keys(spec.paths || {}).some((p) => /^\/api\/enclosures\/\{[^}]+\}\/live$/.test(p));
+    } catch {
+      liveRouteKnown = false;
+    }
+  }
+  return liveRouteKnown;
+}
+
+function point(item) {
+  const s = item.status || {};
+  const sys = s.system || {};
+  return {
+    at: new Date(item.at),
+    disk: sys.disk_total_bytes ? (100 * sys.disk_free_bytes) / sys.disk_total_bytes : null,
+    load: sys.load_1 ?? null,
+    fps: s.camera?.measured_fps ?? null,
+  };
+}
+
+export function enclosurePage(main, eid) {
+  let enc = null;
+  const history = [];
+  const commands = new Map();
+  let liveTimer = null;
+  let liveOn = false;
+
+  const title = h("h1", eid);
+  const badge = h("span.badge");
+  const facts = h("div.panel");
+  const charts = {
+    disk: lineChart({ title: "Disk free", unit: "%", points: [], max: 100 }),
+    load: lineChart({ title: "Load (1 min)", unit: "", points: [] }),
+    fps: lineChart({ title: "Camera", unit: "fps", points: [] }),
+  };
+  const commandRows = h("tbody");
+  const message = h("p.notice", { role: "status", hidden: true });
+  const buttons = h("div.buttons");
+  const transitions = h("ul.timeline");
+  const liveImg = h("img.live-img", { alt: `Live view of ${eid}` });
+  const liveButton = h("button", { type: "button", onclick: () => (liveOn ? stopLive(true) : startLive()) }, "Start live view");
+  const livePanel = h("section.panel", { hidden: true, "aria-labelledby": "live-h" },
+    h("h2#live-h", "Live view"), liveButton, h("div.live-box", liveImg));
+
+  clear(main,
+    h("p.crumbs", h("a", { href: "#/" }, "Fleet"), " / ", eid),
+    h("div.page-head", title, badge),
+    facts,
+    h("section.panel", { "aria-labelledby": "cmd-h" },
+      h("h2#cmd-h", "Commands"), buttons, message,
+      h("div.table-wrap", h("table.data", h("caption.sr", "Recent commands"),
+        h("thead", h("tr", ["Sent", "Command", "Result", "Detail"].map((c) => h("th", { scope: "col" }, c)))),
+        commandRows))),
+    livePanel,
+    h("section.panel", { "aria-labelledby": "hist-h" },
+      h("h2#hist-h", "Status history"), h("div.charts", charts.disk, charts.load, charts.fps)),
+    h("section.panel", { "aria-labelledby": "tr-h" }, h("h2#tr-h", "State changes"), transitions));
+
+  function renderHead() {
+    title.textContent = enc.name && enc.name !== enc.id ? `${enc.name} (${enc.id})` : enc.id;
+    badge.className = `badge tone-${tone(enc.state)}`;
+    badge.textContent = stateWord(enc.state);
+    badge.dataset.testid = "state";
+    const hl = health(enc.status);
+    clear(facts, h("dl.facts.wide",
+      h("dt", "Location"), h("dd", enc.location || "–"),
+      h("dt", "Last seen"), h("dd", fmtTime(enc.last_seen_at)),
+      h("dt", "Agent"), h("dd", enc.agent_version || "–"),
+      hl ? [
+        h("dt", "Disk free"), h(`dd.tone-text-${hl.diskTone}`, hl.diskPct === null ? "–" : `${fmtNumber(hl.diskPct, 1)} %`),
+        h("dt", "Load"), h("dd", fmtNumber(hl.load, 2)),
+        h("dt", "Clock"), h(`dd.tone-text-${hl.clockTone}`, hl.clockWord),
+        h("dt", "Camera"), h("dd", hl.cameraConnected ? `${fmtNumber(hl.fps, 1)} fps measured` : "not connected"),
+        h("dt", "Recording"), h("dd", hl.recording
+          ? [h("a", { href: `#/sessions/${encodeURIComponent(hl.recording.session_id)}` }, hl.recording.session_id),
+            `, ${fmtDuration(hl.recording.recorded_s)} recorded, ${fmtNumber(hl.frames)} frames`]
+          : "no"),
+        hl.lastError ? [h("dt", "Last error"), h("dd.error-text", hl.lastError)] : null,
+      ] : null),
+      enc.notes ? h("p", enc.notes) : null);
+  }
+
+  function renderCharts() {
+    charts.disk.update(history.map((p) => [p.at, p.disk]));
+    charts.load.update(history.map((p) => [p.at, p.load]));
+    charts.fps.update(history.map((p) => [p.at, p.fps]));
+  }
+
+  function renderCommands() {
+    const rows = [...commands.values()].sort((a, b) => b.created_at.localeCompare(a.created_at)).slice(0, 20);
+    clear(commandRows, rows.length ? rows.map((c) => h("tr", { dataset: { command: c.id } },
+      h("td", fmtTime(c.created_at)),
+      h("td", c.kind.replaceAll("_", " ")),
+      h("td", h(`span.badge.tone-${tone(c.state)}`, stateWord(c.state))),
+      h("td", c.detail || (c.result ? JSON.stringify(c.result) : "")))) : h("tr", h("td", { colspan: 4 }, "No commands yet.")));
+  }
+
+  async function send(kind, params = {}, note = "") {
+    try {
+      const c = await api("POST", `/api/enclosures/${eid}/commands`, { kind, params });
+      commands.set(c.id, c);
+      renderCommands();
+      message.hidden = false;
+      message.textContent = `${kind.replaceAll("_", " ")} sent${note}.`;
+      return c;
+    } catch (err) {
+      message.hidden = false;
+      message.textContent = `Could not send ${kind}: ${err.message}`;
+      return null;
+    }
+  }
+
+  async function startLive() {
+    if (!(await send("start_live_view", { duration_s: LIVE_VIEW_S }))) return;
+    liveOn = true;
+    liveButton.textContent = "Stop live view";
+    // The relay needs a token: a fresh single-use ticket, never the bearer token, in the URL.
+    const { ticket } = await api("POST", "/api/events/ticket");
+    liveImg.src = `/api/enclosures/${eid}/live?ticket=${encodeURIComponent(ticket)}`;
+    liveTimer = setTimeout(() => stopLive(false), LIVE_VIEW_S * 1000);
+  }
+
+  function stopLive(tell) {
+    clearTimeout(liveTimer);
+    if (!liveOn) return;
+    liveOn = false;
+    liveImg.removeAttribute("src");
+    liveButton.textContent = "Start live view";
+    if (tell) send("stop_live_view");
+  }
+
+  async function load() {
+    try {
+      enc = await api("GET", `/api/enclosures/${eid}`);
+    } catch (err) {
+      clear(main, h("h1", eid), h("p.error-text", { role: "alert" },
+        err.status === 404 ? "No enclosure has this id." : `Could not load it: ${err.message}`),
+      h("p", h("a", { href: "#/" }, "Back to the fleet")));
+      return;
+    }
+    renderHead();
+    if (canOperate()) {
+      clear(buttons,
+        h("button", { type: "button", onclick: () => send("ping") }, "Ping"),
+        h("button", { type: "button", onclick: () => send("snapshot") }, "Snapshot"),
+        h("button.secondary", { type: "button", onclick: () => send("rebirth") }, "Re-send status"));
+    } else {
+      clear(buttons, h("p.muted", "Viewers cannot send commands."));
+    }
+    livePanel.hidden = !(canOperate() && (await hasLiveRoute()));
+    const [hist, cmds, trans] = await Promise.all([
+      api("GET", `/api/enclosures/${eid}/status-history`, undefined, { query: { limit: HISTORY_POINTS } }),
+      api("GET", `/api/enclosures/${eid}/commands`, undefined, { query: { limit: 20 } }),
+      api("GET", `/api/enclosures/${eid}/transitions`, undefined, { query: { limit: 10 } }).catch(() => ({ items: [] })),
+    ]);
+    history.splice(0, history.length, ...hist.items.reverse().map(point));
+    renderCharts();
+    for (const c of cmds.items) commands.set(c.id, c);
+    renderCommands();
+    clear(transitions, trans.items.length ? trans.items.map((t) => h("li",
+      h("span.muted", fmtTime(t.at)), " ",
+      h(`span.badge.tone-${tone(t.from_state)}`, stateWord(t.from_state)), " → ",
+      h(`span.badge.tone-${tone(t.to_state)}`, stateWord(t.to_state)), ` ${t.reason}`)) : h("li.muted", "No changes yet."));
+  }
+
+  const off = [
+    events.on("enclosure.state", ({ data }) => {
+      if (!enc || data.enclosure_id !== eid) return;
+      enc.state = data.state;
+      renderHead();
+      transitions.prepend(h("li", h("span.muted", fmtTime(data.at)), " ",
+        h(`span.badge.tone-${tone(data.previous_state)}`, stateWord(data.previous_state)), " → ",
+        h(`span.badge.tone-${tone(data.state)}`, stateWord(data.state)), ` ${data.reason || ""}`));
+    }),
+    events.on("enclosure.status", ({ data }) => {
+      if (!enc || data.enclosure_id !== eid) return;
+      enc.state = data.state;
+      enc.status = data.status;
+      enc.last_seen_at = data.at;
+      renderHead();
+      history.push(point({ at: data.at, status: data.status }));
+      if (history.length > MAX_POINTS) history.shift();
+      renderCharts();
+    }),
+    events.on("command.updated", ({ data }) => {
+      if (data.enclosure_id !== eid) return;
+      commands.set(data.id, data);
+      renderCommands();
+    }),
+  ];
+  load();
+  return () => { off.forEach((f) => f()); stopLive(true); };
+}

@@ -1,0 +1,257 @@
+// Recording sessions: the list, the create form and one session's detail.
+
+import { api, canOperate, listAll } from "../api.js";
+import { h, clear, progressBar } from "../dom.js";
+import * as events from "../events.js";
+import { field, formError, showErrors, clearErrors } from "../forms.js";
+import { fmtBytes, fmtDuration, fmtNumber, fmtTime, stateWord, tone } from "../format.js";
+
+const ACTIVE = new Set(["scheduled", "running"]);
+const DURATION_UNITS = { s: 1, min: 60, h: 3600, d: 86400 };
+
+function debounce(fn, ms = 300) {
+  let t = null;
+  const wrapped = () => { clearTimeout(t); t = setTimeout(fn, ms); };
+  wrapped.cancel = () => clearTimeout(t);
+  return wrapped;
+}
+
+function statesLine(counts) {
+  return Object.entries(counts || {}).map(([s, n]) => `${n} ${stateWord(s).toLowerCase()}`).join(", ");
+}
+
+// --- the list --------------------------------------------------------------------------------
+
+export function sessionsPage(main) {
+  const bodies = { active: h("tbody"), finished: h("tbody"), archived: h("tbody") };
+  const table = (key, caption) => h("section.panel", { "aria-labelledby": `${key}-h` },
+    h(`h2#${key}-h`, caption),
+    h("div.table-wrap", h("table.data", { dataset: { list: key } },
+      h("thead", h("tr", ["Session", "Status", "Enclosures", "Start", "Duration"].map((c) => h("th", { scope: "col" }, c)))),
+      bodies[key])));
+  clear(main,
+    h("div.page-head", h("h1", "Sessions"),
+      canOperate() ? h("a.button", { href: "#/sessions/new" }, "New session") : null),
+    table("active", "Active"), table("finished", "Finished"), table("archived", "Archived"));
+
+  function rows(items, empty) {
+    return items.length ? items.map((s) => h("tr", { dataset: { session: s.id } },
+      h("td", h("a", { href: `#/sessions/${encodeURIComponent(s.id)}` }, s.name), h("div.muted.small", s.id)),
+      h("td", h(`span.badge.tone-${tone(s.status)}`, stateWord(s.status))),
+      h("td", statesLine(s.enclosure_states)),
+      h("td", fmtTime(s.start_at)),
+      h("td", fmtDuration(s.duration_s)))) : h("tr", h("td", { colspan: 5, class: "muted" }, empty));
+  }
+
+  async function load() {
+    try {
+      const [current, archived] = await Promise.all([
+        listAll("/api/sessions", { archived: false }, 1000),
+        api("GET", "/api/sessions", undefined, { query: { archived: true, limit: 100 } }),
+      ]);
+      clear(bodies.active, rows(current.filter((s) => ACTIVE.has(s.status)), "No active session."));
+      clear(bodies.finished, rows(current.filter((s) => !ACTIVE.has(s.status)), "No finished session."));
+      clear(bodies.archived, rows(archived.items, "Nothing archived."));
+    } catch (err) {
+      clear(bodies.active, h("tr", h("td", { colspan: 5, class: "error-text" }, `Could not load sessions: ${err.message}`)));
+    }
+  }
+  const reload = debounce(load);
+  const off = [events.on("session.state", reload)];
+  load();
+  return () => { off.forEach((f) => f()); reload.cancel(); };
+}
+
+// --- the create form -------------------------------------------------------------------------
+
+export function sessionNewPage(main) {
+  if (!canOperate()) {
+    clear(main, h("h1", "New session"), h("p", "Only operators and administrators can start sessions."));
+    return null;
+  }
+  const name = field("Name", h("input", { name: "name", required: true, maxlength: 200 }));
+  const encFieldset = h("fieldset.enclosure-pick", h("legend", "Enclosures and file prefixes"));
+  const encError = h("p.field-error", { hidden: true });
+  const enclosures = { row: encFieldset, input: encFieldset, error: encError };
+  const durationValue = h("input", { name: "duration", type: "number", min: 1, step: "any", value: 1, required: true });
+  const durationUnit = h("select", { "aria-label": "Duration unit" },
+    Object.keys(DURATION_UNITS).map((u) => h("option", { value: u, selected: u === "h" }, u)));
+  const duration = field("Duration", durationValue);
+  duration.row.querySelector("input").after(durationUnit);
+  const fps = field("Frames per second", h("input", { name: "target_fps", type: "number", min: 1, max: 120, placeholder: "agent default" }));
+  const segMode = h("select", { name: "segmentation" },
+    h("option", { value: "default" }, "The agent's default"),
+    h("option", { value: "hourly" }, "A new file every hour (UTC)"),
+    h("option", { value: "minutes" }, "A new file every N minutes"));
+  const segmentation = field("Files", segMode);
+  const minutes = field("Minutes per file", h("input", { name: "segment_minutes", type: "number", min: 1, max: 1440, value: 60 }));
+  minutes.row.hidden = true;
+  segMode.addEventListener("change", () => { minutes.row.hidden = segMode.value !== "minutes"; });
+  const filter = field("Apply the image (denoise) filter", h("input", { name: "apply_filter", type: "checkbox" }));
+  filter.row.classList.add("check");
+  const startAt = field("Start at", h("input", { name: "start_at", type: "datetime-local" }), "Leave empty to start now (your local time).");
+  const notes = field("Notes", h("textarea", { name: "notes", rows: 3, maxlength: 10000 }));
+  const allowOffline = field("Also accept lost or offline enclosures (they start when they come back)",
+    h("input", { name: "allow_offline", type: "checkbox" }));
+  allowOffline.row.classList.add("check");
+  const submit = h("button", { type: "submit" }, "Start session");
+  const form = h("form.session-form", { novalidate: true },
+    name.row, encFieldset, encError, duration.row, fps.row, segmentation.row, minutes.row,
+    filter.row, startAt.row, notes.row, allowOffline.row, formError(),
+    h("div.buttons", submit, h("a.button.secondary", { href: "#/sessions" }, "Cancel")));
+  clear(main, h("p.crumbs", h("a", { href: "#/sessions" }, "Sessions"), " / new"),
+    h("h1", "New session"), form);
+
+  const picks = []; // {id, box, prefix: field}
+  listAll("/api/enclosures").then((items) => {
+    for (const e of items) {
+      const box = h("input", { type: "checkbox", id: `pick-${e.id}`, value: e.id, dataset: { pick: e.id } });
+      const prefix = field(`File prefix for ${e.id}`, h("input", { value: "mouse", dataset: { prefix: e.id }, maxlength: 64 }));
+      prefix.row.classList.add("inline");
+      picks.push({ id: e.id, box, prefix });
+      encFieldset.append(h("div.pick",
+        box, h("label", { for: box.id }, `${e.name || e.id} `, h(`span.badge.tone-${tone(e.state)}`, stateWord(e.state))),
+        prefix.row));
+    }
+    if (!items.length) encFieldset.append(h("p.muted", "No enclosures are registered."));
+  }).catch((err) => encFieldset.append(h("p.error-text", err.message)));
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    const chosen = picks.filter((p) => p.box.checked);
+    const body = {
+      name: name.input.value.trim(),
+      enclosures: chosen.map((p) => ({ id: p.id, file_prefix: p.prefix.input.value.trim() })),
+      duration_s: Math.round(Number(durationValue.value) * DURATION_UNITS[durationUnit.value]) || 0,
+      fragment_hourly: segMode.value === "hourly",
+      segment_minutes: segMode.value === "minutes" ? Number(minutes.input.value) || 0 : null,
+      target_fps: fps.input.value ? Number(fps.input.value) : null,
+      apply_filter: filter.input.checked,
+      start_at: startAt.input.value ? new Date(startAt.input.value).toISOString() : null,
+      notes: notes.input.value.trim() || null,
+      allow_offline: allowOffline.input.checked,
+    };
+    const fields = {
+      name, enclosures, duration_s: duration, target_fps: fps, fragment_hourly: segmentation,
+      segment_minutes: minutes, start_at: startAt, notes, allow_offline: allowOffline, apply_filter: filter,
+    };
+    chosen.forEach((p, i) => { fields[`enclosures.${i}.file_prefix`] = p.prefix; fields[`enclosures.${i}.id`] = enclosures; });
+    submit.disabled = true;
+    try {
+      const created = await api("POST", "/api/sessions", body);
+      location.hash = `#/sessions/${encodeURIComponent(created.id)}`;
+    } catch (err) {
+      showErrors(form, err, fields);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  name.input.focus();
+  return null;
+}
+
+// --- one session -----------------------------------------------------------------------------
+
+export function sessionPage(main, id) {
+  const head = h("div");
+  const encBody = h("div.enc-progress");
+  const segBody = h("tbody");
+  const message = h("p.notice", { role: "status", hidden: true });
+  clear(main, h("p.crumbs", h("a", { href: "#/sessions" }, "Sessions"), " / ", id),
+    head, message,
+    h("section.panel", { "aria-labelledby": "enc-h" }, h("h2#enc-h", "Enclosures"), encBody),
+    h("section.panel", { "aria-labelledby": "seg-h" }, h("h2#seg-h", "Segments"),
+      h("div.table-wrap", h("table.data",
+        h("thead", h("tr", ["Enclosure", "File", "From", "To", "Frames", "Size", "SHA-256"].map((c) => h("th", { scope: "col" }, c)))),
+        segBody))));
+
+  async function act(path, what) {
+    try {
+      await api("POST", path);
+      message.hidden = false;
+      message.textContent = `${what}.`;
+      await load();
+    } catch (err) {
+      message.hidden = false;
+      message.textContent = `Could not ${what.toLowerCase()}: ${err.message}`;
+    }
+  }
+
+  const members = new Set();
+  function render(s) {
+    members.clear();
+    s.enclosures.forEach((e) => members.add(e.enclosure_id));
+    const terminal = !ACTIVE.has(s.status);
+    clear(head,
+      h("div.page-head", h("h1", s.name), h(`span.badge.tone-${tone(s.status)}`, { dataset: { testid: "status" } },
+        stateWord(s.status)), s.archived ? h("span.badge.tone-none", "Archived") : null),
+      h("dl.facts.wide",
+        h("dt", "Id"), h("dd", s.id),
+        h("dt", "Start"), h("dd", fmtTime(s.start_at)),
+        h("dt", "End"), h("dd", fmtTime(s.end_at)),
+        h("dt", "Duration"), h("dd", fmtDuration(s.duration_s)),
+        h("dt", "Frame rate"), h("dd", s.target_fps ? `${s.target_fps} fps` : "agent default"),
+        h("dt", "Files"), h("dd", s.fragment_hourly ? "hourly" : s.segment_minutes ? `every ${s.segment_minutes} min` : "agent default"),
+        h("dt", "Filter"), h("dd", s.apply_filter ? "on" : "off"),
+        h("dt", "Recorded"), h("dd", { dataset: { testid: "total-recorded" } },
+          `${fmtDuration(s.totals.recorded_s)} · ${fmtNumber(s.totals.frames)} frames · ${fmtBytes(s.totals.bytes)} · ${s.totals.segments} segments`),
+        h("dt", "Gaps"), h("dd", s.totals.gap_s ? fmtDuration(s.totals.gap_s) : "none"),
+        s.notes ? [h("dt", "Notes"), h("dd", s.notes)] : null),
+      canOperate() ? h("div.buttons",
+        !terminal ? h("button.danger", { type: "button", onclick: () => {
+          if (confirm(`Cancel the whole session "${s.name}"?`)) act(`/api/sessions/${id}/cancel`, "Session canceled");
+        } }, "Cancel session") : null,
+        terminal && !s.archived ? h("button.secondary", { type: "button",
+          onclick: () => act(`/api/sessions/${id}/archive`, "Session archived") }, "Archive") : null) : null);
+
+    clear(encBody, s.enclosures.map((e) => {
+      const done = ["completed", "failed", "canceled", "timed_out"].includes(e.state);
+      return h(`article.enc-row.tone-${tone(e.state)}`, { dataset: { enclosure: e.enclosure_id, state: e.state } },
+        h("div.enc-row-head",
+          h("h3", h("a", { href: `#/enclosures/${e.enclosure_id}` }, e.enclosure_id)),
+          h(`span.badge.tone-${tone(e.state)}`, { dataset: { testid: "state" } }, stateWord(e.state)),
+          e.enclosure_state ? h("span.muted.small", `enclosure ${stateWord(e.enclosure_state).toLowerCase()}`) : null,
+          canOperate() && !done && !terminal ? h("button.secondary.small", { type: "button", onclick: () => {
+            if (confirm(`Stop ${e.enclosure_id} in this session? The others go on.`)) {
+              act(`/api/sessions/${id}/enclosures/${e.enclosure_id}/cancel`, `${e.enclosure_id} canceled`);
+            }
+          } }, `Cancel ${e.enclosure_id}`) : null),
+        progressBar(e.recorded_s / s.duration_s, `recorded share of ${e.enclosure_id}`),
+        h("p.small", { dataset: { testid: "recorded" } },
+          `${fmtDuration(e.recorded_s)} of ${fmtDuration(s.duration_s)} recorded · ${fmtNumber(e.frames)} frames · ${e.segments} segments · ${fmtBytes(e.bytes)} · prefix ${e.file_prefix}`),
+        e.message ? h(`p.small${e.state === "failed" || e.state === "timed_out" ? ".error-text" : ""}`, e.message) : null,
+        e.lost_since ? h("p.small.error-text", `Unreachable since ${fmtTime(e.lost_since)}`) : null,
+        e.gaps.length ? h("details", h("summary", `${e.gaps.length} gaps, ${fmtDuration(e.gap_s)} not recorded`),
+          h("ul", e.gaps.map((g) => h("li", `${fmtTime(g.started_at)} → ${fmtTime(g.ended_at)}: ${fmtDuration(g.gap_s)} (${g.cause.replaceAll("_", " ")})`)))) : null);
+    }));
+  }
+
+  async function loadSegments() {
+    const page = await api("GET", `/api/sessions/${id}/recordings`, undefined, { query: { limit: 200 } });
+    clear(segBody, page.items.length ? page.items.map((g) => h("tr",
+      h("td", g.enclosure_id), h("td.path", g.path), h("td", fmtTime(g.started_at)), h("td", fmtTime(g.ended_at)),
+      h("td", fmtNumber(g.frames)), h("td", fmtBytes(g.bytes)), h("td.hash", { title: g.sha256 }, `${g.sha256.slice(0, 12)}…`)))
+      : h("tr", h("td", { colspan: 7, class: "muted" }, "No closed segment yet.")));
+    if (page.next_cursor) segBody.append(h("tr", h("td", { colspan: 7, class: "muted" }, "Showing the first 200 segments.")));
+  }
+
+  async function load() {
+    try {
+      render(await api("GET", `/api/sessions/${id}`));
+      await loadSegments();
+    } catch (err) {
+      clear(head, h("h1", id), h("p.error-text", { role: "alert" },
+        err.status === 404 ? "No session has this id." : `Could not load it: ${err.message}`));
+    }
+  }
+  const reload = debounce(load, 250);
+  const mine = ({ session_id: sid, data }) => (sid || data?.session_id) === id && reload();
+  const off = [
+    events.on("session.progress", mine),
+    events.on("session.state", mine),
+    events.on("enclosure.state", ({ data }) => members.has(data.enclosure_id) && reload()),
+  ];
+  load();
+  return () => { off.forEach((f) => f()); reload.cancel(); };
+}

@@ -1,0 +1,331 @@
+"""The web UI in a real browser (Playwright driving Debian's chromium) against the demo.
+
+`jaxmba-service demo` runs as a subprocess (embedded broker, SQLite, bridge, three agents
+recording the test pattern, the API under gunicorn) and the browser goes through what an
+operator does: log in, see the fleet, start a session on two enclosures, watch its progress
+arrive without reloading, cancel one enclosure, see an enclosure go `lost` when its agent is
+killed (and the alert), invite a user. Any browser console error fails the test. Screenshots of
+the main pages land in docs/screenshots/ (the README's "Web UI" section shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from controlsvc.broker import find_free_port
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+ENCLOSURES = ("demo-01", "demo-02", "demo-03")
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+# Statuses every 2 s (the default 5 s would make each live step wait longer).
+STATUS_INTERVAL_S = "2"
+UI_TIMEOUT_MS = 30_000
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        "the UI tests need Debian's chromium at /usr/bin/chromium (scripts/setup --test "
+        "installs it; Playwright's own browser download is not used)",
+        allow_module_level=True,
+    )
+playwright_sync = pytest.importorskip(
+    "playwright.sync_api", reason="the UI tests need the playwright package (the dev extra)"
+)
+expect = playwright_sync.expect
+
+
+@dataclass
+class Demo:
+    base: str
+    proc: subprocess.Popen[bytes]
+    email: str
+    password: str
+    dir: Path
+    log: Path
+
+    def agent(self, eid: str) -> psutil.Process:
+        """The agent process of an enclosure: the demo's child whose cmdline names its config."""
+        config = self.dir / "agents" / f"{eid}.toml"
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                # The demo passes the path as it knows it (relative to its working directory).
+                if any(Path(self.dir.parents[1], arg) == config for arg in child.cmdline()):
+                    return child
+            except psutil.NoSuchProcess:
+                continue
+        raise AssertionError(f"no agent process for {eid}")
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        token = httpx.post(
+            f"{self.base}/api/auth/login",
+            json={"email": self.email, "password": self.password},
+            timeout=10,
+        ).json()["access_token"]
+        response = httpx.request(
+            method,
+            f"{self.base}{path}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+            **kwargs,
+        )
+        response.raise_for_status()
+        return response.json()
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    tmp = tmp_path_factory.mktemp("ui-demo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAXMBA_")}
+    env["FLASK_CONFIG"] = "dev"
+    env["JAXMBA_SERVICE_STATUS_INTERVAL_S"] = STATUS_INTERVAL_S
+    config = tmp / "jax-mba-service.config"
+    cli = [sys.executable, "-m", "controlsvc", "--config", str(config)]
+    subprocess.run([*cli, "init_config"], cwd=tmp, env=env, check=True, capture_output=True)
+    port = find_free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp / "demo.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [*cli, "demo", "--enclosures", str(len(ENCLOSURES)), "--port", str(port)],
+            cwd=tmp,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: proc.poll() is None and _healthy(base),
+            timeout=90,
+            message=f"demo API never became healthy:\n{log_path.read_text()[-3000:]}",
+        )
+        admin = json.loads((tmp / "var" / "demo" / "admin.json").read_text())
+        yield Demo(base, proc, admin["email"], admin["password"], tmp / "var" / "demo", log_path)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@dataclass
+class Console:
+    errors: list[str] = field(default_factory=list)
+
+    def take(self, pattern: str) -> list[str]:
+        """Remove (and return) the errors an expected failure caused, e.g. a 422 answer."""
+        taken = [e for e in self.errors if re.search(pattern, e)]
+        self.errors = [e for e in self.errors if e not in taken]
+        return taken
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def _card(page: Any, eid: str) -> Any:
+    return page.locator(f'article.card[data-enclosure="{eid}"]')
+
+
+def _seconds(text: str) -> float:
+    """Seconds of the first duration in a text like "1 min 4 s recorded ..." ("0 s" -> 0)."""
+    match = re.match(r"\s*(?:(\d+) min )?(\d+) s", text)
+    assert match, text
+    return int(match.group(1) or 0) * 60 + int(match.group(2))
+
+
+def test_operator_journey(demo: Demo, browser: Any) -> None:
+    context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    console = Console()
+    page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: console.errors.append(f"uncaught: {exc}"))
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    # Log in.
+    page.goto(f"{demo.base}/")
+    expect(page.get_by_role("heading", name="Log in to jaxmba")).to_be_visible()
+    _shot(page, "login")
+    page.get_by_label("Email").fill(demo.email)
+    page.get_by_label("Password").fill(demo.password)
+    page.get_by_role("button", name="Log in").click()
+
+    # The fleet: every enclosure, all idle once their agents report; the stream is live.
+    expect(page.get_by_role("heading", name="Fleet")).to_be_visible()
+    for eid in ENCLOSURES:
+        expect(_card(page, eid).get_by_test_id("state")).to_have_text("Idle", timeout=60_000)
+    expect(page.locator("#live-indicator")).to_have_text("live")
+    expect(_card(page, "demo-01")).to_contain_text("Disk free")
+    page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
+
+    # Filter and search.
+    page.get_by_label("Search").fill("demo-02")
+    expect(page.locator("article.card")).to_have_count(1)
+    page.get_by_label("Search").fill("")
+    page.get_by_label("State").select_option("recording")
+    expect(page.locator("article.card")).to_have_count(0)
+    page.get_by_label("State").select_option("")
+    expect(page.locator("article.card")).to_have_count(len(ENCLOSURES))
+
+    # A new session: the API's validation errors appear next to the fields.
+    page.get_by_role("link", name="Sessions").click()
+    page.get_by_role("link", name="New session").click()
+    expect(page.get_by_role("heading", name="New session")).to_be_visible()
+    page.get_by_role("button", name="Start session").click()
+    expect(page.locator(".field-error:visible").first).to_be_visible()
+    expect(page.locator("fieldset.enclosure-pick + .field-error")).to_contain_text("at least 1")
+    assert console.take(r"status of 422"), "the invalid form should have answered 422"
+
+    page.get_by_label("Name").fill("UI test session")
+    page.locator('[data-pick="demo-01"]').check()
+    page.locator('[data-pick="demo-02"]').check()
+    page.locator('[data-prefix="demo-02"]').fill("cage7")
+    page.get_by_label("Duration", exact=True).fill("3")
+    page.get_by_label("Duration unit").select_option("min")
+    page.get_by_label("Frames per second").fill("10")
+    page.get_by_label("Notes").fill("started from the browser test")
+    page.get_by_role("button", name="Start session").click()
+
+    # The detail page: both enclosures start, and progress arrives without a reload.
+    expect(page.get_by_role("heading", name="UI test session")).to_be_visible()
+    rows = {eid: page.locator(f'article.enc-row[data-enclosure="{eid}"]') for eid in ENCLOSURES}
+    for eid in ("demo-01", "demo-02"):
+        expect(rows[eid].get_by_test_id("state")).to_have_text("Recording", timeout=30_000)
+    first = _seconds(rows["demo-01"].get_by_test_id("recorded").inner_text())
+    wait_for(
+        lambda: _seconds(rows["demo-01"].get_by_test_id("recorded").inner_text()) >= first + 3,
+        timeout=30,
+        message="recorded time never grew on the session page",
+    )
+    assert page.evaluate("window.__sameDocument") is True
+    _shot(page, "session-detail")
+
+    # Cancel one enclosure: it ends, the other goes on.
+    page.get_by_role("button", name="Cancel demo-02").click()
+    expect(rows["demo-02"].get_by_test_id("state")).to_have_text("Canceled", timeout=20_000)
+    expect(rows["demo-01"].get_by_test_id("state")).to_have_text("Recording")
+    expect(page.get_by_test_id("status")).to_have_text("Running")
+
+    # The fleet shows the recording with its progress, live.
+    page.get_by_role("link", name="Fleet").click()
+    expect(_card(page, "demo-01").get_by_test_id("state")).to_have_text("Recording")
+    expect(_card(page, "demo-01")).to_contain_text("UI test session")
+    expect(_card(page, "demo-01").get_by_role("progressbar")).to_be_visible()
+    frames = _card(page, "demo-01").get_by_test_id("frames")
+    expect(frames).to_be_visible(timeout=20_000)
+    before = frames.inner_text()
+    expect(frames).not_to_have_text(before, timeout=30_000)
+    _shot(page, "dashboard")
+    page.set_viewport_size(PHONE)
+    _shot(page, "dashboard-phone")
+    page.set_viewport_size(DESKTOP)
+
+    # The enclosure page: charts, and a command with its result.
+    _card(page, "demo-01").get_by_role("link", name="demo-01").click()
+    expect(page.locator(".page-head h1")).to_contain_text("demo-01")
+    expect(page.locator("svg.chart-svg path.line").first).to_be_attached(timeout=20_000)
+    page.get_by_role("button", name="Ping").click()
+    expect(page.locator("table.data tbody tr").first).to_contain_text("Succeeded")
+    _shot(page, "enclosure")
+
+    # The sessions list.
+    page.get_by_role("link", name="Sessions").click()
+    expect(
+        page.locator('table[data-list="active"]').get_by_role("link", name="UI test session")
+    ).to_be_visible()
+    _shot(page, "sessions")
+
+    # Kill the agent of the recording enclosure: it goes lost, and an alert says so.
+    page.get_by_role("link", name="Fleet").click()
+    expect(_card(page, "demo-03").get_by_test_id("state")).to_have_text("Idle")
+    demo.agent("demo-01").send_signal(signal.SIGKILL)
+    expect(_card(page, "demo-01").get_by_test_id("state")).to_have_text("Lost", timeout=30_000)
+    alert = page.locator(".alert", has_text="demo-01")
+    expect(alert.first).to_be_visible(timeout=30_000)
+    alert.first.get_by_role("button", name="Acknowledge").click()
+    expect(page.locator(".alert:not(.alert-recovered)", has_text="demo-01")).to_have_count(0)
+    assert page.evaluate("window.__sameDocument") is True
+
+    # Users: invite someone.
+    page.get_by_role("link", name="Users").click()
+    page.get_by_label("Email").fill("new.tech@example.org")
+    page.get_by_label("Role", exact=True).select_option("viewer")
+    page.get_by_role("button", name="Send invite").click()
+    invited = page.locator('tr[data-user="new.tech@example.org"]')
+    expect(invited).to_contain_text("Invited")
+    expect(invited.get_by_role("combobox")).to_have_value("viewer")
+    _shot(page, "users")
+
+    # Log out.
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in to jaxmba")).to_be_visible()
+
+    context.close()
+    assert console.errors == [], f"browser console errors: {console.errors}"
+
+
+def test_serves_the_ui_without_breaking_the_api(demo: Demo) -> None:
+    index = httpx.get(f"{demo.base}/", timeout=10)
+    assert index.status_code == 200
+    assert "text/html" in index.headers["content-type"]
+    assert "default-src 'self'" in index.headers["content-security-policy"]
+    for link in ("/invite/abc", "/reset-password/abc"):
+        assert httpx.get(f"{demo.base}{link}", timeout=10).text == index.text
+    script = httpx.get(f"{demo.base}/ui/js/main.js", timeout=10)
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    assert not re.search(r"https?://", script.text)  # every asset is local
+    for path in ("/api/nope", "/ui/../app.py", "/ui/missing.js"):
+        missing = httpx.get(f"{demo.base}{path}", timeout=10)
+        assert missing.status_code == 404, path
+        assert missing.headers["content-type"] == "application/problem+json", path
+    assert httpx.get(f"{demo.base}/api/enclosures", timeout=10).status_code == 401
+    assert httpx.get(f"{demo.base}/swagger.json", timeout=10).status_code == 200
+    assert httpx.get(f"{demo.base}/metrics", timeout=10).status_code == 401
