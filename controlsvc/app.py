@@ -13,9 +13,14 @@ from flask_openapi3 import Info, OpenAPI
 from flask_openapi3_swagger.templates import swagger_html_string
 
 from controlsvc import __version__, web
-from controlsvc.api.errors import register_error_handlers, validation_problem
+from controlsvc.api.errors import (
+    document_validation_problems,
+    register_error_handlers,
+    validation_problem,
+)
 from controlsvc.config import Profile, Settings, load_settings
 from controlsvc.db import Database
+from schemas.rest.common import Problem
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +61,24 @@ def _secret(value: str, name: str, settings: Settings) -> str:
     return pysecrets.token_hex(32)
 
 
+class _OpenAPI(OpenAPI):
+    """flask-openapi3 documenting validation errors as the problem+json the API answers."""
+
+    def generate_spec_json(self) -> None:
+        super().generate_spec_json()  # type: ignore[no-untyped-call]
+        document_validation_problems(self.spec_json, self.validation_error_status)
+
+
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> OpenAPI:
     settings = settings or load_settings()
-    app = OpenAPI(
+    app = _OpenAPI(
         __name__,
         info=Info(title="JAX MBA control service", version=__version__),
         security_schemes=SECURITY_SCHEMES,  # type: ignore[arg-type]
         doc_ui=False,
         validation_error_status=422,
+        # Registers the Problem schema that every error response refers to.
+        validation_error_model=Problem,
         validation_error_callback=validation_problem,
     )
     app.config.update(

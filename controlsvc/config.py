@@ -109,9 +109,7 @@ class SecretsSettings(_Section):
     def empty(self) -> list[str]:
         """Required secrets that are empty (the optional metrics_token is not required)."""
         return [
-            name
-            for name, value in self
-            if name != "metrics_token" and not value.get_secret_value()
+            name for name, value in self if name != "metrics_token" and not value.get_secret_value()
         ]
 
 
@@ -187,6 +185,19 @@ class ServiceSettings(_Section):
         3.0, ge=1, le=100, description="Silence of this many status intervals means lost"
     )
     command_timeout_s: int = Field(30, ge=1, le=3600, description="Default command timeout")
+    session_start_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A session enclosure not recording this long after its start (or not "
+        "reporting its last segment this long after the end) is timed_out",
+    )
+    session_lost_grace_s: float = Field(
+        60.0,
+        gt=0,
+        le=24 * 3600,
+        description="A session enclosure lost or offline longer than this is timed_out",
+    )
     status_history_days: int = Field(30, ge=1, le=3650, description="Status history retention")
     access_token_minutes: int = Field(15, ge=1, le=24 * 60, description="Access token lifetime")
     refresh_token_days: int = Field(30, ge=1, le=365, description="Refresh token lifetime")

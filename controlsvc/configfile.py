@@ -36,6 +36,8 @@ database = {database}
 # Filled with random hex by `jaxmba-service create_secrets` (--rotate replaces them).
 secret_key =
 jwt_secret_key =
+# Bearer token Prometheus may use for GET /metrics (empty: an admin/operator login only).
+metrics_token =
 
 [MQTT]
 host = 127.0.0.1
@@ -75,6 +77,8 @@ access_token_minutes = 15
 refresh_token_days = 30
 email_token_hours = 24
 login_rate_limit = 10/minute
+# Shared directory for multiprocess Prometheus metrics (API workers and the bridge).
+metrics_dir = var/metrics
 """
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from alembic import command
@@ -25,7 +26,8 @@ def migrations_dir() -> Path:
 
 def alembic_config(url: str) -> Config:
     directory = migrations_dir()
-    cfg = Config(str(directory / "alembic.ini"))
+    # stdout is looked up now: Alembic's default is the sys.stdout of when it was imported.
+    cfg = Config(str(directory / "alembic.ini"), stdout=sys.stdout)
     cfg.set_main_option("script_location", str(directory))
     # '%' must be doubled: the value goes through ConfigParser interpolation.
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

@@ -17,6 +17,7 @@ from controlsvc import migrate
 from controlsvc.config import Settings
 from controlsvc.db import Database
 from controlsvc.models import Base
+from tests.support.auth import Auth
 from tests.support.postgres import (
     TEST_URL_ENV,
     NoPostgres,
@@ -35,6 +36,18 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if (key.startswith("JAXMBA_") and key != TEST_URL_ENV) or key == "FLASK_CONFIG":
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cheap argon2 parameters (the real ones take ~0.5 s per hash on a small CI machine)."""
+    from argon2 import PasswordHasher
+
+    from controlsvc import passwords
+
+    monkeypatch.setattr(
+        passwords, "HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -114,3 +127,9 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture
+def auth(app: Flask, client: FlaskClient) -> Auth:
+    """Create users, log in, get tokens and the mails sent (tests/support/auth.py)."""
+    return Auth(app, client)

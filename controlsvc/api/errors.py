@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, cast
 
 from flask import Flask, Response, request
+from flask_openapi3.types import ResponseDict
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -39,18 +41,123 @@ def problem(
     return response
 
 
+# --- OpenAPI: every error response is documented as a problem+json `Problem` ---------------
+
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"  # registered by app.py
+_PROBLEM_DESCRIPTIONS = {
+    400: "Malformed request (e.g. the body is not JSON)",
+    401: "Missing, bad, expired or revoked token",
+    403: "The token's user lacks the role",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflicts with the current state",
+    413: "The request body is too large",
+    415: "The body is not application/json",
+    422: "Invalid input; `errors` names each field",
+    429: "Too many attempts; see Retry-After",
+    503: "A dependency is unavailable",
+}
+
+
+def problem_response(status: int) -> dict[str, Any]:
+    """The OpenAPI response object of a problem+json error (a new dict each call)."""
+    doc: dict[str, Any] = {
+        "description": _PROBLEM_DESCRIPTIONS.get(status, "Error"),
+        "content": {PROBLEM_MIME: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+    }
+    if status == 429:
+        doc["headers"] = {
+            "Retry-After": {
+                "description": "Seconds until another attempt is allowed",
+                "schema": {"type": "integer"},
+            }
+        }
+    return doc
+
+
+def problem_responses(*statuses: int) -> ResponseDict:
+    """`responses=` entries for flask-openapi3 routes: {status: problem response, ...}."""
+    return {status: problem_response(status) for status in statuses}
+
+
+def document_validation_problems(spec: dict[str, Any], status: str = "422") -> None:
+    """Replace flask-openapi3's default validation response (a JSON array of pydantic errors)
+    by what the API really answers: one problem+json object."""
+    for path_item in spec.get("paths", {}).values():
+        for operation in path_item.values():
+            response = (operation.get("responses") or {}).get(status)
+            if not isinstance(response, dict):
+                continue
+            schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+            if schema.get("type") == "array":
+                operation["responses"][status] = problem_response(int(status))
+
+
+# pydantic names the member of a union that failed in the error location ("role.str-enum[Role]",
+# "location.none"); these tags are not fields and are left out of the field path.
+_TYPE_TAGS = frozenset(
+    [
+        "none",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "bytes",
+        "decimal",
+        "uuid",
+        "url",
+        "date",
+        "datetime",
+        "time",
+        "timedelta",
+        "list",
+        "dict",
+        "set",
+        "tuple",
+        "model",
+        "enum",
+    ]
+)
+_TAG_RE = re.compile(r"[a-z]+(?:-[a-z]+)+|.*\[.*")
+
+
+def _is_type_tag(part: object, index: int) -> bool:
+    if index == 0 or not isinstance(part, str):
+        return False
+    return part in _TYPE_TAGS or _TAG_RE.fullmatch(part) is not None
+
+
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:
-    """pydantic errors as [{field, message}] with dotted field paths."""
-    out = []
-    for err in exc.errors(include_url=False, include_context=False, include_input=False):
-        field = ".".join(str(part) for part in err["loc"]) or "body"
+    """pydantic errors as [{field, message}] with dotted field paths.
+
+    For a union (`Role | None`) pydantic reports each member's failure; the "should be None"
+    of the optional member is noise next to the real reason and is dropped.
+    """
+    out: list[dict[str, str]] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        parts = [p for i, p in enumerate(err["loc"]) if not _is_type_tag(p, i)]
+        if err["type"] == "nested_invalid":
+            # schemas.errors.raise_nested: the fields of a nested model checked by hand
+            # (command params, event data), already named from the model's field on.
+            for name, message in err.get("ctx", {}).get("errors", []):
+                nested = ".".join([*(str(p) for p in parts), name] if name else map(str, parts))
+                out.append({"field": nested or "body", "message": message})
+            continue
+        field = ".".join(str(part) for part in parts) or "body"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             message = "is required"
         elif err["type"] == "extra_forbidden":
             message = "is not a known field"
-        out.append({"field": field, "message": message})
-    return out
+        entry = {"field": field, "message": message}
+        if entry not in out:
+            out.append(entry)
+    fields_with_reasons = {e["field"] for e in out if e["message"] != "Input should be None"}
+    return [
+        e
+        for e in out
+        if e["message"] != "Input should be None" or e["field"] not in fields_with_reasons
+    ]
 
 
 def validation_problem(exc: ValidationError) -> Response:
@@ -73,12 +180,18 @@ def _check_json_body() -> Response | None:
             f"request bodies must be application/json, not {request.mimetype or 'unspecified'}",
         )
     try:
-        json.loads(raw)
+        json.loads(raw, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         return problem(400, "Malformed JSON", "the body is not UTF-8 text")
     except ValueError as exc:
         return problem(400, "Malformed JSON", f"the body is not valid JSON: {exc}")
+    except RecursionError:
+        return problem(400, "Malformed JSON", "the body is nested too deeply")
     return None
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def register_error_handlers(app: Flask) -> None:
