@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from controlsvc.api import health
 
     app.register_api(health.bp)
-    _register_optional_blueprints(app, settings)
+    _register_blueprints(app, settings)
 
     @app.get("/swagger.json", doc_ui=False)
     def swagger_json() -> Any:
@@ -107,15 +107,19 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     return app
 
 
-def _register_optional_blueprints(app: OpenAPI, settings: Settings) -> None:
-    """Blueprints of the resources; each module exposes `register(app, settings)`."""
-    import importlib
+def _register_blueprints(app: OpenAPI, settings: Settings) -> None:
+    """Every resource's blueprint; each module exposes `register(app, settings)`."""
+    from controlsvc.api import (
+        auth,
+        commands,
+        enclosures,
+        events,
+        live,
+        metrics,
+        sessions,
+        ui,
+        users,
+    )
 
-    for name in ("auth", "users", "enclosures", "commands", "events", "sessions", "metrics", "ui"):
-        try:
-            module = importlib.import_module(f"controlsvc.api.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"controlsvc.api.{name}":
-                continue
-            raise
+    for module in (auth, users, enclosures, commands, events, live, sessions, metrics, ui):
         module.register(app, settings)

@@ -47,6 +47,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def gunicorn_options(settings: Settings, host: str, port: int, workers: int) -> dict[str, Any]:
+    from controlsvc import live, metrics
+
     return {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
@@ -58,17 +60,25 @@ def gunicorn_options(settings: Settings, host: str, port: int, workers: int) -> 
         "errorlog": "-",
         "loglevel": settings.service.log_level.lower(),
         "proc_name": "jaxmba-api",
+        # End a stopping worker's event streams at once instead of after the graceful timeout.
+        "post_worker_init": live.gunicorn_post_worker_init,
+        "child_exit": metrics.gunicorn_child_exit,
     }
 
 
 def serve_gunicorn(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    from controlsvc import metrics
+
+    metrics.setup_process(settings)
     log.info("API listening on http://%s:%d (%d workers)", host, port, workers)
     _Gunicorn(settings, gunicorn_options(settings, host, port, workers)).run()
 
 
 def run_bridge(settings: Settings) -> None:
+    from controlsvc import metrics
     from controlsvc.bridge.service import run as run_bridge_service
 
+    metrics.setup_process(settings)
     run_bridge_service(settings)
 
 
@@ -92,11 +102,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def child_process(
     argv: list[str], env: dict[str, str], name: str
 ) -> Iterator[subprocess.Popen[bytes]]:
+    from controlsvc import metrics
+
     proc = subprocess.Popen(argv, env=env)  # noqa: S603 - our own interpreter and module
     log.info("started %s (pid %d)", name, proc.pid)
     try:
         yield proc
     finally:
+        metrics.process_exited(proc.pid)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -124,6 +137,10 @@ def embedded_broker(settings: Settings) -> Iterator[Settings]:
 def run_service(
     settings: Settings, *, host: str, port: int, workers: int, with_bridge: bool
 ) -> None:
+    from controlsvc import metrics
+
+    # Before any child starts: the bridge inherits the multiprocess metrics directory.
+    metrics.setup_process(settings)
     with embedded_broker(settings) as effective:
         if not with_bridge:
             serve_gunicorn(effective, host=host, port=port, workers=workers)

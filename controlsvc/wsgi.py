@@ -7,6 +7,10 @@ else in the package does work at import.
 
 from __future__ import annotations
 
+from controlsvc import metrics
 from controlsvc.app import create_app
+from controlsvc.config import load_settings
 
-app = create_app()
+settings = load_settings()
+metrics.setup_process(settings)
+app = create_app(settings)

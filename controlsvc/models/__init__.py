@@ -3,6 +3,35 @@
 from __future__ import annotations
 
 from controlsvc.db import Base
+from controlsvc.models.commands import Command
+from controlsvc.models.enclosures import AgentEvent, Enclosure, EnclosureTransition, StatusRecord
+from controlsvc.models.events import EventRecord, EventTicket
+from controlsvc.models.sessions import (
+    Alert,
+    DesiredVersion,
+    RecordingSession,
+    SessionEnclosure,
+    SessionGap,
+    SessionSegment,
+)
 from controlsvc.models.users import EmailToken, RevokedToken, User
 
-__all__ = ["Base", "EmailToken", "RevokedToken", "User"]
+__all__ = [
+    "AgentEvent",
+    "Alert",
+    "Base",
+    "Command",
+    "DesiredVersion",
+    "EmailToken",
+    "Enclosure",
+    "EnclosureTransition",
+    "EventRecord",
+    "EventTicket",
+    "RecordingSession",
+    "RevokedToken",
+    "SessionEnclosure",
+    "SessionGap",
+    "SessionSegment",
+    "StatusRecord",
+    "User",
+]

@@ -1,6 +1,6 @@
 """gunicorn settings for the jaxmba API (`jaxmba-service gunicorn_run` uses the same values).
 
-    gunicorn -c /etc/jaxmba/gunicorn.conf.py controlsvc.wsgi:app
+gunicorn -c /etc/jaxmba/gunicorn.conf.py controlsvc.wsgi:app
 """
 
 bind = "127.0.0.1:5000"
@@ -18,3 +18,23 @@ loglevel = "info"
 proc_name = "jaxmba-api"
 limit_request_line = 8190
 forwarded_allow_ips = "127.0.0.1"
+
+
+def on_starting(server):
+    """Multiprocess metrics: the workers and the bridge share one directory."""
+    from controlsvc import metrics
+    from controlsvc.config import load_settings
+
+    metrics.setup_process(load_settings())
+
+
+def post_worker_init(worker):
+    from controlsvc import live
+
+    live.gunicorn_post_worker_init(worker)
+
+
+def child_exit(server, worker):
+    from controlsvc import metrics
+
+    metrics.gunicorn_child_exit(server, worker)

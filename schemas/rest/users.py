@@ -9,6 +9,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
     StringConstraints,
     field_validator,
     model_validator,
@@ -128,7 +129,7 @@ class UserPatch(StrictModel):
     model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     role: Role | SkipJsonSchema[None] = Field(default=None, description="New role.")
-    disabled: bool | SkipJsonSchema[None] = Field(
+    disabled: StrictBool | SkipJsonSchema[None] = Field(
         default=None,
         description="true disables the account and ends its sessions at once; false enables it.",
     )
@@ -145,7 +146,9 @@ class UserPatch(StrictModel):
 class MePatch(StrictModel):
     """Change your own preferences."""
 
-    alert_emails: bool = Field(description="Receive alert emails (enclosure lost, camera stalled).")
+    alert_emails: StrictBool = Field(
+        description="Receive alert emails (enclosure lost, camera stalled)."
+    )
 
 
 class PasswordChange(StrictModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -116,5 +117,10 @@ def test_uwsgi_ini_serves_the_api(tmp_path: Path) -> None:
 
         wait_for(spec_served, timeout=30, message=(tmp_path / "uwsgi.log").read_text()[-2000:])
     finally:
-        proc.terminate()
-        proc.wait(20)
+        # SIGINT: uWSGI's immediate shutdown (SIGTERM waits for the workers' graceful exit).
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -8,7 +8,6 @@ import { fmtDuration, fmtNumber, fmtTime, health, stateWord, tone } from "../for
 
 const HISTORY_POINTS = 500; // newest heartbeats drawn (40 min at the default 5 s interval)
 const MAX_POINTS = 2000;
-const LIVE_VIEW_S = 120;
 let liveRouteKnown = null; // does this service have GET /api/enclosures/{eid}/live?
 
 async function hasLiveRoute() {
@@ -38,7 +37,7 @@ export function enclosurePage(main, eid) {
   let enc = null;
   const history = [];
   const commands = new Map();
-  let liveTimer = null;
+
   let liveOn = false;
 
   const title = h("h1", eid);
@@ -54,7 +53,7 @@ export function enclosurePage(main, eid) {
   const buttons = h("div.buttons");
   const transitions = h("ul.timeline");
   const liveImg = h("img.live-img", { alt: `Live view of ${eid}` });
-  const liveButton = h("button", { type: "button", onclick: () => (liveOn ? stopLive(true) : startLive()) }, "Start live view");
+  const liveButton = h("button", { type: "button", onclick: () => (liveOn ? stopLive() : startLive()) }, "Start live view");
   const livePanel = h("section.panel", { hidden: true, "aria-labelledby": "live-h" },
     h("h2#live-h", "Live view"), liveButton, h("div.live-box", liveImg));
 
@@ -127,22 +126,21 @@ export function enclosurePage(main, eid) {
   }
 
   async function startLive() {
-    if (!(await send("start_live_view", { duration_s: LIVE_VIEW_S }))) return;
+    // The relay asks the agent for previews while anyone watches; the page only opens the stream.
     liveOn = true;
     liveButton.textContent = "Stop live view";
     // The relay needs a token: a fresh single-use ticket, never the bearer token, in the URL.
     const { ticket } = await api("POST", "/api/events/ticket");
     liveImg.src = `/api/enclosures/${eid}/live?ticket=${encodeURIComponent(ticket)}`;
-    liveTimer = setTimeout(() => stopLive(false), LIVE_VIEW_S * 1000);
   }
 
-  function stopLive(tell) {
-    clearTimeout(liveTimer);
+  function stopLive() {
     if (!liveOn) return;
     liveOn = false;
+    // Closing the stream is enough: the relay lets the agent stop once nobody watches (other
+    // viewers may still be watching, so never send stop_live_view from here).
     liveImg.removeAttribute("src");
     liveButton.textContent = "Start live view";
-    if (tell) send("stop_live_view");
   }
 
   async function load() {
@@ -163,7 +161,7 @@ export function enclosurePage(main, eid) {
     } else {
       clear(buttons, h("p.muted", "Viewers cannot send commands."));
     }
-    livePanel.hidden = !(canOperate() && (await hasLiveRoute()));
+    livePanel.hidden = !(await hasLiveRoute());
     const [hist, cmds, trans] = await Promise.all([
       api("GET", `/api/enclosures/${eid}/status-history`, undefined, { query: { limit: HISTORY_POINTS } }),
       api("GET", `/api/enclosures/${eid}/commands`, undefined, { query: { limit: 20 } }),
@@ -205,5 +203,5 @@ export function enclosurePage(main, eid) {
     }),
   ];
   load();
-  return () => { off.forEach((f) => f()); stopLive(true); };
+  return () => { off.forEach((f) => f()); stopLive(); };
 }

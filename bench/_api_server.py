@@ -1,0 +1,57 @@
+"""The API under gunicorn for the benchmarks: ``controlsvc.runner.gunicorn_options`` without
+the access log (one line per request would cost the workers more than some requests do).
+
+    python bench/_api_server.py HOST PORT WORKERS     (settings from JAXMBA_* variables)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gunicorn.app.base import BaseApplication  # noqa: E402
+
+from controlsvc.config import Settings, load_settings  # noqa: E402
+from controlsvc.runner import gunicorn_options  # noqa: E402
+
+
+class BenchApi(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self._settings = settings
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from controlsvc.app import create_app
+
+        return create_app(self._settings)
+
+
+def main() -> None:
+    host, port, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    settings = load_settings()
+    options = gunicorn_options(settings, host, port, workers)
+    options["accesslog"] = None
+    options["loglevel"] = "warning"
+    # The hooks `run` installs where the modules offer them (event streams end on SIGTERM,
+    # per-worker metrics are cleaned up).
+    from controlsvc import live, metrics
+
+    if hasattr(metrics, "setup_process"):
+        metrics.setup_process(settings)
+    if hasattr(live, "gunicorn_post_worker_init"):
+        options["post_worker_init"] = live.gunicorn_post_worker_init
+    if hasattr(metrics, "gunicorn_child_exit"):
+        options["child_exit"] = metrics.gunicorn_child_exit
+    BenchApi(settings, options).run()
+
+
+if __name__ == "__main__":
+    main()

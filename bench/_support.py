@@ -1,0 +1,473 @@
+"""What the benchmarks share: the machine's facts, and a stack they set up themselves.
+
+``Stack`` starts, in a temporary directory, everything a benchmark needs and stops it all at
+the end, in reverse order:
+
+- ``broker(accounts)``: a ``LocalBroker`` on a free port with the generated config
+  (``set_tcp_nodelay true``, ``max_queued_messages`` 100,000, ``max_inflight_messages`` 1,000),
+  the service and operator accounts, and the simulated enclosures' accounts;
+- ``database()``: a fresh PostgreSQL database (the server of ``JAXMBA_TEST_DATABASE_URL``, else
+  127.0.0.1:5432, else a throwaway ``initdb`` cluster), migrated to head, dropped at the end;
+- ``bridge()``: ``python -m controlsvc bridge`` in a child process (its own CPU and RSS);
+- ``api()``: the API under gunicorn (``controlsvc.runner.gunicorn_options``, no access log) in a
+  child process, and an admin's access token.
+
+Children run with ``FLASK_CONFIG=prod`` and ``JAXMBA_*`` variables only (no config file), and
+write their output to ``<workdir>/<name>.log`` (its tail is printed if a benchmark fails).
+
+For experiments (a profiler, a patched bridge), ``JAXMBA_BENCH_BRIDGE`` replaces the bridge's
+command line, e.g. ``JAXMBA_BENCH_BRIDGE="py-spy record -o prof.svg -- python -m controlsvc
+bridge"``; it is split like a shell would, and the figures are then those of that process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+import paho.mqtt.client as mqtt  # noqa: E402
+import psutil  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import URL, Engine  # noqa: E402
+
+from controlsvc.broker import (  # noqa: E402
+    OPERATOR_USER,
+    SERVICE_USER,
+    LocalBroker,
+    find_free_port,
+    generate_password,
+)
+from tests.support.postgres import (  # noqa: E402
+    create_database,
+    drop_database,
+    postgres_server,
+)
+
+__all__ = [
+    "REPO",
+    "Stack",
+    "machine",
+    "percentile",
+    "print_result",
+    "sample_process",
+    "start_fleet",
+]
+
+PYTHON = sys.executable
+BRIDGE_OVERRIDE_ENV = "JAXMBA_BENCH_BRIDGE"  # experiments: another command line for the bridge
+CHILD_READY_TIMEOUT_S = 60.0  # the bridge and the API import, connect and answer in a few s
+CHILD_STOP_TIMEOUT_S = 15.0
+ADMIN_EMAIL = "bench@example.com"
+ADMIN_PASSWORD = "bench-lantern-42-quick"  # passes the password policy
+API_WORKERS = 2  # one per core of the reference machine
+LOG_TAIL_LINES = 40
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def print_result(result: Mapping[str, Any]) -> None:
+    """The benchmark's last line: one JSON object."""
+    print(json.dumps(result, separators=(", ", ": ")), flush=True)
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0] if lines else "unknown"
+
+
+def machine(engine: Engine | None = None) -> dict[str, Any]:
+    """The facts docs/benchmarks.md records next to every figure."""
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "mosquitto": _first_line(["mosquitto", "-h"]).replace("mosquitto version ", ""),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    if engine is not None:
+        with engine.connect() as conn:
+            info["postgresql"] = conn.execute(text("SHOW server_version")).scalar()
+    return info
+
+
+class ProcessSampler:
+    """CPU (cores) and RSS of a process (with its children, e.g. gunicorn's workers) over a
+    window; RSS is sampled in a thread and summed over the processes."""
+
+    def __init__(self, pid: int, interval_s: float = 0.5) -> None:
+        self.process = psutil.Process(pid)
+        self.interval_s = interval_s
+        self.rss_max = 0
+        self.rss_samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._cpu0 = 0.0
+        self._t0 = 0.0
+        self.cores = 0.0
+        self.seconds = 0.0
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            return [self.process, *self.process.children(recursive=True)]
+        except psutil.Error:
+            return [self.process]
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for process in self._tree():
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def _rss(self) -> int:
+        total = 0
+        for process in self._tree():
+            with contextlib.suppress(psutil.Error):
+                total += process.memory_info().rss
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            rss = self._rss()
+            self.rss_samples.append(rss)
+            self.rss_max = max(self.rss_max, rss)
+
+    def __enter__(self) -> ProcessSampler:
+        self._cpu0 = self._cpu()
+        self._t0 = time.monotonic()
+        self.rss_max = self._rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.seconds = time.monotonic() - self._t0
+        self.cores = (self._cpu() - self._cpu0) / self.seconds if self.seconds else 0.0
+
+    def figures(self, prefix: str) -> dict[str, Any]:
+        return {
+            f"{prefix}_cpu_cores": round(self.cores, 3),
+            f"{prefix}_rss_mb": round(self.rss_max / 2**20, 1),
+        }
+
+
+def sample_process(pid: int) -> ProcessSampler:
+    return ProcessSampler(pid)
+
+
+def _wait(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:g} s")
+        time.sleep(interval)
+
+
+class Child:
+    """A child process with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], workdir: Path) -> None:
+        self.name = name
+        self.log_path = workdir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+            argv, env=dict(env), cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def check_alive(self) -> None:
+        if self.popen.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
+
+    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        self._log.flush()
+        text_ = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text_[-lines:])
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(CHILD_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+
+
+class Stack:
+    """Broker, database, bridge and API for one benchmark run (see the module docstring)."""
+
+    def __init__(self, *, status_interval_s: float = 5.0, keep: bool = False) -> None:
+        self.status_interval_s = status_interval_s
+        self.workdir = Path(tempfile.mkdtemp(prefix="jaxmba-bench-"))
+        self.keep = keep
+        self._exit = contextlib.ExitStack()
+        self.service_password = generate_password()
+        self.broker_: LocalBroker | None = None
+        self.db_url: URL | None = None
+        self.engine: Engine | None = None
+        self.bridge_: Child | None = None
+        self.api_: Child | None = None
+        self.api_url = ""
+        self.token = ""
+        self.children: list[Child] = []
+
+    # -- context ----------------------------------------------------------------------------------
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            for child in self.children:
+                print(f"--- {child.name} log (tail) ---\n{child.tail()}", file=sys.stderr)
+        self._exit.close()
+        if self.keep:
+            print(f"kept {self.workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- pieces -----------------------------------------------------------------------------------
+    def broker(self, accounts: Mapping[str, str]) -> LocalBroker:
+        users = {SERVICE_USER: self.service_password, OPERATOR_USER: generate_password()}
+        users.update(accounts)
+        broker = LocalBroker(self.workdir / "mosquitto", users)
+        broker.start()
+        self._exit.callback(broker.stop)
+        self.broker_ = broker
+        return broker
+
+    def database(self) -> Engine:
+        from controlsvc import migrate
+
+        server = self._exit.enter_context(postgres_server())
+        url = create_database(server, prefix="jaxmba_bench")
+        self._exit.callback(drop_database, url)
+        migrate.upgrade(migrate.alembic_config(url.render_as_string(hide_password=False)))
+        engine = create_engine(url, pool_size=2)
+        self._exit.callback(engine.dispose)
+        self.db_url, self.engine = url, engine
+        return engine
+
+    def child_env(self) -> dict[str, str]:
+        assert self.broker_ is not None
+        assert self.db_url is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JAXMBA_")}
+        env.update(
+            {
+                "FLASK_CONFIG": "prod",
+                "PYTHONPATH": str(REPO),
+                "JAXMBA_DATABASE_URL": self.db_url.render_as_string(hide_password=False),
+                "JAXMBA_MQTT_HOST": self.broker_.host,
+                "JAXMBA_MQTT_PORT": str(self.broker_.port),
+                "JAXMBA_MQTT_USERNAME": SERVICE_USER,
+                "JAXMBA_MQTT_PASSWORD": self.service_password,
+                "JAXMBA_SECRETS_SECRET_KEY": secrets.token_hex(32),
+                "JAXMBA_SECRETS_JWT_SECRET_KEY": secrets.token_hex(32),
+                "JAXMBA_SERVICE_LOG_LEVEL": "WARNING",
+                "JAXMBA_SERVICE_STATUS_INTERVAL_S": str(self.status_interval_s),
+                "JAXMBA_MAIL_BACKEND": "console",
+            }
+        )
+        return env
+
+    def bridge(self) -> Child:
+        """``python -m controlsvc bridge``; returns once ``service/state`` says online."""
+        assert self.broker_ is not None
+        override = os.environ.get(BRIDGE_OVERRIDE_ENV)
+        argv = shlex.split(override) if override else [PYTHON, "-m", "controlsvc", "bridge"]
+        child = Child("bridge", argv, self.child_env(), self.workdir)
+        self.children.append(child)
+        self._exit.callback(child.stop)
+        self.bridge_ = child
+        self.wait_service_online(child)
+        return child
+
+    def wait_service_online(self, child: Child) -> None:
+        """Wait for the retained ``service/state`` to say online (the bridge is subscribed)."""
+        assert self.broker_ is not None
+        online = threading.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.username_pw_set(SERVICE_USER, self.service_password)
+
+        def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+            with contextlib.suppress(ValueError):
+                if json.loads(message.payload).get("online") is True:
+                    online.set()
+
+        client.on_message = on_message
+        client.on_connect = lambda c, *_: c.subscribe(
+            f"{self.broker_.prefix}/service/state",
+            qos=1,  # type: ignore[union-attr]
+        )
+        client.connect(self.broker_.host, self.broker_.port)
+        client.loop_start()
+        try:
+            _wait(
+                lambda: online.is_set() or child.check_alive(),
+                CHILD_READY_TIMEOUT_S,
+                "the bridge announcing service/state online",
+            )
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    def api(self, workers: int = API_WORKERS) -> str:
+        """The API under gunicorn; returns its base URL once it answers, with ``self.token``
+        an admin's access token."""
+        assert self.engine is not None
+        self._create_admin()
+        port = find_free_port()
+        argv = [
+            PYTHON,
+            str(REPO / "bench" / "_api_server.py"),
+            "127.0.0.1",
+            str(port),
+            str(workers),
+        ]
+        child = Child("api", argv, self.child_env(), self.workdir)
+        self.children.append(child)
+        self._exit.callback(child.stop)
+        self.api_ = child
+        self.api_url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            child.check_alive()
+            try:
+                return httpx.get(f"{self.api_url}/api/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        _wait(healthy, CHILD_READY_TIMEOUT_S, "the API answering /api/health", interval=0.2)
+        response = httpx.post(
+            f"{self.api_url}/api/auth/login",
+            json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
+            timeout=30,
+        )
+        response.raise_for_status()
+        self.token = response.json()["access_token"]
+        return self.api_url
+
+    def _create_admin(self) -> None:
+        from controlsvc import users
+        from controlsvc.db import Database
+
+        assert self.db_url is not None
+        database = Database(self.db_url)
+        try:
+            with database.session() as session:
+                users.create_user(session, email=ADMIN_EMAIL, password=ADMIN_PASSWORD, role="admin")
+        finally:
+            database.dispose()
+
+    # -- reading the database ---------------------------------------------------------------------
+    def scalar(self, sql: str, **params: Any) -> Any:
+        assert self.engine is not None
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+
+    def rows(self, sql: str, **params: Any) -> list[Any]:
+        assert self.engine is not None
+        with self.engine.connect() as conn:
+            return list(conn.execute(text(sql), params))
+
+    def wait_db(
+        self, sql: str, predicate: Callable[[Any], bool], timeout: float, what: str, **params: Any
+    ) -> Any:
+        """Poll ``sql`` (one value) until ``predicate`` holds; the children must stay alive."""
+        last: list[Any] = [None]
+
+        def check() -> bool:
+            for child in self.children:
+                child.check_alive()
+            last[0] = self.scalar(sql, **params)
+            return predicate(last[0])
+
+        try:
+            _wait(check, timeout, what, interval=0.05)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc} (last value: {last[0]})") from None
+        return last[0]
+
+
+FLEET_NICE = 10  # the simulated enclosures yield the CPU to the system under test
+
+
+def start_fleet(fleet: Any, timeout: float, nice: int = FLEET_NICE) -> float:
+    """Start ``fleet`` with its loop threads at ``nice`` and wait until every enclosure is
+    ready; the seconds that took.
+
+    The simulated enclosures stand for other machines; on this one they yield the CPU to the
+    broker, the bridge, the API and PostgreSQL. Linux applies niceness per thread and new
+    threads inherit their creator's, so the fleet is started from a thread of its own that
+    lowers only its own priority: this thread, and the children it starts later, keep theirs.
+    """
+    outcome: list[BaseException | float] = []
+
+    def starter() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            started = time.monotonic()
+            fleet.start(timeout=timeout)
+            outcome.append(time.monotonic() - started)
+        except BaseException as exc:  # handed to the caller
+            outcome.append(exc)
+
+    thread = threading.Thread(target=starter, name="fleet-starter")
+    thread.start()
+    thread.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]

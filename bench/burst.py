@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Benchmark (c): a burst of 20,000 status messages, and how fast the bridge stores them.
+
+A fresh stack (broker, PostgreSQL database, bridge as a child process) and a fleet of simulated
+enclosures that are otherwise quiet (heartbeat once an hour). Once the bridge has stored their
+birth statuses, every enclosure publishes its share of the burst back to back, as fast as paho
+and the broker take them. Figures:
+
+- ``publish_rate``: messages/s until the broker has acknowledged the whole burst;
+- ``drain_rate``: messages/s from the first publish until the last status is in the database
+  (the figure with a target);
+- ``lost``: statuses the broker acknowledged (whole run) - rows in ``status_history``;
+- bridge CPU and peak RSS over the burst.
+
+    .venv/bin/python bench/burst.py            # 20,000 messages from 1,000 enclosures
+    .venv/bin/python bench/burst.py --quick    # 20,000 messages from 200 enclosures
+
+The last line is one JSON object: {"bench": "burst", "messages": 20000, "drain_rate": ...,
+"lost": ...}. Targets: drain_rate >= 5,000 msg/s, 0 lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import Stack, machine, print_result, sample_process, start_fleet  # noqa: E402
+
+from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
+
+QUIET_INTERVAL_S = 3600.0  # heartbeats out of the way: only births and the burst
+PUBLISH_TIMEOUT_S = 300.0  # the broker acknowledges the whole burst within this
+DRAIN_QUIET_S = 60.0  # the bridge has drained once the row count stops growing this long
+DRAIN_CAP_S = 900.0
+POLL_S = 0.02
+TARGET_RATE = 5000.0
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    accounts = fleet_accounts(args.enclosures, "burst")
+    per_enclosure = math.ceil(args.messages / args.enclosures)
+    with Stack(status_interval_s=QUIET_INTERVAL_S, keep=args.keep) as stack:
+        broker = stack.broker(accounts)
+        engine = stack.database()
+        facts = machine(engine)
+        bridge = stack.bridge()
+        fleet = Fleet(broker.host, broker.port, accounts, status_interval_s=QUIET_INTERVAL_S)
+        start_fleet(fleet, timeout=300)
+        try:
+            stack.wait_db(
+                "SELECT count(*) FROM status_history",
+                lambda n: n >= args.enclosures,
+                120,
+                "the bridge storing every birth status",
+            )
+            acked_before = fleet.counters().statuses_acked
+            burst = per_enclosure * args.enclosures
+            with sample_process(bridge.pid) as usage:
+                started = time.monotonic()
+                fleet.publish_statuses(per_enclosure)
+                fleet.wait_until(
+                    lambda c: c.statuses_acked >= acked_before + burst, timeout=PUBLISH_TIMEOUT_S
+                )
+                published = time.monotonic()
+                expected = fleet.counters().statuses_acked
+                deadline = started + DRAIN_CAP_S
+                last, last_change = -1, time.monotonic()
+                while True:
+                    rows = int(stack.scalar("SELECT count(*) FROM status_history"))
+                    now = time.monotonic()
+                    if rows != last:
+                        last, last_change = rows, now
+                    if rows >= expected or now - last_change > DRAIN_QUIET_S or now > deadline:
+                        break
+                    time.sleep(POLL_S)
+                drained = last_change
+        finally:
+            fleet.stop()
+        counters = fleet.counters()
+        stored = int(stack.scalar("SELECT count(*) FROM status_history"))
+    drain_s = drained - started
+    return {
+        "bench": "burst",
+        "messages": burst,
+        "enclosures": args.enclosures,
+        "publish_s": round(published - started, 3),
+        "publish_rate": round(burst / (published - started), 1),
+        "drain_s": round(drain_s, 3),
+        "drain_rate": round(burst / drain_s, 1),
+        "published": counters.statuses_acked,
+        "stored": stored,
+        "lost": counters.statuses_acked - stored,
+        "targets_met": burst / drain_s >= TARGET_RATE and counters.statuses_acked == stored,
+        **usage.figures("bridge"),
+        # CPU the bridge spent per message: what caps its rate on an idle machine (one core,
+        # the GIL) however busy the machine was during the run.
+        "bridge_cpu_ms_per_msg": round(usage.cores * usage.seconds * 1000 / burst, 3),
+        "fleet_errors": counters.errors,
+        "machine": facts,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200 enclosures (under a minute)")
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--enclosures", type=int, default=1000)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args()
+    if args.quick:
+        args.enclosures = min(args.enclosures, 200)
+    print_result(run(args))
+
+
+if __name__ == "__main__":
+    main()

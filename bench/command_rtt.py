@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""Benchmark (a): a REST command until the agent's answer is visible through the API.
+
+Sets up its own broker, PostgreSQL database, bridge (child process), API (gunicorn, 2 workers,
+child process) and a fleet of simulated enclosures, then for each command: ``POST
+/api/enclosures/{eid}/commands`` (kind ``ping``), then ``GET /api/commands/{id}?wait=5`` until
+the command is terminal. The figure is the time from sending the POST to receiving the
+terminal state (``succeeded``), one command at a time unless ``--concurrency`` says otherwise,
+spread round-robin over the enclosures.
+
+    .venv/bin/python bench/command_rtt.py            # 1,000 commands, 200 enclosures
+    .venv/bin/python bench/command_rtt.py --quick    # 200 commands, under a minute
+
+The last line is one JSON object: {"bench": "command_rtt", "n": 1000, "enclosures": 200,
+"p50_ms": ..., "p95_ms": ..., "p99_ms": ...}. Targets: p50 <= 10 ms, p99 <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx  # noqa: E402
+from _support import (  # noqa: E402
+    Stack,
+    machine,
+    percentile,
+    print_result,
+    sample_process,
+    start_fleet,
+)
+
+from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
+
+TERMINAL = {"rejected", "succeeded", "failed", "expired", "timed_out"}
+WAIT_S = 5  # the ?wait= of each GET
+WARMUP = 20  # commands sent first and not measured (connections, caches, JIT-free but cold)
+STATUS_INTERVAL_S = 5.0  # the contract's default heartbeat: 40 statuses/s in the background
+
+
+def one_command(client: httpx.Client, eid: str) -> tuple[float, float, str]:
+    """(ms until terminal, ms of the POST alone, final state)."""
+    started = time.perf_counter()
+    response = client.post(
+        f"/api/enclosures/{eid}/commands", json={"kind": "ping", "timeout_s": 10}
+    )
+    posted = time.perf_counter()
+    response.raise_for_status()
+    command = response.json()
+    while command["state"] not in TERMINAL:
+        response = client.get(f"/api/commands/{command['id']}", params={"wait": WAIT_S})
+        response.raise_for_status()
+        command = response.json()
+    done = time.perf_counter()
+    return (done - started) * 1000, (posted - started) * 1000, command["state"]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    accounts = fleet_accounts(args.enclosures, "rtt")
+    with Stack(status_interval_s=STATUS_INTERVAL_S, keep=args.keep) as stack:
+        stack.broker(accounts)
+        engine = stack.database()
+        facts = machine(engine)
+        stack.bridge()
+        fleet = Fleet(
+            stack.broker_.host,  # type: ignore[union-attr]
+            stack.broker_.port,  # type: ignore[union-attr]
+            accounts,
+            status_interval_s=STATUS_INTERVAL_S,
+        )
+        start_fleet(fleet, timeout=120)
+        try:
+            stack.wait_db(
+                "SELECT count(*) FROM enclosures WHERE state = 'idle'",
+                lambda n: n == args.enclosures,
+                60,
+                "the bridge registering every enclosure",
+            )
+            url = stack.api()
+            headers = {"Authorization": f"Bearer {stack.token}"}
+            ids = fleet.ids
+            lock = threading.Lock()
+            counter = iter(range(10**9))
+            rtts: list[float] = []
+            posts: list[float] = []
+            states: Counter[str] = Counter()
+
+            def worker(count: int, measured: bool) -> None:
+                with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+                    for _ in range(count):
+                        with lock:
+                            i = next(counter)
+                        rtt, post, state = one_command(client, ids[i % len(ids)])
+                        if measured:
+                            with lock:
+                                rtts.append(rtt)
+                                posts.append(post)
+                                states[state] += 1
+
+            worker(WARMUP, measured=False)
+            per_thread = [args.commands // args.concurrency] * args.concurrency
+            per_thread[0] += args.commands - sum(per_thread)
+            assert stack.bridge_ is not None
+            assert stack.api_ is not None
+            started = time.monotonic()
+            with (
+                sample_process(stack.bridge_.pid) as bridge_usage,
+                sample_process(stack.api_.pid) as api_usage,
+                ThreadPoolExecutor(args.concurrency) as pool,
+            ):
+                for future in [pool.submit(worker, n, True) for n in per_thread]:
+                    future.result()
+            elapsed = time.monotonic() - started
+            counters = fleet.counters()
+        finally:
+            fleet.stop()
+    return {
+        "bench": "command_rtt",
+        "n": len(rtts),
+        "enclosures": args.enclosures,
+        "concurrency": args.concurrency,
+        "p50_ms": round(percentile(rtts, 0.50), 2),
+        "p95_ms": round(percentile(rtts, 0.95), 2),
+        "p99_ms": round(percentile(rtts, 0.99), 2),
+        "max_ms": round(max(rtts), 2),
+        "mean_ms": round(statistics.fmean(rtts), 2),
+        "post_p50_ms": round(percentile(posts, 0.50), 2),
+        "commands_per_s": round(len(rtts) / elapsed, 1),
+        "states": dict(states),
+        "targets_met": percentile(rtts, 0.50) <= 10 and percentile(rtts, 0.99) <= 50,
+        **bridge_usage.figures("bridge"),
+        **api_usage.figures("api"),
+        "fleet_errors": counters.errors,
+        "machine": facts,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200 commands (under a minute)")
+    parser.add_argument("--commands", type=int, default=1000)
+    parser.add_argument("--enclosures", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=1, help="clients sending at once")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args()
+    if args.quick:
+        args.commands = min(args.commands, 200)
+    print_result(run(args))
+
+
+if __name__ == "__main__":
+    main()

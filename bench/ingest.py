@@ -1,0 +1,184 @@
+#!/usr/bin/env python
+"""Benchmark (b): status ingest, K simulated enclosures at 1 status/s each.
+
+For each K, a fresh stack (broker, PostgreSQL database, bridge as a child process) and a fleet
+of K simulated enclosures, each with its own MQTT connection, publishing a status every second.
+Once the bridge has registered every enclosure and a short warm-up has passed, a window of
+``--duration`` seconds is measured:
+
+- bridge CPU (cores: CPU seconds / wall seconds) and peak RSS, sampled with psutil;
+- staleness at the end of the window: now - the ``at`` of each enclosure's latest stored
+  status (p50 and max over the enclosures; a 1 s heartbeat alone makes it up to ~1 s);
+- receive lag of the window's statuses: ``received_at - at`` in ``status_history`` (when the
+  bridge's MQTT thread got them; staleness also counts the queue and the database write).
+
+Then the fleet stops cleanly, the bridge drains (``drain_after_stop_s``: how long it still
+wrote after the fleet stopped; about 0 when it keeps up), and ``lost`` = statuses the broker
+acknowledged to the enclosures (whole run) - rows in ``status_history``.
+
+    .venv/bin/python bench/ingest.py                     # K = 500, 2000, 5000; 60 s each
+    .venv/bin/python bench/ingest.py --enclosures 2000   # one K
+    .venv/bin/python bench/ingest.py --quick             # K = 500 for 15 s (under a minute)
+
+The last line is one JSON object: {"bench": "ingest", "results": [{"enclosures": K, "lost": ...,
+"staleness_max_s": ..., "bridge_cpu_cores": ..., "bridge_rss_mb": ...}, ...]}.
+Targets: 2,000 enclosures with 0 lost, the bridge under one core and at most 250 MB RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import psutil  # noqa: E402
+from _support import (  # noqa: E402
+    Stack,
+    machine,
+    percentile,
+    print_result,
+    sample_process,
+    start_fleet,
+)
+
+from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
+
+DEFAULT_ENCLOSURES = (500, 2000, 5000)
+STATUS_INTERVAL_S = 1.0
+WARMUP_S = 5.0  # after every enclosure is registered: first heartbeats spread over the second
+DRAIN_QUIET_S = 60.0  # after the fleet stops: the bridge has drained once rows stop growing
+DRAIN_CAP_S = 900.0  # ...and a bridge far behind is given at most this long
+TARGET_ENCLOSURES = 2000
+TARGET_CPU_CORES = 1.0
+TARGET_RSS_MB = 250.0
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def _wait_drained(stack: Stack, expected: int) -> tuple[int, float]:
+    """(rows, seconds) once rows reach ``expected`` or stop growing for ``DRAIN_QUIET_S``."""
+    started = time.monotonic()
+    last, last_change = -1, started
+    while True:
+        rows = int(stack.scalar("SELECT count(*) FROM status_history"))
+        now = time.monotonic()
+        if rows != last:
+            last, last_change = rows, now
+        if rows >= expected or now - last_change > DRAIN_QUIET_S or now - started > DRAIN_CAP_S:
+            return rows, last_change - started
+        time.sleep(0.1)
+
+
+def measure(enclosures: int, duration: float, keep: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    accounts = fleet_accounts(enclosures, "ing")
+    with Stack(status_interval_s=STATUS_INTERVAL_S, keep=keep) as stack:
+        broker = stack.broker(accounts)
+        engine = stack.database()
+        facts = machine(engine)
+        bridge = stack.bridge()
+        fleet = Fleet(broker.host, broker.port, accounts, status_interval_s=STATUS_INTERVAL_S)
+        ready_s = start_fleet(fleet, timeout=600)
+        try:
+            stack.wait_db(
+                "SELECT count(*) FROM enclosures WHERE state = 'idle'",
+                lambda n: n == enclosures,
+                180,
+                f"the bridge registering all {enclosures} enclosures",
+            )
+            time.sleep(WARMUP_S)
+            me, mosquitto = psutil.Process(), psutil.Process(broker.pid)
+            fleet_cpu0, broker_cpu0 = _cpu(me), _cpu(mosquitto)
+            acked0 = fleet.counters().statuses_acked
+            window_start = datetime.now(UTC)
+            with sample_process(bridge.pid) as usage:
+                time.sleep(duration)
+            at_end = datetime.now(UTC)
+            published_in_window = fleet.counters().statuses_acked - acked0
+            fleet_cores = (_cpu(me) - fleet_cpu0) / usage.seconds
+            broker_cores = (_cpu(mosquitto) - broker_cpu0) / usage.seconds
+            rows = stack.rows("SELECT status_at FROM enclosures WHERE status_at IS NOT NULL")
+            latest = [(at_end - row[0]).total_seconds() for row in rows]
+            missing = enclosures - len(latest)
+        finally:
+            fleet.stop()
+        counters = fleet.counters()
+        stored, drain_s = _wait_drained(stack, counters.statuses_acked)
+        lag = [
+            float(row[0]) * 1000
+            for row in stack.rows(
+                "SELECT extract(epoch FROM received_at - at) FROM status_history"
+                " WHERE at >= :since AND at < :until",
+                since=window_start,
+                until=at_end,
+            )
+        ]
+    result = {
+        "enclosures": enclosures,
+        "duration_s": round(usage.seconds, 1),
+        "connect_s": round(ready_s, 1),
+        "statuses_per_s": round(published_in_window / usage.seconds, 1),
+        "published": counters.statuses_acked,
+        "stored": stored,
+        "lost": counters.statuses_acked - stored,
+        "not_acked_by_broker": counters.statuses_sent - counters.statuses_acked,
+        "staleness_p50_s": round(percentile(latest, 0.5), 3),
+        "staleness_max_s": round(max(latest), 3) if latest else None,
+        "enclosures_without_status": missing,
+        "receive_lag_p50_ms": round(percentile(lag, 0.5), 1),
+        "receive_lag_p99_ms": round(percentile(lag, 0.99), 1),
+        "drain_after_stop_s": round(drain_s, 1),
+        **usage.figures("bridge"),
+        "bridge_cpu_ms_per_msg": round(
+            usage.cores * usage.seconds * 1000 / max(1, published_in_window), 3
+        ),
+        "broker_cpu_cores": round(broker_cores, 3),
+        "fleet_cpu_cores": round(fleet_cores, 3),
+        "fleet_errors": counters.errors,
+        "fleet_disconnects": counters.disconnects_unexpected,
+    }
+    return result, facts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="K = 500 for 15 s")
+    parser.add_argument(
+        "--enclosures", type=int, action="append", help="K (repeatable; default 500 2000 5000)"
+    )
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds per K")
+    parser.add_argument("--keep", action="store_true", help="keep the work directories (logs)")
+    args = parser.parse_args()
+    sizes = args.enclosures or list(DEFAULT_ENCLOSURES)
+    if args.quick:
+        sizes, args.duration = [500], min(args.duration, 15.0)
+    results, facts = [], {}
+    for size in sizes:
+        result, facts = measure(size, args.duration, args.keep)
+        print(f"K={size}: {result}", file=sys.stderr, flush=True)
+        results.append(result)
+    target = next((r for r in results if r["enclosures"] == TARGET_ENCLOSURES), None)
+    print_result(
+        {
+            "bench": "ingest",
+            "status_interval_s": STATUS_INTERVAL_S,
+            "results": results,
+            "targets_met": None
+            if target is None
+            else target["lost"] == 0
+            and target["bridge_cpu_cores"] < TARGET_CPU_CORES
+            and target["bridge_rss_mb"] <= TARGET_RSS_MB,
+            "machine": facts,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Commands: send one to an enclosure, follow it until it settles.
+
+``POST /api/enclosures/{eid}/commands``: the command is stored ``pending`` and COMMITTED, then
+published (QoS 1, waiting for the broker's PUBACK) and marked ``sent``; the answer is ``202``
+with the record. If the broker cannot be reached the answer is still ``202`` with the command
+``pending``: it is stored, and the bridge publishes it as soon as it can, until its deadline.
+
+``GET /api/commands/{id}?wait=N`` answers as soon as the command is settled, or after ``N`` s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from flask import current_app
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import Field
+from sqlalchemy.orm import Session
+
+from controlsvc import commands, eventlog, mqtt_publisher, tokens
+from controlsvc.api.enclosures import READERS, EnclosurePath
+from controlsvc.api.errors import problem_responses
+from controlsvc.config import Settings
+from controlsvc.db import utcnow
+from controlsvc.models.commands import Command
+from controlsvc.publisher import BrokerUnavailable, Publisher
+from controlsvc.web import db_session, settings
+from schemas.base import StrictModel
+from schemas.enums import CommandState, Role
+from schemas.rest.common import Page, PageQuery
+from schemas.rest.enclosures import CommandCreate, CommandOut, CommandWaitQuery
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CommandPath", "bp", "enclosure_bp", "register"]
+
+BODY_PROBLEMS = (400, 413, 415, 422)
+SENDERS = (Role.OPERATOR, Role.ADMIN)
+# Without the live event feed, a waiting request re-reads the command this often.
+POLL_S = 0.02
+
+bp = APIBlueprint(
+    "commands",
+    __name__,
+    url_prefix="/api/commands",
+    abp_tags=[Tag(name="commands", description="Commands sent to enclosures and their outcome")],
+    abp_security=tokens.JWT_SECURITY,
+    abp_responses=problem_responses(401, 403),
+)
+enclosure_bp = APIBlueprint(
+    "enclosure_commands",
+    __name__,
+    url_prefix="/api/enclosures",
+    abp_tags=[Tag(name="commands")],
+    abp_security=tokens.JWT_SECURITY,
+    abp_responses=problem_responses(401, 403),
+)
+
+
+class CommandPath(StrictModel):
+    id: uuid.UUID = Field(description="Command id.")
+
+
+CommandPage = Page[CommandOut]
+
+
+def _out(command: Command) -> dict[str, Any]:
+    return commands.command_out(command).model_dump(mode="json")
+
+
+def _commit_events(session: Session, publisher: Publisher, command: Command) -> None:
+    """Record ``command.updated``, commit, and tell the API processes (best effort)."""
+    row = eventlog.record(
+        session,
+        "command.updated",
+        commands.event_data(command),
+        enclosure_id=command.enclosure_id,
+        command_id=command.id,
+    )
+    session.commit()
+    # Best effort: the feeds read the log on their own when notifications stop.
+    with contextlib.suppress(BrokerUnavailable):
+        publisher.publish(
+            eventlog.notification_topic(settings().mqtt.topic_prefix),
+            eventlog.notification_payload(row.id),
+            qos=eventlog.NOTIFICATION_QOS,
+        )
+
+
+@enclosure_bp.post(
+    "/<string:eid>/commands",
+    responses={202: CommandOut, **problem_responses(404, 409, *BODY_PROBLEMS)},
+)
+@tokens.require_role(*SENDERS)
+def send_command(path: EnclosurePath, body: CommandCreate) -> Any:
+    """Send a command (operators and admins): 202 with the command record.
+
+    A lost or offline enclosure is accepted (``enclosure_state`` says so) and the command
+    expires after ``timeout_s``. 404 for an unknown enclosure, 409 for a retired one.
+    """
+    session = db_session()
+    publisher: Publisher = mqtt_publisher.publisher_of(current_app)
+    command = commands.create_command(
+        session,
+        path.eid,
+        body.kind,
+        body.params,
+        body.timeout_s,
+        created_by_id=tokens.current_user().id,
+        now=utcnow(),
+    )
+    # Durable before it leaves: a crash after this point loses nothing (the bridge publishes
+    # pending commands), so this is the one view that commits in the middle. (No event yet:
+    # "sent" follows within a millisecond, and the bridge reports a command it has to publish.)
+    session.commit()
+    try:
+        sent = commands.publish_command(
+            session, publisher, command, Topics(settings().mqtt.topic_prefix)
+        )
+    except BrokerUnavailable as exc:
+        session.rollback()
+        log.warning(
+            "command %s to %s stays pending (the bridge will publish it): %s",
+            command.id,
+            command.enclosure_id,
+            exc.detail,
+        )
+        return _out(command), 202
+    if sent:
+        _commit_events(session, publisher, command)
+    return _out(command), 202
+
+
+@enclosure_bp.get(
+    "/<string:eid>/commands", responses={200: CommandPage, **problem_responses(404, 422)}
+)
+@tokens.require_role(*READERS)
+def list_commands(path: EnclosurePath, query: PageQuery) -> Any:
+    """Commands sent to an enclosure, newest first."""
+    page = commands.list_commands(db_session(), path.eid, limit=query.limit, cursor=query.cursor)
+    return {"items": [_out(c) for c in page.items], "next_cursor": page.next_cursor}
+
+
+def _settled(command: Command) -> bool:
+    return CommandState(command.state).is_terminal
+
+
+def _live_feed() -> Any | None:
+    """The process's live event feed when it is connected (else the view polls)."""
+    try:
+        from controlsvc import live
+    except ImportError:  # pragma: no cover - the feed is optional
+        return None
+    try:
+        feed = live.get_feed(current_app)
+    except Exception as exc:  # the feed is an optimisation: fall back to polling
+        log.debug("live feed unavailable: %s", exc)
+        return None
+    return feed if feed.broker_connected else None
+
+
+def _wait_settled(session: Session, command: Command, wait_s: float) -> Command:
+    deadline = time.monotonic() + wait_s
+    feed = _live_feed()
+    # Watch first, then read: an update between the read and the wait is not missed.
+    watch = feed.watch_command(command.id) if feed is not None else None
+    try:
+        session.refresh(command)
+        while not _settled(command):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            session.rollback()  # hold no connection while waiting; read afresh after
+            if watch is not None:
+                watch.wait(min(remaining, 1.0))  # 1 s: also notices a feed that went away
+            else:
+                time.sleep(min(remaining, POLL_S))
+            command = commands.get_command(session, command.id)
+    finally:
+        if watch is not None:
+            watch.close()
+    return command
+
+
+@bp.get("/<id>", responses={200: CommandOut, **problem_responses(404, 422)})
+@tokens.require_role(*READERS)
+def get_command(path: CommandPath, query: CommandWaitQuery) -> Any:
+    """A command; with ``wait`` (seconds), answers as soon as it is settled or when the wait
+    is over, whichever comes first."""
+    session = db_session()
+    command = commands.get_command(session, path.id)
+    if query.wait > 0 and not _settled(command):
+        command = _wait_settled(session, command, query.wait)
+    return _out(command)
+
+
+def register(app: Any, app_settings: Settings) -> None:
+    tokens.init_app(app, app_settings)
+    mqtt_publisher.init_app(app, app_settings)
+    app.register_api(enclosure_bp)
+    app.register_api(bp)

@@ -1,0 +1,275 @@
+"""GET /api/events (Server-Sent Events) and POST /api/events/ticket.
+
+A stream starts with a `retry:` hint and a `: connected` comment, then (with `Last-Event-ID`,
+or `?last_event_id=`) every logged event after that id, then live events as they are committed,
+each as::
+
+    id: 42
+    event: enclosure.state
+    data: {"id":42,"kind":"enclosure.state","at":"...","enclosure_id":"enc-a",...,"data":{...}}
+
+A comment every HEARTBEAT_S keeps proxies from closing an idle stream. A client too slow to
+keep up gets `event: reconnect` and the stream ends; EventSource reconnects and resumes.
+
+Authorisation: `Authorization: Bearer <access token>`, or `?ticket=` from POST /api/events/ticket
+(browsers' EventSource cannot send headers). A token in the URL is refused: URLs end up in logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from flask import Response, current_app, request
+from flask_jwt_extended import verify_jwt_in_request
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from controlsvc import eventlog, tokens
+from controlsvc.api.errors import problem, problem_responses
+from controlsvc.config import Settings
+from controlsvc.db import Database
+from controlsvc.errors import InvalidInput, Unauthorized, Unavailable
+from controlsvc.live import EventFilter, LiveEvent, LiveFeed, get_feed
+from controlsvc.metrics import SSE_EVENTS_SENT, SSE_STREAMS
+from controlsvc.models.users import User
+from controlsvc.web import database, db_session, settings
+from schemas.ids import validate_enclosure_id
+
+__all__ = ["bp", "register", "sse_frame"]
+
+log = logging.getLogger(__name__)
+
+# A comment this often: proxies close idle connections after 30-60 s.
+HEARTBEAT_S = 15.0
+# While idle, look this often whether the client closed the connection (peek at the socket),
+# so a gone client frees its thread in seconds rather than at the next heartbeat.
+DISCONNECT_CHECK_S = 1.0
+# EventSource waits this long before reconnecting.
+RETRY_MS = 2000
+# Threads of a worker kept for ordinary requests: streams beyond threads minus this are refused.
+RESERVED_THREADS = 8
+# Query parameters that would put a long-lived token in a URL (and so in access logs).
+TOKEN_PARAMS = ("token", "access_token", "jwt", "authorization")
+LAST_EVENT_ID_HEADER = "Last-Event-ID"
+STREAM_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx: pass each event on at once
+}
+
+bp = APIBlueprint(
+    "events",
+    __name__,
+    url_prefix="/api/events",
+    abp_tags=[Tag(name="events", description="Live updates (Server-Sent Events)")],
+)
+
+
+def _kinds(value: str | None) -> str | None:
+    if value is None:
+        return None
+    for kind in value.split(","):
+        eventlog.check_kind(kind.strip())
+    return value
+
+
+class EventsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    kinds: Annotated[str | None, AfterValidator(_kinds)] = Field(
+        None,
+        max_length=2000,
+        description="Comma-separated event kinds to receive (default: all), e.g. "
+        "`enclosure.state,command.updated`",
+    )
+    enclosure_id: Annotated[str | None, AfterValidator(validate_enclosure_id)] = Field(
+        None, description="Only events of this enclosure"
+    )
+    last_event_id: int | None = Field(
+        None,
+        ge=0,
+        description="Resume after this event id (the `Last-Event-ID` header, which wins, does "
+        "the same)",
+    )
+    ticket: str | None = Field(
+        None,
+        max_length=eventlog.TICKET_MAX_LENGTH,
+        description="A ticket from POST /api/events/ticket, for clients that cannot send headers",
+    )
+
+
+class TicketOut(BaseModel):
+    ticket: str = Field(description="Pass as `?ticket=` to GET /api/events; works once")
+    expires_at: datetime = Field(description="The ticket is refused after this time")
+
+
+def sse_frame(event: LiveEvent) -> bytes:
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {event.json}\n\n".encode()
+
+
+def _control_frame(name: str, **data: Any) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _client_gone(sock: Any) -> bool:
+    """True when the client has closed its side (the socket reads EOF without blocking)."""
+    if not isinstance(sock, socket.socket):
+        return False
+    try:
+        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except (ValueError, NotImplementedError):  # TLS sockets cannot peek: rely on heartbeats
+        return False
+    except OSError:
+        return True
+    return data == b""
+
+
+def _last_event_id(query: EventsQuery) -> int | None:
+    raw = request.headers.get(LAST_EVENT_ID_HEADER)
+    if raw is None or not raw.strip():
+        return query.last_event_id
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InvalidInput(
+            f"{LAST_EVENT_ID_HEADER} must be an event id (a non-negative integer)",
+            field=LAST_EVENT_ID_HEADER,
+        )
+    return value
+
+
+def _stream_user(query: EventsQuery) -> User:
+    if query.ticket is not None:
+        user = eventlog.redeem_ticket(db_session(), query.ticket)
+        if user is None:
+            raise Unauthorized(
+                "the ticket is unknown, used or expired; get a new one from POST /api/events/ticket"
+            )
+        return user
+    verify_jwt_in_request(locations=["headers"])
+    return tokens.current_user()
+
+
+def _max_streams(settings: Settings) -> int:
+    return max(1, settings.service.threads - RESERVED_THREADS)
+
+
+def _stream(
+    feed: LiveFeed,
+    db: Database,
+    event_filter: EventFilter,
+    after: int | None,
+    sock: Any,
+) -> Iterator[bytes]:
+    """The body of one event stream. It subscribes before it reads the backlog, so no event
+    falls between the two (an event in both is skipped by id); subscribing here, not in the
+    view, means a response that is never sent leaves no subscription behind."""
+    sub = feed.subscribe(event_filter)
+    SSE_STREAMS.inc()
+    try:
+        yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
+        sent = after
+        while after is not None:  # the backlog, one page per query
+            with db.sessionmaker() as session:
+                rows = eventlog.since(
+                    session, after, kinds=sub.filter.kinds, enclosure_id=sub.filter.enclosure_id
+                )
+                backlog = [LiveEvent.from_record(row) for row in rows]
+            if backlog:
+                yield b"".join(sse_frame(event) for event in backlog)
+                SSE_EVENTS_SENT.inc(len(backlog))
+                after = sent = backlog[-1].id
+            if len(rows) < eventlog.MAX_BATCH or sub.ended:
+                break
+        last_write = time.monotonic()
+        while True:
+            wait = min(DISCONNECT_CHECK_S, HEARTBEAT_S - (time.monotonic() - last_write))
+            batch = sub.get(wait)
+            fresh = [event for event in batch if sent is None or event.id > sent]
+            if fresh:
+                yield b"".join(sse_frame(event) for event in fresh)
+                SSE_EVENTS_SENT.inc(len(fresh))
+                sent = fresh[-1].id
+                last_write = time.monotonic()
+            if sub.overflowed:
+                yield _control_frame("reconnect", reason="too slow", last_event_id=sent)
+                return
+            if sub.closed:
+                yield _control_frame("reconnect", reason="server stopping", last_event_id=sent)
+                return
+            if time.monotonic() - last_write >= HEARTBEAT_S:
+                yield b": keep-alive\n\n"
+                last_write = time.monotonic()
+            elif not batch and _client_gone(sock):
+                return
+    finally:
+        sub.close()
+        SSE_STREAMS.dec()
+
+
+@bp.get(
+    "",
+    responses={
+        200: {
+            "description": "An endless `text/event-stream` (see docs/events.md)",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **problem_responses(400, 401, 422, 503),
+    },
+    security=[{"jwt": []}, {}],
+)
+def stream_events(query: EventsQuery) -> Any:
+    """Server-Sent Events: enclosure state and status changes, command results, sessions.
+
+    Resume with the `Last-Event-ID` header (EventSource sends it when it reconnects). Browsers
+    authorise with `?ticket=` from POST /api/events/ticket; other clients with a bearer token.
+    """
+    if any(name in request.args for name in TOKEN_PARAMS):
+        return problem(
+            400,
+            "Token in URL refused",
+            "never put an access token in a URL (it ends up in logs): send it as "
+            "'Authorization: Bearer <token>', or get a single-use ticket from "
+            "POST /api/events/ticket and pass ?ticket=",
+        )
+    _stream_user(query)
+    after = _last_event_id(query)
+    feed = get_feed(current_app)
+    if feed.subscriber_count >= _max_streams(settings()):
+        raise Unavailable("this worker serves as many event streams as it can; retry shortly")
+    kinds = (
+        frozenset(kind.strip() for kind in query.kinds.split(","))
+        if query.kinds is not None
+        else None
+    )
+    event_filter = EventFilter(kinds=kinds, enclosure_id=query.enclosure_id)
+    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    body = _stream(feed, database(), event_filter, after, sock)
+    return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
+
+
+@bp.post(
+    "/ticket",
+    responses={201: TicketOut, **problem_responses(401)},
+    security=tokens.JWT_SECURITY,
+)
+@tokens.require_role()
+def create_ticket() -> Any:
+    """A single-use ticket (valid 30 s) that opens one event stream: `GET /api/events?ticket=`."""
+    issued = eventlog.issue_ticket(db_session(), tokens.current_user().id)
+    out = TicketOut(ticket=issued.ticket, expires_at=issued.expires_at)
+    return out.model_dump(mode="json"), 201
+
+
+def register(app: Any, app_settings: Settings) -> None:
+    tokens.init_app(app, app_settings)
+    app.register_api(bp)

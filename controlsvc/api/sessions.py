@@ -1,0 +1,204 @@
+"""Recording sessions: create, follow, cancel (all or one enclosure), archive, list the proof.
+
+Creating or canceling commits the decision and the ``desired`` documents FIRST, then publishes
+the documents (retained, QoS 1, many at once) and records that the broker has them. If the
+broker cannot be reached the answer is the same: the decision is durable and the bridge
+publishes what is missing. Viewers read; operators and admins change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from flask import current_app
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import Field
+from sqlalchemy.orm import Session
+
+from controlsvc import desired, eventlog, mqtt_publisher, sessions, tokens
+from controlsvc.api.enclosures import EDITORS, READERS, PathEnclosureId
+from controlsvc.api.errors import problem_responses
+from controlsvc.config import Settings
+from controlsvc.db import utcnow
+from controlsvc.desired import Outgoing
+from controlsvc.models.sessions import RecordingSession
+from controlsvc.publisher import BrokerUnavailable, Publisher
+from controlsvc.web import db_session, settings
+from schemas.base import StrictModel
+from schemas.rest.common import Page
+from schemas.rest.sessions import (
+    RecordingsQuery,
+    SegmentOut,
+    SessionCreate,
+    SessionListQuery,
+    SessionOut,
+    SessionSummary,
+)
+from schemas.topics import Topics
+from schemas.types import SessionId
+
+log = logging.getLogger(__name__)
+
+__all__ = ["bp", "register"]
+
+BODY_PROBLEMS = (400, 413, 415, 422)
+
+bp = APIBlueprint(
+    "sessions",
+    __name__,
+    url_prefix="/api/sessions",
+    abp_tags=[Tag(name="sessions", description="Recording sessions across enclosures")],
+    abp_security=tokens.JWT_SECURITY,
+    abp_responses=problem_responses(401, 403),
+)
+
+
+class SessionPath(StrictModel):
+    id: SessionId = Field(description="Session id.")
+
+
+class SessionEnclosurePath(StrictModel):
+    id: SessionId = Field(description="Session id.")
+    eid: PathEnclosureId = Field(description="Enclosure id.")
+
+
+SessionPage = Page[SessionSummary]
+SegmentPage = Page[SegmentOut]
+
+
+def _topics() -> Topics:
+    return Topics(settings().mqtt.topic_prefix)
+
+
+def _out(session: Session, rs: RecordingSession) -> dict[str, Any]:
+    return sessions.session_out(session, rs).model_dump(mode="json")
+
+
+def _notify(publisher: Publisher, session: Session) -> None:
+    """Tell the API processes' event feeds to look (best effort)."""
+    last = eventlog.last_id(session)
+    with contextlib.suppress(BrokerUnavailable):
+        publisher.publish(
+            eventlog.notification_topic(settings().mqtt.topic_prefix),
+            eventlog.notification_payload(last),
+            qos=eventlog.NOTIFICATION_QOS,
+        )
+
+
+def _commit_and_publish(session: Session, outgoing: list[Outgoing]) -> None:
+    """Commit the decision, publish its documents, record what the broker acknowledged."""
+    publisher: Publisher = mqtt_publisher.publisher_of(current_app)
+    session.commit()
+    if outgoing:
+        published = desired.publish_all(publisher, outgoing)
+        if published:
+            desired.mark_published(session, published, now=utcnow())
+            session.commit()
+        if len(published) < len(outgoing):
+            log.warning(
+                "%d of %d desired documents stay unpublished (the bridge will publish them)",
+                len(outgoing) - len(published),
+                len(outgoing),
+            )
+    _notify(publisher, session)
+
+
+@bp.post("", responses={201: SessionOut, **problem_responses(404, 409, *BODY_PROBLEMS)})
+@tokens.require_role(*EDITORS)
+def create_session(body: SessionCreate) -> Any:
+    """Start a session on enclosures, now or at ``start_at`` (operators and admins).
+
+    422 names unknown enclosures; 409 names the active session an enclosure is already in,
+    and lost or offline enclosures unless ``allow_offline``.
+    """
+    session = db_session()
+    rs, outgoing = sessions.create_session(
+        session, _topics(), body, created_by_id=tokens.current_user().id, now=utcnow()
+    )
+    _commit_and_publish(session, outgoing)
+    return _out(session, rs), 201
+
+
+@bp.get("", responses={200: SessionPage, **problem_responses(422)})
+@tokens.require_role(*READERS)
+def list_sessions(query: SessionListQuery) -> Any:
+    """Sessions, newest first; filter by ``status`` and ``archived`` (default: not archived)."""
+    page = sessions.list_sessions(
+        db_session(),
+        limit=query.limit,
+        cursor=query.cursor,
+        status=query.status,
+        archived=query.archived,
+    )
+    return {
+        "items": [s.model_dump(mode="json") for s in page.items],
+        "next_cursor": page.next_cursor,
+    }
+
+
+@bp.get("/<string:id>", responses={200: SessionOut, **problem_responses(404, 422)})
+@tokens.require_role(*READERS)
+def get_session(path: SessionPath) -> Any:
+    """A session with every enclosure's progress (recorded seconds, frames, bytes, segments,
+    last frame, gaps) and the totals."""
+    session = db_session()
+    return _out(session, sessions.get_session(session, path.id))
+
+
+@bp.get("/<string:id>/recordings", responses={200: SegmentPage, **problem_responses(404, 422)})
+@tokens.require_role(*READERS)
+def list_recordings(path: SessionPath, query: RecordingsQuery) -> Any:
+    """Every segment file of the session with its evidence (path, span, frames, bytes,
+    SHA-256), by start time."""
+    page = sessions.list_recordings(
+        db_session(),
+        path.id,
+        limit=query.limit,
+        cursor=query.cursor,
+        enclosure_id=query.enclosure_id,
+    )
+    return {
+        "items": [s.model_dump(mode="json") for s in page.items],
+        "next_cursor": page.next_cursor,
+    }
+
+
+@bp.post("/<string:id>/cancel", responses={200: SessionOut, **problem_responses(404, 409, 422)})
+@tokens.require_role(*EDITORS)
+def cancel_session(path: SessionPath) -> Any:
+    """Cancel the session (idempotent); 409 when it already finished otherwise."""
+    session = db_session()
+    rs, outgoing = sessions.cancel_session(session, _topics(), path.id, now=utcnow())
+    _commit_and_publish(session, outgoing)
+    return _out(session, rs)
+
+
+@bp.post(
+    "/<string:id>/enclosures/<string:eid>/cancel",
+    responses={200: SessionOut, **problem_responses(404, 409, 422)},
+)
+@tokens.require_role(*EDITORS)
+def cancel_enclosure(path: SessionEnclosurePath) -> Any:
+    """Stop one enclosure of a running session (idempotent); the others go on. 404 when the
+    enclosure is not part of the session, 409 when it already finished."""
+    session = db_session()
+    rs, outgoing = sessions.cancel_enclosure(session, _topics(), path.id, path.eid, now=utcnow())
+    _commit_and_publish(session, outgoing)
+    return _out(session, rs)
+
+
+@bp.post("/<string:id>/archive", responses={200: SessionOut, **problem_responses(404, 409, 422)})
+@tokens.require_role(*EDITORS)
+def archive_session(path: SessionPath) -> Any:
+    """Archive a finished session (idempotent): hidden from the default list."""
+    session = db_session()
+    rs = sessions.archive_session(session, path.id, now=utcnow())
+    return _out(session, rs)
+
+
+def register(app: Any, app_settings: Settings) -> None:
+    tokens.init_app(app, app_settings)
+    mqtt_publisher.init_app(app, app_settings)
+    app.register_api(bp)

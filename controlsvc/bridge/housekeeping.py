@@ -1,0 +1,228 @@
+"""The bridge's timers, on a thread of their own (so they never delay a batch):
+
+- every ``TICK_S``: enclosures silent for ``lost_after_intervals`` x their status interval
+  become ``lost``; unsettled commands past their deadline become ``timed_out``;
+- every ``REPUBLISH_EVERY_S`` (and at start): ``pending`` commands that never reached the
+  broker (the API died between its commit and its publish, or the broker was away) are
+  published, while still before their deadline;
+- every ``SERVICE_HEARTBEAT_S``: retained ``service/state`` online again;
+- every ``PURGE_EVERY_S``: status history older than ``[SERVICE] status_history_days`` and the
+  event log older than ``eventlog.EVENT_RETENTION`` are deleted, in chunks.
+
+Silence is only judged while connected, and not before a full silence period has passed since
+the connection was made: the bridge cannot have heard anyone before it was listening.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from controlsvc import commands, enclosures, eventlog
+from controlsvc.bridge.client import SERVICE_HEARTBEAT_S, BridgeClient
+from controlsvc.bridge.stats import BridgeStats, LogThrottle
+from controlsvc.db import Database, utcnow
+from controlsvc.enclosures import Liveness
+from controlsvc.models.commands import Command
+from controlsvc.publisher import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Housekeeping"]
+
+# Liveness and time-outs are checked this often: lost detection ~0.5 s after the deadline.
+TICK_S = 0.5
+# Pending commands are looked for this often (the API normally publishes within ms).
+REPUBLISH_EVERY_S = 2.0
+# Status history and old events are purged this often.
+PURGE_EVERY_S = 600.0
+# After an error, a task is logged at most once per this many seconds.
+ERROR_LOG_PERIOD_S = 60.0
+
+EventIntent = tuple[str, dict[str, Any], str | None, uuid.UUID | None]
+
+
+class Housekeeping:
+    """Runs the periodic tasks; ``run_once`` is callable directly (tests)."""
+
+    def __init__(
+        self,
+        database: Database,
+        client: BridgeClient,
+        liveness: Liveness,
+        stats: BridgeStats,
+        *,
+        status_history_days: int,
+        tick_s: float = TICK_S,
+    ) -> None:
+        self._db = database
+        self._client = client
+        self._liveness = liveness
+        self.stats = stats
+        self.status_history_days = status_history_days
+        self.tick_s = tick_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._throttle = LogThrottle(ERROR_LOG_PERIOD_S)
+        self._next_republish = 0.0
+        self._next_heartbeat = time.monotonic() + SERVICE_HEARTBEAT_S
+        self._next_purge = 0.0
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name="jaxmba-bridge-housekeeping", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            self.run_once()
+
+    def run_once(self, now: datetime | None = None) -> None:
+        """One round of every task that is due."""
+        clock = time.monotonic()
+        self._guarded("liveness", lambda: self.check_liveness(now))
+        self._guarded("time-outs", lambda: self.time_out_commands(now))
+        if clock >= self._next_republish:
+            self._next_republish = clock + REPUBLISH_EVERY_S
+            self._guarded("re-publishing", lambda: self.republish_pending(now))
+        if clock >= self._next_heartbeat:
+            self._next_heartbeat = clock + SERVICE_HEARTBEAT_S
+            self._guarded("heartbeat", self._client.heartbeat)
+        if clock >= self._next_purge:
+            self._next_purge = clock + PURGE_EVERY_S
+            self._guarded("purge", lambda: self.purge(now))
+
+    def _guarded(self, name: str, task: Callable[[], object]) -> None:
+        try:
+            task()
+        except Exception as exc:
+            suppressed = self._throttle.allow(name)
+            if suppressed is not None:
+                log.warning("bridge %s failed: %s: %s", name, type(exc).__name__, exc)
+
+    def _commit_events(self, session: Any, intents: list[EventIntent]) -> int | None:
+        newest = None
+        for kind, data, eid, command_id in intents:
+            newest = eventlog.record(
+                session, kind, data, enclosure_id=eid, command_id=command_id
+            ).id
+        session.commit()
+        return newest
+
+    def _notify(self, newest: int | None) -> None:
+        if newest is not None:
+            self._client.notify_events(newest)
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def check_liveness(self, now: datetime | None = None) -> int:
+        """Mark silent enclosures lost; how many."""
+        grace = self._liveness.silence_limit().total_seconds()
+        if self._client.connected_for() < grace:
+            return 0
+        now = now or utcnow()
+        with self._db.sessionmaker() as session:
+            changes = enclosures.mark_silent(session, now, self._liveness)
+            if not changes:
+                session.rollback()
+                return 0
+            intents: list[EventIntent] = [
+                ("enclosure.state", c.event_data(), c.enclosure_id, None) for c in changes
+            ]
+            newest = self._commit_events(session, intents)
+        for change in changes:
+            self.stats.count("transitions", change.state.value)
+            log.info(
+                "enclosure %s: %s -> lost (%s)", change.enclosure_id, change.previous, change.reason
+            )
+        self._notify(newest)
+        return len(changes)
+
+    def time_out_commands(self, now: datetime | None = None) -> int:
+        """Mark overdue commands timed_out; how many."""
+        now = now or utcnow()
+        with self._db.sessionmaker() as session:
+            settled = commands.time_out_overdue(session, now)
+            if not settled:
+                session.rollback()
+                return 0
+            intents: list[EventIntent] = [
+                ("command.updated", commands.event_data(c), c.enclosure_id, c.id) for c in settled
+            ]
+            newest = self._commit_events(session, intents)
+        for command in settled:
+            self.stats.count("commands_settled", command.state)
+            log.info(
+                "command %s (%s to %s) timed out", command.id, command.kind, command.enclosure_id
+            )
+        self._notify(newest)
+        return len(settled)
+
+    def republish_pending(self, now: datetime | None = None) -> int:
+        """Publish pending commands the API did not get to the broker; how many went out."""
+        if not self._client.connected:
+            return 0
+        now = now or utcnow()
+        with self._db.sessionmaker() as session:
+            pending = [c.id for c in commands.republishable(session, now)]
+        sent = 0
+        for command_id in pending:
+            with self._db.sessionmaker() as session:
+                command = session.get(Command, command_id)
+                if command is None:
+                    continue
+                try:
+                    changed = commands.publish_command(
+                        session, self._client, command, self._client.topics
+                    )
+                except BrokerUnavailable as exc:
+                    session.rollback()
+                    log.warning("cannot re-publish command %s: %s", command_id, exc.detail)
+                    break
+                if not changed:
+                    session.rollback()
+                    continue
+                data = commands.event_data(command)
+                newest = self._commit_events(
+                    session, [("command.updated", data, command.enclosure_id, command.id)]
+                )
+            log.info(
+                "re-published pending command %s (%s to %s)",
+                command_id,
+                data["kind"],
+                data["enclosure_id"],
+            )
+            sent += 1
+            self._notify(newest)
+        return sent
+
+    def purge(self, now: datetime | None = None) -> int:
+        """Delete old status history (and old events); how many status rows went."""
+        now = now or utcnow()
+        before = now - timedelta(days=self.status_history_days)
+        total = 0
+        while not self._stop.is_set():
+            with self._db.sessionmaker() as session:
+                n = enclosures.purge_status_history(session, before)
+                session.commit()
+            total += n
+            if n < enclosures.PURGE_CHUNK:
+                break
+        with self._db.sessionmaker() as session:
+            events = eventlog.purge(session, now - eventlog.EVENT_RETENTION)
+            session.commit()
+        if total or events:
+            log.info("purged %d status history rows and %d events", total, events)
+        return total

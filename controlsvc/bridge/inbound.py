@@ -1,0 +1,40 @@
+"""A received MQTT message, copied out of paho's ``MQTTMessage`` on the network thread."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import paho.mqtt.client as paho
+
+from controlsvc.db import utcnow
+
+__all__ = ["Inbound"]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """What the worker needs of one message; ``mid``/``generation`` let it ack after the write."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    received_at: datetime
+    mid: int = 0
+    generation: int = 0  # the connection it arrived on; acks go only to that connection
+    correlation_data: bytes | None = None
+
+    @classmethod
+    def from_paho(cls, message: paho.MQTTMessage, generation: int) -> Inbound:
+        props = message.properties
+        return cls(
+            topic=message.topic,
+            payload=bytes(message.payload),
+            qos=message.qos,
+            retain=bool(message.retain),
+            received_at=utcnow(),
+            mid=message.mid,
+            generation=generation,
+            correlation_data=getattr(props, "CorrelationData", None) if props else None,
+        )

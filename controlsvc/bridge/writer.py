@@ -1,0 +1,385 @@
+"""Validate a batch of received messages, then write it to the database in one transaction.
+
+``parse`` refuses what is not ours (bad topic, too large, not UTF-8, not JSON, failing the
+schema): counted in ``BridgeStats.invalid``, logged at most once per enclosure per minute,
+never stored. ``write`` applies the rest in arrival order inside ONE transaction:
+
+- ``state``: lifecycle and derived state (``enclosures.apply_lifecycle``), transitions;
+- ``status``: latest status unless stale (``enclosures.apply_status``), a history row
+  (insert-if-absent on (enclosure, boot_id, seq));
+- ``ack``: command state (``commands.apply_ack``);
+- ``events``: the agent's durable facts, insert-if-absent on (enclosure, event_id);
+
+and records the event-log entries (``enclosure.state``, ``enclosure.status`` coalesced,
+``command.updated``) last, just before the commit. If the transaction fails for a reason other
+than an unreachable database, the batch is written again one message at a time and only the
+message that fails alone is dropped (logged); an unreachable database raises ``DatabaseDown``
+and the caller retries the whole batch later (nothing was acknowledged to the broker).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from controlsvc import commands, enclosures, eventlog
+from controlsvc.bridge import sessions as session_driver
+from controlsvc.bridge.inbound import Inbound
+from controlsvc.bridge.stats import BridgeStats, LogThrottle
+from controlsvc.db import Database, utcnow
+from controlsvc.enclosures import Liveness, StateChange, Verdict
+from controlsvc.models.enclosures import AgentEvent, Enclosure, StatusRecord
+from schemas.codec import parse_message
+from schemas.commands import Ack
+from schemas.errors import MessageError, TopicError
+from schemas.events import Event
+from schemas.messages import EnclosureStateMessage
+from schemas.status import Status
+from schemas.topics import Channel, Topics
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DatabaseDown", "Parsed", "Writer"]
+
+# The channels the bridge stores; anything else under enc/ is not for it.
+HANDLED: dict[Channel, type[EnclosureStateMessage | Status | Ack | Event]] = {
+    Channel.STATE: EnclosureStateMessage,
+    Channel.STATUS: Status,
+    Channel.ACK: Ack,
+    Channel.EVENTS: Event,
+}
+# A status event is sent at once when what a user sees changes, else at most this often.
+STATUS_EVENT_EVERY_S = 10.0
+# Bad input is logged once per enclosure (or topic) per this many seconds.
+LOG_PERIOD_S = 60.0
+PAYLOAD_SHOWN = 120  # bytes of a refused payload quoted in the log
+_ACK_IGNORED = {
+    "unknown": "unknown_command",
+    "foreign": "foreign_ack",
+    "late": "late_ack",
+    "duplicate": "duplicate",
+}
+
+
+class DatabaseDown(Exception):  # noqa: N818 (a condition, not a bug)
+    """The database cannot be reached; retry the batch later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    inbound: Inbound
+    eid: str
+    channel: Channel
+    message: EnclosureStateMessage | Status | Ack | Event
+
+
+@dataclass
+class _Batch:
+    """What one transaction collected."""
+
+    events: list[tuple[str, dict[str, Any], str | None, uuid.UUID | None]] = field(
+        default_factory=list
+    )
+    history: list[dict[str, Any]] = field(default_factory=list)
+    status_events: dict[str, float] = field(default_factory=dict)
+    written: dict[str, int] = field(default_factory=dict)
+    ignored: dict[str, int] = field(default_factory=dict)
+    settled: dict[str, int] = field(default_factory=dict)
+    transitions: dict[str, int] = field(default_factory=dict)
+
+    def bump(self, counter: dict[str, int], key: str) -> None:
+        counter[key] = counter.get(key, 0) + 1
+
+
+def _shown(payload: bytes) -> str:
+    text = payload[:PAYLOAD_SHOWN].decode("utf-8", "replace")
+    return text + ("..." if len(payload) > PAYLOAD_SHOWN else "")
+
+
+def _is_down(exc: BaseException) -> bool:
+    """An error that says the database cannot be reached (not that this data is bad)."""
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+class Writer:
+    """Parses and writes batches; used by the bridge's single worker thread."""
+
+    def __init__(
+        self,
+        database: Database,
+        topics: Topics,
+        liveness: Liveness,
+        stats: BridgeStats,
+        *,
+        status_event_every_s: float = STATUS_EVENT_EVERY_S,
+    ) -> None:
+        self._db = database
+        self._topics = topics
+        self._liveness = liveness
+        self.stats = stats
+        self.status_event_every_s = status_event_every_s
+        self._throttle = LogThrottle(LOG_PERIOD_S)
+        self._last_status_event: dict[str, float] = {}
+
+    # -- validation -----------------------------------------------------------------------------
+    def _refuse(self, inbound: Inbound, key: str, reason: str, detail: str) -> None:
+        self.stats.count("invalid", reason)
+        suppressed = self._throttle.allow(key)
+        if suppressed is not None:
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            log.warning(
+                "refused message on %s (%s): %s; payload %r%s",
+                inbound.topic[:200],
+                reason,
+                detail,
+                _shown(inbound.payload),
+                more,
+            )
+
+    def parse(self, batch: Sequence[Inbound]) -> list[Parsed]:
+        """The valid messages of ``batch`` (the others are counted and logged)."""
+        out = []
+        for inbound in batch:
+            try:
+                eid, channel = self._topics.parse(inbound.topic)
+            except TopicError as exc:
+                self.stats.count("received", "other")
+                self._refuse(inbound, f"topic:{inbound.topic[:64]}", "topic", str(exc))
+                continue
+            self.stats.count("received", channel.value)
+            model = HANDLED.get(channel)
+            if model is None:
+                self._refuse(inbound, eid, "topic", f"the bridge does not read {channel.value}")
+                continue
+            if not inbound.payload and channel in (Channel.STATE, Channel.STATUS):
+                # An emptied retained topic (a retired enclosure): nothing to store.
+                self.stats.count("ignored", "cleared")
+                continue
+            try:
+                message = parse_message(model, inbound.payload)
+            except MessageError as exc:
+                self._refuse(inbound, eid, exc.category, exc.reason)
+                continue
+            out.append(Parsed(inbound, eid, channel, message))
+        return out
+
+    # -- writing --------------------------------------------------------------------------------
+    def write(self, parsed: Sequence[Parsed]) -> int | None:
+        """Write ``parsed``; the newest event-log id recorded (None: no event).
+
+        Raises ``DatabaseDown`` when the database cannot be reached.
+        """
+        if not parsed:
+            return None
+        try:
+            return self._write(parsed)
+        except Exception as exc:
+            if _is_down(exc):
+                self.stats.add("database_errors")
+                raise DatabaseDown(str(exc)) from exc
+            self.stats.add("batch_retries")
+            log.warning(
+                "a batch of %d messages failed (%s: %s); writing them one at a time",
+                len(parsed),
+                type(exc).__name__,
+                exc,
+            )
+        newest: int | None = None
+        for item in parsed:
+            try:
+                last = self._write([item])
+            except Exception as exc:
+                if _is_down(exc):
+                    self.stats.add("database_errors")
+                    raise DatabaseDown(str(exc)) from exc
+                self.stats.count("ignored", "dropped")
+                log.error(  # noqa: TRY400 - the reason is the message, not a traceback
+                    "dropped the message on %s (eid=%s): %s: %s; payload %r",
+                    item.inbound.topic,
+                    item.eid,
+                    type(exc).__name__,
+                    exc,
+                    _shown(item.inbound.payload),
+                )
+                continue
+            if last is not None:
+                newest = max(newest or 0, last)
+        return newest
+
+    def _write(self, parsed: Sequence[Parsed]) -> int | None:
+        batch = _Batch()
+        now = utcnow()
+        with self._db.sessionmaker() as session:
+            try:
+                newest = self._apply(session, parsed, batch, now)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        # Only what was committed counts.
+        self._last_status_event.update(batch.status_events)
+        for key, n in batch.written.items():
+            self.stats.count("written", key, n)
+        for key, n in batch.ignored.items():
+            self.stats.count("ignored", key, n)
+        for key, n in batch.settled.items():
+            self.stats.count("commands_settled", key, n)
+        for key, n in batch.transitions.items():
+            self.stats.count("transitions", key, n)
+        return newest
+
+    def _apply(
+        self, session: Session, parsed: Sequence[Parsed], batch: _Batch, now: datetime
+    ) -> int | None:
+        encs = enclosures.lock_enclosures(session, {p.eid for p in parsed}, now=now)
+        for item in parsed:
+            enc = encs[item.eid]
+            if enc.retired_at is not None:
+                batch.bump(batch.ignored, "retired")
+                continue
+            message = item.message
+            if isinstance(message, EnclosureStateMessage):
+                self._state(session, enc, item, message, batch)
+            elif isinstance(message, Status):
+                self._status(session, enc, item, message, batch)
+            elif isinstance(message, Ack):
+                self._ack(session, enc, item, message, batch)
+            else:
+                self._event(session, enc, item, message, batch)
+        if batch.history:
+            enclosures.insert_ignore(
+                session,
+                StatusRecord.__table__,  # type: ignore[arg-type]
+                batch.history,
+            )
+        newest: int | None = None
+        for kind, data, eid, command_id in batch.events:
+            row = eventlog.record(session, kind, data, enclosure_id=eid, command_id=command_id)
+            newest = row.id
+        return newest
+
+    def _transition(self, change: StateChange | None, batch: _Batch) -> None:
+        if change is None:
+            return
+        batch.bump(batch.transitions, change.state.value)
+        batch.events.append(("enclosure.state", change.event_data(), change.enclosure_id, None))
+        log.info(
+            "enclosure %s: %s -> %s (%s)",
+            change.enclosure_id,
+            change.previous.value,
+            change.state.value,
+            change.reason,
+        )
+
+    def _state(
+        self,
+        session: Session,
+        enc: Enclosure,
+        item: Parsed,
+        message: EnclosureStateMessage,
+        batch: _Batch,
+    ) -> None:
+        verdict, change = enclosures.apply_lifecycle(
+            session,
+            enc,
+            message,
+            item.inbound.received_at,
+            self._liveness,
+            retained=item.inbound.retain,
+        )
+        if verdict is not Verdict.NEW:
+            batch.bump(batch.ignored, verdict.value)
+            return
+        batch.bump(batch.written, "state")
+        self._transition(change, batch)
+
+    def _status(
+        self, session: Session, enc: Enclosure, item: Parsed, message: Status, batch: _Batch
+    ) -> None:
+        received_at = item.inbound.received_at
+        outcome = enclosures.apply_status(
+            session, enc, message, received_at, self._liveness, retained=item.inbound.retain
+        )
+        if outcome.verdict is not Verdict.DUPLICATE:
+            batch.history.append(enclosures.status_row(enc.id, message, received_at))
+        if outcome.verdict is not Verdict.NEW:
+            batch.bump(batch.ignored, outcome.verdict.value)
+            return
+        batch.bump(batch.written, "status")
+        self._transition(outcome.change, batch)
+        clock = time.monotonic()
+        last = batch.status_events.get(enc.id, self._last_status_event.get(enc.id))
+        due = last is None or clock - last >= self.status_event_every_s
+        if outcome.significant or outcome.change is not None or due:
+            batch.status_events[enc.id] = clock
+            data = {
+                "enclosure_id": enc.id,
+                "state": enc.state,
+                "boot_id": message.boot_id,
+                "seq": message.seq,
+                "at": message.at,
+                "status": enc.status,
+            }
+            batch.events.append(("enclosure.status", data, enc.id, None))
+
+    def _alive(self, session: Session, enc: Enclosure, item: Parsed, batch: _Batch) -> None:
+        """Any live message proves the agent is there: move its silence deadline."""
+        if item.inbound.retain:
+            return
+        enclosures.touch(enc, item.inbound.received_at, self._liveness)
+        self._transition(enclosures.revive(session, enc, item.inbound.received_at), batch)
+
+    def _ack(self, session: Session, enc: Enclosure, item: Parsed, ack: Ack, batch: _Batch) -> None:
+        self._alive(session, enc, item, batch)
+        outcome = commands.apply_ack(session, enc.id, ack, item.inbound.received_at)
+        if outcome.command is None:
+            batch.bump(batch.ignored, _ACK_IGNORED.get(outcome.ignored or "", "late_ack"))
+            if outcome.ignored != "duplicate" and self._throttle.allow(f"ack:{enc.id}") is not None:
+                log.info(
+                    "ignored %s ack from %s for command %s (%s)",
+                    ack.result.value,
+                    enc.id,
+                    ack.command_id,
+                    outcome.ignored,
+                )
+            return
+        command = outcome.command
+        batch.bump(batch.written, "ack")
+        if command.settled_at is not None:
+            batch.bump(batch.settled, command.state)
+        batch.events.append(("command.updated", commands.event_data(command), enc.id, command.id))
+
+    def _event(
+        self, session: Session, enc: Enclosure, item: Parsed, event: Event, batch: _Batch
+    ) -> None:
+        self._alive(session, enc, item, batch)
+        inserted = enclosures.insert_ignore(
+            session,
+            AgentEvent.__table__,  # type: ignore[arg-type]
+            [
+                {
+                    "enclosure_id": enc.id,
+                    "event_id": event.event_id,
+                    "kind": event.kind.value,
+                    "session_id": event.session_id,
+                    "at": event.at,
+                    "received_at": item.inbound.received_at,
+                    "data": event.data,
+                }
+            ],
+        )
+        batch.bump(
+            batch.written if inserted else batch.ignored, "events" if inserted else "duplicate"
+        )
+        if inserted:  # recording sessions (controlsvc.bridge.sessions)
+            session_driver.on_event(session, enc.id, event, item.inbound.received_at, batch.events)

@@ -1,0 +1,371 @@
+"""Commands: create, publish, settle from acks, time out. No Flask, no paho.
+
+A command's life (``CommandState``)::
+
+    pending --publish + PUBACK--> sent --ack accepted--> accepted --ack--> succeeded | failed
+       |                            |--ack rejected | succeeded | failed | expired (terminal)
+       +------ no terminal answer by deadline_at (+ grace) --> timed_out (the bridge's timer)
+
+Durability: ``create_command`` only flushes; the caller COMMITS before ``publish_command`` so
+a crash after the API answered 202 loses nothing: the bridge re-publishes ``pending`` commands
+still before their deadline (``republishable``). Agents treat a command id seen twice as one
+command (QoS 1 is at least once anyway).
+
+Every state change is a conditional UPDATE (``WHERE state IN (...)``), so the API marking a
+command ``sent`` and the bridge settling it from an ack can race in any order without a
+terminal state ever being overwritten; a late ack for a settled command is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from controlsvc.db import utcnow
+from controlsvc.enclosures import Page, get_enclosure
+from controlsvc.errors import Conflict, InvalidInput, NotFound
+from controlsvc.models.commands import Command
+from controlsvc.pagination import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor
+from controlsvc.publisher import MessageProperties, Publisher
+from schemas.codec import dump_message
+from schemas.commands import Ack, parse_params
+from schemas.commands import Command as CommandMessage
+from schemas.enums import AckResult, CommandKind, CommandState
+from schemas.errors import MessageError
+from schemas.rest.enclosures import CommandOut
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ACK_GRACE_S",
+    "REPUBLISH_AFTER_S",
+    "UNSETTLED",
+    "AckOutcome",
+    "Outgoing",
+    "apply_ack",
+    "command_out",
+    "create_command",
+    "event_data",
+    "get_command",
+    "list_commands",
+    "mark_sent",
+    "outgoing",
+    "publish_command",
+    "republishable",
+    "time_out_overdue",
+]
+
+# An answer sent just before the deadline is still in flight for a moment: the timer waits this
+# much longer before calling a command timed_out.
+ACK_GRACE_S = 1.0
+# The API publishes within milliseconds of its commit; a command still pending after this long
+# was not (the API process died or the broker was down), so the bridge publishes it.
+REPUBLISH_AFTER_S = 2.0
+UNSETTLED = (CommandState.PENDING, CommandState.SENT, CommandState.ACCEPTED)
+_UNSETTLED_VALUES = [s.value for s in UNSETTLED]
+CONTENT_TYPE = "application/json"
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def get_command(session: Session, command_id: uuid.UUID | str) -> Command:
+    """The command ``command_id``; ``NotFound`` if unknown."""
+    key = _uuid(command_id)
+    command = session.get(Command, key) if key is not None else None
+    if command is None:
+        raise NotFound(f"no command {command_id!s}", field="id")
+    return command
+
+
+def command_out(command: Command) -> CommandOut:
+    return CommandOut.model_validate(command)
+
+
+def event_data(command: Command) -> dict[str, Any]:
+    """The data of a ``command.updated`` event: the command record."""
+    return command_out(command).model_dump(mode="json")
+
+
+def create_command(
+    session: Session,
+    eid: str,
+    kind: CommandKind,
+    params: Mapping[str, Any],
+    timeout_s: float,
+    *,
+    created_by_id: int | None = None,
+    now: datetime | None = None,
+) -> Command:
+    """A new ``pending`` command for ``eid`` (flushed; the caller commits before publishing).
+
+    ``NotFound`` for an unknown enclosure, ``Conflict`` for a retired one, ``InvalidInput``
+    naming ``params.<field>`` when the params do not fit the kind. A ``lost`` or ``offline``
+    enclosure is accepted: its state is kept on the command and the command expires in time.
+    """
+    now = now or utcnow()
+    enc = get_enclosure(session, eid)
+    if enc.retired_at is not None:
+        raise Conflict(f"enclosure {eid!r} is retired", field="eid")
+    try:
+        typed = parse_params(kind, dict(params))
+    except MessageError as exc:
+        field = exc.errors[0][0] if exc.errors else "params"
+        raise InvalidInput(exc.reason, field=field) from None
+    command = Command(
+        id=uuid.uuid4(),
+        enclosure_id=eid,
+        kind=kind.value,
+        params=typed.model_dump(mode="json", exclude_unset=True),
+        state=CommandState.PENDING.value,
+        created_at=now,
+        created_by_id=created_by_id,
+        deadline_at=now + timedelta(seconds=timeout_s),
+        enclosure_state=enc.state,
+    )
+    session.add(command)
+    session.flush()
+    return command
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message ready for ``Publisher.publish``."""
+
+    topic: str
+    payload: bytes
+    properties: MessageProperties
+
+
+def outgoing(command: Command, topics: Topics, *, now: datetime | None = None) -> Outgoing:
+    """The ``cmd`` message of ``command``, with MQTT 5 Response Topic, Correlation Data and
+    Message Expiry Interval, and the same fields in the JSON (for MQTT 3 tools)."""
+    now = now or utcnow()
+    ack_topic = topics.ack(command.enclosure_id)
+    message = CommandMessage(
+        at=now,
+        id=command.id,
+        kind=CommandKind(command.kind),
+        params=command.params,
+        expires_at=command.deadline_at,
+        response_topic=ack_topic,
+        correlation_data=str(command.id),
+    )
+    remaining = (command.deadline_at - now).total_seconds()
+    return Outgoing(
+        topic=topics.cmd(command.enclosure_id),
+        payload=dump_message(message),
+        properties=MessageProperties(
+            response_topic=ack_topic,
+            correlation_data=str(command.id).encode("ascii"),
+            message_expiry_interval=max(1, math.ceil(remaining)),
+            content_type=CONTENT_TYPE,
+        ),
+    )
+
+
+def mark_sent(session: Session, command: Command, now: datetime) -> bool:
+    """``pending`` -> ``sent`` (the broker has it); True when this call changed the row.
+
+    False when an ack or the timer got there first, or (PostgreSQL) when the bridge is writing
+    an ack for it right now: the row is locked, and rather than wait for the bridge's batch to
+    commit, the ack's state wins (the answer still shows ``sent``: the broker has it).
+    """
+    pending = select(Command.id).where(
+        Command.id == command.id, Command.state == CommandState.PENDING.value
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        pending = pending.with_for_update(skip_locked=True)
+    result = session.execute(
+        update(Command)
+        .where(Command.id.in_(pending.scalar_subquery()))
+        .values(state=CommandState.SENT.value, sent_at=now, publish_count=Command.publish_count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    changed = int(getattr(result, "rowcount", 0) or 0) == 1
+    if changed or command.state == CommandState.PENDING.value:
+        # What the row holds (or is about to hold), without reading it back.
+        set_committed_value(command, "state", CommandState.SENT.value)
+        set_committed_value(command, "sent_at", command.sent_at or now)
+    if changed:
+        set_committed_value(command, "publish_count", (command.publish_count or 0) + 1)
+    return changed
+
+
+def publish_command(
+    session: Session,
+    publisher: Publisher,
+    command: Command,
+    topics: Topics,
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """Publish ``command`` (QoS 1, waiting for PUBACK) and mark it ``sent``.
+
+    Returns True when it became ``sent``; False when it is past its deadline (not published)
+    or already settled. Raises ``BrokerUnavailable`` when the broker cannot take it (the
+    command stays ``pending``, and the bridge retries until the deadline).
+    """
+    now = now or utcnow()
+    if command.deadline_at <= now:
+        return False
+    message = outgoing(command, topics, now=now)
+    publisher.publish(message.topic, message.payload, qos=1, properties=message.properties)
+    return mark_sent(session, command, utcnow())
+
+
+@dataclass(frozen=True, slots=True)
+class AckOutcome:
+    """What an ack did: ``command`` is set when it changed the command's state."""
+
+    command: Command | None
+    ignored: str | None = None  # unknown | foreign | late | duplicate
+
+
+def apply_ack(session: Session, eid: str, ack: Ack, received_at: datetime) -> AckOutcome:
+    """Settle (or advance) a command from the agent's ack.
+
+    Ignored, with the reason: an unknown command id, a command of another enclosure (an
+    enclosure can only answer its own), a command already settled (a late ack), and
+    ``accepted`` twice.
+    """
+    command = session.get(Command, ack.command_id, populate_existing=True)
+    if command is None:
+        return AckOutcome(None, "unknown")
+    if command.enclosure_id != eid:
+        return AckOutcome(None, "foreign")
+    state = CommandState(command.state)
+    if state.is_terminal:
+        return AckOutcome(None, "late")
+    new = ack.result.command_state
+    if ack.result is AckResult.ACCEPTED and state is CommandState.ACCEPTED:
+        return AckOutcome(None, "duplicate")
+    allowed = list(_UNSETTLED_VALUES)
+    if ack.result is AckResult.ACCEPTED:
+        allowed = [CommandState.PENDING.value, CommandState.SENT.value]
+    values: dict[str, Any] = {
+        "state": new.value,
+        "detail": ack.detail,
+        "sent_at": func.coalesce(Command.sent_at, literal(received_at, Command.sent_at.type)),
+    }
+    if ack.data is not None:
+        values["result"] = ack.data
+    if new.is_terminal:
+        values["settled_at"] = received_at
+    result = session.execute(
+        update(Command)
+        .where(Command.id == command.id, Command.state.in_(allowed))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if int(getattr(result, "rowcount", 0) or 0) != 1:
+        return AckOutcome(None, "late")
+    session.refresh(command)
+    return AckOutcome(command)
+
+
+def _timeout_detail(command: Command) -> str:
+    timeout = (command.deadline_at - command.created_at).total_seconds()
+    if command.state == CommandState.PENDING.value:
+        return f"never reached the broker within {timeout:g} s"
+    if command.state == CommandState.ACCEPTED.value:
+        return f"accepted, but no outcome within {timeout:g} s"
+    return f"no answer from the enclosure within {timeout:g} s"
+
+
+def time_out_overdue(
+    session: Session, now: datetime, *, grace_s: float = ACK_GRACE_S, limit: int = 500
+) -> list[Command]:
+    """Mark ``timed_out`` the unsettled commands past their deadline (+ ``grace_s``)."""
+    cutoff = now - timedelta(seconds=grace_s)
+    overdue = session.scalars(
+        select(Command)
+        .where(Command.state.in_(_UNSETTLED_VALUES), Command.deadline_at < cutoff)
+        .order_by(Command.deadline_at)
+        .limit(limit)
+    ).all()
+    settled = []
+    for command in overdue:
+        result = session.execute(
+            update(Command)
+            .where(Command.id == command.id, Command.state == command.state)
+            .values(
+                state=CommandState.TIMED_OUT.value,
+                settled_at=now,
+                detail=_timeout_detail(command),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if int(getattr(result, "rowcount", 0) or 0) == 1:
+            session.refresh(command)
+            settled.append(command)
+    return settled
+
+
+def republishable(
+    session: Session,
+    now: datetime,
+    *,
+    older_than_s: float = REPUBLISH_AFTER_S,
+    limit: int = 500,
+) -> list[Command]:
+    """``pending`` commands before their deadline that the API did not get to the broker."""
+    return list(
+        session.scalars(
+            select(Command)
+            .where(
+                Command.state == CommandState.PENDING.value,
+                Command.deadline_at > now,
+                Command.created_at < now - timedelta(seconds=older_than_s),
+            )
+            .order_by(Command.created_at)
+            .limit(limit)
+        )
+    )
+
+
+def list_commands(
+    session: Session,
+    eid: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    states: Collection[CommandState] | None = None,
+) -> Page:
+    """Commands of ``eid``, newest first, a page at a time."""
+    get_enclosure(session, eid)
+    query = (
+        select(Command)
+        .where(Command.enclosure_id == eid)
+        .order_by(Command.created_at.desc(), Command.id.desc())
+        .limit(limit + 1)
+    )
+    if states:
+        query = query.where(Command.state.in_([s.value for s in states]))
+    if cursor:
+        key = decode_cursor(cursor, "at", "id")
+        at, last_id = cursor_datetime(key["at"]), cursor_uuid(key["id"])
+        query = query.where(
+            or_(Command.created_at < at, and_(Command.created_at == at, Command.id < last_id))
+        )
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor({"at": rows[-1].created_at, "id": rows[-1].id}) if more else None
+    return Page(rows, next_cursor)

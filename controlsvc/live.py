@@ -1,0 +1,616 @@
+"""Live events inside one API process: one MQTT subscription and one log reader for all clients.
+
+::
+
+    bridge: commit batch with events ─▶ publish {prefix}/service/events {"last_id": N} (QoS 0)
+                                                       │
+    LiveFeed (one per API process) ◀───────────────────┘
+      reader thread: `eventlog.since(cursor)` once per notification (not once per client)
+        ├─▶ Subscription queues, one per SSE client (bounded: a slow client is dropped and
+        │   told to reconnect; it resumes from the log with Last-Event-ID)
+        └─▶ CommandWatch, one per `GET /api/commands/{id}?wait=` in progress
+
+The feed never polls the log while the broker is up, except one read after IDLE_READ_S of
+silence (a lost QoS 0 notification, or a writer that died between its commit and its publish).
+While the broker cannot be reached it reads every FALLBACK_READ_S so streams keep flowing.
+
+Threads: paho's network thread only records the notification and wakes the reader; the reader
+does the database work and hands events to the queues; SSE generators (request threads) wait
+on their own queue. Nothing here blocks the paho thread or waits for a slow client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import uuid
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, cast
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy.exc import SQLAlchemyError
+
+from controlsvc import eventlog
+from controlsvc.config import Settings
+from controlsvc.db import Database
+from controlsvc.errors import Unavailable
+from controlsvc.metrics import SSE_CLIENTS_DROPPED
+from controlsvc.models.events import EventRecord
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "jaxmba.live"
+COMMAND_UPDATED = "command.updated"
+# Broker down: read the log this often, so streams keep flowing (late by at most this).
+FALLBACK_READ_S = 1.0
+# Broker up but no notification for this long: read once anyway (notifications are QoS 0).
+IDLE_READ_S = 30.0
+# A database error: wait this long before reading again.
+DB_RETRY_S = 1.0
+# Events buffered for one SSE client; more means it reads slower than events arrive.
+SUBSCRIPTION_QUEUE = 1000
+# paho's reconnect backoff (doubles from min to max).
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 30
+# close() waits this long for the reader thread.
+CLOSE_TIMEOUT_S = 5.0
+# CONNACK codes that retrying cannot fix: bad user name or password, not authorized, banned.
+FATAL_CONNACK = frozenset({0x84, 0x86, 0x87, 0x8A, 0x8C})
+
+_FEEDS: weakref.WeakSet[LiveFeed] = weakref.WeakSet()
+_FEEDS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    """One event as streamed; `json` is its SSE `data:` line, built once per process."""
+
+    id: int
+    kind: str
+    at: datetime
+    enclosure_id: str | None
+    session_id: str | None
+    command_id: uuid.UUID | None
+    data: dict[str, Any]
+    json: str
+
+    @classmethod
+    def from_record(cls, row: EventRecord) -> LiveEvent:
+        body = {
+            "id": row.id,
+            "kind": row.kind,
+            "at": row.at.isoformat(),
+            "enclosure_id": row.enclosure_id,
+            "session_id": row.session_id,
+            "command_id": str(row.command_id) if row.command_id else None,
+            "data": row.data,
+        }
+        return cls(
+            id=row.id,
+            kind=row.kind,
+            at=row.at,
+            enclosure_id=row.enclosure_id,
+            session_id=row.session_id,
+            command_id=row.command_id,
+            data=row.data,
+            json=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a client wants: these kinds (None: all), this enclosure (None: all)."""
+
+    kinds: frozenset[str] | None = None
+    enclosure_id: str | None = None
+
+    def matches(self, event: LiveEvent) -> bool:
+        if self.kinds is not None and event.kind not in self.kinds:
+            return False
+        return self.enclosure_id is None or event.enclosure_id == self.enclosure_id
+
+
+class Subscription:
+    """The queue of one SSE client. `get` waits for events; `ended` says the stream must stop
+    (`overflowed`: the client was too slow; `closed`: unsubscribed or the feed is closing)."""
+
+    def __init__(self, feed: LiveFeed, event_filter: EventFilter, maxsize: int) -> None:
+        self.filter = event_filter
+        self._feed = feed
+        self._maxsize = maxsize
+        self._cond = threading.Condition()
+        self._events: deque[LiveEvent] = deque()
+        self.overflowed = False
+        self.closed = False
+
+    @property
+    def ended(self) -> bool:
+        return self.overflowed or self.closed
+
+    def _offer(self, events: list[LiveEvent]) -> bool:
+        """Queue events (the feed's reader calls this); False when the client is too slow."""
+        with self._cond:
+            if self.ended:
+                return not self.overflowed
+            if len(self._events) + len(events) > self._maxsize:
+                self.overflowed = True
+                self._events.clear()
+                self._cond.notify_all()
+                return False
+            self._events.extend(events)
+            self._cond.notify_all()
+            return True
+
+    def _end(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> list[LiveEvent]:
+        """The queued events, oldest first, waiting up to `timeout` s for one; [] if none came
+        or the stream has ended."""
+        with self._cond:
+            if not self._events and not self.ended:
+                self._cond.wait(max(0.0, timeout))
+            if self.overflowed:
+                return []
+            batch = list(self._events)
+            self._events.clear()
+            return batch
+
+    def close(self) -> None:
+        self._feed._unsubscribe(self)
+        self._end()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class CommandWatch:
+    """Wakes a waiter when a `command.updated` event for one command arrives.
+
+    Register before reading the command, so an update between the read and the wait is not
+    missed::
+
+        with feed.watch_command(command_id) as watch:
+            while not settled(read_command()) and time_left():
+                watch.wait(time_left())
+    """
+
+    def __init__(self, feed: LiveFeed, command_id: uuid.UUID) -> None:
+        self.command_id = command_id
+        self._feed = feed
+        self._cond = threading.Condition()
+        self._updates = 0
+        self._seen = 0
+        self._closed = False
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._updates += 1
+            self._cond.notify_all()
+
+    def _end(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """True as soon as an update arrived since registration or the previous `wait`;
+        False after `timeout` s without one (or when the feed closes)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._updates > self._seen or self._closed, timeout)
+            if self._updates > self._seen:
+                self._seen = self._updates
+                return True
+            return False
+
+    def close(self) -> None:
+        self._feed._unwatch(self)
+
+    def __enter__(self) -> CommandWatch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _nodelay(_client: paho.Client, _userdata: Any, sock: Any) -> None:
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _code(reason: ReasonCode | int) -> int:
+    return reason.value if isinstance(reason, ReasonCode) else int(reason)
+
+
+class LiveFeed:
+    """New events of the log, pushed to the subscribers of this process (see the module doc)."""
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self._settings = settings
+        self._database = database
+        self.topic = eventlog.notification_topic(settings.mqtt.topic_prefix)
+        self.client_id = f"{settings.mqtt.client_id}-live-{os.getpid()}-{secrets.token_hex(3)}"
+        self.pid = os.getpid()
+        self._lock = threading.Lock()  # subscribers, watches, state
+        self._subscribers: set[Subscription] = set()
+        self._watches: dict[uuid.UUID, set[CommandWatch]] = {}
+        self._wake = threading.Condition()
+        self._pending = False
+        self._notified: int | None = None
+        self._cursor = 0
+        self._started = False
+        self._closed = False
+        self._broker_up = False
+        self._broker_state_logged: bool | None = None  # last broker state logged
+        self._database_ok = True
+        self._client: paho.Client | None = None
+        self._reader: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> LiveFeed:
+        """Read the newest event id, start the reader and the MQTT client; idempotent.
+
+        Raises `Unavailable` when the database cannot be read (the feed stays unstarted).
+        """
+        with self._lock:
+            if self._started:
+                return self
+            if self._closed:
+                raise Unavailable("the live event feed is closed (the process is stopping)")
+            try:
+                with self._database.sessionmaker() as session:
+                    self._cursor = eventlog.last_id(session)
+            except SQLAlchemyError as exc:
+                raise Unavailable("the event log cannot be read (database unavailable)") from exc
+            self._started = True
+        with _FEEDS_LOCK:
+            _FEEDS.add(self)
+        self._reader = threading.Thread(target=self._run, name="jaxmba-live-reader", daemon=True)
+        self._reader.start()
+        self._start_client()
+        log.debug("live feed started at event %d (client id %s)", self._cursor, self.client_id)
+        return self
+
+    def _start_client(self) -> None:
+        mqtt = self._settings.mqtt
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5
+        )
+        if mqtt.username:
+            client.username_pw_set(mqtt.username, mqtt.password.get_secret_value() or None)
+        if mqtt.tls:
+            client.tls_set(ca_certs=mqtt.ca_file or None)
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.on_socket_open = _nodelay
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self._client = client
+        try:
+            client.connect_async(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s, clean_start=True)
+        except (OSError, ValueError) as exc:
+            self._broker_changed(False, f"{exc}")
+            return
+        client.loop_start()
+
+    def close(self) -> None:
+        """Stop the client and the reader, and end every stream and wait; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            subscribers = list(self._subscribers)
+            self._subscribers.clear()
+            watches = [w for ws in self._watches.values() for w in ws]
+            self._watches.clear()
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+        with self._wake:
+            self._wake.notify_all()
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(CLOSE_TIMEOUT_S)
+        for sub in subscribers:
+            sub._end()
+        for watch in watches:
+            watch._end()
+        with _FEEDS_LOCK:
+            _FEEDS.discard(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def cursor(self) -> int:
+        """The newest event id handed to subscribers."""
+        return self._cursor
+
+    @property
+    def broker_connected(self) -> bool:
+        return self._broker_up
+
+    @property
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
+    # -- subscribers ------------------------------------------------------------------------------
+    def subscribe(
+        self, event_filter: EventFilter | None = None, *, maxsize: int = SUBSCRIPTION_QUEUE
+    ) -> Subscription:
+        """A queue that receives every event after the current cursor matching the filter."""
+        self.start()
+        sub = Subscription(self, event_filter or EventFilter(), maxsize)
+        with self._lock:
+            if self._closed:
+                sub._end()
+            else:
+                self._subscribers.add(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subscribers.discard(sub)
+
+    def watch_command(self, command_id: uuid.UUID) -> CommandWatch:
+        """Register for updates of one command (see `CommandWatch`)."""
+        self.start()
+        watch = CommandWatch(self, command_id)
+        with self._lock:
+            if self._closed:
+                watch._end()
+            else:
+                self._watches.setdefault(command_id, set()).add(watch)
+        return watch
+
+    def _unwatch(self, watch: CommandWatch) -> None:
+        with self._lock:
+            watches = self._watches.get(watch.command_id)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self._watches[watch.command_id]
+
+    def wait_for_command(self, command_id: uuid.UUID, timeout: float) -> bool:
+        """True as soon as a `command.updated` event for `command_id` arrives, False after
+        `timeout` s. An update just before the call is missed: to check-then-wait without a gap
+        use `watch_command`."""
+        with self.watch_command(command_id) as watch:
+            return watch.wait(timeout)
+
+    def poke(self) -> None:
+        """Read the log now (e.g. this process just committed events itself)."""
+        with self._wake:
+            self._pending = True
+            self._notified = None
+            self._wake.notify_all()
+
+    # -- MQTT callbacks (paho's thread: never block, never raise) --------------------------------
+    def _on_connect(
+        self, client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        try:
+            code = _code(reason)
+            if code >= 0x80:
+                self._broker_changed(False, f"connection refused: {reason} (0x{code:02x})")
+                if code in FATAL_CONNACK:
+                    log.error(
+                        "live events: the broker refuses user %r (%s); not retrying, the event "
+                        "log is read every %.0f s instead",
+                        self._settings.mqtt.username,
+                        reason,
+                        FALLBACK_READ_S,
+                    )
+                    client.disconnect()
+                return
+            client.subscribe(self.topic, qos=eventlog.NOTIFICATION_QOS)
+            self._broker_changed(True, "")
+            self.poke()  # anything committed while we were away
+        except Exception:
+            log.exception("live events: on_connect failed")
+
+    def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
+        try:
+            self._broker_changed(False, "cannot connect")
+        except Exception:
+            log.exception("live events: on_connect_fail failed")
+
+    def _on_disconnect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        try:
+            if not self._closed:
+                self._broker_changed(False, f"connection lost: {reason}")
+        except Exception:
+            log.exception("live events: on_disconnect failed")
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            last_id = eventlog.parse_notification(msg.payload)
+            with self._wake:
+                if not self._pending:
+                    self._notified = last_id
+                elif self._notified is not None:  # None pending means "read whatever"
+                    self._notified = None if last_id is None else max(self._notified, last_id)
+                self._pending = True
+                self._wake.notify_all()
+        except Exception:
+            log.exception("live events: bad notification on %s: %.200r", msg.topic, msg.payload)
+
+    def _broker_changed(self, up: bool, detail: str) -> None:
+        self._broker_up = up
+        with self._wake:
+            self._wake.notify_all()  # the reader changes its interval
+        if self._broker_state_logged is up:
+            return
+        if up and self._broker_state_logged is False:
+            log.warning("live events: broker back at %s", self._broker_address())
+        elif not up:
+            log.warning(
+                "live events: broker unavailable at %s (%s); reading the event log every "
+                "%.0f s until it is back",
+                self._broker_address(),
+                detail,
+                FALLBACK_READ_S,
+            )
+        self._broker_state_logged = up
+
+    def _broker_address(self) -> str:
+        return f"{self._settings.mqtt.host}:{self._settings.mqtt.port}"
+
+    # -- reader thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if not self._pending and not self._closed:
+                    self._wake.wait(self._interval())
+                if self._closed:
+                    return
+                notified, self._notified = self._notified, None
+                self._pending = False
+            if notified is not None and notified <= self._cursor:
+                continue  # this process has read that far already
+            try:
+                self._read()
+            except Exception:
+                log.exception("live events: dispatching failed")
+
+    def _interval(self) -> float:
+        if not self._database_ok:
+            return DB_RETRY_S
+        return IDLE_READ_S if self._broker_up else FALLBACK_READ_S
+
+    def _read(self) -> None:
+        try:
+            with self._database.sessionmaker() as session:
+                while True:
+                    rows = eventlog.since(session, self._cursor, limit=eventlog.MAX_BATCH)
+                    if rows:
+                        events = [LiveEvent.from_record(row) for row in rows]
+                        self._dispatch(events)
+                        self._cursor = events[-1].id
+                    if len(rows) < eventlog.MAX_BATCH or self._closed:
+                        break
+        except SQLAlchemyError as exc:
+            if self._database_ok:
+                log.warning("live events: database unavailable (%s); retrying", type(exc).__name__)
+            self._database_ok = False
+            return
+        if not self._database_ok:
+            log.warning("live events: database back")
+            self._database_ok = True
+
+    def _dispatch(self, events: list[LiveEvent]) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+            woken = [
+                watch
+                for event in events
+                if event.kind == COMMAND_UPDATED and event.command_id is not None
+                for watch in self._watches.get(event.command_id, ())
+            ]
+        dropped = []
+        for sub in subscribers:
+            wanted = [e for e in events if sub.filter.matches(e)]
+            if wanted and not sub._offer(wanted):
+                dropped.append(sub)
+        if dropped:
+            with self._lock:
+                self._subscribers.difference_update(dropped)
+            SSE_CLIENTS_DROPPED.inc(len(dropped))
+            log.info("live events: dropped %d slow stream(s); they will resume", len(dropped))
+        for watch in woken:
+            watch._notify()
+
+
+# -- one feed per process -------------------------------------------------------------------------
+def get_feed(app: Flask) -> LiveFeed:
+    """The started feed of `app` in this process (made on first use; a forked child makes its
+    own). Raises `Unavailable` when the event log cannot be read."""
+    from controlsvc.web import DATABASE_KEY, SETTINGS_KEY
+
+    with _FEEDS_LOCK:
+        feed = cast("LiveFeed | None", app.extensions.get(EXTENSION_KEY))
+        if feed is None or feed.pid != os.getpid() or feed.closed:
+            feed = LiveFeed(app.extensions[SETTINGS_KEY], app.extensions[DATABASE_KEY])
+            app.extensions[EXTENSION_KEY] = feed
+    return feed.start()
+
+
+def current_feed() -> LiveFeed:
+    """The feed of the current Flask app (see `get_feed`)."""
+    from flask import current_app
+
+    return get_feed(current_app)
+
+
+def close_feed(app: Flask) -> None:
+    """Close the feed of `app` if it has one (tests, app shutdown)."""
+    feed = cast("LiveFeed | None", app.extensions.pop(EXTENSION_KEY, None))
+    if feed is not None:
+        feed.close()
+
+
+def shutdown_all() -> None:
+    """Close every feed of this process: streams end now instead of holding a stopping worker."""
+    with _FEEDS_LOCK:
+        feeds = list(_FEEDS)
+    for feed in feeds:
+        feed.close()
+
+
+def _end_streams() -> None:
+    """End both kinds of long-lived responses: event streams and MJPEG live views."""
+    from controlsvc import mqtt_preview
+
+    shutdown_all()
+    mqtt_preview.shutdown_all()
+
+
+def gunicorn_post_worker_init(worker: Any) -> None:
+    """gunicorn `post_worker_init` hook: on SIGTERM, end the event streams at once.
+
+    gunicorn waits up to its graceful timeout for open requests; an event stream never finishes
+    by itself, so without this every stopping worker would hang that long.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        # A signal handler must not take locks the interrupted code may hold: use a thread.
+        threading.Thread(target=_end_streams, name="jaxmba-live-shutdown", daemon=True).start()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)

@@ -1,0 +1,639 @@
+"""Recording sessions: create, cancel, archive, read; and the steps the bridge drives them by.
+No Flask, no paho: plain functions over a ``Session`` (they flush, the caller commits) that
+return the ``desired`` documents to publish after the commit (``controlsvc.desired``).
+
+A session is durable desired state. Creating one records it and every enclosure's ``desired``
+document; that document IS the command. The bridge (``controlsvc.bridge.sessions``) moves each
+enclosure through ``controlsvc.session_state`` from the agents' events, statuses and its timer,
+and derives the session's status from them (``settle``); reading never changes anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from controlsvc import desired, eventlog
+from controlsvc.db import utcnow
+from controlsvc.desired import Outgoing
+from controlsvc.enclosures import Page, insert_ignore, lock_enclosures
+from controlsvc.errors import Conflict, InvalidInput, NotFound
+from controlsvc.models.enclosures import Enclosure
+from controlsvc.models.sessions import (
+    MESSAGE_LENGTH,
+    RecordingSession,
+    SessionEnclosure,
+    SessionGap,
+    SessionSegment,
+)
+from controlsvc.pagination import cursor_datetime, decode_cursor, encode_cursor
+from controlsvc.session_state import (
+    ACTIVE_ENCLOSURE_STATES,
+    ACTIVE_SESSION_STATUSES,
+    EncState,
+    Signal,
+    Transition,
+    derive_session,
+    next_state,
+)
+from schemas.enums import EnclosureState, SessionStatus
+from schemas.messages import DesiredRecording
+from schemas.rest.sessions import (
+    GapOut,
+    SegmentOut,
+    SessionCreate,
+    SessionEnclosureOut,
+    SessionOut,
+    SessionSummary,
+    SessionTotals,
+)
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "OFFLINE_STATES",
+    "EventIntent",
+    "record_events",
+    "apply",
+    "archive_session",
+    "cancel_enclosure",
+    "cancel_session",
+    "create_session",
+    "desired_recording",
+    "get_session",
+    "get_session_enclosure",
+    "list_recordings",
+    "list_sessions",
+    "session_out",
+    "settle",
+    "state_event",
+]
+
+OFFLINE_STATES = frozenset({EnclosureState.LOST, EnclosureState.OFFLINE})
+_ACTIVE_SE = [s.value for s in ACTIVE_ENCLOSURE_STATES]
+_ACTIVE_SESSIONS = [s.value for s in ACTIVE_SESSION_STATUSES]
+# States in which an enclosure still belongs to a running session (timed_out may come back).
+_HOLDING = [*_ACTIVE_SE, EncState.TIMED_OUT.value]
+
+
+EventIntent = tuple[str, dict[str, Any], str | None, Any]
+"""An event-log entry to record at the end of the transaction: (kind, data, enclosure id, _).
+
+The shape of the bridge writer's batch events. Event-log writers are serialised (see
+``eventlog``), so every writer records its events last, after taking its row locks."""
+
+
+def record_events(session: Session, events: Sequence[EventIntent]) -> int | None:
+    """Record ``events`` (flushed); the newest id, or None."""
+    newest = None
+    for kind, data, eid, _ in events:
+        newest = eventlog.record(
+            session, kind, data, enclosure_id=eid, session_id=data.get("session_id")
+        ).id
+    return newest
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= MESSAGE_LENGTH:
+        return text
+    return text[: MESSAGE_LENGTH - 3] + "..."
+
+
+def new_session_id(now: datetime) -> str:
+    """``YYYYmmdd-HHMMSS-xxxxxx``: sorts by time, safe as a directory name."""
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def get_session(session: Session, session_id: str) -> RecordingSession:
+    rs = session.get(RecordingSession, session_id) if len(session_id) <= 64 else None
+    if rs is None:
+        raise NotFound(f"no session {session_id!r}", field="id")
+    return rs
+
+
+def get_session_enclosure(session: Session, session_id: str, eid: str) -> SessionEnclosure:
+    """The enclosure's part in the session; ``NotFound`` saying which is missing."""
+    get_session(session, session_id)
+    se = session.scalar(
+        select(SessionEnclosure).where(
+            SessionEnclosure.session_id == session_id, SessionEnclosure.enclosure_id == eid
+        )
+    )
+    if se is None:
+        raise NotFound(f"enclosure {eid!r} is not part of session {session_id!r}", field="eid")
+    return se
+
+
+def _enclosures_of(session: Session, session_id: str) -> list[SessionEnclosure]:
+    return list(
+        session.scalars(
+            select(SessionEnclosure)
+            .where(SessionEnclosure.session_id == session_id)
+            .order_by(SessionEnclosure.enclosure_id)
+        )
+    )
+
+
+def _summary_fields(rs: RecordingSession) -> dict[str, Any]:
+    return {
+        "id": rs.id,
+        "name": rs.name,
+        "notes": rs.notes,
+        "status": rs.status,
+        "duration_s": rs.duration_s,
+        "start_at": rs.start_at,
+        "end_at": rs.end_at,
+        "target_fps": rs.target_fps,
+        "fragment_hourly": rs.fragment_hourly,
+        "segment_minutes": rs.segment_minutes,
+        "apply_filter": rs.apply_filter,
+        "created_at": rs.created_at,
+        "started_at": rs.started_at,
+        "finished_at": rs.finished_at,
+        "archived": rs.archived_at is not None,
+    }
+
+
+def session_out(session: Session, rs: RecordingSession) -> SessionOut:
+    """The session with every enclosure's progress, gaps and the totals."""
+    ses = _enclosures_of(session, rs.id)
+    gaps: dict[str, list[GapOut]] = {}
+    for gap in session.scalars(
+        select(SessionGap)
+        .where(SessionGap.session_id == rs.id)
+        .order_by(SessionGap.enclosure_id, SessionGap.started_at)
+    ):
+        gaps.setdefault(gap.enclosure_id, []).append(GapOut.model_validate(gap))
+    states: dict[str, str] = dict(
+        session.execute(
+            select(Enclosure.id, Enclosure.state).where(
+                Enclosure.id.in_([se.enclosure_id for se in ses])
+            )
+        ).all()
+    )
+    out = []
+    for se in ses:
+        out.append(
+            SessionEnclosureOut(
+                enclosure_id=se.enclosure_id,
+                file_prefix=se.file_prefix,
+                state=se.state,
+                message=se.message,
+                state_changed_at=se.state_changed_at,
+                confirmed_at=se.confirmed_at,
+                enclosure_state=states.get(se.enclosure_id),
+                lost_since=se.lost_since,
+                recorded_s=round(se.recorded_s, 3),
+                frames=se.frames,
+                bytes=se.bytes,
+                segments=se.segments,
+                last_frame_at=se.last_frame_at,
+                gap_s=round(se.gap_s, 3),
+                gaps=gaps.get(se.enclosure_id, []),
+            )
+        )
+    totals = SessionTotals(
+        recorded_s=round(sum(se.recorded_s for se in ses), 3),
+        frames=sum(se.frames for se in ses),
+        bytes=sum(se.bytes for se in ses),
+        segments=sum(se.segments for se in ses),
+        gap_s=round(sum(se.gap_s for se in ses), 3),
+    )
+    return SessionOut(
+        **_summary_fields(rs),
+        enclosure_states=dict(Counter(se.state for se in ses)),
+        enclosures=out,
+        totals=totals,
+    )
+
+
+def list_sessions(
+    session: Session,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: SessionStatus | None = None,
+    archived: bool | None = False,
+) -> Page:
+    """Sessions, newest first, as ``SessionSummary`` items."""
+    query = select(RecordingSession)
+    if status is not None:
+        query = query.where(RecordingSession.status == status.value)
+    if archived is True:
+        query = query.where(RecordingSession.archived_at.is_not(None))
+    elif archived is False:
+        query = query.where(RecordingSession.archived_at.is_(None))
+    if cursor is not None:
+        key = decode_cursor(cursor, "created_at", "id")
+        at = cursor_datetime(key["created_at"])
+        query = query.where(
+            or_(
+                RecordingSession.created_at < at,
+                and_(RecordingSession.created_at == at, RecordingSession.id < str(key["id"])),
+            )
+        )
+    query = query.order_by(RecordingSession.created_at.desc(), RecordingSession.id.desc())
+    rows = list(session.scalars(query.limit(limit + 1)))
+    items = rows[:limit]
+    counts: dict[str, Counter[str]] = {rs.id: Counter() for rs in items}
+    if items:
+        for sid, state, n in session.execute(
+            select(SessionEnclosure.session_id, SessionEnclosure.state, func.count())
+            .where(SessionEnclosure.session_id.in_(list(counts)))
+            .group_by(SessionEnclosure.session_id, SessionEnclosure.state)
+        ).all():
+            counts[sid][state] = n
+    summaries = [
+        SessionSummary(**_summary_fields(rs), enclosure_states=dict(counts[rs.id])) for rs in items
+    ]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = encode_cursor({"created_at": last.created_at, "id": last.id})
+    return Page(items=summaries, next_cursor=next_cursor)
+
+
+def list_recordings(
+    session: Session,
+    session_id: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    enclosure_id: str | None = None,
+) -> Page:
+    """Every segment of the session with its evidence, by start time."""
+    get_session(session, session_id)
+    query = select(SessionSegment).where(SessionSegment.session_id == session_id)
+    if enclosure_id is not None:
+        get_session_enclosure(session, session_id, enclosure_id)
+        query = query.where(SessionSegment.enclosure_id == enclosure_id)
+    if cursor is not None:
+        key = decode_cursor(cursor, "started_at", "id")
+        at = cursor_datetime(key["started_at"])
+        query = query.where(
+            or_(
+                SessionSegment.started_at > at,
+                and_(SessionSegment.started_at == at, SessionSegment.id > int(key["id"])),
+            )
+        )
+    rows = list(
+        session.scalars(
+            query.order_by(SessionSegment.started_at, SessionSegment.id).limit(limit + 1)
+        )
+    )
+    items = [SegmentOut.model_validate(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor({"started_at": last.started_at, "id": last.id})
+    return Page(items=items, next_cursor=next_cursor)
+
+
+# -- transitions (shared by the API and the bridge) -----------------------------------------------
+
+
+def state_event(rs_id: str, se: SessionEnclosure, previous: str) -> dict[str, Any]:
+    return {
+        "session_id": rs_id,
+        "enclosure_id": se.enclosure_id,
+        "state": se.state,
+        "previous_state": previous,
+        "message": se.message,
+        "at": se.state_changed_at,
+    }
+
+
+def apply(
+    se: SessionEnclosure,
+    transition: Transition | None,
+    now: datetime,
+    events: list[EventIntent],
+) -> bool:
+    """Apply ``transition`` to ``se`` and add a ``session.state`` event; False if None."""
+    if transition is None:
+        return False
+    previous = se.state
+    se.state = transition.state.value
+    se.message = _clip(transition.message)
+    se.state_changed_at = now
+    if transition.state is EncState.STARTING:
+        se.starting_at = now
+    if transition.state is EncState.RECORDING and se.confirmed_at is None:
+        se.confirmed_at = now
+    if transition.state.is_terminal:
+        se.live_s = 0.0 if transition.state is EncState.COMPLETED else se.live_s
+    events.append(
+        ("session.state", state_event(se.session_id, se, previous), se.enclosure_id, None)
+    )
+    log.info(
+        "session %s, enclosure %s: %s -> %s%s",
+        se.session_id,
+        se.enclosure_id,
+        previous,
+        se.state,
+        f" ({se.message})" if se.message else "",
+    )
+    return True
+
+
+def _final_gap(session: Session, rs: RecordingSession, se: SessionEnclosure) -> None:
+    """Time after an enclosure's failure until the end: not recorded."""
+    if se.state not in (EncState.FAILED.value, EncState.TIMED_OUT.value):
+        return
+    start = se.last_frame_at or rs.start_at
+    end = min(rs.end_at, rs.finished_at or rs.end_at)
+    if end <= start:
+        return
+    inserted = insert_ignore(
+        session,
+        SessionGap.__table__,  # type: ignore[arg-type]
+        [
+            {
+                "session_id": rs.id,
+                "enclosure_id": se.enclosure_id,
+                "event_id": f"final:{rs.id}",
+                "cause": "not_recorded",
+                "started_at": start,
+                "ended_at": end,
+                "gap_s": (end - start).total_seconds(),
+            }
+        ],
+    )
+    if inserted:
+        se.gap_s += (end - start).total_seconds()
+        se.gaps += 1
+
+
+def settle(
+    session: Session,
+    topics: Topics,
+    rs: RecordingSession,
+    ses: Sequence[SessionEnclosure],
+    now: datetime,
+    events: list[EventIntent],
+) -> list[Outgoing]:
+    """Derive the session's status from its enclosures; clear the ``desired`` of enclosures
+    that are done. The documents to publish after the commit."""
+    outgoing: list[Outgoing] = []
+    previous = SessionStatus(rs.status)
+    status = derive_session(
+        previous,
+        [EncState(se.state) for se in ses],
+        started=now >= rs.start_at,
+        ended=now >= rs.end_at,
+        canceled=rs.cancel_requested_at is not None,
+    )
+    finished = status.is_terminal
+    for se in ses:
+        state = EncState(se.state)
+        done = state in (EncState.COMPLETED, EncState.FAILED, EncState.CANCELED)
+        if done or (finished and state.is_terminal):
+            out = desired.clear(session, topics, se.enclosure_id, rs.id, now=now)
+            if out is not None:
+                outgoing.append(out)
+    if status is previous:
+        return outgoing
+    rs.status = status.value
+    if status is SessionStatus.RUNNING and rs.started_at is None:
+        rs.started_at = now
+    if finished:
+        rs.finished_at = now
+        for se in ses:
+            _final_gap(session, rs, se)
+    data = {
+        "session_id": rs.id,
+        "status": rs.status,
+        "previous_status": previous.value,
+        "at": now,
+        "enclosure_states": dict(Counter(se.state for se in ses)),
+    }
+    events.append(("session.state", data, None, None))
+    log.info("session %s: %s -> %s", rs.id, previous.value, status.value)
+    return outgoing
+
+
+# -- creating -------------------------------------------------------------------------------------
+
+
+def desired_recording(rs: RecordingSession, se: SessionEnclosure) -> DesiredRecording:
+    return DesiredRecording(
+        session_id=rs.id,
+        file_prefix=se.file_prefix,
+        start_at=rs.start_at,
+        end_at=rs.end_at,
+        target_fps=rs.target_fps,
+        fragment_hourly=rs.fragment_hourly,
+        segment_minutes=rs.segment_minutes,
+        apply_filter=rs.apply_filter,
+    )
+
+
+def _names(ids: Iterable[str]) -> str:
+    return ", ".join(sorted(ids))
+
+
+def _check_enclosures(session: Session, body: SessionCreate, encs: dict[str, Enclosure]) -> None:
+    wanted = [e.id for e in body.enclosures]
+    unknown = [eid for eid in wanted if eid not in encs or encs[eid].retired_at is not None]
+    if unknown:
+        raise InvalidInput(f"unknown enclosures: {_names(unknown)}", field="enclosures")
+    busy = session.execute(
+        select(SessionEnclosure.enclosure_id, SessionEnclosure.session_id, RecordingSession.name)
+        .join(RecordingSession, RecordingSession.id == SessionEnclosure.session_id)
+        .where(
+            SessionEnclosure.enclosure_id.in_(wanted),
+            SessionEnclosure.state.in_(_HOLDING),
+            RecordingSession.status.in_(_ACTIVE_SESSIONS),
+        )
+        .order_by(SessionEnclosure.enclosure_id)
+    ).all()
+    if busy:
+        described = "; ".join(f"{eid} in session {sid} ({name})" for eid, sid, name in busy)
+        raise Conflict(f"enclosures already in an active session: {described}", field="enclosures")
+    if not body.allow_offline:
+        away = [eid for eid in wanted if encs[eid].state in OFFLINE_STATES]
+        if away:
+            raise Conflict(
+                "enclosures lost or offline (set allow_offline to record on them anyway): "
+                + ", ".join(f"{eid} ({encs[eid].state})" for eid in sorted(away)),
+                field="enclosures",
+            )
+
+
+def create_session(
+    session: Session,
+    topics: Topics,
+    body: SessionCreate,
+    *,
+    created_by_id: int | None = None,
+    now: datetime | None = None,
+) -> tuple[RecordingSession, list[Outgoing]]:
+    """Record a new session and every enclosure's ``desired`` (flushed); the caller commits,
+    then publishes the returned documents."""
+    now = now or utcnow()
+    if body.start_at is not None and body.start_at <= now:
+        raise InvalidInput("must be in the future (leave it out to start now)", field="start_at")
+    encs = lock_enclosures(session, [e.id for e in body.enclosures], now=now, discover=False)
+    _check_enclosures(session, body, encs)
+    start_at = body.start_at or now
+    rs = RecordingSession(
+        id=new_session_id(now),
+        name=body.name,
+        notes=body.notes,
+        status=(SessionStatus.SCHEDULED if start_at > now else SessionStatus.RUNNING).value,
+        duration_s=body.duration_s,
+        start_at=start_at,
+        end_at=start_at + timedelta(seconds=body.duration_s),
+        target_fps=body.target_fps,
+        fragment_hourly=body.fragment_hourly,
+        segment_minutes=body.segment_minutes,
+        apply_filter=body.apply_filter,
+        created_at=now,
+        created_by_id=created_by_id,
+        started_at=None if start_at > now else now,
+    )
+    session.add(rs)
+    session.flush()
+    first = EncState.PENDING if start_at > now else EncState.STARTING
+    ses = [
+        SessionEnclosure(
+            session_id=rs.id,
+            enclosure_id=item.id,
+            file_prefix=item.file_prefix,
+            state=first.value,
+            state_changed_at=now,
+            starting_at=now if first is EncState.STARTING else None,
+            lost_since=now if encs[item.id].state in OFFLINE_STATES else None,
+            segments=0,
+            frames=0,
+            bytes=0,
+            segments_s=0.0,
+            live_s=0.0,
+            live_frames=0,
+            gap_s=0.0,
+            gaps=0,
+        )
+        for item in body.enclosures
+    ]
+    session.add_all(ses)
+    session.flush()
+    outgoing = [
+        desired.set_recording(session, topics, se.enclosure_id, desired_recording(rs, se), now=now)
+        for se in ses
+    ]
+    data = {
+        "session_id": rs.id,
+        "status": rs.status,
+        "previous_status": None,
+        "at": now,
+        "enclosure_states": {first.value: len(ses)},
+    }
+    record_events(session, [("session.state", data, None, None)])
+    log.info("session %s (%s) created on %d enclosures", rs.id, rs.name, len(ses))
+    return rs, outgoing
+
+
+# -- operations -----------------------------------------------------------------------------------
+
+
+def _lock_session(session: Session, session_id: str) -> RecordingSession:
+    get_session(session, session_id)
+    query = (
+        select(RecordingSession)
+        .where(RecordingSession.id == session_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.scalars(query).one()
+
+
+def _lock_enclosures_of(session: Session, session_id: str) -> list[SessionEnclosure]:
+    query = (
+        select(SessionEnclosure)
+        .where(SessionEnclosure.session_id == session_id)
+        .order_by(SessionEnclosure.enclosure_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(session.scalars(query))
+
+
+def cancel_session(
+    session: Session, topics: Topics, session_id: str, *, now: datetime | None = None
+) -> tuple[RecordingSession, list[Outgoing]]:
+    """Cancel every enclosure still active and the session (idempotent); ``Conflict`` when
+    the session already finished otherwise."""
+    now = now or utcnow()
+    rs = _lock_session(session, session_id)
+    status = SessionStatus(rs.status)
+    if status is SessionStatus.CANCELED:
+        return rs, []
+    if status.is_terminal:
+        raise Conflict(f"session {session_id!r} already finished ({rs.status})", field="id")
+    rs.cancel_requested_at = now
+    ses = _lock_enclosures_of(session, session_id)
+    events: list[EventIntent] = []
+    for se in ses:
+        transition = next_state(
+            EncState(se.state), Signal.CANCEL, ended=now >= rs.end_at, reason="session canceled"
+        )
+        apply(se, transition, now, events)
+    outgoing = settle(session, topics, rs, ses, now, events)
+    record_events(session, events)
+    return rs, outgoing
+
+
+def cancel_enclosure(
+    session: Session, topics: Topics, session_id: str, eid: str, *, now: datetime | None = None
+) -> tuple[RecordingSession, list[Outgoing]]:
+    """Cancel one enclosure of a session (idempotent); ``Conflict`` when it or the session
+    already finished otherwise."""
+    now = now or utcnow()
+    rs = _lock_session(session, session_id)
+    target = get_session_enclosure(session, session_id, eid)
+    ses = _lock_enclosures_of(session, session_id)
+    se = next(s for s in ses if s.id == target.id)
+    if se.state == EncState.CANCELED.value:
+        return rs, []
+    if SessionStatus(rs.status).is_terminal:
+        raise Conflict(f"session {session_id!r} already finished ({rs.status})", field="id")
+    if EncState(se.state).is_terminal and se.state != EncState.TIMED_OUT.value:
+        raise Conflict(f"enclosure {eid!r} already finished ({se.state})", field="eid")
+    transition = next_state(
+        EncState(se.state), Signal.CANCEL, ended=now >= rs.end_at, reason="canceled"
+    )
+    if transition is None:  # timed_out: it leaves the session
+        transition = Transition(EncState.CANCELED, "canceled")
+    events: list[EventIntent] = []
+    apply(se, transition, now, events)
+    outgoing = settle(session, topics, rs, ses, now, events)
+    record_events(session, events)
+    return rs, outgoing
+
+
+def archive_session(
+    session: Session, session_id: str, *, now: datetime | None = None
+) -> RecordingSession:
+    """Archive a finished session (idempotent); ``Conflict`` while it is active."""
+    rs = _lock_session(session, session_id)
+    if rs.archived_at is not None:
+        return rs
+    if not SessionStatus(rs.status).is_terminal:
+        raise Conflict(
+            f"session {session_id!r} is {rs.status}: cancel it or let it finish first",
+            field="id",
+        )
+    rs.archived_at = now or utcnow()
+    session.flush()
+    return rs

@@ -1,0 +1,183 @@
+"""REST bodies of recording sessions (``/api/sessions``)."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, StrictBool, field_validator, model_validator
+
+from schemas.base import StrictModel
+from schemas.enums import EnclosureState, SessionEnclosureStatus, SessionStatus
+from schemas.ids import EnclosureId
+from schemas.rest.common import PageQuery, RestOut
+from schemas.types import MAX_RECORDING_S, FilePrefix, Fps, SessionId, UtcDatetime
+
+__all__ = [
+    "MAX_SESSION_ENCLOSURES",
+    "GapOut",
+    "RecordingsQuery",
+    "SegmentOut",
+    "SessionCreate",
+    "SessionEnclosureIn",
+    "SessionEnclosureOut",
+    "SessionListQuery",
+    "SessionOut",
+    "SessionSummary",
+    "SessionTotals",
+]
+
+MAX_SESSION_ENCLOSURES = 5000  # a site's whole fleet in one session, with room to spare
+
+
+class SessionEnclosureIn(StrictModel):
+    id: EnclosureId = Field(description="Enclosure id.")
+    file_prefix: FilePrefix = Field(description="First part of this enclosure's file names.")
+
+
+class SessionCreate(StrictModel):
+    """``POST /api/sessions``."""
+
+    name: str = Field(min_length=1, max_length=200, description="Name of the session.")
+    enclosures: list[SessionEnclosureIn] = Field(
+        min_length=1,
+        max_length=MAX_SESSION_ENCLOSURES,
+        description="The enclosures to record, each with its own file prefix.",
+    )
+    duration_s: int = Field(
+        ge=1, le=MAX_RECORDING_S, description="Length of the recording in seconds (1 s-31 days)."
+    )
+    fragment_hourly: StrictBool = Field(
+        default=False, description="Cut a new file at the top of every hour (UTC)."
+    )
+    segment_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        le=1440,
+        description="Cut a new file every N minutes (null: the agent's default). Not with "
+        "fragment_hourly.",
+    )
+    target_fps: Fps | None = Field(
+        default=None, description="Frames per second, 1-120 (null: the agent's default)."
+    )
+    apply_filter: StrictBool = Field(default=False, description="Apply the image (denoise) filter.")
+    start_at: UtcDatetime | None = Field(
+        default=None, description="When to start, in the future (null: now)."
+    )
+    notes: str | None = Field(default=None, max_length=10_000, description="Free notes.")
+    allow_offline: StrictBool = Field(
+        default=False,
+        description="Accept lost or offline enclosures (they start when they come back).",
+    )
+
+    @field_validator("enclosures")
+    @classmethod
+    def _no_duplicates(cls, value: list[SessionEnclosureIn]) -> list[SessionEnclosureIn]:
+        seen: set[str] = set()
+        twice: set[str] = set()
+        for item in value:
+            (twice if item.id in seen else seen).add(item.id)
+        if twice:
+            raise ValueError(f"enclosures listed more than once: {', '.join(sorted(twice))}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_segmentation(self) -> Self:
+        if self.fragment_hourly and self.segment_minutes is not None:
+            raise ValueError("choose either fragment_hourly or segment_minutes, not both")
+        return self
+
+
+class SessionListQuery(PageQuery):
+    status: SessionStatus | None = Field(default=None, description="Only sessions in this status.")
+    archived: bool | None = Field(
+        default=False,
+        description="false (default): not archived; true: only archived; leave empty: all.",
+    )
+
+    @field_validator("archived", mode="before")
+    @classmethod
+    def _empty_is_all(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class RecordingsQuery(PageQuery):
+    enclosure_id: EnclosureId | None = Field(
+        default=None, description="Only the segments of this enclosure."
+    )
+
+
+class GapOut(RestOut):
+    started_at: UtcDatetime = Field(description="Last frame before the gap.")
+    ended_at: UtcDatetime = Field(description="First frame after the gap (or the end).")
+    gap_s: float = Field(description="Length in seconds.")
+    cause: str = Field(description="agent_restart, camera_stalled or not_recorded.")
+
+
+class SessionTotals(RestOut):
+    recorded_s: float = Field(description="Seconds recorded, summed over the enclosures.")
+    frames: int = Field(description="Frames in closed segments.")
+    bytes: int = Field(description="Bytes in closed segments.")
+    segments: int = Field(description="Closed segments.")
+    gap_s: float = Field(description="Seconds not recorded because of crashes or outages.")
+
+
+class SessionEnclosureOut(RestOut):
+    enclosure_id: EnclosureId = Field(description="The enclosure.")
+    file_prefix: FilePrefix = Field(description="Its file prefix.")
+    state: SessionEnclosureStatus = Field(description="Its outcome in this session.")
+    message: str | None = Field(default=None, description="Why, when not plain.")
+    state_changed_at: UtcDatetime | None = Field(default=None, description="Last state change.")
+    confirmed_at: UtcDatetime | None = Field(
+        default=None, description="When the agent confirmed frames were flowing."
+    )
+    enclosure_state: EnclosureState | None = Field(
+        default=None, description="The enclosure's current derived state."
+    )
+    lost_since: UtcDatetime | None = Field(
+        default=None, description="Lost or offline since (null: reachable)."
+    )
+    recorded_s: float = Field(description="Seconds recorded (closed segments + the open one).")
+    frames: int = Field(description="Frames in closed segments.")
+    bytes: int = Field(description="Bytes in closed segments.")
+    segments: int = Field(description="Closed segments.")
+    last_frame_at: UtcDatetime | None = Field(default=None, description="Latest frame time.")
+    gap_s: float = Field(description="Seconds not recorded (summed gaps).")
+    gaps: list[GapOut] = Field(default_factory=list, description="Every gap.")
+
+
+class SessionSummary(RestOut):
+    id: SessionId = Field(description="Session id (also the directory name on the enclosures).")
+    name: str = Field(description="Name.")
+    notes: str | None = Field(default=None, description="Free notes.")
+    status: SessionStatus = Field(description="scheduled, running, completed, ...")
+    duration_s: int = Field(description="Length in seconds.")
+    start_at: UtcDatetime = Field(description="Start time.")
+    end_at: UtcDatetime = Field(description="End time.")
+    target_fps: int | None = Field(default=None, description="Frames per second asked for.")
+    fragment_hourly: bool = Field(description="Hourly files.")
+    segment_minutes: int | None = Field(default=None, description="File length in minutes.")
+    apply_filter: bool = Field(description="Image filter on.")
+    created_at: UtcDatetime = Field(description="When it was created.")
+    started_at: UtcDatetime | None = Field(default=None, description="When it started running.")
+    finished_at: UtcDatetime | None = Field(default=None, description="When it settled.")
+    archived: bool = Field(description="Archived (hidden from the default list).")
+    enclosure_states: dict[str, int] = Field(
+        default_factory=dict, description="How many enclosures are in each state."
+    )
+
+
+class SessionOut(SessionSummary):
+    enclosures: list[SessionEnclosureOut] = Field(description="Each enclosure's progress.")
+    totals: SessionTotals = Field(description="Summed over the enclosures.")
+
+
+class SegmentOut(RestOut):
+    enclosure_id: EnclosureId = Field(description="The enclosure that recorded it.")
+    path: str = Field(description="Path of the file on the enclosure.")
+    started_at: UtcDatetime = Field(description="Capture time of the first frame.")
+    ended_at: UtcDatetime = Field(description="Capture time of the last frame.")
+    frames: int = Field(description="Frames in the file.")
+    bytes: int = Field(description="File size in bytes.")
+    sha256: str = Field(description="SHA-256 of the file (lowercase hex).")
+    sidecar_path: str | None = Field(default=None, description="Per-frame timestamp file.")
+    received_at: UtcDatetime = Field(description="When the service got the evidence.")

@@ -1,0 +1,439 @@
+"""The six scenarios of recording sessions (issue 6), with everything real: agents as child
+processes (``python -m enclosure_agent run``) with the test-pattern camera writing real video,
+Mosquitto, PostgreSQL, the bridge (in-process, or a child process to kill -9), the API through
+the Flask test client, and an SMTP sink (aiosmtpd) for the alert mail.
+
+PostgreSQL only: each scenario records for 10-20 s of wall time, and running them on SQLite as
+well would double a long runtime for no new coverage (the API and bridge logic run on both
+backends in ``tests/integration/test_sessions_api.py``). Frames are small (160x120 at 10 fps).
+"""
+
+# ruff: noqa: F811 (pytest fixtures are imported by name, then requested as parameters)
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from flask import Flask
+from sqlalchemy import func, select
+
+from controlsvc.app import create_app
+from controlsvc.bridge import Bridge
+from controlsvc.broker import SERVICE_USER, LocalBroker, find_free_port
+from controlsvc.config import Settings
+from controlsvc.db import Database
+from controlsvc.models.enclosures import AgentEvent
+from controlsvc.models.users import User
+from controlsvc.mqtt_publisher import PUBLISHER_KEY
+from tests.integration.bridge_fixtures import bridge_settings
+from tests.integration.test_agent_harness import (
+    REPO,
+    AgentProcess,
+    agent_data,
+    decode_times,
+    segments,
+    write_toml,
+)
+from tests.support.auth import Auth
+from tests.support.broker import default_accounts, mosquitto_factory  # noqa: F401
+from tests.support.waiting import wait_for
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.mosquitto,
+    pytest.mark.parametrize("db_url", ["postgres"], indirect=True),
+]
+
+FPS = 10
+EIDS = ("enc-a", "enc-b", "enc-c")
+START_TIMEOUT_S = 10.0
+LOST_GRACE_S = 15.0  # a restarted agent on a loaded CI machine takes up to ~10 s
+
+
+# -- an SMTP sink ---------------------------------------------------------------------------------
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self._lock:
+            self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Sink, int]]:
+    sink = Sink()
+    port = find_free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+# -- the stack ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def broker(mosquitto_factory) -> LocalBroker:
+    return mosquitto_factory(default_accounts(EIDS))
+
+
+@pytest.fixture
+def settings(settings: Settings, broker: LocalBroker, smtp) -> Settings:
+    base = bridge_settings(
+        settings,
+        broker,
+        session_start_timeout_s=START_TIMEOUT_S,
+        session_lost_grace_s=LOST_GRACE_S,
+        status_interval_s=1.0,
+    )
+    mail = base.mail.model_copy(update={"backend": "smtp", "host": "127.0.0.1", "port": smtp[1]})
+    return base.model_copy(update={"mail": mail})
+
+
+@pytest.fixture
+def app(settings: Settings, database: Database) -> Iterator[Flask]:
+    app = create_app(settings, database=database)
+    yield app
+    app.extensions[PUBLISHER_KEY].close()
+
+
+@pytest.fixture
+def operator(auth: Auth, app: Flask, database: Database) -> dict[str, str]:
+    account = auth.create("op@example.com", role="operator")
+    with database.session() as session:
+        user = session.get(User, account.id)
+        assert user is not None
+        user.alert_emails = True
+    return auth.headers(account)
+
+
+class Agents:
+    """The enclosure agents as child processes, one config each."""
+
+    def __init__(self, tmp_path: Path, broker: LocalBroker) -> None:
+        self.tmp_path = tmp_path
+        self.broker = broker
+        self.running: dict[str, AgentProcess] = {}
+        self.configs: dict[str, Path] = {}
+        self.roots: dict[str, Path] = {}
+        self.runs = 0
+
+    def start(self, eid: str) -> AgentProcess:
+        if eid not in self.configs:
+            data = agent_data(
+                self.tmp_path,
+                self.broker,
+                eid,
+                self.broker.accounts[eid],
+                camera={"width": 160, "height": 120, "fps": FPS},
+                recording={"root": str(self.tmp_path / f"rec-{eid}"), "segment_seconds": 5},
+            )
+            self.configs[eid] = write_toml(self.tmp_path / f"{eid}.toml", data)
+            self.roots[eid] = Path(data["recording"]["root"])
+        self.runs += 1
+        process = AgentProcess(self.configs[eid], self.tmp_path / f"{eid}-{self.runs}.log")
+        self.running[eid] = process
+        return process
+
+    def kill(self, eid: str) -> None:
+        self.running.pop(eid).close()  # kill -9, then close its log
+
+    def close(self) -> None:
+        for process in self.running.values():
+            process.close()
+
+
+@pytest.fixture
+def agents(tmp_path: Path, broker: LocalBroker) -> Iterator[Agents]:
+    made = Agents(tmp_path, broker)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def bridge(settings: Settings, database: Database) -> Iterator[Bridge]:
+    bridge = Bridge(settings, database)
+    bridge.start()
+    assert bridge.wait_ready(10)
+    try:
+        yield bridge
+    finally:
+        bridge.stop()
+
+
+class BridgeProcess:
+    """``python -m controlsvc bridge`` as a child process (to kill -9)."""
+
+    def __init__(self, settings: Settings, log_file: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JAXMBA_")}
+        env.update(
+            {
+                "FLASK_CONFIG": "prod",
+                "PYTHONPATH": str(REPO),
+                "JAXMBA_DATABASE_URL": settings.database.url,
+                "JAXMBA_MQTT_HOST": settings.mqtt.host,
+                "JAXMBA_MQTT_PORT": str(settings.mqtt.port),
+                "JAXMBA_MQTT_USERNAME": SERVICE_USER,
+                "JAXMBA_MQTT_PASSWORD": settings.mqtt.password.get_secret_value(),
+                "JAXMBA_MQTT_CLIENT_ID": settings.mqtt.client_id,
+                "JAXMBA_SECRETS_SECRET_KEY": secrets.token_hex(32),
+                "JAXMBA_SECRETS_JWT_SECRET_KEY": secrets.token_hex(32),
+                "JAXMBA_SERVICE_STATUS_INTERVAL_S": "1",
+                "JAXMBA_SERVICE_SESSION_START_TIMEOUT_S": str(START_TIMEOUT_S),
+                "JAXMBA_SERVICE_SESSION_LOST_GRACE_S": str(LOST_GRACE_S),
+                "JAXMBA_MAIL_BACKEND": "console",
+            }
+        )
+        self._log = log_file.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "controlsvc", "bridge"],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def wait_idle(client, headers, eids, timeout=30.0) -> None:
+    def idle() -> bool:
+        states = {}
+        for eid in eids:
+            r = client.get(f"/api/enclosures/{eid}", headers=headers)
+            states[eid] = r.get_json().get("state") if r.status_code == 200 else None
+        return all(s == "idle" for s in states.values())
+
+    wait_for(idle, timeout, message="enclosures not idle")
+
+
+def create(client, headers, eids, duration_s, **body) -> dict[str, Any]:
+    body = {
+        "name": "e2e",
+        "enclosures": [{"id": e, "file_prefix": f"cage-{e}"} for e in eids],
+        "duration_s": duration_s,
+        "target_fps": FPS,
+        **body,
+    }
+    response = client.post("/api/sessions", json=body, headers=headers)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def get(client, headers, sid) -> dict[str, Any]:
+    response = client.get(f"/api/sessions/{sid}", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def enc(body, eid) -> dict[str, Any]:
+    return next(e for e in body["enclosures"] if e["enclosure_id"] == eid)
+
+
+def wait_status(client, headers, sid, statuses, timeout) -> dict[str, Any]:
+    return wait_for(
+        lambda: (b := get(client, headers, sid))["status"] in statuses and b,
+        timeout,
+        message=lambda: f"session: {get(client, headers, sid)}",
+    )
+
+
+def wait_enc(client, headers, sid, eid, states, timeout=30.0) -> dict[str, Any]:
+    return wait_for(
+        lambda: (e := enc(get(client, headers, sid), eid))["state"] in states and e,
+        timeout,
+        message=lambda: f"{eid}: {enc(get(client, headers, sid), eid)}",
+    )
+
+
+def decoded_frames(root: Path, sid: str) -> int:
+    return sum(len(decode_times(path)) for path in segments(root, sid))
+
+
+def no_event_twice(database: Database) -> None:
+    with database.sessionmaker() as session:
+        dupes = session.execute(
+            select(AgentEvent.enclosure_id, AgentEvent.event_id, func.count())
+            .group_by(AgentEvent.enclosure_id, AgentEvent.event_id)
+            .having(func.count() > 1)
+        ).all()
+    assert dupes == []
+
+
+# -- the scenarios --------------------------------------------------------------------------------
+
+
+def test_1_three_enclosures_complete_with_the_frames_asked_for(
+    client, operator, bridge, agents
+) -> None:
+    for eid in EIDS:
+        agents.start(eid)
+    wait_idle(client, operator, EIDS)
+    duration = 20
+    start_at = datetime.now(UTC) + timedelta(seconds=2)
+    body = create(client, operator, EIDS, duration, start_at=start_at.isoformat())
+    sid = body["id"]
+    assert body["status"] == "scheduled"
+    wait_status(client, operator, sid, {"running"}, 10)
+    done = wait_status(client, operator, sid, {"completed"}, duration + 30)
+    expected = FPS * duration
+    for eid in EIDS:
+        frames = decoded_frames(agents.roots[eid], sid)
+        assert abs(frames - expected) <= 0.02 * expected, (eid, frames)
+        assert enc(done, eid)["frames"] == frames
+        assert enc(done, eid)["segments"] == len(segments(agents.roots[eid], sid))
+    recordings = client.get(f"/api/sessions/{sid}/recordings?limit=500", headers=operator)
+    items = recordings.get_json()["items"]
+    assert sum(i["frames"] for i in items) == done["totals"]["frames"]
+    assert all(len(i["sha256"]) == 64 for i in items)
+
+
+def test_2_agent_killed_and_restarted_resumes_with_the_gap_reported(
+    client, operator, bridge, agents, database
+) -> None:
+    for eid in EIDS[:2]:
+        agents.start(eid)
+    wait_idle(client, operator, EIDS[:2])
+    duration = 20
+    sid = create(client, operator, EIDS[:2], duration)["id"]
+    started = datetime.now(UTC)
+    wait_enc(client, operator, sid, "enc-a", {"recording"})
+    wait_for(lambda: datetime.now(UTC) >= started + timedelta(seconds=5), 10)
+    agents.kill("enc-a")
+    wait_for(lambda: datetime.now(UTC) >= started + timedelta(seconds=10), 10)
+    agents.start("enc-a")
+    done = wait_status(client, operator, sid, {"completed"}, duration + 40)
+    a = enc(done, "enc-a")
+    assert a["state"] == "completed"
+    assert a["gaps"], a
+    assert any(g["cause"] == "agent_restart" for g in a["gaps"])
+    assert 2.0 <= a["gap_s"] <= LOST_GRACE_S, a
+    assert enc(done, "enc-b")["gap_s"] == 0
+    no_event_twice(database)
+
+
+def test_3_agent_killed_for_good_times_out_and_alerts_by_mail(
+    client, operator, bridge, agents, smtp
+) -> None:
+    sink, _port = smtp
+    for eid in EIDS:
+        agents.start(eid)
+    wait_idle(client, operator, EIDS)
+    duration = 20
+    sid = create(client, operator, EIDS, duration)["id"]
+    wait_enc(client, operator, sid, "enc-c", {"recording"})
+    agents.kill("enc-c")
+    killed = datetime.now(UTC)
+    out = wait_enc(client, operator, sid, "enc-c", {"timed_out", "failed"}, LOST_GRACE_S + 10)
+    assert datetime.now(UTC) - killed <= timedelta(seconds=LOST_GRACE_S + 5)
+    assert "lost" in out["message"]
+    wait_for(
+        lambda: any(b"enc-c" in m.content for m in sink.messages),
+        15,
+        message="no alert mail",
+    )
+    assert any("op@example.com" in m.rcpt_tos for m in sink.messages)
+    done = wait_status(client, operator, sid, {"completed_with_failures"}, duration + 40)
+    assert enc(done, "enc-a")["state"] == enc(done, "enc-b")["state"] == "completed"
+    assert enc(done, "enc-c")["gap_s"] > 0
+
+
+def test_4_bridge_killed_mid_session_and_restarted(
+    client, operator, settings, agents, database, tmp_path
+) -> None:
+    bridge = BridgeProcess(settings, tmp_path / "bridge-1.log")
+    try:
+        for eid in EIDS[:2]:
+            agents.start(eid)
+        wait_idle(client, operator, EIDS[:2])
+        duration = 15
+        sid = create(client, operator, EIDS[:2], duration)["id"]
+        wait_enc(client, operator, sid, "enc-a", {"recording"})
+        wait_enc(client, operator, sid, "enc-b", {"recording"})
+        bridge.kill()
+        bridge.close()
+        bridge = BridgeProcess(settings, tmp_path / "bridge-2.log")
+        done = wait_status(client, operator, sid, {"completed"}, duration + 40)
+        for eid in EIDS[:2]:
+            assert enc(done, eid)["segments"] == len(segments(agents.roots[eid], sid))
+        no_event_twice(database)
+    finally:
+        bridge.close()
+
+
+def test_5_broker_restarted_mid_session(client, operator, bridge, agents, broker) -> None:
+    for eid in EIDS[:2]:
+        agents.start(eid)
+    wait_idle(client, operator, EIDS[:2])
+    duration = 15
+    sid = create(client, operator, EIDS[:2], duration)["id"]
+    wait_enc(client, operator, sid, "enc-a", {"recording"})
+    wait_enc(client, operator, sid, "enc-b", {"recording"})
+    broker.restart()
+    done = wait_status(client, operator, sid, {"completed"}, duration + 40)
+    for eid in EIDS[:2]:
+        assert enc(done, eid)["segments"] == len(segments(agents.roots[eid], sid))
+
+
+def test_6_scheduled_start_on_time_and_one_enclosure_canceled(
+    client, operator, bridge, agents
+) -> None:
+    for eid in EIDS[:2]:
+        agents.start(eid)
+    wait_idle(client, operator, EIDS[:2])
+    start_at = datetime.now(UTC) + timedelta(seconds=5)
+    duration = 15
+    sid = create(client, operator, EIDS[:2], duration, start_at=start_at.isoformat())["id"]
+    assert {e["state"] for e in get(client, operator, sid)["enclosures"]} == {"pending"}
+    a = wait_enc(client, operator, sid, "enc-a", {"recording"}, 20)
+    assert a["confirmed_at"] is not None
+    confirmed = datetime.fromisoformat(a["confirmed_at"])
+    assert start_at <= confirmed + timedelta(seconds=0.5) <= start_at + timedelta(seconds=4)
+    wait_enc(client, operator, sid, "enc-b", {"recording"}, 20)
+    r = client.post(f"/api/sessions/{sid}/enclosures/enc-b/cancel", headers=operator)
+    assert r.status_code == 200
+    # enc-b's agent stops; enc-a goes on to the end
+    wait_for(
+        lambda: client.get("/api/enclosures/enc-b", headers=operator).get_json()["state"] == "idle",
+        15,
+    )
+    assert enc(get(client, operator, sid), "enc-a")["state"] == "recording"
+    done = wait_status(client, operator, sid, {"completed"}, duration + 30)
+    assert enc(done, "enc-a")["state"] == "completed"
+    assert enc(done, "enc-b")["state"] == "canceled"
+    frames_a = enc(done, "enc-a")["frames"]
+    frames_b = enc(done, "enc-b")["frames"]
+    assert frames_b < frames_a

@@ -1,0 +1,170 @@
+"""The event log and tickets on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from controlsvc import eventlog, users
+from controlsvc.db import Database, utcnow
+from controlsvc.models.events import EventRecord, EventTicket
+
+
+def _user(database: Database, role: str = "viewer", email: str = "viewer@example.org") -> int:
+    with database.session() as session:
+        return users.create_user(
+            session, email=email, password="a long enough password", role=role
+        ).id
+
+
+def test_record_since_last_id(database: Database):
+    cid = uuid.uuid4()
+    with database.session() as session:
+        assert eventlog.last_id(session) == 0
+        first = eventlog.record(session, "enclosure.state", {"state": "idle"}, enclosure_id="enc-a")
+        second = eventlog.record(
+            session,
+            "command.updated",
+            {"state": "succeeded", "at": utcnow(), "id": cid},
+            enclosure_id="enc-b",
+            command_id=cid,
+        )
+        third = eventlog.record(session, "session.state", {}, session_id="s-1")
+    assert first.id < second.id < third.id
+    with database.session() as session:
+        assert eventlog.last_id(session) == third.id
+        rows = eventlog.since(session, 0)
+        assert [r.id for r in rows] == [first.id, second.id, third.id]
+        assert rows[1].command_id == cid
+        assert rows[1].data["id"] == str(cid)  # stored as JSON
+        assert isinstance(rows[1].data["at"], str)
+        assert rows[0].at.tzinfo is not None
+        assert [r.id for r in eventlog.since(session, first.id)] == [second.id, third.id]
+        assert [r.id for r in eventlog.since(session, 0, limit=1)] == [first.id]
+        assert [r.id for r in eventlog.since(session, 0, kinds=["command.updated"])] == [second.id]
+        assert [r.id for r in eventlog.since(session, 0, enclosure_id="enc-a")] == [first.id]
+        assert eventlog.since(session, 0, kinds=[]) == []
+
+
+def test_record_refuses_bad_kinds(database: Database):
+    with database.session() as session, pytest.raises(ValueError, match="event kind"):
+        eventlog.record(session, "Bad Kind", {})
+
+
+def test_purge_keeps_ids_growing(database: Database):
+    old = utcnow() - eventlog.EVENT_RETENTION - timedelta(hours=1)
+    with database.session() as session:
+        for _ in range(3):
+            last = eventlog.record(session, "enclosure.status", {}, at=old)
+    with database.session() as session:
+        assert eventlog.purge(session, utcnow() - eventlog.EVENT_RETENTION) == 3
+    with database.session() as session:
+        assert eventlog.last_id(session) == 0
+        again = eventlog.record(session, "enclosure.status", {})
+    assert again.id > last.id  # a client resuming from `last` must not skip `again`
+
+
+def test_ticket_is_single_use(database: Database):
+    user_id = _user(database)
+    with database.session() as session:
+        issued = eventlog.issue_ticket(session, user_id)
+    assert issued.expires_at - utcnow() <= eventlog.TICKET_TTL
+    with database.session() as session:
+        stored = session.query(EventTicket).one()
+        assert stored.ticket_hash != issued.ticket  # only the hash is kept
+        assert issued.ticket not in stored.ticket_hash
+    with database.session() as session:
+        user = eventlog.redeem_ticket(session, issued.ticket)
+        assert user is not None
+        assert user.id == user_id
+    with database.session() as session:
+        assert eventlog.redeem_ticket(session, issued.ticket) is None
+        assert eventlog.redeem_ticket(session, "nope") is None
+        assert eventlog.redeem_ticket(session, "") is None
+        assert eventlog.redeem_ticket(session, "x" * 1000) is None
+
+
+def test_ticket_expires(database: Database):
+    user_id = _user(database)
+    with database.session() as session:
+        issued = eventlog.issue_ticket(session, user_id, now=utcnow() - timedelta(seconds=31))
+    with database.session() as session:
+        assert eventlog.redeem_ticket(session, issued.ticket) is None
+
+
+def test_ticket_of_a_disabled_user_is_refused(database: Database):
+    user_id = _user(database)
+    with database.session() as session:
+        issued = eventlog.issue_ticket(session, user_id)
+    with database.session() as session:
+        users.get_user(session, user_id).disabled = True
+    with database.session() as session:
+        assert eventlog.redeem_ticket(session, issued.ticket) is None
+
+
+def test_purge_removes_spent_tickets(database: Database):
+    user_id = _user(database)
+    with database.session() as session:
+        used = eventlog.issue_ticket(session, user_id)
+        eventlog.issue_ticket(session, user_id, now=utcnow() - timedelta(minutes=5))
+        fresh = eventlog.issue_ticket(session, user_id)
+    with database.session() as session:
+        eventlog.redeem_ticket(session, used.ticket)
+    with database.session() as session:
+        eventlog.purge(session, utcnow() - eventlog.EVENT_RETENTION)
+    with database.session() as session:
+        assert session.query(EventTicket).count() == 1
+        assert eventlog.redeem_ticket(session, fresh.ticket) is not None
+
+
+def test_concurrent_writers_commit_in_id_order(database: Database):
+    """A reader that has seen id N must have been able to see every id below N."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers by itself")
+    first = database.sessionmaker()
+    try:
+        low = eventlog.record(first, "enclosure.state", {"n": 1})  # holds the writers' lock
+        inserted = threading.Event()
+        result: list[int] = []
+
+        def second_writer() -> None:
+            with database.session() as session:
+                result.append(eventlog.record(session, "enclosure.state", {"n": 2}).id)
+                inserted.set()
+
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        assert not inserted.wait(0.5), "a second writer got an id while the first was open"
+        with database.session() as reader:
+            assert eventlog.since(reader, 0) == []
+        first.commit()
+        thread.join(10)
+        assert result
+        assert result[0] > low.id
+    finally:
+        first.close()
+    with database.session() as reader:
+        assert [r.id for r in eventlog.since(reader, 0)] == [low.id, result[0]]
+
+
+def test_many_events_in_one_transaction_take_the_lock_once(database: Database):
+    statements: list[str] = []
+    from sqlalchemy import event
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", seen)
+    try:
+        with database.session() as session:
+            for n in range(5):
+                eventlog.record(session, "enclosure.status", {"n": n})
+    finally:
+        event.remove(database.engine, "before_cursor_execute", seen)
+    locks = [s for s in statements if "pg_advisory_xact_lock" in s]
+    assert len(locks) == (1 if database.engine.dialect.name == "postgresql" else 0)
+    with database.session() as session:
+        assert session.query(EventRecord).count() == 5
