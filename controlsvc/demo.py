@@ -23,7 +23,7 @@ from controlsvc.broker.passwords import atomic_write
 from controlsvc.config import Settings
 from controlsvc.db import Database
 from controlsvc.embedded import EmbeddedBroker
-from controlsvc.runner import child_process, serve_gunicorn, settings_env
+from controlsvc.runner import child_process, ensure_port_free, serve_gunicorn, settings_env
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,7 @@ def agents_running(settings: Settings, paths: DemoPaths, ids: list[str]) -> Iter
 
 
 def run_demo(settings: Settings, *, count: int, host: str, port: int, workers: int) -> None:
+    ensure_port_free(host, port)
     paths = DemoPaths(Path(settings.mqtt.embedded_dir).parent / "demo")
     ids = enclosure_ids(count)
     email, password = ensure_admin(settings, paths)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from controlsvc.config import Settings
+from controlsvc.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +68,26 @@ def gunicorn_options(settings: Settings, host: str, port: int, workers: int) -> 
     }
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse at once, with the reason, when another process holds the API's port."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} (another process uses "
+                "it? choose another with --port or [SERVICE] port)"
+            ) from None
+
+
 def serve_gunicorn(settings: Settings, *, host: str, port: int, workers: int) -> None:
     from controlsvc import metrics
 
+    ensure_port_free(host, port)
     metrics.setup_process(settings)
     log.info("API listening on http://%s:%d (%d workers)", host, port, workers)
     _Gunicorn(settings, gunicorn_options(settings, host, port, workers)).run()
@@ -139,6 +158,7 @@ def run_service(
 ) -> None:
     from controlsvc import metrics
 
+    ensure_port_free(host, port)
     # Before any child starts: the bridge inherits the multiprocess metrics directory.
     metrics.setup_process(settings)
     with embedded_broker(settings) as effective:
