@@ -26,7 +26,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import threading
 import uuid
 import weakref
@@ -37,7 +36,6 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -242,11 +240,6 @@ class CommandWatch:
         self.close()
 
 
-def _nodelay(_client: paho.Client, _userdata: Any, sock: Any) -> None:
-    if isinstance(sock, socket.socket):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def _code(reason: ReasonCode | int) -> int:
     return reason.value if isinstance(reason, ReasonCode) else int(reason)
 
@@ -301,16 +294,12 @@ class LiveFeed:
         return self
 
     def _start_client(self) -> None:
+        from controlsvc.mqtt_publisher import new_client
+
         mqtt = self._settings.mqtt
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5
-        )
-        if mqtt.username:
-            client.username_pw_set(mqtt.username, mqtt.password.get_secret_value() or None)
-        if mqtt.tls:
-            client.tls_set(ca_certs=mqtt.ca_file or None)
+        # The shared factory: credentials, TLS and TCP_NODELAY as every service client has them.
+        client = new_client(self._settings, self.client_id)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        client.on_socket_open = _nodelay
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
