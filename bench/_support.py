@@ -423,6 +423,23 @@ class Stack:
         with self.engine.connect() as conn:
             return list(conn.execute(text(sql), params))
 
+    def wait_rows(
+        self, expected: int, *, quiet_s: float, cap_s: float, poll_s: float = 0.05
+    ) -> tuple[int, float]:
+        """Wait until ``status_history`` holds ``expected`` rows, or its count has not grown for
+        ``quiet_s`` (the bridge stopped making progress), or ``cap_s`` passed; returns the rows
+        and the seconds until the count last changed."""
+        started = time.monotonic()
+        last, last_change = -1, started
+        while True:
+            rows = int(self.scalar("SELECT count(*) FROM status_history"))
+            now = time.monotonic()
+            if rows != last:
+                last, last_change = rows, now
+            if rows >= expected or now - last_change > quiet_s or now - started > cap_s:
+                return rows, last_change - started
+            time.sleep(poll_s)
+
     def wait_db(
         self, sql: str, predicate: Callable[[Any], bool], timeout: float, what: str, **params: Any
     ) -> Any:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,18 @@ WARMUP = 20  # commands sent first and not measured (connections, caches, JIT-fr
 STATUS_INTERVAL_S = 5.0  # the contract's default heartbeat: 40 statuses/s in the background
 
 
-def one_command(client: httpx.Client, eid: str) -> tuple[float, float, str]:
-    """(ms until terminal, ms of the POST alone, final state)."""
+def _ts(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def one_command(client: httpx.Client, eid: str) -> tuple[float, float, str, dict[str, float]]:
+    """(ms until terminal, ms of the POST alone, final state, phase durations in ms).
+
+    The phases come from the command record's own times (same machine, same clock): the API
+    accepting it until the broker had it (``created_at`` -> ``sent_at``), the agent and the
+    bridge settling it (``sent_at`` -> ``settled_at``), and the answer reaching us.
+    """
+    wall0 = time.time()
     started = time.perf_counter()
     response = client.post(
         f"/api/enclosures/{eid}/commands", json={"kind": "ping", "timeout_s": 10}
@@ -61,7 +72,17 @@ def one_command(client: httpx.Client, eid: str) -> tuple[float, float, str]:
         response.raise_for_status()
         command = response.json()
     done = time.perf_counter()
-    return (done - started) * 1000, (posted - started) * 1000, command["state"]
+    wall1 = time.time()
+    created, sent, settled = (_ts(command.get(k)) for k in ("created_at", "sent_at", "settled_at"))
+    phases: dict[str, float] = {}
+    if created is not None and sent is not None and settled is not None:
+        phases = {
+            "request_to_created": (created - wall0) * 1000,
+            "created_to_sent": (sent - created) * 1000,
+            "sent_to_settled": (settled - sent) * 1000,
+            "settled_to_answer": (wall1 - settled) * 1000,
+        }
+    return (done - started) * 1000, (posted - started) * 1000, command["state"], phases
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,18 +114,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rtts: list[float] = []
             posts: list[float] = []
             states: Counter[str] = Counter()
+            phases: dict[str, list[float]] = {}
 
             def worker(count: int, measured: bool) -> None:
                 with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
                     for _ in range(count):
                         with lock:
                             i = next(counter)
-                        rtt, post, state = one_command(client, ids[i % len(ids)])
+                        rtt, post, state, phase = one_command(client, ids[i % len(ids)])
                         if measured:
                             with lock:
                                 rtts.append(rtt)
                                 posts.append(post)
                                 states[state] += 1
+                                for name, ms in phase.items():
+                                    phases.setdefault(name, []).append(ms)
 
             worker(WARMUP, measured=False)
             per_thread = [args.commands // args.concurrency] * args.concurrency
@@ -136,6 +160,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "post_p50_ms": round(percentile(posts, 0.50), 2),
         "commands_per_s": round(len(rtts) / elapsed, 1),
         "states": dict(states),
+        # Where the time goes (p50 of each phase, from the command's own timestamps).
+        "phases_p50_ms": {k: round(percentile(v, 0.5), 2) for k, v in phases.items()},
         "targets_met": percentile(rtts, 0.50) <= 10 and percentile(rtts, 0.99) <= 50,
         **bridge_usage.figures("bridge"),
         **api_usage.figures("api"),
