@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -53,6 +54,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def json_dumps(value: Any) -> str:
+    """JSON columns' serializer: pydantic-core's encoder, ~6x faster than ``json.dumps`` (the
+    bridge writes two status documents per message). Values are plain JSON data already."""
+    return to_json(value).decode("utf-8")
+
+
 def make_engine(url: URL | str, *, echo: bool = False) -> Engine:
     """An engine with the per-backend settings the service relies on."""
     url = URL.create("sqlite") if url == "" else url
@@ -63,7 +70,12 @@ def make_engine(url: URL | str, *, echo: bool = False) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
+        engine = create_engine(
+            url,
+            echo=echo,
+            json_serializer=json_dumps,
+            connect_args={"check_same_thread": False},
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -75,7 +87,17 @@ def make_engine(url: URL | str, *, echo: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        json_serializer=json_dumps,
+        # INSERTs in multi-row VALUES pages and UPDATEs in execute_batch pages: one round trip
+        # per 100 rows instead of one per row (the bridge updates hundreds of rows per batch).
+        executemany_mode="values_plus_batch",
+    )
 
 
 class Database:

@@ -317,15 +317,18 @@ def apply_status(
     return StatusOutcome(verdict, change, significant=before != after)
 
 
-def status_row(eid: str, message: Status, received_at: datetime) -> dict[str, Any]:
-    """A ``status_history`` row for ``insert_ignore``."""
+def status_row(
+    eid: str, message: Status, received_at: datetime, document: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A ``status_history`` row for ``insert_ignore``; ``document`` is the message's JSON form
+    when the caller has it already (``apply_status`` made it the enclosure's status)."""
     return {
         "enclosure_id": eid,
         "boot_id": message.boot_id,
         "seq": message.seq,
         "at": message.at,
         "received_at": received_at,
-        "status": message.model_dump(mode="json"),
+        "status": document if document is not None else message.model_dump(mode="json"),
     }
 
 

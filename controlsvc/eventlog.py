@@ -18,7 +18,7 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -130,6 +130,43 @@ def record(
     session.add(row)
     session.flush()
     return row
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One event for ``record_many``."""
+
+    kind: str
+    data: dict[str, Any]
+    enclosure_id: str | None = None
+    command_id: uuid.UUID | None = None
+    session_id: str | None = None
+    at: datetime | None = None
+
+
+def record_many(session: Session, entries: Sequence[Entry]) -> list[EventRecord]:
+    """``record`` for several events with one flush (one multi-row INSERT): the bridge records
+    dozens per batch."""
+    if not entries:
+        return []
+    for entry in entries:
+        check_kind(entry.kind)
+    _serialise_writers(session)
+    now = utcnow()
+    rows = [
+        EventRecord(
+            kind=entry.kind,
+            data=to_jsonable_python(entry.data),
+            enclosure_id=entry.enclosure_id,
+            command_id=entry.command_id,
+            session_id=entry.session_id,
+            at=entry.at or now,
+        )
+        for entry in entries
+    ]
+    session.add_all(rows)
+    session.flush()
+    return rows
 
 
 def since(

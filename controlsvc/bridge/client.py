@@ -67,6 +67,10 @@ SESSION_EXPIRY_S = 3600
 # Unacknowledged messages the broker may have in flight to the bridge: a few batches' worth,
 # so the worker never starves while the previous batch commits.
 RECEIVE_MAXIMUM = 10_000
+# The bridge's keepalive is at least this (seconds): under back-pressure its network thread
+# waits for room in a queue and reads PINGRESPs late; with a short keepalive paho would drop a
+# healthy connection. Its own liveness is not time-critical (a crash closes the socket at once).
+MIN_KEEPALIVE_S = 30
 # Reconnect backoff, seconds (doubles from min to max).
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
@@ -103,7 +107,9 @@ class BridgeClient:
         self.publish_timeout = publish_timeout
         self.started_at = utcnow()
         self._codes = PubackCodes()
-        self._lock = threading.Lock()  # generation and acks
+        # Generation and acks. Reentrant: a PUBACK that fails to send makes paho call
+        # on_disconnect (which moves the generation on) from inside ``ack``.
+        self._lock = threading.RLock()
         self._generation = 0
         self._connected = threading.Event()
         self._subscribed = threading.Event()
@@ -146,7 +152,11 @@ class BridgeClient:
         props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = self.receive_maximum
         self._client.connect_async(
-            mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s, clean_start=False, properties=props
+            mqtt.host,
+            mqtt.port,
+            keepalive=max(mqtt.keepalive_s, MIN_KEEPALIVE_S),
+            clean_start=False,
+            properties=props,
         )
         self._client.loop_start()
 
@@ -325,11 +335,10 @@ class BridgeClient:
         """PUBACK these messages (in order) if their connection is still the current one;
         otherwise the broker sends them again and the idempotent writes absorb them."""
         with self._lock:
-            generation = self._generation
-            if not self._connected.is_set():
-                return
             for inbound in inbounds:
-                if inbound.qos > 0 and inbound.generation == generation:
+                if not self._connected.is_set():
+                    return
+                if inbound.qos > 0 and inbound.generation == self._generation:
                     self._client.ack(inbound.mid, inbound.qos)
 
     def publish(

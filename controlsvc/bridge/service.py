@@ -3,19 +3,26 @@
 
 ::
 
-    paho network thread          worker thread                      housekeeping thread
-    on_message ──Inbound──▶ bounded queue ──▶ batch (≤ BATCH_MAX, never waits to fill)
+    paho network thread          worker threads (lanes)             housekeeping thread
+    on_message ──Inbound──▶ lane of the enclosure: bounded queue ──▶ batch (≤ BATCH_MAX,
+                                                                     never waits to fill)
                                       parse + validate (schemas)
                                       ONE transaction (Writer) ── commit
                                       PUBACK the batch, notify {prefix}/service/events
                                                                      lost / timed_out / re-publish
                                                                      service/state, purge
 
-Back-pressure instead of loss: when the queue is full, ``on_message`` waits for room (the
+Lanes: on PostgreSQL two workers write concurrently, each message going to the lane of its
+enclosure (a hash of the id). One enclosure's messages thus stay in order, two lanes never wait
+for each other's row locks, and while one lane waits for the database the other parses and
+writes. SQLite allows one writer at a time: one lane.
+
+Back-pressure instead of loss: when a lane's queue is full, ``on_message`` waits for room (the
 network thread stops reading, TCP and the broker queue the rest). If that lasts beyond the
-keepalive the broker drops the connection; nothing is lost, since unacknowledged messages are
-delivered again on the persistent session. The queue can hardly fill anyway: the broker never
-has more than ``ReceiveMaximum`` unacknowledged messages in flight to the bridge.
+keepalive the connection drops; nothing is lost, since unacknowledged messages are delivered
+again on the persistent session, and the queued copies from the old connection are skipped
+instead of written twice. The bridge's keepalive is at least ``client.MIN_KEEPALIVE_S``: with its
+network thread waiting for room, PINGRESPs wait too.
 
 A database outage stops the worker (it retries the same batch with backoff, acking nothing),
 so the queue fills and the broker holds the rest until the database is back.
@@ -28,6 +35,7 @@ import queue
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from types import FrameType
 
 from controlsvc import metrics
@@ -47,9 +55,11 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BATCH_MAX", "QUEUE_SIZE", "Bridge", "run"]
 
-# Received messages waiting for the worker; far above ReceiveMaximum, so only a misbehaving
-# broker could fill it (then the network thread waits: back-pressure, see the module doc).
-QUEUE_SIZE = 100_000
+# Received messages waiting for a lane's worker (then the network thread waits: back-pressure,
+# see the module doc). A few seconds of a large fleet's traffic; bounds the bridge's memory.
+QUEUE_SIZE = 20_000
+# Worker lanes per backend (see the module doc).
+LANES = {"postgresql": 2, "sqlite": 1}
 # At most this many messages per transaction: big enough that a burst is written at thousands
 # per second, small enough that one transaction stays in the tens of milliseconds.
 BATCH_MAX = 500
@@ -79,6 +89,7 @@ class Bridge:
         client_id: str | None = None,
         queue_size: int = QUEUE_SIZE,
         batch_max: int = BATCH_MAX,
+        lanes: int | None = None,
         housekeeping: bool = True,
     ) -> None:
         self.settings = settings
@@ -93,11 +104,18 @@ class Bridge:
         )
         self.stats = BridgeStats()
         self.batch_max = batch_max
-        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=queue_size)
+        count = lanes or LANES.get(self.database.engine.dialect.name, 1)
+        self._lanes = [
+            _Lane(
+                queue.Queue(maxsize=max(1, queue_size // count)),
+                Writer(self.database, self.topics, self.liveness, self.stats),
+            )
+            for _ in range(count)
+        ]
+        self._enc_head = f"{self.topics.prefix}/enc/"
         self.client = BridgeClient(
             settings, self.topics, self._enqueue, self.stats, client_id=client_id
         )
-        self.writer = Writer(self.database, self.topics, self.liveness, self.stats)
         self.housekeeping = (
             Housekeeping(
                 self.database,
@@ -113,7 +131,7 @@ class Bridge:
         self._accepting = threading.Event()
         self._stop_worker = threading.Event()
         self._abandon = threading.Event()  # stop without writing what is queued
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self._throttle = LogThrottle(60.0)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -123,8 +141,14 @@ class Bridge:
         self._accepting.set()
         self._stop_worker.clear()
         self._abandon.clear()
-        self._worker = threading.Thread(target=self._work, name="jaxmba-bridge-worker", daemon=True)
-        self._worker.start()
+        self._workers = [
+            threading.Thread(
+                target=self._work, args=(lane,), name=f"jaxmba-bridge-worker-{i}", daemon=True
+            )
+            for i, lane in enumerate(self._lanes)
+        ]
+        for worker in self._workers:
+            worker.start()
         if self.housekeeping is not None:
             self.housekeeping.start()
             self.sessions.start()
@@ -152,12 +176,13 @@ class Bridge:
         if self.housekeeping is not None:
             self.housekeeping.stop(timeout)
         self._stop_worker.set()
-        if self._worker is not None:
-            self._worker.join(timeout)
-            if self._worker.is_alive():
-                log.warning("the bridge worker did not finish within %g s", timeout)
-                self._abandon.set()
-            self._worker = None
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if any(worker.is_alive() for worker in self._workers):
+            log.warning("the bridge workers did not finish within %g s", timeout)
+            self._abandon.set()
+        self._workers = []
         self.client.stop(forget_session=forget_session)
         self._dispose()
 
@@ -171,59 +196,67 @@ class Bridge:
         self.sessions.stop()
         if self.housekeeping is not None:
             self.housekeeping.stop()
-        if self._worker is not None:
-            self._worker.join(STOP_TIMEOUT_S)
-            self._worker = None
+        for worker in self._workers:
+            worker.join(STOP_TIMEOUT_S)
+        self._workers = []
         self._dispose()
 
     def _dispose(self) -> None:
-        while True:  # forget whatever is left: it was never acknowledged
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
+        for lane in self._lanes:  # forget whatever is left: it was never acknowledged
+            while True:
+                try:
+                    lane.queue.get_nowait()
+                except queue.Empty:
+                    break
         if self._own_database:
             self.database.dispose()
 
     # -- network thread ----------------------------------------------------------------------
+    def _lane_of(self, topic: str) -> _Lane:
+        if len(self._lanes) == 1 or not topic.startswith(self._enc_head):
+            return self._lanes[0]
+        eid = topic[len(self._enc_head) :].split("/", 1)[0]
+        return self._lanes[hash(eid) % len(self._lanes)]
+
     def _enqueue(self, inbound: Inbound) -> None:
+        lane = self._lane_of(inbound.topic)
         while self._accepting.is_set():
             try:
-                self._queue.put(inbound, timeout=QUEUE_PUT_POLL_S)
+                lane.queue.put(inbound, timeout=QUEUE_PUT_POLL_S)
             except queue.Full:
                 if self._throttle.allow("queue-full") is not None:
                     log.warning(
-                        "the bridge queue is full (%d messages): slowing the broker down",
-                        self._queue.maxsize,
+                        "a bridge queue is full (%d messages): slowing the broker down",
+                        lane.queue.maxsize,
                     )
                 continue
             return
         # Stopping: not acknowledged, so the broker delivers it again after the restart.
 
     # -- worker thread -----------------------------------------------------------------------
-    def _next_batch(self) -> list[Inbound]:
+    def _next_batch(self, lane: _Lane) -> list[Inbound]:
         """Everything queued now, up to ``batch_max``; waits only for the first message."""
         try:
-            first = self._queue.get(timeout=IDLE_POLL_S)
+            first = lane.queue.get(timeout=IDLE_POLL_S)
         except queue.Empty:
             return []
         batch = [first]
         while len(batch) < self.batch_max:
             try:
-                batch.append(self._queue.get_nowait())
+                batch.append(lane.queue.get_nowait())
             except queue.Empty:
                 break
         return batch
 
-    def _work(self) -> None:
+    def _work(self, lane: _Lane) -> None:
         while not self._abandon.is_set():
-            if self._stop_worker.is_set() and self._queue.empty():
+            if self._stop_worker.is_set() and lane.queue.empty():
                 return
-            batch = self._next_batch()
-            self.stats.queue_depth = self._queue.qsize()
+            batch = self._next_batch(lane)
+            self.stats.queue_depth = sum(other.queue.qsize() for other in self._lanes)
             if batch:
                 try:
-                    self._process(batch)
+                    self._process(lane.writer, batch)
                 except Exception:
                     log.exception("the bridge worker failed on a batch of %d messages", len(batch))
             self._export_stats()
@@ -236,13 +269,22 @@ class Bridge:
             if self._throttle.allow("metrics") is not None:
                 log.warning("exporting bridge metrics failed: %s", exc)
 
-    def _process(self, batch: list[Inbound]) -> None:
+    def _process(self, writer: Writer, batch: list[Inbound]) -> None:
         started = time.perf_counter()
-        parsed = self.writer.parse(batch)
+        # QoS 1 copies that came on a connection that has since dropped: the broker delivers
+        # them again on the current one (their acks could not reach it anyway).
+        generation = self.client.generation
+        current = [m for m in batch if m.qos == 0 or m.generation == generation]
+        if len(current) < len(batch):
+            self.stats.count("ignored", "old_connection", len(batch) - len(current))
+            batch = current
+            if not batch:
+                return
+        parsed = writer.parse(batch)
         delay = DB_RETRY_MIN_S
         while True:
             try:
-                newest = self.writer.write(parsed)
+                newest = writer.write(parsed)
                 break
             except DatabaseDown as exc:
                 if self._throttle.allow("database") is not None:
@@ -254,6 +296,14 @@ class Bridge:
         if newest is not None:
             self.client.notify_events(newest)
         self.stats.batch_done(len(batch), time.perf_counter() - started)
+
+
+@dataclass(frozen=True, slots=True)
+class _Lane:
+    """One worker's queue and writer."""
+
+    queue: queue.Queue[Inbound]
+    writer: Writer
 
 
 def run(settings: Settings) -> None:

@@ -19,7 +19,8 @@ __all__ = ["INVALID_REASONS", "LogThrottle", "BridgeStats"]
 INVALID_REASONS = ("topic", "too_large", "not_utf8", "invalid_json", "schema")
 # Why a valid message changed nothing: duplicate (seen before), stale (older than what is stored),
 # late_ack (command already settled), unknown_command, foreign_ack (another enclosure's command),
-# retired (the enclosure is retired), dropped (its write failed alone, see the log).
+# retired (the enclosure is retired), dropped (its write failed alone, see the log),
+# old_connection (a copy queued before a reconnection; the broker delivers it again).
 IGNORED_REASONS = (
     "duplicate",
     "stale",
@@ -28,6 +29,7 @@ IGNORED_REASONS = (
     "foreign_ack",
     "retired",
     "dropped",
+    "old_connection",
 )
 
 

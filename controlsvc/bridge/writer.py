@@ -262,11 +262,14 @@ class Writer:
                 StatusRecord.__table__,  # type: ignore[arg-type]
                 batch.history,
             )
-        newest: int | None = None
-        for kind, data, eid, command_id in batch.events:
-            row = eventlog.record(session, kind, data, enclosure_id=eid, command_id=command_id)
-            newest = row.id
-        return newest
+        rows = eventlog.record_many(
+            session,
+            [
+                eventlog.Entry(kind, data, enclosure_id=eid, command_id=command_id)
+                for kind, data, eid, command_id in batch.events
+            ],
+        )
+        return max((row.id for row in rows), default=None)
 
     def _transition(self, change: StateChange | None, batch: _Batch) -> None:
         if change is None:
@@ -311,7 +314,8 @@ class Writer:
             session, enc, message, received_at, self._liveness, retained=item.inbound.retain
         )
         if outcome.verdict is not Verdict.DUPLICATE:
-            batch.history.append(enclosures.status_row(enc.id, message, received_at))
+            document = enc.status if outcome.verdict is Verdict.NEW else None
+            batch.history.append(enclosures.status_row(enc.id, message, received_at, document))
         if outcome.verdict is not Verdict.NEW:
             batch.bump(batch.ignored, outcome.verdict.value)
             return

@@ -49,6 +49,35 @@ def test_record_since_last_id(database: Database):
         assert eventlog.since(session, 0, kinds=[]) == []
 
 
+def test_record_many_writes_every_entry_in_one_flush(database: Database):
+    cid = uuid.uuid4()
+    entries = [
+        eventlog.Entry("enclosure.state", {"n": i}, enclosure_id=f"enc-{i}") for i in range(50)
+    ]
+    entries.append(eventlog.Entry("command.updated", {"id": cid}, command_id=cid))
+    with database.session() as session:
+        assert eventlog.record_many(session, []) == []
+        rows = eventlog.record_many(session, entries)
+    assert len({r.id for r in rows}) == 51
+    with database.session() as session:
+        stored = eventlog.since(session, 0)
+        assert sorted(r.id for r in stored) == sorted(r.id for r in rows)
+        assert {r.data["n"] for r in stored if r.kind == "enclosure.state"} == set(range(50))
+        (command,) = (r for r in stored if r.kind == "command.updated")
+        assert command.command_id == cid
+        assert command.data == {"id": str(cid)}
+        assert all(r.at.tzinfo is not None for r in stored)
+
+
+def test_record_many_refuses_bad_kinds_before_writing(database: Database):
+    with database.session() as session, pytest.raises(ValueError, match="event kind"):
+        eventlog.record_many(
+            session, [eventlog.Entry("enclosure.state", {}), eventlog.Entry("Bad Kind", {})]
+        )
+    with database.session() as session:
+        assert eventlog.last_id(session) == 0
+
+
 def test_record_refuses_bad_kinds(database: Database):
     with database.session() as session, pytest.raises(ValueError, match="event kind"):
         eventlog.record(session, "Bad Kind", {})

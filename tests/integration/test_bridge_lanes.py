@@ -1,0 +1,81 @@
+"""The bridge's worker lanes and its handling of copies queued before a reconnection."""
+
+from __future__ import annotations
+
+import pytest
+
+from controlsvc.bridge import Bridge
+from controlsvc.bridge.inbound import Inbound
+from controlsvc.db import utcnow
+from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
+    PREFIX,
+    Agent,
+    agents,
+    bridge_settings,
+    broker,
+    enclosure_attr,
+    history_count,
+    make_bridge,
+    mosquitto_factory,
+    now,
+    status_payload,
+)
+from tests.support.broker import default_accounts
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.mosquitto
+
+
+def _status_inbound(eid: str, *, qos: int, generation: int) -> Inbound:
+    payload = status_payload("boot-1", 1)
+    return Inbound(f"{PREFIX}/enc/{eid}/status", payload, qos, False, utcnow(), 1, generation)
+
+
+def test_lanes_per_backend_and_one_lane_per_enclosure(settings, database, broker):
+    bridge = Bridge(bridge_settings(settings, broker), database, housekeeping=False)
+    expected = 2 if database.engine.dialect.name == "postgresql" else 1
+    assert len(bridge._lanes) == expected
+    for eid in (f"enc-{i}" for i in range(50)):
+        lanes = {id(bridge._lane_of(f"{PREFIX}/enc/{eid}/{ch}")) for ch in ("status", "ack")}
+        assert len(lanes) == 1  # every channel of an enclosure on the same lane: in order
+    if expected == 2:
+        used = {id(bridge._lane_of(f"{PREFIX}/enc/enc-{i}/status")) for i in range(50)}
+        assert len(used) == 2
+    assert bridge._lane_of("elsewhere/x") is bridge._lanes[0]
+
+
+def test_copies_from_an_old_connection_are_skipped_not_written(
+    settings, database, broker, make_bridge
+):
+    bridge = make_bridge(bridge_settings(settings, broker))
+    lane = bridge._lanes[0]
+    current = bridge.client.generation
+    bridge._process(lane.writer, [_status_inbound("enc-old", qos=1, generation=current - 1)])
+    assert bridge.stats.snapshot()["ignored"].get("old_connection") == 1
+    assert history_count(database, "enc-old") == 0
+    # QoS 0 is never delivered again: written whatever connection it came on.
+    bridge._process(lane.writer, [_status_inbound("enc-q0", qos=0, generation=current - 1)])
+    assert history_count(database, "enc-q0") == 1
+    bridge._process(lane.writer, [_status_inbound("enc-new", qos=1, generation=current)])
+    assert history_count(database, "enc-new") == 1
+
+
+def test_many_enclosures_over_both_lanes_all_stored_in_order(
+    settings, database, mosquitto_factory, make_bridge
+):
+    ids = tuple(f"enc-{i}" for i in range(12))
+    broker = mosquitto_factory(accounts=default_accounts(ids))
+    bridge = make_bridge(bridge_settings(settings, broker))
+    fleet = [Agent(broker, eid) for eid in ids]
+    for agent in fleet:
+        agent.online()
+    t = now()
+    for agent in fleet:  # online() sent seq 0
+        for seq in range(1, 6):
+            agent.status(seq=seq, at=t)
+    for agent in fleet:
+        wait_for(lambda a=agent: enclosure_attr(database, a.eid, "status_seq") == 5)
+        assert history_count(database, agent.eid) == 6
+    assert bridge.stats.snapshot()["ignored"].get("stale", 0) == 0
+    for agent in fleet:
+        agent.disconnect()
