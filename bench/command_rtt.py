@@ -165,6 +165,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "targets_met": percentile(rtts, 0.50) <= 10 and percentile(rtts, 0.99) <= 50,
         **bridge_usage.figures("bridge"),
         **api_usage.figures("api"),
+        # CPU per command (background work included): steadier than latency on a shared machine.
+        "bridge_cpu_ms_per_command": round(bridge_usage.cores * elapsed / len(rtts) * 1000, 2),
+        "api_cpu_ms_per_command": round(api_usage.cores * elapsed / len(rtts) * 1000, 2),
         "fleet_errors": counters.errors,
         "machine": facts,
     }

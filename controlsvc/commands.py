@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy import Row, and_, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -34,6 +34,7 @@ from controlsvc.db import utcnow
 from controlsvc.enclosures import Page, get_enclosure
 from controlsvc.errors import Conflict, InvalidInput, NotFound
 from controlsvc.models.commands import Command
+from controlsvc.models.enclosures import Enclosure
 from controlsvc.pagination import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor
 from controlsvc.publisher import MessageProperties, Publisher
 from schemas.codec import dump_message
@@ -41,6 +42,7 @@ from schemas.commands import Ack, parse_params
 from schemas.commands import Command as CommandMessage
 from schemas.enums import AckResult, CommandKind, CommandState
 from schemas.errors import MessageError
+from schemas.ids import is_enclosure_id
 from schemas.rest.enclosures import CommandOut
 from schemas.topics import Topics
 
@@ -103,6 +105,18 @@ def event_data(command: Command) -> dict[str, Any]:
     return command_out(command).model_dump(mode="json")
 
 
+def _enclosure_state(session: Session, eid: str) -> Row[str, datetime | None]:
+    """``state`` and ``retired_at`` of ``eid``; ``NotFound`` if unknown. Only these columns: the
+    whole row would also parse the enclosure's JSON status document."""
+    row = None
+    if is_enclosure_id(eid):
+        query = select(Enclosure.state, Enclosure.retired_at).where(Enclosure.id == eid)
+        row = session.execute(query).one_or_none()
+    if row is None:
+        raise NotFound(f"no enclosure {eid!r}", field="eid")  # as `get_enclosure` says it
+    return row
+
+
 def create_command(
     session: Session,
     eid: str,
@@ -120,7 +134,7 @@ def create_command(
     enclosure is accepted: its state is kept on the command and the command expires in time.
     """
     now = now or utcnow()
-    enc = get_enclosure(session, eid)
+    enc = _enclosure_state(session, eid)
     if enc.retired_at is not None:
         raise Conflict(f"enclosure {eid!r} is retired", field="eid")
     try:
@@ -245,17 +259,9 @@ def apply_ack(session: Session, eid: str, ack: Ack, received_at: datetime) -> Ac
     enclosure can only answer its own), a command already settled (a late ack), and
     ``accepted`` twice.
     """
-    command = session.get(Command, ack.command_id, populate_existing=True)
-    if command is None:
-        return AckOutcome(None, "unknown")
-    if command.enclosure_id != eid:
-        return AckOutcome(None, "foreign")
-    state = CommandState(command.state)
-    if state.is_terminal:
-        return AckOutcome(None, "late")
+    # One round trip in the common case: a conditional UPDATE ... RETURNING; only an ack that
+    # changes nothing is looked at again, to say why.
     new = ack.result.command_state
-    if ack.result is AckResult.ACCEPTED and state is CommandState.ACCEPTED:
-        return AckOutcome(None, "duplicate")
     allowed = list(_UNSETTLED_VALUES)
     if ack.result is AckResult.ACCEPTED:
         allowed = [CommandState.PENDING.value, CommandState.SENT.value]
@@ -268,16 +274,29 @@ def apply_ack(session: Session, eid: str, ack: Ack, received_at: datetime) -> Ac
         values["result"] = ack.data
     if new.is_terminal:
         values["settled_at"] = received_at
-    result = session.execute(
+    command = session.scalars(
         update(Command)
-        .where(Command.id == command.id, Command.state.in_(allowed))
+        .where(
+            Command.id == ack.command_id,
+            Command.enclosure_id == eid,
+            Command.state.in_(allowed),
+        )
         .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if int(getattr(result, "rowcount", 0) or 0) != 1:
-        return AckOutcome(None, "late")
-    session.refresh(command)
-    return AckOutcome(command)
+        .returning(Command),
+        execution_options={"populate_existing": True},
+    ).one_or_none()
+    if command is not None:
+        return AckOutcome(command)
+    current = session.execute(
+        select(Command.enclosure_id, Command.state).where(Command.id == ack.command_id)
+    ).one_or_none()
+    if current is None:
+        return AckOutcome(None, "unknown")
+    if current.enclosure_id != eid:
+        return AckOutcome(None, "foreign")
+    if ack.result is AckResult.ACCEPTED and current.state == CommandState.ACCEPTED.value:
+        return AckOutcome(None, "duplicate")
+    return AckOutcome(None, "late")
 
 
 def _timeout_detail(command: Command) -> str:

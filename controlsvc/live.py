@@ -21,6 +21,7 @@ on their own queue. Nothing here blocks the paho thread or waits for a slow clie
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -37,7 +38,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from controlsvc import eventlog
 from controlsvc.config import Settings
@@ -204,10 +207,18 @@ class CommandWatch:
         self._updates = 0
         self._seen = 0
         self._closed = False
+        self._latest: dict[str, Any] | None = None
 
-    def _notify(self) -> None:
+    @property
+    def latest(self) -> dict[str, Any] | None:
+        """The data of the newest `command.updated` event seen (the command record as committed
+        with that change), or None."""
+        return self._latest
+
+    def _notify(self, event: LiveEvent) -> None:
         with self._cond:
             self._updates += 1
+            self._latest = event.data
             self._cond.notify_all()
 
     def _end(self) -> None:
@@ -267,6 +278,7 @@ class LiveFeed:
         self._database_ok = True
         self._client: paho.Client | None = None
         self._reader: threading.Thread | None = None
+        self._conn: Connection | None = None  # the reader thread's (see `_connection`)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> LiveFeed:
@@ -486,6 +498,7 @@ class LiveFeed:
                 if not self._pending and not self._closed:
                     self._wake.wait(self._interval())
                 if self._closed:
+                    self._drop_connection()
                     return
                 notified, self._notified = self._notified, None
                 self._pending = False
@@ -501,9 +514,25 @@ class LiveFeed:
             return DB_RETRY_S
         return IDLE_READ_S if self._broker_up else FALLBACK_READ_S
 
+    def _connection(self) -> Connection:
+        """The reader's own connection, kept open in autocommit mode: a read is then one round
+        trip (no pool check-out with its ping, no BEGIN and ROLLBACK), and it is on the path of
+        every waiting `GET /api/commands/{id}?wait=`."""
+        if self._conn is None:
+            conn = self._database.engine.connect()
+            self._conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                conn.invalidate()  # it may be broken: do not give it back to the pool
+                conn.close()
+
     def _read(self) -> None:
         try:
-            with self._database.sessionmaker() as session:
+            with Session(bind=self._connection()) as session:
                 while True:
                     rows = eventlog.since(session, self._cursor, limit=eventlog.MAX_BATCH)
                     if rows:
@@ -513,6 +542,7 @@ class LiveFeed:
                     if len(rows) < eventlog.MAX_BATCH or self._closed:
                         break
         except SQLAlchemyError as exc:
+            self._drop_connection()
             if self._database_ok:
                 log.warning("live events: database unavailable (%s); retrying", type(exc).__name__)
             self._database_ok = False
@@ -525,11 +555,14 @@ class LiveFeed:
         with self._lock:
             subscribers = list(self._subscribers)
             woken = [
-                watch
+                (watch, event)
                 for event in events
                 if event.kind == COMMAND_UPDATED and event.command_id is not None
                 for watch in self._watches.get(event.command_id, ())
             ]
+        # Waiters first: a request thread is waiting for each; the streams are buffered.
+        for watch, event in woken:
+            watch._notify(event)
         dropped = []
         for sub in subscribers:
             wanted = [e for e in events if sub.filter.matches(e)]
@@ -540,8 +573,6 @@ class LiveFeed:
                 self._subscribers.difference_update(dropped)
             SSE_CLIENTS_DROPPED.inc(len(dropped))
             log.info("live events: dropped %d slow stream(s); they will resume", len(dropped))
-        for watch in woken:
-            watch._notify()
 
 
 # -- one feed per process -------------------------------------------------------------------------

@@ -103,6 +103,9 @@ def test_round_trip_to_every_answered_terminal_state(
     settled = settle(client, viewer, record["id"])
     assert settled["state"] == final
     assert settled["detail"] == detail
+    # The waiting GET may answer from the live event: the same record as a plain read.
+    plain = client.get(f"/api/commands/{record['id']}", headers=viewer)
+    assert plain.get_json() == settled
     assert settled["settled_at"] is not None
     assert settled["sent_at"] is not None
     if final == "succeeded" and answers[-1][2] is not None:

@@ -182,6 +182,21 @@ def test_command_watch_sees_an_update_between_read_and_wait():
     assert feed._watches == {}
 
 
+def test_command_watch_keeps_the_newest_update():
+    feed = _feed()
+    feed._started = True
+    cid = uuid.uuid4()
+    with feed.watch_command(cid) as watch:
+        assert watch.latest is None
+        first, second = _event(1, COMMAND_UPDATED, command_id=cid), _event(2, COMMAND_UPDATED)
+        feed._dispatch([first, second])  # the second is another command's
+        assert watch.wait(0) is True
+        assert watch.latest is first.data
+        newest = _event(3, COMMAND_UPDATED, command_id=cid)
+        feed._dispatch([newest])
+        assert watch.latest is newest.data
+
+
 def test_wait_for_command_ignores_other_commands_and_kinds():
     feed = _feed()
     feed._started = True
