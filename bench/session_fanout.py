@@ -15,7 +15,15 @@ retained ``desired`` documents as the agent does). For each run:
     .venv/bin/python bench/session_fanout.py --quick    # 1,000 enclosures, 1 run
 
 The last line is one JSON object: {"bench": "session_fanout", "enclosures": 1000,
-"start_s": [...], "cancel_s": [...], ...}. Target: all recording within 2 s.
+"start_s": [...], "cancel_s": [...], ...}. Target: all recording within 2 s. ``phases`` says
+where each run's time went (seconds after the POST, from the rows' own timestamps): the last
+agent event (the simulator had every document and reacted), its arrival at the bridge, and
+the last enclosure the bridge confirmed; what remains after the arrival is the bridge's.
+
+The fleet runs niced (``_support.start_fleet``), as in the other benchmarks. Before each run
+every enclosure must be ``idle`` in the database; if that does not happen, the error says what
+they are instead (``lost``: the bridge fell behind their statuses; ``offline`` or missing:
+their births never arrived).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
-from _support import Stack, machine, print_result, sample_process  # noqa: E402
+from _support import Stack, machine, print_result, sample_process, start_fleet  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
@@ -38,6 +46,7 @@ STATUS_INTERVAL_S = 5.0  # the contract's default heartbeat
 POLL_S = 0.01  # how often the database is read while waiting
 TARGET_S = 2.0
 SESSION_S = 3600  # long enough to never end during a run
+REGISTER_TIMEOUT_S = 120.0
 WARMUP_ENCLOSURES = 10  # a first small session warms the API workers (MQTT connection, caches)
 
 
@@ -54,6 +63,22 @@ def _wait_count(engine: Any, sql: str, want: Any, timeout: float, **params: Any)
     raise TimeoutError(f"{sql!r} still {last} after {timeout:g} s")
 
 
+def _wait_registered(stack: Stack, n: int) -> None:
+    """Every enclosure ``idle`` in the database: its birth went through the bridge. On a
+    time-out, say what the enclosures are instead (lost: the bridge fell behind their
+    statuses; offline or missing: their births never arrived)."""
+    try:
+        stack.wait_db(
+            "SELECT count(*) FROM enclosures WHERE state = 'idle'",
+            lambda v: v == n,
+            REGISTER_TIMEOUT_S,
+            "the bridge registering every enclosure",
+        )
+    except TimeoutError as exc:
+        states = dict(stack.rows("SELECT state, count(*) FROM enclosures GROUP BY state"))
+        raise TimeoutError(f"{exc}; enclosures by state: {states}") from None
+
+
 def one_run(client: httpx.Client, engine: Any, ids: list[str], n: int) -> dict[str, float]:
     body = {
         "name": f"fan-out {n}",
@@ -68,6 +93,7 @@ def one_run(client: httpx.Client, engine: Any, ids: list[str], n: int) -> dict[s
         120,
     )
     started = time.monotonic()
+    wall = time.time()
     response = client.post("/api/sessions", json=body)
     answered = time.monotonic()
     if response.status_code != 201:
@@ -80,7 +106,9 @@ def one_run(client: httpx.Client, engine: Any, ids: list[str], n: int) -> dict[s
         60,
         sid=sid,
     )
+    start_phases = _phases(engine, sid, "recording_started", wall)
     cancel_started = time.monotonic()
+    wall = time.time()
     response = client.post(f"/api/sessions/{sid}/cancel")
     cancel_answered = time.monotonic()
     response.raise_for_status()
@@ -95,7 +123,33 @@ def one_run(client: httpx.Client, engine: Any, ids: list[str], n: int) -> dict[s
         "start_post_s": answered - started,
         "cancel_s": stopped - cancel_started,
         "cancel_post_s": cancel_answered - cancel_started,
+        **{f"start_{k}": v for k, v in start_phases.items()},
+        **{f"cancel_{k}": v for k, v in _phases(engine, sid, "recording_stopped", wall).items()},
     }
+
+
+def _phases(engine: Any, sid: str, kind: str, wall: float) -> dict[str, float]:
+    """Where a fan-out's time went, from the rows' own timestamps (seconds after the POST was
+    sent; the agents run on this machine, so their clock is this one): the last agent event
+    of ``kind`` (``agents_s``: the simulator has every document and reacted), its arrival at
+    the bridge (``received_s``) and, for a start, the last confirmation (``applied_s``)."""
+    sql = text(
+        "SELECT max(at), max(received_at) FROM agent_events WHERE session_id = :sid AND kind = :k"
+    )
+    with engine.connect() as conn:
+        at, received = conn.execute(sql, {"sid": sid, "k": kind}).one()
+        confirmed = conn.execute(
+            text("SELECT max(confirmed_at) FROM session_enclosures WHERE session_id = :sid"),
+            {"sid": sid},
+        ).scalar()
+
+    def after(value: Any) -> float:
+        return round(value.timestamp() - wall, 3) if value is not None else float("nan")
+
+    out = {"agents_s": after(at), "received_s": after(received)}
+    if kind == "recording_started":
+        out["applied_s"] = after(confirmed)
+    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -112,14 +166,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             accounts,
             status_interval_s=STATUS_INTERVAL_S,
         )
-        fleet.start(timeout=120)
+        t0 = time.monotonic()
         try:
-            stack.wait_db(
-                "SELECT count(*) FROM enclosures WHERE state = 'idle'",
-                lambda n: n == args.enclosures,
-                120,
-                "the bridge registering every enclosure",
-            )
+            connect_s = start_fleet(fleet, timeout=120)  # niced: the fleet stands for machines
+            _wait_registered(stack, args.enclosures)
+            registered_s = time.monotonic() - t0
             url = stack.api()
             headers = {"Authorization": f"Bearer {stack.token}"}
             assert stack.bridge_ is not None
@@ -144,6 +195,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "start_post_s": [round(r["start_post_s"], 3) for r in runs],
         "cancel_s": cancel,
         "cancel_post_s": [round(r["cancel_post_s"], 3) for r in runs],
+        # seconds after each POST: last agent event, its arrival at the bridge, last applied
+        "phases": [
+            {k: v for k, v in r.items() if k.endswith(("agents_s", "received_s", "applied_s"))}
+            for r in runs
+        ],
+        "connect_s": round(connect_s, 2),
+        "registered_s": round(registered_s, 2),
         "start_max_s": max(start),
         "cancel_max_s": max(cancel),
         "target_s": TARGET_S,

@@ -17,13 +17,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from controlsvc import desired, eventlog
 from controlsvc.db import utcnow
 from controlsvc.desired import Outgoing
-from controlsvc.enclosures import Page, insert_ignore, lock_enclosures
+from controlsvc.enclosures import Page, insert_ignore
 from controlsvc.errors import Conflict, InvalidInput, NotFound
 from controlsvc.models.enclosures import Enclosure
 from controlsvc.models.sessions import (
@@ -82,6 +83,11 @@ _ACTIVE_SE = [s.value for s in ACTIVE_ENCLOSURE_STATES]
 _ACTIVE_SESSIONS = [s.value for s in ACTIVE_SESSION_STATUSES]
 # States in which an enclosure still belongs to a running session (timed_out may come back).
 _HOLDING = [*_ACTIVE_SE, EncState.TIMED_OUT.value]
+# An enclosure in one of these states is done with the session: its desired is cleared.
+_DONE = frozenset({EncState.COMPLETED, EncState.FAILED, EncState.CANCELED})
+# pg_advisory_xact_lock key that serialises session creation ("jaxmba" in ASCII, then 2;
+# ``eventlog`` uses 1).
+CREATE_LOCK_KEY = 0x6A61786D626102
 
 
 EventIntent = tuple[str, dict[str, Any], str | None, Any]
@@ -93,12 +99,14 @@ The shape of the bridge writer's batch events. Event-log writers are serialised 
 
 def record_events(session: Session, events: Sequence[EventIntent]) -> int | None:
     """Record ``events`` (flushed); the newest id, or None."""
-    newest = None
-    for kind, data, eid, _ in events:
-        newest = eventlog.record(
-            session, kind, data, enclosure_id=eid, session_id=data.get("session_id")
-        ).id
-    return newest
+    rows = eventlog.record_many(  # one multi-row INSERT: a cancel records 1,000 transitions
+        session,
+        [
+            eventlog.Entry(kind, data, enclosure_id=eid, session_id=data.get("session_id"))
+            for kind, data, eid, _ in events
+        ],
+    )
+    return rows[-1].id if rows else None
 
 
 def _clip(text: str | None) -> str | None:
@@ -385,7 +393,6 @@ def settle(
 ) -> list[Outgoing]:
     """Derive the session's status from its enclosures; clear the ``desired`` of enclosures
     that are done. The documents to publish after the commit."""
-    outgoing: list[Outgoing] = []
     previous = SessionStatus(rs.status)
     status = derive_session(
         previous,
@@ -395,13 +402,12 @@ def settle(
         canceled=rs.cancel_requested_at is not None,
     )
     finished = status.is_terminal
+    done = []
     for se in ses:
         state = EncState(se.state)
-        done = state in (EncState.COMPLETED, EncState.FAILED, EncState.CANCELED)
-        if done or (finished and state.is_terminal):
-            out = desired.clear(session, topics, se.enclosure_id, rs.id, now=now)
-            if out is not None:
-                outgoing.append(out)
+        if state in _DONE or (finished and state.is_terminal):
+            done.append(se.enclosure_id)
+    outgoing = desired.clear_many(session, topics, done, rs.id, now=now)
     if status is previous:
         return outgoing
     rs.status = status.value
@@ -427,9 +433,13 @@ def settle(
 
 
 def desired_recording(rs: RecordingSession, se: SessionEnclosure) -> DesiredRecording:
+    return _recording(rs, se.file_prefix)
+
+
+def _recording(rs: RecordingSession, file_prefix: str) -> DesiredRecording:
     return DesiredRecording(
         session_id=rs.id,
-        file_prefix=se.file_prefix,
+        file_prefix=file_prefix,
         start_at=rs.start_at,
         end_at=rs.end_at,
         target_fps=rs.target_fps,
@@ -471,6 +481,14 @@ def _check_enclosures(session: Session, body: SessionCreate, encs: dict[str, Enc
             )
 
 
+def _serialise_creation(session: Session) -> None:
+    """Creations one at a time (PostgreSQL: a transaction lock), so two cannot both find an
+    enclosure free. Not the enclosures' row locks: the bridge's writer takes those for every
+    message, and a creation on 1,000 enclosures would stall it for the whole transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK_KEY})
+
+
 def create_session(
     session: Session,
     topics: Topics,
@@ -484,7 +502,11 @@ def create_session(
     now = now or utcnow()
     if body.start_at is not None and body.start_at <= now:
         raise InvalidInput("must be in the future (leave it out to start now)", field="start_at")
-    encs = lock_enclosures(session, [e.id for e in body.enclosures], now=now, discover=False)
+    _serialise_creation(session)
+    wanted = [e.id for e in body.enclosures]
+    encs = {
+        enc.id: enc for enc in session.scalars(select(Enclosure).where(Enclosure.id.in_(wanted)))
+    }
     _check_enclosures(session, body, encs)
     start_at = body.start_at or now
     rs = RecordingSession(
@@ -506,41 +528,43 @@ def create_session(
     session.add(rs)
     session.flush()
     first = EncState.PENDING if start_at > now else EncState.STARTING
-    ses = [
-        SessionEnclosure(
-            session_id=rs.id,
-            enclosure_id=item.id,
-            file_prefix=item.file_prefix,
-            state=first.value,
-            state_changed_at=now,
-            starting_at=now if first is EncState.STARTING else None,
-            lost_since=now if encs[item.id].state in OFFLINE_STATES else None,
-            segments=0,
-            frames=0,
-            bytes=0,
-            segments_s=0.0,
-            live_s=0.0,
-            live_frames=0,
-            gap_s=0.0,
-            gaps=0,
-        )
+    rows = [
+        {
+            "session_id": rs.id,
+            "enclosure_id": item.id,
+            "file_prefix": item.file_prefix,
+            "state": first.value,
+            "state_changed_at": now,
+            "starting_at": now if first is EncState.STARTING else None,
+            "lost_since": now if encs[item.id].state in OFFLINE_STATES else None,
+            "segments": 0,
+            "frames": 0,
+            "bytes": 0,
+            "segments_s": 0.0,
+            "live_s": 0.0,
+            "live_frames": 0,
+            "gap_s": 0.0,
+            "gaps": 0,
+        }
         for item in body.enclosures
     ]
-    session.add_all(ses)
-    session.flush()
-    outgoing = [
-        desired.set_recording(session, topics, se.enclosure_id, desired_recording(rs, se), now=now)
-        for se in ses
-    ]
+    # ORM bulk INSERT (multi-row VALUES, no objects): the response reads them back anyway.
+    session.execute(insert(SessionEnclosure), rows)
+    outgoing = desired.set_recordings(
+        session,
+        topics,
+        [(item.id, _recording(rs, item.file_prefix)) for item in body.enclosures],
+        now=now,
+    )
     data = {
         "session_id": rs.id,
         "status": rs.status,
         "previous_status": None,
         "at": now,
-        "enclosure_states": {first.value: len(ses)},
+        "enclosure_states": {first.value: len(rows)},
     }
     record_events(session, [("session.state", data, None, None)])
-    log.info("session %s (%s) created on %d enclosures", rs.id, rs.name, len(ses))
+    log.info("session %s (%s) created on %d enclosures", rs.id, rs.name, len(rows))
     return rs, outgoing
 
 
@@ -584,11 +608,30 @@ def cancel_session(
     rs.cancel_requested_at = now
     ses = _lock_enclosures_of(session, session_id)
     events: list[EventIntent] = []
+    canceled: list[int] = []
+    message = None
     for se in ses:
         transition = next_state(
             EncState(se.state), Signal.CANCEL, ended=now >= rs.end_at, reason="session canceled"
         )
-        apply(se, transition, now, events)
+        if transition is None:
+            continue
+        # What ``apply`` does for a cancel, written below in ONE statement: the enclosures
+        # stay locked (and the bridge's writer waits) until the commit.
+        previous, message = se.state, _clip(transition.message)
+        set_committed_value(se, "state", transition.state.value)
+        set_committed_value(se, "message", message)
+        set_committed_value(se, "state_changed_at", now)
+        canceled.append(se.id)
+        events.append(("session.state", state_event(rs.id, se, previous), se.enclosure_id, None))
+    if canceled:
+        session.execute(
+            update(SessionEnclosure)
+            .where(SessionEnclosure.id.in_(canceled))
+            .values(state=EncState.CANCELED.value, message=message, state_changed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        log.info("session %s: %d enclosures canceled", rs.id, len(canceled))
     outgoing = settle(session, topics, rs, ses, now, events)
     record_events(session, events)
     return rs, outgoing

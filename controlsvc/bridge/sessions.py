@@ -38,6 +38,8 @@ from controlsvc.enclosures import insert_ignore
 from controlsvc.mail import MailOutbox, make_mailer
 from controlsvc.models.enclosures import Enclosure
 from controlsvc.models.sessions import (
+    Alert,
+    DesiredVersion,
     RecordingSession,
     SessionEnclosure,
     SessionGap,
@@ -48,10 +50,11 @@ from controlsvc.session_state import (
     ACTIVE_SESSION_STATUSES,
     EncState,
     Signal,
+    derive_session,
     next_state,
 )
 from controlsvc.sessions import OFFLINE_STATES, EventIntent, apply, record_events, settle
-from schemas.enums import EnclosureState, EventKind
+from schemas.enums import EnclosureState, EventKind, SessionStatus
 from schemas.events import (
     CameraRecovered,
     RecordingFailed,
@@ -64,12 +67,15 @@ from schemas.events import Event as AgentEventMessage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["END_TOLERANCE_S", "TICK_S", "SessionDriver", "on_event"]
+__all__ = ["END_TOLERANCE_S", "TICK_S", "SessionDriver", "on_event", "on_events"]
 
 # The timer runs this often: start times and time-outs are decided within half a second.
 TICK_S = 0.5
 # Desired documents the broker has not acknowledged are looked for this often.
 REPUBLISH_EVERY_S = 2.0
+# The timer locks at most this many enclosures of a session per transaction (the writer may be
+# waiting for one of them).
+STEP_CHUNK = 100
 # A running session's totals go to the event log this often.
 PROGRESS_EVERY_S = 5.0
 # A stop this close to the end counts as reaching it (agent and service clocks differ a bit).
@@ -90,17 +96,50 @@ _ENCLOSURE_KINDS = frozenset(
     {EventKind.CAMERA_STALLED, EventKind.CAMERA_RECOVERED, EventKind.DISK_LOW}
 )
 _ACTIVE = [s.value for s in ACTIVE_ENCLOSURE_STATES]
+_ACTIVE_SESSIONS = [s.value for s in ACTIVE_SESSION_STATUSES]
+# Enclosures in these states are done with their session (``sessions.settle`` clears desired).
+_DONE = frozenset({EncState.COMPLETED, EncState.FAILED, EncState.CANCELED})
+# Alerts an enclosure's frames flowing again closes.
+_RECOVERED_BY_FRAMES = ("recording_timed_out", "recording_failed")
+_RS_CACHE_KEY = "jaxmba.bridge.sessions.rs"
 
 
 # -- events (the writer's transaction) -----------------------------------------------------------
 
 
-def _session_enclosure(session: Session, session_id: str, eid: str) -> SessionEnclosure | None:
-    return session.scalar(
+def _session_enclosures(
+    session: Session, pairs: set[tuple[str, str]]
+) -> dict[tuple[str, str], SessionEnclosure]:
+    """The ``(session id, enclosure id)`` rows, locked, in the order the API's cancel locks
+    them (session, enclosure), so the two never deadlock."""
+    if not pairs:
+        return {}
+    query = (
         select(SessionEnclosure)
-        .where(SessionEnclosure.session_id == session_id, SessionEnclosure.enclosure_id == eid)
+        .where(
+            SessionEnclosure.session_id.in_(sorted({sid for sid, _ in pairs})),
+            SessionEnclosure.enclosure_id.in_(sorted({eid for _, eid in pairs})),
+        )
+        .order_by(SessionEnclosure.session_id, SessionEnclosure.enclosure_id)
         .with_for_update()
     )
+    # A few rows beyond the pairs may match (another of these enclosures in the same
+    # session): locked for this short transaction, not used.
+    rows = {(se.session_id, se.enclosure_id): se for se in session.scalars(query)}
+    return {key: se for key, se in rows.items() if key in pairs}
+
+
+def _recording_session(session: Session, session_id: str) -> RecordingSession | None:
+    """The session, loaded once per transaction: the identity map holds objects weakly, so
+    ``session.get`` would read the row again for each of a fan-out's 1,000 events."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_RS_CACHE_KEY)
+    if cached is None or cached[0] is not transaction:
+        cached = session.info[_RS_CACHE_KEY] = (transaction, {})
+    known: dict[str, RecordingSession | None] = cached[1]
+    if session_id not in known:
+        known[session_id] = session.get(RecordingSession, session_id)
+    return known[session_id]
 
 
 def _active_enclosure(session: Session, eid: str) -> SessionEnclosure | None:
@@ -201,15 +240,41 @@ def on_event(
 ) -> None:
     """Apply one newly stored agent event to its session (the writer's transaction);
     event-log entries are added to ``events`` (recorded by the writer last)."""
-    if event.kind in _ENCLOSURE_KINDS:
-        _enclosure_event(session, eid, event, events)
-        return
-    if event.kind not in _SESSION_KINDS or event.session_id is None:
-        return
-    se = _session_enclosure(session, event.session_id, eid)
-    if se is None:
-        return  # a recording outside any session (a direct command)
-    rs = session.get(RecordingSession, se.session_id)
+    on_events(session, [(eid, event, received_at)], events)
+
+
+def on_events(
+    session: Session,
+    items: Sequence[tuple[str, AgentEventMessage, datetime]],
+    events: list[EventIntent],
+) -> None:
+    """``on_event`` for a batch of newly stored events ``(enclosure id, event, received
+    at)``, applied in order, with ONE locking read of their sessions' enclosures (a fan-out
+    brings 1,000 ``recording_started`` at once; one round trip each is most of their cost)."""
+    pairs = {
+        (event.session_id, eid)
+        for eid, event, _ in items
+        if event.kind in _SESSION_KINDS and event.session_id is not None
+    }
+    ses = _session_enclosures(session, pairs)
+    for eid, event, received_at in items:
+        if event.kind in _ENCLOSURE_KINDS:
+            _enclosure_event(session, eid, event, events)
+        elif event.kind in _SESSION_KINDS and event.session_id is not None:
+            se = ses.get((event.session_id, eid))
+            if se is not None:  # else a recording outside any session (a direct command)
+                _session_event(session, se, eid, event, received_at, events)
+
+
+def _session_event(
+    session: Session,
+    se: SessionEnclosure,
+    eid: str,
+    event: AgentEventMessage,
+    received_at: datetime,
+    events: list[EventIntent],
+) -> None:
+    rs = _recording_session(session, se.session_id)
     if rs is None:  # pragma: no cover - the foreign key forbids it
         return
     now = utcnow()
@@ -234,8 +299,17 @@ def on_event(
                 payload.gap_s,
             )
         if apply(se, next_state(state, Signal.FRAMES, ended=ended), now, events):
-            for kind_ in ("recording_timed_out", "recording_failed"):
-                alerts.recover(session, kind_, eid, events, now=now)
+            # One look for both kinds (a fan-out starts 1,000 enclosures, mostly without any).
+            open_kinds = session.scalars(
+                select(Alert.kind).where(
+                    Alert.enclosure_id == eid,
+                    Alert.kind.in_(_RECOVERED_BY_FRAMES),
+                    Alert.recovered_at.is_(None),
+                )
+            ).all()
+            for kind_ in _RECOVERED_BY_FRAMES:
+                if kind_ in open_kinds:
+                    alerts.recover(session, kind_, eid, events, now=now)
         return
     if isinstance(payload, RecordingStopped):
         ended = ended or payload.reason == "end reached"
@@ -321,6 +395,29 @@ def _when(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else None
+
+
+def _observed(
+    se: SessionEnclosure, enc: Enclosure, rs: RecordingSession
+) -> tuple[float | None, int, datetime | None, bool] | None:
+    """What the enclosure's latest status says about its recording of ``rs``: the open
+    segment's seconds (None: unknown), frames written, the newer last frame (None: not newer),
+    whether frames flow; None when it is not recording ``rs`` (or is away)."""
+    status = enc.status or {}
+    recording = status.get("recording")
+    live = EnclosureState(enc.state) not in OFFLINE_STATES
+    if not (live and isinstance(recording, dict) and recording.get("session_id") == rs.id):
+        return None
+    camera = status.get("camera") or {}
+    last_frame = _when(camera.get("last_frame_at"))
+    segment_start = _when(recording.get("segment_started_at"))
+    live_s = None
+    if last_frame is not None and segment_start is not None:
+        live_s = max(0.0, (last_frame - segment_start).total_seconds())
+    if last_frame is not None and se.last_frame_at is not None and last_frame <= se.last_frame_at:
+        last_frame = None
+    frames = camera.get("frames_written") or 0
+    return live_s, int(frames), last_frame, frames > 0 and bool(camera.get("recording"))
 
 
 class SessionDriver:
@@ -425,68 +522,205 @@ class SessionDriver:
 
     # -- sessions ---------------------------------------------------------------------------------
     def advance(self, now: datetime | None = None) -> int:
-        """One round over the active sessions; how many were looked at."""
+        """One round over the active sessions; how many were looked at.
+
+        The writer applies agent events under the same rows' locks and must wait for them (an
+        event applies exactly once), so the timer never holds many rows for long: it reads
+        without locks to find the enclosures that have something to do, steps those in small
+        transactions (``STEP_CHUNK`` rows, ``SKIP LOCKED``), and locks every enclosure of a
+        session only when its status changes or ``desired`` documents must be cleared."""
         now = now or utcnow()
-        events: list[EventIntent] = []
         with self._db.sessionmaker() as session:
-            rows = list(
+            ids = list(
                 session.scalars(
-                    select(RecordingSession)
-                    .where(RecordingSession.status.in_([s.value for s in ACTIVE_SESSION_STATUSES]))
+                    select(RecordingSession.id)
+                    .where(RecordingSession.status.in_(_ACTIVE_SESSIONS))
                     .order_by(RecordingSession.id)
-                    .with_for_update(skip_locked=True)
                 )
             )
-            outgoing: list[desired.Outgoing] = []
-            for rs in rows:
-                outgoing += self._advance(session, rs, now, events)
+        newest: int | None = None
+        for sid in ids:
+            for last in self._advance(sid, now):
+                newest = max(newest or 0, last)
+        if newest is not None:
+            self._client.notify_events(newest)
+        return len(ids)
+
+    def _advance(self, sid: str, now: datetime) -> list[int]:
+        """Step the enclosures of session ``sid`` that need it, then settle; the newest
+        event-log ids recorded."""
+        with self._db.sessionmaker() as session:
+            rs = session.get(RecordingSession, sid)
+            if rs is None or rs.status not in _ACTIVE_SESSIONS:
+                return []
+            ses = list(
+                session.scalars(select(SessionEnclosure).where(SessionEnclosure.session_id == sid))
+            )
+            encs = self._enclosures(session, ses)
+            due = sorted(
+                se.id
+                for se in ses
+                if se.enclosure_id in encs and self._due(rs, se, encs[se.enclosure_id], now)
+            )
+        newest = []
+        for i in range(0, len(due), STEP_CHUNK):
+            last = self._step_chunk(sid, due[i : i + STEP_CHUNK], now)
+            if last is not None:
+                newest.append(last)
+        last = self._settle(sid, now)
+        if last is not None:
+            newest.append(last)
+        return newest
+
+    @staticmethod
+    def _enclosures(session: Session, ses: Sequence[SessionEnclosure]) -> dict[str, Enclosure]:
+        ids = [se.enclosure_id for se in ses]
+        return {
+            enc.id: enc for enc in session.scalars(select(Enclosure).where(Enclosure.id.in_(ids)))
+        }
+
+    def _due(
+        self, rs: RecordingSession, se: SessionEnclosure, enc: Enclosure, now: datetime
+    ) -> bool:
+        """Whether ``_step`` may change ``se`` (when in doubt, yes): read without locks."""
+        state = EncState(se.state)
+        if state is EncState.PENDING and now >= rs.start_at:
+            return True
+        if EnclosureState(enc.state) in OFFLINE_STATES or se.lost_since is not None:
+            return True  # lost: alerts and the grace (rare; not worth predicting)
+        if state is EncState.STARTING and (
+            se.starting_at is None or now - se.starting_at > self.start_timeout
+        ):
+            return True
+        if state in ACTIVE_ENCLOSURE_STATES and now > rs.end_at + self.start_timeout:
+            return True
+        seen = _observed(se, enc, rs)
+        if seen is None:
+            return se.live_s != 0.0
+        live_s, live_frames, last_frame_at, flowing = seen
+        if flowing and next_state(state, Signal.FRAMES, ended=now >= rs.end_at) is not None:
+            return True
+        return (
+            (live_s is not None and live_s != se.live_s)
+            or live_frames != se.live_frames
+            or (last_frame_at is not None and last_frame_at != se.last_frame_at)
+        )
+
+    def _step_chunk(self, sid: str, ids: Sequence[int], now: datetime) -> int | None:
+        events: list[EventIntent] = []
+        with self._db.sessionmaker() as session:
+            rs = session.get(RecordingSession, sid)  # read only: _step does not change it
+            if rs is None:  # pragma: no cover - sessions are never deleted
+                return None
+            ses = list(
+                session.scalars(
+                    select(SessionEnclosure)
+                    .where(SessionEnclosure.id.in_(ids))
+                    .order_by(SessionEnclosure.enclosure_id)
+                    .with_for_update(skip_locked=True)
+                    .execution_options(populate_existing=True)
+                )
+            )
+            encs = self._enclosures(session, ses)
+            for se in ses:
+                enc = encs.get(se.enclosure_id)
+                if enc is not None:
+                    self._step(session, rs, se, enc, now, events)
+            newest = record_events(session, events)
+            session.commit()
+        return newest
+
+    def _settle(self, sid: str, now: datetime) -> int | None:
+        """The session's status and the ``desired`` clearing (``sessions.settle``) with every
+        enclosure locked, when a look without locks says there is something to settle; the
+        progress totals every ``PROGRESS_EVERY_S``."""
+        events: list[EventIntent] = []
+        outgoing: list[desired.Outgoing] = []
+        with self._db.sessionmaker() as session:
+            rs = session.get(RecordingSession, sid)
+            if rs is None or rs.status not in _ACTIVE_SESSIONS:
+                return None
+            if not (self._unsettled(session, rs, now) or self._progress_due(rs, now)):
+                return None
+            rs = session.scalars(
+                select(RecordingSession)
+                .where(RecordingSession.id == sid)
+                .with_for_update(skip_locked=True)
+                .execution_options(populate_existing=True)
+            ).one_or_none()
+            if rs is None or rs.status not in _ACTIVE_SESSIONS:
+                return None  # another bridge has it, or it finished meanwhile
+            if self._unsettled(session, rs, now):
+                total = session.scalar(
+                    select(func.count())
+                    .select_from(SessionEnclosure)
+                    .where(SessionEnclosure.session_id == sid)
+                )
+                ses = list(
+                    session.scalars(
+                        select(SessionEnclosure)
+                        .where(SessionEnclosure.session_id == sid)
+                        .order_by(SessionEnclosure.enclosure_id)
+                        .with_for_update(skip_locked=True)
+                        .execution_options(populate_existing=True)
+                    )
+                )
+                if len(ses) == (total or 0):  # else the writer holds some: next round
+                    outgoing = settle(session, self.topics, rs, ses, now, events)
+            if rs.status in _ACTIVE_SESSIONS and self._progress_due(rs, now):
+                rs.progress_at = now
+                ses = list(
+                    session.scalars(
+                        select(SessionEnclosure).where(SessionEnclosure.session_id == sid)
+                    )
+                )
+                events.append(("session.progress", self._totals(rs, ses), None, None))
             newest = record_events(session, events)
             session.commit()
         self._publish(outgoing)
-        if newest is not None:
-            self._client.notify_events(newest)
-        return len(rows)
+        return newest
 
-    def _advance(
-        self, session: Session, rs: RecordingSession, now: datetime, events: list[EventIntent]
-    ) -> list[desired.Outgoing]:
-        total = session.scalar(
+    @staticmethod
+    def _progress_due(rs: RecordingSession, now: datetime) -> bool:
+        return now >= rs.start_at and (
+            rs.progress_at is None or now - rs.progress_at >= timedelta(seconds=PROGRESS_EVERY_S)
+        )
+
+    @staticmethod
+    def _unsettled(session: Session, rs: RecordingSession, now: datetime) -> bool:
+        """Whether ``settle`` would change something, from the states as they are now."""
+        states = [
+            EncState(s)
+            for s in session.scalars(
+                select(SessionEnclosure.state).where(SessionEnclosure.session_id == rs.id)
+            )
+        ]
+        status = derive_session(
+            SessionStatus(rs.status),
+            states,
+            started=now >= rs.start_at,
+            ended=now >= rs.end_at,
+            canceled=rs.cancel_requested_at is not None,
+        )
+        if status.value != rs.status:
+            return True
+        if not any(s in _DONE for s in states):
+            return False
+        # Done enclosures whose desired still names the session: settle clears it.
+        named = session.scalar(
             select(func.count())
-            .select_from(SessionEnclosure)
-            .where(SessionEnclosure.session_id == rs.id)
-        )
-        ses = list(
-            session.scalars(
-                select(SessionEnclosure)
-                .where(SessionEnclosure.session_id == rs.id)
-                .order_by(SessionEnclosure.enclosure_id)
-                .with_for_update(skip_locked=True)
+            .select_from(DesiredVersion)
+            .join(
+                SessionEnclosure,
+                (SessionEnclosure.enclosure_id == DesiredVersion.enclosure_id)
+                & (SessionEnclosure.session_id == rs.id),
+            )
+            .where(
+                DesiredVersion.session_id == rs.id,
+                SessionEnclosure.state.in_([s.value for s in _DONE]),
             )
         )
-        encs = {
-            enc.id: enc
-            for enc in session.scalars(
-                select(Enclosure).where(Enclosure.id.in_([se.enclosure_id for se in ses]))
-            )
-        }
-        for se in ses:
-            enc = encs.get(se.enclosure_id)
-            if enc is not None:
-                self._step(session, rs, se, enc, now, events)
-        if len(ses) < (total or 0):
-            return []  # the writer holds some: settle next round, with all of them
-        outgoing = settle(session, self.topics, rs, ses, now, events)
-        if (
-            rs.status in (s.value for s in ACTIVE_SESSION_STATUSES)
-            and now >= rs.start_at
-            and (
-                rs.progress_at is None
-                or now - rs.progress_at >= timedelta(seconds=PROGRESS_EVERY_S)
-            )
-        ):
-            rs.progress_at = now
-            events.append(("session.progress", self._totals(rs, ses), None, None))
-        return outgoing
+        return bool(named)
 
     @staticmethod
     def _totals(rs: RecordingSession, ses: Sequence[SessionEnclosure]) -> dict[str, Any]:
@@ -583,22 +817,17 @@ class SessionDriver:
         signal: Callable[[Signal], bool],
     ) -> None:
         """Progress and confirmation from the enclosure's latest status."""
-        status = enc.status or {}
-        recording = status.get("recording")
-        live = EnclosureState(enc.state) not in OFFLINE_STATES
-        if not (live and isinstance(recording, dict) and recording.get("session_id") == rs.id):
+        seen = _observed(se, enc, rs)
+        if seen is None:
             se.live_s = 0.0
             return
-        camera = status.get("camera") or {}
-        last_frame = _when(camera.get("last_frame_at"))
-        segment_start = _when(recording.get("segment_started_at"))
-        if last_frame is not None and (se.last_frame_at is None or last_frame > se.last_frame_at):
-            se.last_frame_at = last_frame
-        if last_frame is not None and segment_start is not None:
-            se.live_s = max(0.0, (last_frame - segment_start).total_seconds())
-        frames = camera.get("frames_written") or 0
-        se.live_frames = int(frames)
-        if frames > 0 and camera.get("recording"):
+        live_s, live_frames, last_frame_at, flowing = seen
+        if last_frame_at is not None:
+            se.last_frame_at = last_frame_at
+        if live_s is not None:
+            se.live_s = live_s
+        se.live_frames = live_frames
+        if flowing:
             signal(Signal.FRAMES)
 
     # -- alerts -----------------------------------------------------------------------------------
