@@ -62,6 +62,7 @@ __all__ = [
     "enclosure_out",
     "get_enclosure",
     "insert_ignore",
+    "insert_new",
     "judge_lifecycle",
     "judge_status",
     "list_enclosures",
@@ -136,6 +137,29 @@ def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, An
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def insert_new(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: tuple[str, ...]
+) -> set[tuple[Any, ...]]:
+    """INSERT rows, skipping those that collide with a unique key; the ``key`` values of the
+    rows actually inserted (one statement: ``ON CONFLICT DO NOTHING RETURNING``)."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table)
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
+    else:  # pragma: no cover - only PostgreSQL and SQLite are supported
+        raise NotImplementedError(f"insert_new on {dialect}")
+    columns = [table.c[name] for name in key]
+    stmt = stmt.values(list(rows)).on_conflict_do_nothing().returning(*columns)
+    return {tuple(row) for row in session.execute(stmt)}
+
+
 def lock_enclosures(
     session: Session, ids: Iterable[str], *, now: datetime | None = None, discover: bool = True
 ) -> dict[str, Enclosure]:
@@ -146,17 +170,21 @@ def lock_enclosures(
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    now = now or utcnow()
-    if discover:
-        known = set(session.scalars(select(Enclosure.id).where(Enclosure.id.in_(wanted))))
-        missing = [eid for eid in wanted if eid not in known]
-        if missing:
-            insert_ignore(
-                session,
-                Enclosure.__table__,  # type: ignore[arg-type]
-                [_new_enclosure_row(eid, now) for eid in missing],
-            )
-    query = select(Enclosure).where(Enclosure.id.in_(wanted)).order_by(Enclosure.id)
+    found = _lock(session, wanted)
+    missing = [eid for eid in wanted if eid not in found]
+    if discover and missing:  # rare: one extra round trip only when something is new
+        now = now or utcnow()
+        insert_ignore(
+            session,
+            Enclosure.__table__,  # type: ignore[arg-type]
+            [_new_enclosure_row(eid, now) for eid in missing],
+        )
+        found.update(_lock(session, missing))
+    return found
+
+
+def _lock(session: Session, ids: list[str]) -> dict[str, Enclosure]:
+    query = select(Enclosure).where(Enclosure.id.in_(ids)).order_by(Enclosure.id)
     # NO KEY UPDATE (PostgreSQL): inserting a command or a session row that references the
     # enclosure (a KEY SHARE lock) need not wait for a batch to commit.
     query = query.with_for_update(key_share=True).execution_options(populate_existing=True)

@@ -20,6 +20,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -30,6 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from controlsvc.config import Settings
 from controlsvc.publisher import BrokerUnavailable, MessageProperties, PublishRefused
+from schemas.errors import TopicError
 from schemas.topics import valid_publish_topic
 
 log = logging.getLogger(__name__)
@@ -162,6 +164,64 @@ class PubackCodes:
     def pop(self, mid: int) -> ReasonCode | int | None:
         with self._lock:
             return self._codes.pop(mid, None)
+
+
+def wait_published_many(
+    client: paho.Client,
+    codes: PubackCodes,
+    messages: Sequence[tuple[str, bytes]],
+    *,
+    qos: int,
+    retain: bool,
+    timeout: float,
+) -> list[BrokerUnavailable | None]:
+    """Publish all ``messages`` at once, then wait for their PUBACKs (one ``timeout`` for
+    all); per message None (acknowledged) or the error ``wait_published`` would raise.
+
+    paho keeps at most 20 QoS 1 messages in flight (within mosquitto's default Receive
+    Maximum) and sends the rest as PUBACKs return: a thousand go in a fifth of a second."""
+    infos: list[paho.MQTTMessageInfo | BrokerUnavailable] = []
+    for topic, payload in messages:
+        try:
+            valid_publish_topic(topic)
+        except TopicError as exc:
+            infos.append(BrokerUnavailable(f"cannot publish to {topic!r}: {exc}"))
+            continue
+        sent = client.publish(topic, payload, qos=qos, retain=retain)
+        if sent.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            reason = paho.error_string(sent.rc)
+            infos.append(BrokerUnavailable(f"cannot publish to {topic}: {reason}"))
+        else:
+            infos.append(sent)
+    deadline = time.monotonic() + timeout
+    out: list[BrokerUnavailable | None] = []
+    for (topic, _), info in zip(messages, infos, strict=True):
+        if isinstance(info, BrokerUnavailable):
+            out.append(info)
+            continue
+        if qos == 0:
+            out.append(None)
+            continue
+        try:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        except (RuntimeError, ValueError) as exc:
+            out.append(BrokerUnavailable(f"cannot publish to {topic}: {exc}"))
+            continue
+        if not info.is_published():
+            out.append(
+                BrokerUnavailable(f"the broker did not acknowledge {topic} within {timeout:g} s")
+            )
+            continue
+        refused = codes.pop(info.mid)
+        out.append(
+            None
+            if refused is None
+            else PublishRefused(
+                f"the broker refused the message to {topic}: {refused}",
+                reason_code=reason_value(refused),
+            )
+        )
+    return out
 
 
 def wait_published(
@@ -332,6 +392,15 @@ class MqttPublisher:
             retain=retain,
             properties=properties,
             timeout=self.publish_timeout,
+        )
+
+    def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], *, qos: int = 1, retain: bool = False
+    ) -> list[BrokerUnavailable | None]:
+        """Publish ``(topic, payload)`` pairs pipelined; per message None or its error."""
+        client = self.ensure_connected()
+        return wait_published_many(
+            client, self._codes, messages, qos=qos, retain=retain, timeout=self.publish_timeout
         )
 
     def probe(self) -> Any:

@@ -13,12 +13,19 @@ fake. Nothing here imports paho.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from controlsvc.errors import Unavailable
 
-__all__ = ["BrokerUnavailable", "MessageProperties", "Publisher", "PublishRefused"]
+__all__ = [
+    "BatchPublisher",
+    "BrokerUnavailable",
+    "MessageProperties",
+    "PublishRefused",
+    "Publisher",
+]
 
 
 class BrokerUnavailable(Unavailable):
@@ -61,4 +68,16 @@ class Publisher(Protocol):
         socket buffer. Raises ``BrokerUnavailable`` (not connected, or no PUBACK in time) or
         ``PublishRefused``.
         """
+        ...
+
+
+@runtime_checkable
+class BatchPublisher(Publisher, Protocol):
+    """A ``Publisher`` that can also pipeline many messages (one wait for all PUBACKs)."""
+
+    def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], *, qos: int = 1, retain: bool = False
+    ) -> list[BrokerUnavailable | None]:
+        """Publish ``(topic, payload)`` pairs; per message None (acknowledged) or the error
+        ``publish`` would have raised."""
         ...

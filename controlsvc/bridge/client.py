@@ -50,6 +50,7 @@ from controlsvc.mqtt_publisher import (
     new_properties,
     reason_value,
     wait_published,
+    wait_published_many,
 )
 from controlsvc.publisher import BrokerUnavailable, MessageProperties
 from schemas.codec import dump_message
@@ -360,6 +361,22 @@ class BridgeClient:
             qos=qos,
             retain=retain,
             properties=properties,
+            timeout=self.publish_timeout,
+        )
+
+    def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], *, qos: int = 1, retain: bool = False
+    ) -> list[BrokerUnavailable | None]:
+        """Publish ``(topic, payload)`` pairs pipelined; per message None or its error."""
+        if not self._connected.is_set():
+            error = BrokerUnavailable("the bridge is not connected to the broker")
+            return [error for _ in messages]
+        return wait_published_many(
+            self._client,
+            self._codes,
+            messages,
+            qos=qos,
+            retain=retain,
             timeout=self.publish_timeout,
         )
 

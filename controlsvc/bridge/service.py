@@ -49,7 +49,7 @@ from controlsvc.bridge.writer import DatabaseDown, Writer
 from controlsvc.config import Settings
 from controlsvc.db import Database
 from controlsvc.enclosures import Liveness
-from schemas.topics import Topics
+from schemas.topics import Channel, Topics
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,10 @@ LANES = {"postgresql": 2, "sqlite": 1}
 # At most this many messages per transaction: big enough that a burst is written at thousands
 # per second, small enough that one transaction stays in the tens of milliseconds.
 BATCH_MAX = 500
+# A batch holding an ack waits this long for more: an agent answers a quick command with
+# ``accepted`` and ``succeeded`` a millisecond apart, and one transaction for both settles the
+# command a whole transaction sooner than two in a row.
+ACK_LINGER_S = 0.002
 # How long the worker waits for a first message before checking whether it must stop.
 IDLE_POLL_S = 0.2
 # The network thread re-checks for a stop this often while waiting for room in the queue.
@@ -113,6 +117,7 @@ class Bridge:
             for _ in range(count)
         ]
         self._enc_head = f"{self.topics.prefix}/enc/"
+        self._ack_suffix = f"/{Channel.ACK.value}"
         self.client = BridgeClient(
             settings, self.topics, self._enqueue, self.stats, client_id=client_id
         )
@@ -241,9 +246,22 @@ class Bridge:
         except queue.Empty:
             return []
         batch = [first]
+        linger_until: float | None = None
         while len(batch) < self.batch_max:
             try:
                 batch.append(lane.queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            if linger_until is None:
+                if not any(m.topic.endswith(self._ack_suffix) for m in batch):
+                    break
+                linger_until = time.monotonic() + ACK_LINGER_S
+            remaining = linger_until - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(lane.queue.get(timeout=remaining))
             except queue.Empty:
                 break
         return batch

@@ -89,6 +89,7 @@ class _Batch:
         default_factory=list
     )
     history: list[dict[str, Any]] = field(default_factory=list)
+    agent_events: list[tuple[str, Event, datetime]] = field(default_factory=list)
     status_events: dict[str, float] = field(default_factory=dict)
     written: dict[str, int] = field(default_factory=dict)
     ignored: dict[str, int] = field(default_factory=dict)
@@ -256,6 +257,7 @@ class Writer:
                 self._ack(session, enc, item, message, batch)
             else:
                 self._event(session, enc, item, message, batch)
+        self._store_events(session, batch)
         if batch.history:
             enclosures.insert_ignore(
                 session,
@@ -367,23 +369,41 @@ class Writer:
         self, session: Session, enc: Enclosure, item: Parsed, event: Event, batch: _Batch
     ) -> None:
         self._alive(session, enc, item, batch)
-        inserted = enclosures.insert_ignore(
-            session,
-            AgentEvent.__table__,  # type: ignore[arg-type]
-            [
+        batch.agent_events.append((enc.id, event, item.inbound.received_at))
+
+    def _store_events(self, session: Session, batch: _Batch) -> None:
+        """Insert the batch's agent events in one statement (a session fan-out brings a
+        thousand at once), then hand the new ones, in arrival order, to the session driver."""
+        if not batch.agent_events:
+            return
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for eid, event, received_at in batch.agent_events:
+            rows.setdefault(
+                (eid, event.event_id),
                 {
-                    "enclosure_id": enc.id,
+                    "enclosure_id": eid,
                     "event_id": event.event_id,
                     "kind": event.kind.value,
                     "session_id": event.session_id,
                     "at": event.at,
-                    "received_at": item.inbound.received_at,
+                    "received_at": received_at,
                     "data": event.data,
-                }
-            ],
+                },
+            )
+        new = enclosures.insert_new(
+            session,
+            AgentEvent.__table__,  # type: ignore[arg-type]
+            list(rows.values()),
+            key=("enclosure_id", "event_id"),
         )
-        batch.bump(
-            batch.written if inserted else batch.ignored, "events" if inserted else "duplicate"
-        )
-        if inserted:  # recording sessions (controlsvc.bridge.sessions)
-            session_driver.on_event(session, enc.id, event, item.inbound.received_at, batch.events)
+        fresh = []
+        for eid, event, received_at in batch.agent_events:
+            key = (eid, event.event_id)
+            if key in new:
+                new.discard(key)  # a second copy in the same batch is a duplicate
+                fresh.append((eid, event, received_at))
+                batch.bump(batch.written, "events")
+            else:
+                batch.bump(batch.ignored, "duplicate")
+        if fresh:  # recording sessions (controlsvc.bridge.sessions)
+            session_driver.on_events(session, fresh, batch.events)
