@@ -13,6 +13,7 @@ from controlsvc.broker import OPERATOR_USER, SERVICE_USER, LocalBroker
 from controlsvc.config import Settings
 from controlsvc.mqtt_publisher import MqttPublisher
 from controlsvc.publisher import BatchPublisher, BrokerUnavailable, PublishRefused
+from tests.integration.bridge_fixtures import bridge_settings
 from tests.support.broker import mosquitto  # noqa: F401 (fixture)
 from tests.support.mqtt import MqttTestClient
 
@@ -22,16 +23,11 @@ PREFIX = "jaxmba/v1"
 
 
 def _publisher(settings: Settings, broker: LocalBroker, user: str) -> MqttPublisher:
-    mqtt = settings.mqtt.model_copy(
-        update={
-            "host": broker.host,
-            "port": broker.port,
-            "username": user,
-            "password": SecretStr(broker.accounts[user]),
-            "client_id": f"jaxmba-test-{secrets.token_hex(3)}",
-        }
+    base = bridge_settings(settings, broker)
+    mqtt = base.mqtt.model_copy(
+        update={"username": user, "password": SecretStr(broker.accounts[user])}
     )
-    return MqttPublisher(settings.model_copy(update={"mqtt": mqtt}), publish_timeout=10)
+    return MqttPublisher(base.model_copy(update={"mqtt": mqtt}), publish_timeout=10)
 
 
 def test_publish_many_pipelines_and_every_message_is_acknowledged(
