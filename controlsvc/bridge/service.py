@@ -36,6 +36,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from types import FrameType
 
 from controlsvc import metrics
@@ -128,6 +129,7 @@ class Bridge:
                 self.liveness,
                 self.stats,
                 status_history_days=settings.service.status_history_days,
+                backlog_since=self.backlog_since,
             )
             if housekeeping
             else None
@@ -217,6 +219,12 @@ class Bridge:
             self.database.dispose()
 
     # -- network thread ----------------------------------------------------------------------
+    def backlog_since(self) -> datetime | None:
+        """When the oldest message received but not written yet arrived (None: no backlog);
+        the liveness check judges no silence deadline after it."""
+        times = [t for t in (lane.backlog_since() for lane in self._lanes) if t is not None]
+        return min(times, default=None)
+
     def _lane_of(self, topic: str) -> _Lane:
         if len(self._lanes) == 1 or not topic.startswith(self._enc_head):
             return self._lanes[0]
@@ -245,6 +253,7 @@ class Bridge:
             first = lane.queue.get(timeout=IDLE_POLL_S)
         except queue.Empty:
             return []
+        lane.busy_since = first.received_at  # still backlog until written (``backlog_since``)
         batch = [first]
         linger_until: float | None = None
         while len(batch) < self.batch_max:
@@ -277,6 +286,8 @@ class Bridge:
                     self._process(lane.writer, batch)
                 except Exception:
                     log.exception("the bridge worker failed on a batch of %d messages", len(batch))
+                finally:
+                    lane.busy_since = None
             self._export_stats()
 
     def _export_stats(self) -> None:
@@ -316,12 +327,22 @@ class Bridge:
         self.stats.batch_done(len(batch), time.perf_counter() - started)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Lane:
     """One worker's queue and writer."""
 
     queue: queue.Queue[Inbound]
     writer: Writer
+    busy_since: datetime | None = None  # when the batch being written began to arrive
+
+    def backlog_since(self) -> datetime | None:
+        """When the oldest message this lane has not written yet arrived (None: none)."""
+        busy = self.busy_since
+        try:
+            head: datetime | None = self.queue.queue[0].received_at  # a peek; FIFO order
+        except IndexError:
+            head = None
+        return busy or head
 
 
 def run(settings: Settings) -> None:

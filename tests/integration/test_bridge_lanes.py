@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from controlsvc.bridge import Bridge
@@ -79,3 +81,29 @@ def test_many_enclosures_over_both_lanes_all_stored_in_order(
     assert bridge.stats.snapshot()["ignored"].get("stale", 0) == 0
     for agent in fleet:
         agent.disconnect()
+
+
+def test_backlog_holds_back_the_silence_verdict(settings, database, broker, make_bridge, agents):
+    bridge = make_bridge(bridge_settings(settings, broker, status_interval_s=0.2))
+    assert bridge.backlog_since() is None
+    agent = agents("enc-a")
+    agent.online()
+    wait_for(lambda: enclosure_attr(database, "enc-a", "state") == "idle")
+    wait_for(lambda: bridge.backlog_since() is None)
+    assert bridge.housekeeping is not None
+    # Messages received before the deadline and not yet written: no verdict after them.
+    deadline = enclosure_attr(database, "enc-a", "silent_after")
+    bridge.housekeeping._backlog_since = lambda: deadline - timedelta(seconds=1)
+    wait_for(lambda: bridge.client.connected_for() > 1)
+    assert bridge.housekeeping.check_liveness(now=deadline + timedelta(hours=1)) == 0
+    assert enclosure_attr(database, "enc-a", "state") == "idle"
+    bridge.housekeeping._backlog_since = lambda: None
+    assert bridge.housekeeping.check_liveness(now=deadline + timedelta(hours=1)) == 1
+    assert enclosure_attr(database, "enc-a", "state") == "lost"
+
+
+def test_a_queued_message_is_backlog(settings, database, broker):
+    bridge = Bridge(bridge_settings(settings, broker), database, housekeeping=False)
+    inbound = _status_inbound("enc-a", qos=1, generation=0)
+    bridge._lane_of(inbound.topic).queue.put(inbound)
+    assert bridge.backlog_since() == inbound.received_at
