@@ -348,15 +348,18 @@ class Stack:
                     online.set()
 
         client.on_message = on_message
-        client.on_connect = lambda c, *_: c.subscribe(
-            f"{self.broker_.prefix}/service/state",
-            qos=1,  # type: ignore[union-attr]
-        )
+        prefix = self.broker_.prefix
+        client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/service/state", qos=1)
         client.connect(self.broker_.host, self.broker_.port)
         client.loop_start()
         try:
+
+            def ready() -> bool:
+                child.check_alive()  # raises, with the log's tail, if it died
+                return online.is_set()
+
             _wait(
-                lambda: online.is_set() or child.check_alive(),
+                ready,
                 CHILD_READY_TIMEOUT_S,
                 "the bridge announcing service/state online",
             )
