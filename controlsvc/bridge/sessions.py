@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,7 +35,7 @@ from controlsvc.bridge.client import BridgeClient
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.config import Settings
 from controlsvc.db import Database, utcnow
-from controlsvc.enclosures import insert_ignore
+from controlsvc.enclosures import insert_ignore, insert_new
 from controlsvc.mail import MailOutbox, make_mailer
 from controlsvc.models.enclosures import Enclosure
 from controlsvc.models.sessions import (
@@ -101,6 +102,7 @@ _ACTIVE_SESSIONS = [s.value for s in ACTIVE_SESSION_STATUSES]
 _DONE = frozenset({EncState.COMPLETED, EncState.FAILED, EncState.CANCELED})
 # Alerts an enclosure's frames flowing again closes.
 _RECOVERED_BY_FRAMES = ("recording_timed_out", "recording_failed")
+_FRAMES_AGAIN = (EventKind.RECORDING_STARTED, EventKind.RECORDING_RESUMED)
 _RS_CACHE_KEY = "jaxmba.bridge.sessions.rs"
 
 
@@ -196,15 +198,31 @@ def _progress(se: SessionEnclosure) -> dict[str, Any]:
     }
 
 
-def _segment(
-    session: Session, se: SessionEnclosure, event: AgentEventMessage, received_at: datetime
-) -> None:
-    seg = event_payload(event)
-    assert isinstance(seg, SegmentClosed)
-    inserted = insert_ignore(
-        session,
-        SessionSegment.__table__,  # type: ignore[arg-type]
-        [
+@dataclass
+class _BatchFacts:
+    """What ``on_events`` looked up for a whole batch at once (a fan-out or a cancel brings
+    a thousand events; one statement each, with its autoflush, was most of their cost)."""
+
+    new_segments: set[tuple[str, str, str]]  # (session, enclosure, path) inserted just now
+    open_frame_alerts: dict[str, set[str]]  # enclosure -> open alerts that frames recover
+    changed_alerts: set[str] = field(default_factory=set)  # enclosures: look again
+
+
+def _segment_key(se: SessionEnclosure, seg: SegmentClosed) -> tuple[str, str, str]:
+    return (se.session_id, se.enclosure_id, seg.path)
+
+
+def _insert_segments(
+    session: Session, closed: Sequence[tuple[SessionEnclosure, AgentEventMessage, datetime]]
+) -> set[tuple[str, str, str]]:
+    """Store the evidence of these ``segment_closed`` events in one statement; the keys of
+    the segments not known before (a segment is stored once per path)."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for se, event, received_at in closed:
+        seg = event_payload(event)
+        assert isinstance(seg, SegmentClosed)
+        rows.setdefault(
+            _segment_key(se, seg),
             {
                 "session_id": se.session_id,
                 "enclosure_id": se.enclosure_id,
@@ -217,11 +235,39 @@ def _segment(
                 "sha256": seg.sha256,
                 "sidecar_path": seg.sidecar_path,
                 "received_at": received_at,
-            }
-        ],
+            },
+        )
+    return insert_new(
+        session,
+        SessionSegment.__table__,  # type: ignore[arg-type]
+        list(rows.values()),
+        key=("session_id", "enclosure_id", "path"),
     )
-    if not inserted:
+
+
+def _open_frame_alerts(session: Session, eids: set[str]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    if eids:
+        rows = session.execute(
+            select(Alert.enclosure_id, Alert.kind).where(
+                Alert.enclosure_id.in_(sorted(eids)),
+                Alert.kind.in_(_RECOVERED_BY_FRAMES),
+                Alert.recovered_at.is_(None),
+            )
+        )
+        for eid, kind in rows:
+            if eid is not None:
+                found.setdefault(eid, set()).add(kind)
+    return found
+
+
+def _segment(se: SessionEnclosure, event: AgentEventMessage, facts: _BatchFacts) -> None:
+    seg = event_payload(event)
+    assert isinstance(seg, SegmentClosed)
+    key = _segment_key(se, seg)
+    if key not in facts.new_segments:
         return
+    facts.new_segments.discard(key)  # a second copy in the same batch is a duplicate
     se.segments += 1
     se.frames += seg.frames
     se.bytes += seg.bytes
@@ -257,13 +303,27 @@ def on_events(
         if event.kind in _SESSION_KINDS and event.session_id is not None
     }
     ses = _session_enclosures(session, pairs)
+    mine = [
+        (se, eid, event, received_at)
+        for eid, event, received_at in items
+        if event.session_id is not None and (se := ses.get((event.session_id, eid))) is not None
+    ]
+    facts = _BatchFacts(
+        new_segments=_insert_segments(
+            session,
+            [(se, e, at) for se, _, e, at in mine if e.kind is EventKind.SEGMENT_CLOSED],
+        ),
+        open_frame_alerts=_open_frame_alerts(
+            session, {eid for _, eid, e, _ in mine if e.kind in _FRAMES_AGAIN}
+        ),
+    )
     for eid, event, received_at in items:
         if event.kind in _ENCLOSURE_KINDS:
             _enclosure_event(session, eid, event, events)
         elif event.kind in _SESSION_KINDS and event.session_id is not None:
             se = ses.get((event.session_id, eid))
             if se is not None:  # else a recording outside any session (a direct command)
-                _session_event(session, se, eid, event, received_at, events)
+                _session_event(session, se, eid, event, received_at, events, facts)
 
 
 def _session_event(
@@ -273,6 +333,7 @@ def _session_event(
     event: AgentEventMessage,
     received_at: datetime,
     events: list[EventIntent],
+    facts: _BatchFacts,
 ) -> None:
     rs = _recording_session(session, se.session_id)
     if rs is None:  # pragma: no cover - the foreign key forbids it
@@ -283,7 +344,7 @@ def _session_event(
     kind = event.kind
     payload = event_payload(event)
     if kind is EventKind.SEGMENT_CLOSED:
-        _segment(session, se, event, received_at)
+        _segment(se, event, facts)
         apply(se, next_state(state, Signal.FRAMES, ended=ended), now, events)
         events.append(("session.progress", _progress(se), eid, None))
         return
@@ -299,19 +360,19 @@ def _session_event(
                 payload.gap_s,
             )
         if apply(se, next_state(state, Signal.FRAMES, ended=ended), now, events):
-            # One look for both kinds (a fan-out starts 1,000 enclosures, mostly without any).
-            open_kinds = session.scalars(
-                select(Alert.kind).where(
-                    Alert.enclosure_id == eid,
-                    Alert.kind.in_(_RECOVERED_BY_FRAMES),
-                    Alert.recovered_at.is_(None),
-                )
-            ).all()
+            # Looked up for the whole batch, unless an earlier event of this batch may have
+            # raised one (then ``recover`` looks itself).
+            open_kinds: Collection[str] = (
+                _RECOVERED_BY_FRAMES
+                if eid in facts.changed_alerts
+                else facts.open_frame_alerts.get(eid, set())
+            )
             for kind_ in _RECOVERED_BY_FRAMES:
                 if kind_ in open_kinds:
                     alerts.recover(session, kind_, eid, events, now=now)
         return
     if isinstance(payload, RecordingStopped):
+        facts.changed_alerts.add(eid)  # may raise recording_failed below
         ended = ended or payload.reason == "end reached"
         se.stopped_at = event.at
         se.live_s = 0.0

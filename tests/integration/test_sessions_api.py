@@ -22,7 +22,7 @@ from controlsvc.app import create_app
 from controlsvc.config import Settings
 from controlsvc.db import Database
 from controlsvc.models.enclosures import AgentEvent
-from controlsvc.models.sessions import DesiredVersion
+from controlsvc.models.sessions import Alert, DesiredVersion
 from controlsvc.mqtt_publisher import PUBLISHER_KEY
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
@@ -360,3 +360,30 @@ def test_lost_enclosure_times_out_and_alerts(
     assert alert["session_id"] == sid
     wait_enc_state(client, viewer, sid, "enc-a", "timed_out", timeout=10)
     assert "lost for more than 3 s" in enclosure_of(get(client, viewer, sid), "enc-a")["message"]
+
+
+def test_frames_again_recover_an_open_recording_alert(client, operator, viewer, online, database):
+    response = create(client, operator, eids=("enc-a",), duration_s=600)
+    assert response.status_code == 201, response.get_json()
+    sid = response.get_json()["id"]
+    a = online[0]
+    with database.session() as s:  # as if the start had timed out earlier
+        s.add(
+            Alert(
+                alert_id=f"recording_timed_out:enc-a:{uuid.uuid4().hex[:8]}",
+                kind="recording_timed_out",
+                severity="critical",
+                enclosure_id="enc-a",
+                session_id=sid,
+                message="enc-a did not confirm recording",
+            )
+        )
+    event(a, "recording_started", sid, file="/rec/a.mkv", target_fps=10)
+    wait_enc_state(client, viewer, sid, "enc-a", "recording")
+
+    def recovered() -> bool:
+        with database.sessionmaker() as s:
+            alert = s.scalar(select(Alert).where(Alert.enclosure_id == "enc-a"))
+            return alert is not None and alert.recovered_at is not None
+
+    wait_for(recovered)
