@@ -115,6 +115,20 @@ class StatusOutcome:
     significant: bool = False  # the user-visible part of the status changed
 
 
+def _insert_skipping_conflicts(session: Session, table: Table) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` into ``table`` for the session's backend."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"INSERT ... ON CONFLICT DO NOTHING on {dialect}")  # pragma: no cover
+
+
 def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
     """INSERT rows, skipping those that collide with a unique key; the number inserted.
 
@@ -122,17 +136,7 @@ def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, An
     """
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(table).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).on_conflict_do_nothing()
-    else:  # pragma: no cover - only PostgreSQL and SQLite are supported
-        raise NotImplementedError(f"insert_ignore on {dialect}")
+    stmt = _insert_skipping_conflicts(session, table)
     result = session.execute(stmt, list(rows) if len(rows) > 1 else rows[0])
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -144,19 +148,8 @@ def insert_new(
     rows actually inserted (one statement: ``ON CONFLICT DO NOTHING RETURNING``)."""
     if not rows:
         return set()
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(table)
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table)
-    else:  # pragma: no cover - only PostgreSQL and SQLite are supported
-        raise NotImplementedError(f"insert_new on {dialect}")
     columns = [table.c[name] for name in key]
-    stmt = stmt.values(list(rows)).on_conflict_do_nothing().returning(*columns)
+    stmt = _insert_skipping_conflicts(session, table).values(list(rows)).returning(*columns)
     return {tuple(row) for row in session.execute(stmt)}
 
 

@@ -117,19 +117,8 @@ def record(
 
     `data` may hold datetimes, UUIDs, enums and pydantic models: they are stored as JSON.
     """
-    check_kind(kind)
-    _serialise_writers(session)
-    row = EventRecord(
-        kind=kind,
-        data=to_jsonable_python(data),
-        enclosure_id=enclosure_id,
-        command_id=command_id,
-        session_id=session_id,
-        at=at or utcnow(),
-    )
-    session.add(row)
-    session.flush()
-    return row
+    entry = Entry(kind, data, enclosure_id, command_id, session_id, at)
+    return record_many(session, [entry])[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +156,25 @@ def record_many(session: Session, entries: Sequence[Entry]) -> list[EventRecord]
     session.add_all(rows)
     session.flush()
     return rows
+
+
+Intent = tuple[str, dict[str, Any], str | None, uuid.UUID | None]
+"""An event collected during a transaction and recorded at its end (``record_intents``):
+(kind, data, enclosure id, command id). Event writers are serialised until they commit (see
+``_serialise_writers``), so every writer records its events last, after its row locks."""
+
+
+def record_intents(session: Session, intents: Sequence[Intent]) -> int | None:
+    """Record collected ``intents`` in one flush (``session_id`` taken from the data when it
+    names one); the newest id, or None when there were none."""
+    rows = record_many(
+        session,
+        [
+            Entry(kind, data, eid, command_id, session_id=data.get("session_id"))
+            for kind, data, eid, command_id in intents
+        ],
+    )
+    return max((row.id for row in rows), default=None)
 
 
 def since(

@@ -90,23 +90,8 @@ _DONE = frozenset({EncState.COMPLETED, EncState.FAILED, EncState.CANCELED})
 CREATE_LOCK_KEY = 0x6A61786D626102
 
 
-EventIntent = tuple[str, dict[str, Any], str | None, Any]
-"""An event-log entry to record at the end of the transaction: (kind, data, enclosure id, _).
-
-The shape of the bridge writer's batch events. Event-log writers are serialised (see
-``eventlog``), so every writer records its events last, after taking its row locks."""
-
-
-def record_events(session: Session, events: Sequence[EventIntent]) -> int | None:
-    """Record ``events`` (flushed); the newest id, or None."""
-    rows = eventlog.record_many(  # one multi-row INSERT: a cancel records 1,000 transitions
-        session,
-        [
-            eventlog.Entry(kind, data, enclosure_id=eid, session_id=data.get("session_id"))
-            for kind, data, eid, _ in events
-        ],
-    )
-    return rows[-1].id if rows else None
+EventIntent = eventlog.Intent
+record_events = eventlog.record_intents  # one multi-row INSERT: a cancel records 1,000
 
 
 def _clip(text: str | None) -> str | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,7 +43,7 @@ PURGE_EVERY_S = 600.0
 # After an error, a task is logged at most once per this many seconds.
 ERROR_LOG_PERIOD_S = 60.0
 
-EventIntent = tuple[str, dict[str, Any], str | None, uuid.UUID | None]
+EventIntent = eventlog.Intent
 
 
 class Housekeeping:
@@ -116,15 +115,9 @@ class Housekeeping:
                 log.warning("bridge %s failed: %s: %s", name, type(exc).__name__, exc)
 
     def _commit_events(self, session: Any, intents: list[EventIntent]) -> int | None:
-        rows = eventlog.record_many(
-            session,
-            [
-                eventlog.Entry(kind, data, enclosure_id=eid, command_id=command_id)
-                for kind, data, eid, command_id in intents
-            ],
-        )
+        newest = eventlog.record_intents(session, intents)
         session.commit()
-        return max((row.id for row in rows), default=None)
+        return newest
 
     def _notify(self, newest: int | None) -> None:
         if newest is not None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,9 +84,7 @@ class Parsed:
 class _Batch:
     """What one transaction collected."""
 
-    events: list[tuple[str, dict[str, Any], str | None, uuid.UUID | None]] = field(
-        default_factory=list
-    )
+    events: list[eventlog.Intent] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     agent_events: list[tuple[str, Event, datetime]] = field(default_factory=list)
     status_events: dict[str, float] = field(default_factory=dict)
@@ -264,14 +261,7 @@ class Writer:
                 StatusRecord.__table__,  # type: ignore[arg-type]
                 batch.history,
             )
-        rows = eventlog.record_many(
-            session,
-            [
-                eventlog.Entry(kind, data, enclosure_id=eid, command_id=command_id)
-                for kind, data, eid, command_id in batch.events
-            ],
-        )
-        return max((row.id for row in rows), default=None)
+        return eventlog.record_intents(session, batch.events)
 
     def _transition(self, change: StateChange | None, batch: _Batch) -> None:
         if change is None:
