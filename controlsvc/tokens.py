@@ -29,8 +29,6 @@ from flask_jwt_extended import (
 )
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
 
 from controlsvc import users
 from controlsvc.api.errors import problem
@@ -38,10 +36,9 @@ from controlsvc.api.validation import validated
 from controlsvc.config import Settings
 from controlsvc.db import utcnow
 from controlsvc.errors import Forbidden, InvalidInput, Unauthorized
-from controlsvc.models.users import RevokedToken, User
+from controlsvc.models.users import User
 from controlsvc.web import db_session
 from schemas.enums import Role
-from schemas.rest.users import MAX_USER_ID
 
 log = logging.getLogger(__name__)
 
@@ -109,39 +106,17 @@ def _check(payload: Mapping[str, Any]) -> User | None:
     if cached is not None and cached[0] == payload.get("jti"):
         return cast(User | None, cached[1])
     try:
-        user: User | None = _token_user(db_session(), payload)
+        user: User | None = users.token_user(
+            db_session(),
+            subject=payload.get("sub"),
+            jti=payload.get("jti"),
+            issued_at_us=_issued_us(payload),
+        )
     except Unauthorized as exc:
         user = None
         setattr(g, _REASON_KEY, exc.detail)
     setattr(g, _CHECKED_KEY, (payload.get("jti"), user))
     return user
-
-
-def _token_user(session: Session, payload: Mapping[str, Any]) -> User:
-    """`users.token_user` in one query (the user and its token's denylist entry together) when
-    the token counts; any doubt goes to `users.token_user`, which also says why it is refused."""
-    issued_us = _issued_us(payload)
-    try:
-        user_id = int(str(payload.get("sub")))
-        token_id = uuid.UUID(str(payload.get("jti")))
-    except ValueError:
-        user_id = 0
-    if 1 <= user_id <= MAX_USER_ID:
-        revoked = exists().where(RevokedToken.jti == token_id)
-        row = session.execute(select(User, revoked).where(User.id == user_id)).one_or_none()
-        if row is not None:
-            user, is_revoked = row
-            # users.token_user's conditions for a token that counts.
-            if (
-                not is_revoked
-                and user.password_hash
-                and not user.disabled
-                and issued_us >= users.micros(user.tokens_valid_after)
-            ):
-                return user
-    return users.token_user(
-        session, subject=payload.get("sub"), jti=payload.get("jti"), issued_at_us=issued_us
-    )
 
 
 def _unauthorized(detail: str, *, error: str | None = "invalid_token") -> Response:

@@ -21,7 +21,7 @@ from enum import StrEnum
 
 from pydantic import validate_email
 from pydantic_core import PydanticCustomError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from controlsvc import passwords
@@ -428,9 +428,19 @@ def token_user(session: Session, *, subject: object, jti: object, issued_at_us: 
         token_id = uuid.UUID(str(jti))
     except ValueError:
         raise Unauthorized("the token is not one of ours") from None
-    if is_revoked(session, token_id):
+    user: User | None = None
+    revoked = False
+    if 1 <= user_id <= MAX_USER_ID:
+        # Every request checks its token: the user and the denylist entry in one query.
+        row = session.execute(
+            select(User, exists().where(RevokedToken.jti == token_id)).where(User.id == user_id)
+        ).one_or_none()
+        if row is not None:
+            user, revoked = row
+    if user is None:
+        revoked = is_revoked(session, token_id)
+    if revoked:
         raise Unauthorized("the token has been revoked")
-    user = session.get(User, user_id) if 1 <= user_id <= MAX_USER_ID else None
     if user is None or not user.password_hash:
         raise Unauthorized("the token's user does not exist")
     if user.disabled:
