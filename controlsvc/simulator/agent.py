@@ -5,7 +5,8 @@ doing, live view) and turns what it receives (a ``cmd`` or a ``desired`` payload
 of time) into what it publishes (``Outbound`` messages), following the contract the real agent
 follows:
 
-* ``ping`` answers ``accepted`` then ``succeeded``; ``rebirth`` republishes state and status;
+* ``ping`` answers ``succeeded`` at once (as the real agent's quick commands do); ``rebirth``
+  republishes state and status;
 * ``start_recording`` is ``rejected`` while recording another session, ``stop_recording`` while
   idle; a command past ``expires_at`` answers ``expired`` and is not run; a malformed one that
   still carries an id is ``rejected`` with the reason;
@@ -371,8 +372,7 @@ class SimulatedAgent:
 
     def _ping(self, command: Command, params: BaseModel, now: datetime) -> Reaction:
         pong = {"pong": True, "agent_version": self.options.agent_version, "at": _iso(now)}
-        accepted = (AckResult.ACCEPTED, None, None)
-        return Reaction(self._answer(command, accepted, (AckResult.SUCCEEDED, None, pong)))
+        return Reaction(self._answer(command, (AckResult.SUCCEEDED, None, pong)))
 
     def _rebirth(self, command: Command, params: BaseModel, now: datetime) -> Reaction:
         messages = [self.state_message(Lifecycle.READY), self.status_message(now)]
