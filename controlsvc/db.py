@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 from pydantic_core import to_json
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -24,6 +26,9 @@ NAMING_CONVENTION = {
 }
 # SQLite writers wait this long for the lock instead of failing at once.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out.
+PING_IDLE_S = 1.0
+_IDLE_SINCE = "jaxmba.idle_since"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -87,10 +92,9 @@ def make_engine(url: URL | str, *, echo: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
         json_serializer=json_dumps,
@@ -98,6 +102,39 @@ def make_engine(url: URL | str, *, echo: bool = False) -> Engine:
         # per 100 rows instead of one per row (the bridge updates hundreds of rows per batch).
         executemany_mode="values_plus_batch",
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Pessimistic disconnect handling for connections idle longer than ``PING_IDLE_S``.
+
+    ``pool_pre_ping`` pings on every check-out: a round trip on every request and every bridge
+    batch, where a connection used a moment ago is as good as proven. A stale one (the server
+    restarted) fails its ping, and the pool replaces it; one that goes stale within the second
+    fails its statement instead, which the pool notices and replaces all connections made
+    before it (the request answers 503).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is not None and time.monotonic() - idle_since < PING_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_conn, None):
+                raise DisconnectionError(str(exc)) from exc  # the pool retries, afresh
+            raise
 
 
 class Database:

@@ -10,6 +10,7 @@ from typing import Any, cast
 from flask import Flask, Response, request
 from flask_openapi3.types import ResponseDict
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from controlsvc.errors import DomainError
@@ -205,6 +206,18 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> Response:
         return validation_problem(exc)
+
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(exc: OperationalError) -> Response:
+        # The server went away (a restart: the pool replaces its connections) or refused to
+        # go on (a deadlock, a lock timeout): nothing was changed, and a retry may well work.
+        log.warning("database error on %s %s: %s", request.method, request.path, exc.orig)
+        return problem(
+            503,
+            "Service unavailable",
+            "the database cannot be reached or refused the operation; try again",
+            headers={"Retry-After": "1"},
+        )
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
