@@ -107,6 +107,29 @@ def _first_line(argv: list[str]) -> str:
     return lines[0] if lines else "unknown"
 
 
+def calibration_ms(rounds: int = 5) -> float:
+    """Milliseconds for a fixed pure-Python workload (best of ``rounds``): JSON encoding and
+    decoding of a status-like document, the kind of work the service does. Figures from
+    machines whose calibration differs are not comparable (the same size of VM has differed
+    by 3x here from one day to the next)."""
+    document = {
+        "v": 1,
+        "seq": 12345,
+        "at": "2026-11-26T12:00:00.000000+00:00",
+        "camera": {"connected": True, "fps": 30.0, "frames": 123456, "dropped": 0},
+        "disk": {"free_bytes": 123456789012, "total_bytes": 987654321098},
+        "recording": {"session_id": "s-0001", "segment": 12, "file": "/data/m/seg-0012.mp4"},
+        "errors": [],
+    }
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(5000):
+            json.loads(json.dumps(document))
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def machine(engine: Engine | None = None) -> dict[str, Any]:
     """The facts docs/benchmarks.md records next to every figure."""
     model = "unknown"
@@ -122,6 +145,7 @@ def machine(engine: Engine | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "mosquitto": _first_line(["mosquitto", "-h"]).replace("mosquitto version ", ""),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "calibration_ms": calibration_ms(),
     }
     if engine is not None:
         with engine.connect() as conn:
