@@ -24,9 +24,9 @@ import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, and_, func, literal, or_, select, update
+from sqlalchemy import Row, Table, and_, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -62,8 +62,10 @@ __all__ = [
     "list_commands",
     "mark_sent",
     "outgoing",
+    "publish",
     "publish_command",
     "republishable",
+    "sent_record",
     "time_out_overdue",
 ]
 
@@ -194,25 +196,37 @@ def outgoing(command: Command, topics: Topics, *, now: datetime | None = None) -
     )
 
 
-def mark_sent(session: Session, command: Command, now: datetime) -> bool:
-    """``pending`` -> ``sent`` (the broker has it); True when this call changed the row.
+def mark_sent(
+    session: Session, command: Command, now: datetime, *, wait_for_lock: bool = False
+) -> bool:
+    """Count a publish and move ``pending`` -> ``sent`` (the broker has it); True when this call
+    changed the state.
 
-    False when an ack or the timer got there first, or (PostgreSQL) when the bridge is writing
-    an ack for it right now: the row is locked, and rather than wait for the bridge's batch to
-    commit, the ack's state wins (the answer still shows ``sent``: the broker has it).
+    False when an ack or the timer got there first (the publish still counts), or (PostgreSQL,
+    unless ``wait_for_lock``) when the bridge is writing an ack for it right now: the row is
+    locked, and rather than wait for the bridge's batch to commit, the ack's state wins (the
+    answer still shows ``sent``: the broker has it) and this publish goes uncounted.
     """
-    pending = select(Command.id).where(
-        Command.id == command.id, Command.state == CommandState.PENDING.value
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        pending = pending.with_for_update(skip_locked=True)
+    target = select(Command.id).where(Command.id == command.id)
+    if session.get_bind().dialect.name == "postgresql" and not wait_for_lock:
+        target = target.with_for_update(skip_locked=True)
     result = session.execute(
         update(Command)
-        .where(Command.id.in_(pending.scalar_subquery()))
+        .where(
+            Command.id.in_(target.scalar_subquery()),
+            Command.state == CommandState.PENDING.value,
+        )
         .values(state=CommandState.SENT.value, sent_at=now, publish_count=Command.publish_count + 1)
         .execution_options(synchronize_session=False)
     )
     changed = int(getattr(result, "rowcount", 0) or 0) == 1
+    if not changed:  # rare: only when the answer beat this call
+        session.execute(
+            update(Command)
+            .where(Command.id.in_(target.scalar_subquery()))
+            .values(publish_count=Command.publish_count + 1)
+            .execution_options(synchronize_session=False)
+        )
     if changed or command.state == CommandState.PENDING.value:
         # What the row holds (or is about to hold), without reading it back.
         set_committed_value(command, "state", CommandState.SENT.value)
@@ -222,6 +236,19 @@ def mark_sent(session: Session, command: Command, now: datetime) -> bool:
     return changed
 
 
+def publish(
+    publisher: Publisher, command: Command, topics: Topics, *, now: datetime | None = None
+) -> bool:
+    """Publish ``command`` (QoS 1, waiting for PUBACK); False, and not published, when it is past
+    its deadline. Raises ``BrokerUnavailable`` when the broker cannot take it."""
+    now = now or utcnow()
+    if command.deadline_at <= now:
+        return False
+    message = outgoing(command, topics, now=now)
+    publisher.publish(message.topic, message.payload, qos=1, properties=message.properties)
+    return True
+
+
 def publish_command(
     session: Session,
     publisher: Publisher,
@@ -229,27 +256,39 @@ def publish_command(
     topics: Topics,
     *,
     now: datetime | None = None,
+    wait_for_lock: bool = False,
 ) -> bool:
-    """Publish ``command`` (QoS 1, waiting for PUBACK) and mark it ``sent``.
+    """Publish ``command`` (QoS 1, waiting for PUBACK) and mark it ``sent`` (``mark_sent``).
 
     Returns True when it became ``sent``; False when it is past its deadline (not published)
     or already settled. Raises ``BrokerUnavailable`` when the broker cannot take it (the
     command stays ``pending``, and the bridge retries until the deadline).
     """
-    now = now or utcnow()
-    if command.deadline_at <= now:
+    if not publish(publisher, command, topics, now=now):
         return False
-    message = outgoing(command, topics, now=now)
-    publisher.publish(message.topic, message.payload, qos=1, properties=message.properties)
-    return mark_sent(session, command, utcnow())
+    return mark_sent(session, command, utcnow(), wait_for_lock=wait_for_lock)
+
+
+def sent_record(command: Command, now: datetime) -> CommandOut:
+    """The record of ``command`` as it reads once ``mark_sent(session, command, now)`` has
+    changed it (so it can be recorded before the row is touched)."""
+    return command_out(command).model_copy(
+        update={"state": CommandState.SENT, "sent_at": command.sent_at or now}
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class AckOutcome:
-    """What an ack did: ``command`` is set when it changed the command's state."""
+    """What an ack did: ``record`` (the command as committed) is set when it changed the
+    command's state."""
 
-    command: Command | None
+    record: CommandOut | None
     ignored: str | None = None  # unknown | foreign | late | duplicate
+
+
+# The columns of a command record, read back by the ack's UPDATE.
+_TABLE = cast(Table, Command.__table__)
+_RECORD_COLUMNS = tuple(_TABLE.c[name] for name in CommandOut.model_fields)
 
 
 def apply_ack(session: Session, eid: str, ack: Ack, received_at: datetime) -> AckOutcome:
@@ -259,8 +298,10 @@ def apply_ack(session: Session, eid: str, ack: Ack, received_at: datetime) -> Ac
     enclosure can only answer its own), a command already settled (a late ack), and
     ``accepted`` twice.
     """
-    # One round trip in the common case: a conditional UPDATE ... RETURNING; only an ack that
-    # changes nothing is looked at again, to say why.
+    # One round trip in the common case: a conditional UPDATE ... RETURNING of the record's
+    # columns (Core, not the ORM: this is on every command's path, and nothing here needs the
+    # object); only an ack that changes nothing is looked at again, to say why.
+    table = _TABLE
     new = ack.result.command_state
     allowed = list(_UNSETTLED_VALUES)
     if ack.result is AckResult.ACCEPTED:
@@ -268,25 +309,24 @@ def apply_ack(session: Session, eid: str, ack: Ack, received_at: datetime) -> Ac
     values: dict[str, Any] = {
         "state": new.value,
         "detail": ack.detail,
-        "sent_at": func.coalesce(Command.sent_at, literal(received_at, Command.sent_at.type)),
+        "sent_at": func.coalesce(table.c.sent_at, literal(received_at, table.c.sent_at.type)),
     }
     if ack.data is not None:
         values["result"] = ack.data
     if new.is_terminal:
         values["settled_at"] = received_at
-    command = session.scalars(
-        update(Command)
+    row = session.execute(
+        update(table)
         .where(
-            Command.id == ack.command_id,
-            Command.enclosure_id == eid,
-            Command.state.in_(allowed),
+            table.c.id == ack.command_id,
+            table.c.enclosure_id == eid,
+            table.c.state.in_(allowed),
         )
         .values(**values)
-        .returning(Command),
-        execution_options={"populate_existing": True},
+        .returning(*_RECORD_COLUMNS)
     ).one_or_none()
-    if command is not None:
-        return AckOutcome(command)
+    if row is not None:
+        return AckOutcome(CommandOut.model_validate(row))
     current = session.execute(
         select(Command.enclosure_id, Command.state).where(Command.id == ack.command_id)
     ).one_or_none()

@@ -19,11 +19,11 @@ import re
 import secrets
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic_core import to_jsonable_python
+from pydantic_core import to_json, to_jsonable_python
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
@@ -47,10 +47,12 @@ KIND_MAX_LENGTH = 64
 # pg_advisory_xact_lock key that orders event writers ("jaxmba" in ASCII, then 1).
 EVENTS_LOCK_KEY = 0x6A61786D626101
 _LOCKED_KEY = "jaxmba.eventlog.locked"
-# The notification is tiny and only says "look": QoS 0, not retained (a reader that missed one
-# catches up with the next, or with its idle check).
+# The notification says "look": QoS 0, not retained (a reader that missed one catches up with
+# the next, or with its idle check). When one transaction's events fit in this many bytes it
+# carries them too, and the API processes hand them out without reading the log.
 NOTIFICATION_QOS = 0
 NOTIFICATION_VERSION = 1
+NOTIFICATION_EVENTS_MAX_BYTES = 32 * 1024
 
 
 def notification_topic(prefix: str) -> str:
@@ -58,22 +60,79 @@ def notification_topic(prefix: str) -> str:
     return f"{prefix}/service/events"
 
 
-def notification_payload(last_id: int, *, at: datetime | None = None) -> bytes:
-    """`{"v":1,"at":"...","last_id":N}` where N is the newest event id just committed."""
-    body = {"v": NOTIFICATION_VERSION, "at": (at or utcnow()).isoformat(), "last_id": last_id}
+def event_body(row: EventRecord) -> dict[str, Any]:
+    """An event as `GET /api/events` streams it and a notification carries it. Call it before
+    the commit, which expires the row; `at` is UTC as a read of the row would give it."""
+    at = row.at.replace(tzinfo=UTC) if row.at.tzinfo is None else row.at.astimezone(UTC)
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "at": at.isoformat(),
+        "enclosure_id": row.enclosure_id,
+        "session_id": row.session_id,
+        "command_id": str(row.command_id) if row.command_id else None,
+        "data": row.data,
+    }
+
+
+def notification_payload(
+    last_id: int, *, at: datetime | None = None, events: Sequence[dict[str, Any]] = ()
+) -> bytes:
+    """`{"v":1,"at":"...","last_id":N}` where N is the newest event id just committed; with
+    `"events": [...]` (`event_body`s, id order) when given and they fit. Give only the events
+    of ONE transaction: no other writer's ids fall between them (see `_serialise_writers`), so
+    a reader that has seen every id below the first has seen everything up to the last."""
+    body: dict[str, Any] = {
+        "v": NOTIFICATION_VERSION,
+        "at": (at or utcnow()).isoformat(),
+        "last_id": last_id,
+    }
+    if events:
+        carrying = to_json({**body, "events": list(events)})
+        if len(carrying) <= NOTIFICATION_EVENTS_MAX_BYTES:
+            return carrying
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A parsed notification: `last_id` None means "read anyway"; `events` as carried (None
+    when it carries none, or not in a shape to trust: then the log is read)."""
+
+    last_id: int | None
+    events: list[dict[str, Any]] | None = None
+
+
+def _carried(value: object) -> list[dict[str, Any]] | None:
+    if not isinstance(value, list) or not value:
+        return None
+    previous = 0
+    for event in value:
+        if not isinstance(event, dict):
+            return None
+        event_id = event.get("id")
+        if not isinstance(event_id, int) or isinstance(event_id, bool) or event_id <= previous:
+            return None
+        previous = event_id
+    return value
+
+
+def read_notification(payload: bytes | bytearray) -> Notification:
+    try:
+        body = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return Notification(None)
+    if not isinstance(body, dict):
+        return Notification(None)
+    value = body.get("last_id")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return Notification(None)
+    return Notification(value, _carried(body.get("events")))
 
 
 def parse_notification(payload: bytes | bytearray) -> int | None:
     """The `last_id` of a notification; None if it is not one (then read anyway)."""
-    try:
-        body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    value = body.get("last_id") if isinstance(body, dict) else None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
+    return read_notification(payload).last_id
 
 
 def _serialise_writers(session: Session) -> None:
@@ -164,17 +223,37 @@ Intent = tuple[str, dict[str, Any], str | None, uuid.UUID | None]
 ``_serialise_writers``), so every writer records its events last, after its row locks."""
 
 
-def record_intents(session: Session, intents: Sequence[Intent]) -> int | None:
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What a transaction added to the log, for the notification after its commit: the newest
+    id, and the events as `event_body`s (empty when they span several transactions)."""
+
+    last_id: int
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, rows: Sequence[EventRecord]) -> Recorded | None:
+        """From one transaction's rows; build it before the commit (which expires them)."""
+        if not rows:
+            return None
+        return cls(max(row.id for row in rows), [event_body(row) for row in rows])
+
+
+def record_intent_rows(session: Session, intents: Sequence[Intent]) -> list[EventRecord]:
     """Record collected ``intents`` in one flush (``session_id`` taken from the data when it
-    names one); the newest id, or None when there were none."""
-    rows = record_many(
+    names one); the rows, in id order."""
+    return record_many(
         session,
         [
             Entry(kind, data, eid, command_id, session_id=data.get("session_id"))
             for kind, data, eid, command_id in intents
         ],
     )
-    return max((row.id for row in rows), default=None)
+
+
+def record_intents(session: Session, intents: Sequence[Intent]) -> int | None:
+    """``record_intent_rows``, giving the newest id (None when there were none)."""
+    return max((row.id for row in record_intent_rows(session, intents)), default=None)
 
 
 def since(

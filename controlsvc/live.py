@@ -67,6 +67,8 @@ SUBSCRIPTION_QUEUE = 1000
 # paho's reconnect backoff (doubles from min to max).
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
+# Notifications whose events wait for the reader; more are not kept (the log is read instead).
+CARRIED_MAX = 1000
 # close() waits this long for the reader thread.
 CLOSE_TIMEOUT_S = 5.0
 # CONNACK codes that retrying cannot fix: bad user name or password, not authorized, banned.
@@ -91,23 +93,21 @@ class LiveEvent:
 
     @classmethod
     def from_record(cls, row: EventRecord) -> LiveEvent:
-        body = {
-            "id": row.id,
-            "kind": row.kind,
-            "at": row.at.isoformat(),
-            "enclosure_id": row.enclosure_id,
-            "session_id": row.session_id,
-            "command_id": str(row.command_id) if row.command_id else None,
-            "data": row.data,
-        }
+        return cls.from_body(eventlog.event_body(row))
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> LiveEvent:
+        """From an `eventlog.event_body` (read from the log, or carried by a notification).
+        Raises KeyError, TypeError or ValueError when it is not one."""
+        command_id = body["command_id"]
         return cls(
-            id=row.id,
-            kind=row.kind,
-            at=row.at,
-            enclosure_id=row.enclosure_id,
-            session_id=row.session_id,
-            command_id=row.command_id,
-            data=row.data,
+            id=body["id"],
+            kind=body["kind"],
+            at=datetime.fromisoformat(body["at"]),
+            enclosure_id=body["enclosure_id"],
+            session_id=body["session_id"],
+            command_id=uuid.UUID(command_id) if command_id is not None else None,
+            data=body["data"],
             json=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
         )
 
@@ -270,6 +270,7 @@ class LiveFeed:
         self._wake = threading.Condition()
         self._pending = False
         self._notified: int | None = None
+        self._carried: list[list[dict[str, Any]]] = []  # events notifications brought
         self._cursor = 0
         self._started = False
         self._closed = False
@@ -459,8 +460,11 @@ class LiveFeed:
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         try:
-            last_id = eventlog.parse_notification(msg.payload)
+            note = eventlog.read_notification(msg.payload)
+            last_id = note.last_id
             with self._wake:
+                if note.events is not None and len(self._carried) < CARRIED_MAX:
+                    self._carried.append(note.events)
                 if not self._pending:
                     self._notified = last_id
                 elif self._notified is not None:  # None pending means "read whatever"
@@ -501,13 +505,36 @@ class LiveFeed:
                     self._drop_connection()
                     return
                 notified, self._notified = self._notified, None
+                carried, self._carried = self._carried, []
                 self._pending = False
+            try:
+                self._take(carried)
+            except Exception:
+                log.exception("live events: dispatching carried events failed")
             if notified is not None and notified <= self._cursor:
                 continue  # this process has read that far already
             try:
                 self._read()
             except Exception:
                 log.exception("live events: dispatching failed")
+
+    def _take(self, carried: list[list[dict[str, Any]]]) -> None:
+        """Hand out the events notifications carried, as long as each batch follows on from
+        the cursor (one transaction's events: nothing else lies between its ids). A gap (a
+        lost notification, one overtaken by another writer's, a rolled-back id) stops here:
+        the log is read instead."""
+        for bodies in carried:
+            if bodies[-1]["id"] <= self._cursor:
+                continue
+            if bodies[0]["id"] != self._cursor + 1:
+                return
+            try:
+                events = [LiveEvent.from_body(body) for body in bodies]
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("live events: a notification's events are malformed (%s)", exc)
+                return
+            self._dispatch(events)
+            self._cursor = events[-1].id
 
     def _interval(self) -> float:
         if not self._database_ok:

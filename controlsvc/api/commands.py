@@ -74,34 +74,48 @@ def _out(command: Command) -> dict[str, Any]:
     return commands.command_out(command).model_dump(mode="json")
 
 
-def _commit_events(session: Session, publisher: Publisher, command: Command) -> None:
-    """Record ``command.updated``, commit, and tell the API processes (best effort)."""
-    row = eventlog.record(
-        session,
-        "command.updated",
-        commands.event_data(command),
-        enclosure_id=command.enclosure_id,
-        command_id=command.id,
-    )
-    session.commit()
-    # Best effort: the feeds read the log on their own when notifications stop.
+def _notify(publisher: Publisher, body: dict[str, Any]) -> None:
+    """Tell the API processes about a committed event (best effort: the feeds read the log on
+    their own when notifications stop)."""
     with contextlib.suppress(BrokerUnavailable):
         publisher.publish(
             eventlog.notification_topic(settings().mqtt.topic_prefix),
-            eventlog.notification_payload(row.id),
+            eventlog.notification_payload(body["id"], events=[body]),
             qos=eventlog.NOTIFICATION_QOS,
         )
 
 
-def _commit_lazily(session: Session) -> None:
-    """On PostgreSQL, let this transaction's commit return before its WAL is on disk.
+def _mark_sent(session: Session, publisher: Publisher, command: Command) -> dict[str, Any]:
+    """Mark the published command ``sent`` with its ``command.updated`` event; its record.
 
-    Only for marking ``sent``: the command is durable ``pending`` already, and if a crash loses
-    ``sent`` the bridge publishes the command again, which the agent answers from its journal.
-    Saves an fsync on the POST, and the bridge's ack waits less for the command's row lock.
+    The agent's answer may already be on its way to the bridge, whose update of the same row
+    waits for this transaction. So the row is touched last, just before the commit: the event
+    goes first (as the record will read), then the UPDATE. If the UPDATE changes nothing (the
+    ack or the timer got there first), the event is rolled back (and with it the count of this
+    publish, which is only informational); the answer still says ``sent`` (the broker has it).
+
+    On PostgreSQL the commit does not wait for the WAL flush: the command is durable
+    ``pending`` already, and if a crash loses ``sent`` the bridge publishes the command again,
+    which the agent answers from its journal.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL synchronous_commit = off"))
+    now = utcnow()
+    record = commands.sent_record(command, now).model_dump(mode="json")
+    row = eventlog.record(
+        session,
+        "command.updated",
+        record,
+        enclosure_id=command.enclosure_id,
+        command_id=command.id,
+    )
+    body = eventlog.event_body(row)
+    if not commands.mark_sent(session, command, now):
+        session.rollback()
+        return record
+    session.commit()
+    _notify(publisher, body)
+    return record
 
 
 @enclosure_bp.post(
@@ -130,13 +144,9 @@ def send_command(path: EnclosurePath, body: CommandCreate) -> Any:
     # pending commands), so this is the one view that commits in the middle. (No event yet:
     # "sent" follows within a millisecond, and the bridge reports a command it has to publish.)
     session.commit()
-    _commit_lazily(session)
     try:
-        sent = commands.publish_command(
-            session, publisher, command, Topics(settings().mqtt.topic_prefix)
-        )
+        published = commands.publish(publisher, command, Topics(settings().mqtt.topic_prefix))
     except BrokerUnavailable as exc:
-        session.rollback()
         log.warning(
             "command %s to %s stays pending (the bridge will publish it): %s",
             command.id,
@@ -144,9 +154,9 @@ def send_command(path: EnclosurePath, body: CommandCreate) -> Any:
             exc.detail,
         )
         return _out(command), 202
-    if sent:
-        _commit_events(session, publisher, command)
-    return _out(command), 202
+    if not published:  # past its deadline already: the bridge times it out
+        return _out(command), 202
+    return _mark_sent(session, publisher, command), 202
 
 
 @enclosure_bp.get(

@@ -139,11 +139,12 @@ def _send(
                 enclosure_id=eid,
                 command_id=command_id,
             )
+            body = eventlog.event_body(row)
             session.commit()
             with contextlib.suppress(BrokerUnavailable):
                 publisher.publish(
                     eventlog.notification_topic(topics.prefix),
-                    eventlog.notification_payload(row.id),
+                    eventlog.notification_payload(body["id"], events=[body]),
                     qos=eventlog.NOTIFICATION_QOS,
                 )
         return command_id

@@ -387,11 +387,18 @@ class BridgeClient:
                 self.topics.service_state(), self._service_state(True), qos=1, retain=True
             )
 
-    def notify_events(self, last_id: int, at: datetime | None = None) -> None:
-        """Tell the API processes new events are committed (QoS 0, not retained, no wait)."""
+    def notify_events(
+        self,
+        last_id: int,
+        at: datetime | None = None,
+        *,
+        events: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Tell the API processes new events are committed (QoS 0, not retained, no wait);
+        ``events``: those of the one transaction just committed, carried when they fit."""
         if self._connected.is_set():
             self._client.publish(
                 eventlog.notification_topic(self.topics.prefix),
-                eventlog.notification_payload(last_id, at=at),
+                eventlog.notification_payload(last_id, at=at, events=events),
                 qos=eventlog.NOTIFICATION_QOS,
             )

@@ -188,7 +188,7 @@ class Housekeeping:
                     continue
                 try:
                     changed = commands.publish_command(
-                        session, self._client, command, self._client.topics
+                        session, self._client, command, self._client.topics, wait_for_lock=True
                     )
                 except BrokerUnavailable as exc:
                     session.rollback()

@@ -44,6 +44,7 @@ from controlsvc.bridge.client import BridgeClient
 from controlsvc.bridge.errors import BrokerRefused
 from controlsvc.bridge.housekeeping import Housekeeping
 from controlsvc.bridge.inbound import Inbound
+from controlsvc.bridge.linger import OutcomeWait
 from controlsvc.bridge.sessions import SessionDriver
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.bridge.writer import DatabaseDown, Writer
@@ -64,10 +65,10 @@ LANES = {"postgresql": 2, "sqlite": 1}
 # At most this many messages per transaction: big enough that a burst is written at thousands
 # per second, small enough that one transaction stays in the tens of milliseconds.
 BATCH_MAX = 500
-# A batch holding an ack waits this long for more: an agent answers a quick command with
-# ``accepted`` and ``succeeded`` a millisecond apart, and one transaction for both settles the
-# command a whole transaction sooner than two in a row.
+# A batch holding an ``accepted`` ack waits at most this long for the command's outcome; one
+# without acks, this long after its first message for more (see ``controlsvc.bridge.linger``).
 ACK_LINGER_S = 0.002
+FILL_LINGER_S = 0.02
 # How long the worker waits for a first message before checking whether it must stop.
 IDLE_POLL_S = 0.2
 # The network thread re-checks for a stop this often while waiting for room in the queue.
@@ -94,6 +95,7 @@ class Bridge:
         client_id: str | None = None,
         queue_size: int = QUEUE_SIZE,
         batch_max: int = BATCH_MAX,
+        fill_linger_s: float = FILL_LINGER_S,
         lanes: int | None = None,
         housekeeping: bool = True,
     ) -> None:
@@ -109,6 +111,7 @@ class Bridge:
         )
         self.stats = BridgeStats()
         self.batch_max = batch_max
+        self.fill_linger_s = fill_linger_s
         count = lanes or LANES.get(self.database.engine.dialect.name, 1)
         self._lanes = [
             _Lane(
@@ -248,31 +251,41 @@ class Bridge:
 
     # -- worker thread -----------------------------------------------------------------------
     def _next_batch(self, lane: _Lane) -> list[Inbound]:
-        """Everything queued now, up to ``batch_max``; waits only for the first message."""
+        """What is queued, up to ``batch_max``: waits for the first message, then, when the
+        queue runs dry, as ``controlsvc.bridge.linger`` says (an ack: only for an accepted
+        command's outcome, up to ``ACK_LINGER_S``; no ack: up to ``fill_linger_s`` after the
+        first message)."""
         try:
             first = lane.queue.get(timeout=IDLE_POLL_S)
         except queue.Empty:
             return []
+        fill_until = time.monotonic() + self.fill_linger_s
         lane.busy_since = first.received_at  # still backlog until written (``backlog_since``)
         batch = [first]
-        linger_until: float | None = None
+        outcomes = OutcomeWait(self._ack_suffix)
+        outcomes.add(first)
+        outcome_until: float | None = None
         while len(batch) < self.batch_max:
             try:
-                batch.append(lane.queue.get_nowait())
-                continue
+                inbound = lane.queue.get_nowait()
             except queue.Empty:
-                pass
-            if linger_until is None:
-                if not any(m.topic.endswith(self._ack_suffix) for m in batch):
+                if outcomes.waiting:
+                    if outcome_until is None:
+                        outcome_until = time.monotonic() + ACK_LINGER_S
+                    until = outcome_until
+                elif outcomes.acks:
                     break
-                linger_until = time.monotonic() + ACK_LINGER_S
-            remaining = linger_until - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(lane.queue.get(timeout=remaining))
-            except queue.Empty:
-                break
+                else:
+                    until = fill_until
+                remaining = until - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    inbound = lane.queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            batch.append(inbound)
+            outcomes.add(inbound)
         return batch
 
     def _work(self, lane: _Lane) -> None:
@@ -313,7 +326,7 @@ class Bridge:
         delay = DB_RETRY_MIN_S
         while True:
             try:
-                newest = writer.write(parsed)
+                recorded = writer.write(parsed)
                 break
             except DatabaseDown as exc:
                 if self._throttle.allow("database") is not None:
@@ -322,8 +335,8 @@ class Bridge:
                     return  # never acknowledged: the broker keeps these messages
                 delay = min(delay * 2, DB_RETRY_MAX_S)
         self.client.ack(batch)
-        if newest is not None:
-            self.client.notify_events(newest)
+        if recorded is not None:
+            self.client.notify_events(recorded.last_id, events=recorded.events)
         self.stats.batch_done(len(batch), time.perf_counter() - started)
 
 

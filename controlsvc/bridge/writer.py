@@ -36,6 +36,7 @@ from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.db import Database, utcnow
 from controlsvc.enclosures import Liveness, StateChange, Verdict
 from controlsvc.models.enclosures import AgentEvent, Enclosure, StatusRecord
+from controlsvc.models.events import EventRecord
 from schemas.codec import parse_message
 from schemas.commands import Ack
 from schemas.errors import MessageError, TopicError
@@ -172,8 +173,10 @@ class Writer:
         return out
 
     # -- writing --------------------------------------------------------------------------------
-    def write(self, parsed: Sequence[Parsed]) -> int | None:
-        """Write ``parsed``; the newest event-log id recorded (None: no event).
+    def write(self, parsed: Sequence[Parsed]) -> eventlog.Recorded | None:
+        """Write ``parsed``; the events recorded (None: no event). Written one message at a
+        time after a failure, the events are those of several transactions, and only the
+        newest id is given.
 
         Raises ``DatabaseDown`` when the database cannot be reached.
         """
@@ -211,15 +214,15 @@ class Writer:
                 )
                 continue
             if last is not None:
-                newest = max(newest or 0, last)
-        return newest
+                newest = max(newest or 0, last.last_id)
+        return None if newest is None else eventlog.Recorded(newest)
 
-    def _write(self, parsed: Sequence[Parsed]) -> int | None:
+    def _write(self, parsed: Sequence[Parsed]) -> eventlog.Recorded | None:
         batch = _Batch()
         now = utcnow()
         with self._db.sessionmaker() as session:
             try:
-                newest = self._apply(session, parsed, batch, now)
+                recorded = eventlog.Recorded.of(self._apply(session, parsed, batch, now))
                 session.commit()
             except BaseException:
                 session.rollback()
@@ -234,11 +237,11 @@ class Writer:
             self.stats.count("commands_settled", key, n)
         for key, n in batch.transitions.items():
             self.stats.count("transitions", key, n)
-        return newest
+        return recorded
 
     def _apply(
         self, session: Session, parsed: Sequence[Parsed], batch: _Batch, now: datetime
-    ) -> int | None:
+    ) -> list[EventRecord]:
         encs = enclosures.lock_enclosures(session, {p.eid for p in parsed}, now=now)
         for item in parsed:
             enc = encs[item.eid]
@@ -261,7 +264,7 @@ class Writer:
                 StatusRecord.__table__,  # type: ignore[arg-type]
                 batch.history,
             )
-        return eventlog.record_intents(session, batch.events)
+        return eventlog.record_intent_rows(session, batch.events)
 
     def _transition(self, change: StateChange | None, batch: _Batch) -> None:
         if change is None:
@@ -338,7 +341,7 @@ class Writer:
     def _ack(self, session: Session, enc: Enclosure, item: Parsed, ack: Ack, batch: _Batch) -> None:
         self._alive(session, enc, item, batch)
         outcome = commands.apply_ack(session, enc.id, ack, item.inbound.received_at)
-        if outcome.command is None:
+        if outcome.record is None:
             batch.bump(batch.ignored, _ACK_IGNORED.get(outcome.ignored or "", "late_ack"))
             if outcome.ignored != "duplicate" and self._throttle.allow(f"ack:{enc.id}") is not None:
                 log.info(
@@ -349,11 +352,11 @@ class Writer:
                     outcome.ignored,
                 )
             return
-        command = outcome.command
+        record = outcome.record
         batch.bump(batch.written, "ack")
-        if command.settled_at is not None:
-            batch.bump(batch.settled, command.state)
-        batch.events.append(("command.updated", commands.event_data(command), enc.id, command.id))
+        if record.settled_at is not None:
+            batch.bump(batch.settled, record.state.value)
+        batch.events.append(("command.updated", record.model_dump(mode="json"), enc.id, record.id))
 
     def _event(
         self, session: Session, enc: Enclosure, item: Parsed, event: Event, batch: _Batch

@@ -9,11 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 
 from controlsvc import commands as command_domain
 from controlsvc.app import create_app
 from controlsvc.config import Settings
 from controlsvc.db import Database
+from controlsvc.models.events import EventRecord
 from controlsvc.mqtt_publisher import PUBLISHER_KEY
 from schemas.enums import CommandKind
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
@@ -91,7 +93,7 @@ def settle(client, headers, command_id, wait=10):
     ],
 )
 def test_round_trip_to_every_answered_terminal_state(
-    client, operator, viewer, online, answers, final, detail
+    client, operator, viewer, online, database, answers, final, detail
 ):
     online.policy = lambda cmd: answers
     response = send(client, operator, kind="ping", timeout_s=20)
@@ -110,6 +112,18 @@ def test_round_trip_to_every_answered_terminal_state(
     assert settled["sent_at"] is not None
     if final == "succeeded" and answers[-1][2] is not None:
         assert settled["result"] == answers[-1][2]
+    # The log tells the story in order, ending with the outcome; "sent" only if it came first.
+    with database.sessionmaker() as session:
+        states = [
+            e.data["state"]
+            for e in session.scalars(
+                select(EventRecord)
+                .where(EventRecord.command_id == uuid.UUID(record["id"]))
+                .order_by(EventRecord.id)
+            )
+        ]
+    assert states[-1] == final
+    assert states in (["sent", *[a[0] for a in answers]], [a[0] for a in answers])
     # What the agent got: MQTT 5 properties and the same fields in the JSON.
     cmd = online.wait_commands(1)[0]
     props = online.command_props[0]

@@ -238,6 +238,82 @@ def test_notifications_coalesce_to_the_newest_id():
     assert feed._notified is None  # unknown: read whatever is there
 
 
+# -- notifications that carry their events ------------------------------------------------------
+def _body(event_id: int, kind: str = "enclosure.state") -> dict[str, object]:
+    return json.loads(_event(event_id, kind).json)
+
+
+def test_a_notification_carries_one_transactions_events():
+    bodies = [_body(6), _body(7, COMMAND_UPDATED)]
+    note = eventlog.read_notification(eventlog.notification_payload(7, at=AT, events=bodies))
+    assert note == eventlog.Notification(7, bodies)
+    assert eventlog.parse_notification(eventlog.notification_payload(7, events=bodies)) == 7
+
+
+def test_events_too_large_to_carry_are_left_to_the_log():
+    big = _body(6)
+    big["data"] = {"blob": "x" * eventlog.NOTIFICATION_EVENTS_MAX_BYTES}
+    payload = eventlog.notification_payload(6, at=AT, events=[big])
+    assert json.loads(payload) == {"v": 1, "at": "2026-11-25T12:00:00+00:00", "last_id": 6}
+    assert eventlog.read_notification(payload) == eventlog.Notification(6, None)
+
+
+@pytest.mark.parametrize(
+    "events",
+    [[], {"id": 1}, [1], [{"id": "1"}], [{"id": 2}, {"id": 2}], [{"id": 3}, {"id": 1}], [{}]],
+)
+def test_carried_events_in_a_strange_shape_are_not_trusted(events):
+    payload = json.dumps({"v": 1, "last_id": 3, "events": events}).encode()
+    assert eventlog.read_notification(payload) == eventlog.Notification(3, None)
+
+
+def test_event_body_is_what_a_stream_sends():
+    row = EventRecord(
+        id=4,
+        kind=COMMAND_UPDATED,
+        at=datetime(2026, 11, 25, 13, 0, tzinfo=UTC),
+        enclosure_id="enc-a",
+        session_id="s-1",
+        command_id=uuid.UUID(int=9),
+        data={"state": "sent"},
+    )
+    body = eventlog.event_body(row)
+    assert body["at"] == "2026-11-25T13:00:00+00:00"
+    assert body["command_id"] == str(uuid.UUID(int=9))
+    assert LiveEvent.from_body(body) == LiveEvent.from_record(row)
+
+
+def _carry(feed: LiveFeed, *ids: int) -> None:
+    bodies = [_body(i) for i in ids]
+    payload = eventlog.notification_payload(ids[-1], events=bodies)
+    feed._on_message(None, None, _Msg(payload))  # type: ignore[arg-type]
+
+
+def test_carried_events_that_follow_on_are_handed_out_without_reading():
+    feed = _feed()
+    feed._started = True
+    feed._cursor = 5
+    with feed.subscribe() as sub:
+        _carry(feed, 6, 7)
+        _carry(feed, 8)
+        _carry(feed, 7)  # overtaken: already handed out
+        feed._take(feed._carried)
+        assert [e.id for e in sub.get(0)] == [6, 7, 8]
+    assert feed.cursor == 8
+
+
+def test_a_gap_before_carried_events_leaves_them_to_the_log():
+    feed = _feed()
+    feed._started = True
+    feed._cursor = 5
+    with feed.subscribe() as sub:
+        _carry(feed, 7, 8)  # 6 is missing: a lost notification or another writer's
+        _carry(feed, 9)
+        feed._take(feed._carried)
+        assert sub.get(0) == []
+    assert feed.cursor == 5  # the reader reads the log from here
+
+
 # -- client disconnect detection ------------------------------------------------------------------
 def test_client_gone_detects_a_closed_peer():
     server, client = socket.socketpair()
