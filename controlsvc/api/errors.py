@@ -181,13 +181,22 @@ def _check_json_body() -> Response | None:
             f"request bodies must be application/json, not {request.mimetype or 'unspecified'}",
         )
     try:
-        json.loads(raw, parse_constant=_refuse_constant)
+        document = json.loads(raw, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         return problem(400, "Malformed JSON", "the body is not UTF-8 text")
     except ValueError as exc:
         return problem(400, "Malformed JSON", f"the body is not valid JSON: {exc}")
     except RecursionError:
         return problem(400, "Malformed JSON", "the body is nested too deeply")
+    if not isinstance(document, dict):
+        # Every body is an object; `null` must not pass for "no body" (an optional one).
+        kind = "null" if document is None else type(document).__name__
+        return problem(
+            422,
+            "Invalid input",
+            f"the body must be a JSON object, not {kind}",
+            errors=[{"field": "body", "message": "must be a JSON object"}],
+        )
     return None
 
 

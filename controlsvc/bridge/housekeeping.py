@@ -194,8 +194,8 @@ class Housekeeping:
                     session.rollback()
                     log.warning("cannot re-publish command %s: %s", command_id, exc.detail)
                     break
-                if not changed:
-                    session.rollback()
+                if not changed:  # the answer got there first; the publish still counts
+                    session.commit()
                     continue
                 data = commands.event_data(command)
                 newest = self._commit_events(

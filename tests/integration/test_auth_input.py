@@ -57,6 +57,19 @@ def test_malformed_bodies_are_4xx_problems(client, data, content_type, status):
     assert_problem(response, status)
 
 
+@pytest.mark.parametrize("data", ["null", "[]", "[{}]", "3", "true"])
+def test_a_body_that_is_not_an_object_is_refused_even_where_one_is_optional(client, auth, data):
+    """`null` is not "no body": logout's body is optional, yet it must be an object if sent."""
+    headers = auth.headers(auth.create("viewer@example.com"))
+    response = client.post(
+        "/api/auth/logout", data=data, content_type="application/json", headers=headers
+    )
+    problem = assert_problem(response, 422)
+    assert problem["errors"] == [{"field": "body", "message": "must be a JSON object"}]
+    # Nothing happened: the token still works.
+    assert client.get("/api/users/me", headers=headers).status_code == 200
+
+
 def test_lone_surrogates_are_refused(client):
     data = '{"email": "a@example.com", "password": "\\ud800-abcdefgh"}'
     response = client.post(LOGIN, data=data, content_type="application/json")
