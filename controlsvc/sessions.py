@@ -593,30 +593,32 @@ def cancel_session(
     rs.cancel_requested_at = now
     ses = _lock_enclosures_of(session, session_id)
     events: list[EventIntent] = []
-    canceled: list[int] = []
-    message = None
+    # What ``apply`` does for each enclosure's transition, written below as one UPDATE per
+    # distinct (state, message), in practice one for all: the enclosures stay locked (and the
+    # bridge's writer waits) until the commit, and a session may have a thousand of them.
+    changes: dict[tuple[str, str | None], list[int]] = {}
     for se in ses:
         transition = next_state(
             EncState(se.state), Signal.CANCEL, ended=now >= rs.end_at, reason="session canceled"
         )
         if transition is None:
             continue
-        # What ``apply`` does for a cancel, written below in ONE statement: the enclosures
-        # stay locked (and the bridge's writer waits) until the commit.
         previous, message = se.state, _clip(transition.message)
         set_committed_value(se, "state", transition.state.value)
         set_committed_value(se, "message", message)
         set_committed_value(se, "state_changed_at", now)
-        canceled.append(se.id)
+        changes.setdefault((transition.state.value, message), []).append(se.id)
         events.append(("session.state", state_event(rs.id, se, previous), se.enclosure_id, None))
-    if canceled:
+    for (state, message), ids in changes.items():
         session.execute(
             update(SessionEnclosure)
-            .where(SessionEnclosure.id.in_(canceled))
-            .values(state=EncState.CANCELED.value, message=message, state_changed_at=now)
+            .where(SessionEnclosure.id.in_(ids))
+            .values(state=state, message=message, state_changed_at=now)
             .execution_options(synchronize_session=False)
         )
-        log.info("session %s: %d enclosures canceled", rs.id, len(canceled))
+    if changes:
+        count = sum(len(ids) for ids in changes.values())
+        log.info("session %s: %d enclosures canceled", rs.id, count)
     outgoing = settle(session, topics, rs, ses, now, events)
     record_events(session, events)
     return rs, outgoing
