@@ -92,7 +92,7 @@ def _mark_sent(session: Session, publisher: Publisher, command: Command) -> dict
     waits for this transaction. So the row is touched last, just before the commit: the event
     goes first (as the record will read), then the UPDATE. If the UPDATE changes nothing (the
     ack or the timer got there first), the event is rolled back (and with it the count of this
-    publish, which is only informational); the answer still says ``sent`` (the broker has it).
+    publish, which is only informational), and the answer is the command as it now stands.
 
     On PostgreSQL the commit does not wait for the WAL flush: the command is durable
     ``pending`` already, and if a crash loses ``sent`` the bridge publishes the command again,
@@ -112,7 +112,10 @@ def _mark_sent(session: Session, publisher: Publisher, command: Command) -> dict
     body = eventlog.event_body(row)
     if not commands.mark_sent(session, command, now):
         session.rollback()
-        return record
+        # The answer is usually known by now: say so. Still pending means the bridge is
+        # writing it at this moment; then "sent" is what is known (the broker has it).
+        current = _out(commands.get_command(session, command.id))
+        return record if current["state"] == CommandState.PENDING.value else current
     session.commit()
     _notify(publisher, body)
     return record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 import uuid
@@ -131,6 +132,36 @@ def test_round_trip_to_every_answered_terminal_state(
     assert props.ResponseTopic == f"{PREFIX}/enc/enc-a/ack" == cmd["response_topic"]
     assert props.CorrelationData == record["id"].encode() == cmd["correlation_data"].encode()
     assert 18 <= props.MessageExpiryInterval <= 20
+
+
+def test_an_answer_that_beats_the_mark_of_sent_is_what_the_post_returns(
+    app, client, operator, online, database, monkeypatch
+):
+    """The agent's answer is stored before the API marks the command sent: the POST answers
+    the outcome, not "sent", and the log holds no "sent" after it."""
+    publisher = app.extensions[PUBLISHER_KEY]
+    publish = publisher.publish
+
+    def publish_then_wait_for_the_answer(topic, payload, **options):
+        publish(topic, payload, **options)
+        if topic.endswith("/cmd"):
+            command_id = uuid.UUID(json.loads(payload)["id"])
+            wait_for(lambda: command_row(database, command_id).state == "succeeded")
+
+    monkeypatch.setattr(publisher, "publish", publish_then_wait_for_the_answer)
+    response = send(client, operator)
+    assert response.status_code == 202
+    record = response.get_json()
+    assert record["state"] == "succeeded"
+    assert record["result"]["pong"] is True
+    with database.sessionmaker() as session:
+        states = [
+            e.data["state"]
+            for e in session.scalars(
+                select(EventRecord).where(EventRecord.command_id == uuid.UUID(record["id"]))
+            )
+        ]
+    assert states == ["succeeded"]
 
 
 def test_timed_out_when_the_agent_does_not_answer(client, operator, online):

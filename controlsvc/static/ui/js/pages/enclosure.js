@@ -33,6 +33,12 @@ function point(item) {
   };
 }
 
+// How far a command has come: its record from the POST's answer and from the event stream race
+// each other, and an older one must not replace a newer one (the answer to the POST often
+// arrives after the event saying the agent already answered).
+const COMMAND_PROGRESS = { pending: 0, sent: 1, accepted: 2 };
+const progress = (state) => COMMAND_PROGRESS[state] ?? 3; // every other state is final
+
 export function enclosurePage(main, eid) {
   let enc = null;
   const history = [];
@@ -110,10 +116,15 @@ export function enclosurePage(main, eid) {
       h("td", c.detail || (c.result ? JSON.stringify(c.result) : "")))) : h("tr", h("td", { colspan: 4 }, "No commands yet.")));
   }
 
+  function keepNewest(c) {
+    const known = commands.get(c.id);
+    if (!known || progress(c.state) >= progress(known.state)) commands.set(c.id, c);
+  }
+
   async function send(kind, params = {}, note = "") {
     try {
       const c = await api("POST", `/api/enclosures/${eid}/commands`, { kind, params });
-      commands.set(c.id, c);
+      keepNewest(c);
       renderCommands();
       message.hidden = false;
       message.textContent = `${kind.replaceAll("_", " ")} sent${note}.`;
@@ -198,7 +209,7 @@ export function enclosurePage(main, eid) {
     }),
     events.on("command.updated", ({ data }) => {
       if (data.enclosure_id !== eid) return;
-      commands.set(data.id, data);
+      keepNewest(data);
       renderCommands();
     }),
   ];
