@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, func, literal, or_, select, update
+from sqlalchemy import Row, Table, and_, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from controlsvc import eventlog
 from controlsvc.db import utcnow
 from controlsvc.enclosures import Page, get_enclosure
 from controlsvc.errors import Conflict, InvalidInput, NotFound
@@ -57,6 +58,7 @@ __all__ = [
     "apply_ack",
     "command_out",
     "create_command",
+    "dispatch",
     "event_data",
     "get_command",
     "list_commands",
@@ -267,6 +269,51 @@ def publish_command(
     if not publish(publisher, command, topics, now=now):
         return False
     return mark_sent(session, command, utcnow(), wait_for_lock=wait_for_lock)
+
+
+def dispatch(
+    session: Session, publisher: Publisher, command: Command, topics: Topics
+) -> CommandOut:
+    """Publish a committed ``pending`` command, mark it ``sent`` with its ``command.updated``
+    event and notify the API processes; the record to answer with (as the POST does).
+
+    The agent's answer may already be on its way to the bridge, whose update of the same row
+    waits for this transaction. So the row is touched last, just before the commit: the event
+    goes first (as the record will read), then the UPDATE. If the UPDATE changes nothing (the
+    ack or the timer got there first), the event is rolled back (and with it the count of this
+    publish, which is only informational), and the answer is the command as it now stands.
+
+    On PostgreSQL the commit does not wait for the WAL flush: the command is durable
+    ``pending`` already, and if a crash loses ``sent`` the bridge publishes the command again,
+    which the agent answers from its journal.
+
+    Past its deadline the command is not published (the bridge times it out). Raises
+    ``BrokerUnavailable`` when the broker cannot take it: it stays ``pending``, and the bridge
+    publishes it until its deadline.
+    """
+    if not publish(publisher, command, topics):
+        return command_out(command)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))
+    now = utcnow()
+    record = sent_record(command, now)
+    row = eventlog.record(
+        session,
+        "command.updated",
+        record.model_dump(mode="json"),
+        enclosure_id=command.enclosure_id,
+        command_id=command.id,
+    )
+    body = eventlog.event_body(row)
+    if not mark_sent(session, command, now):
+        session.rollback()
+        # The answer is usually known by now: say so. Still pending means the bridge is
+        # writing it at this moment; then "sent" is what is known (the broker has it).
+        current = command_out(get_command(session, command.id))
+        return record if current.state is CommandState.PENDING else current
+    session.commit()
+    eventlog.notify(publisher, topics.prefix, body["id"], events=[body])
+    return record
 
 
 def sent_record(command: Command, now: datetime) -> CommandOut:

@@ -13,6 +13,7 @@ any API worker can redeem it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -20,16 +21,17 @@ import secrets
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic_core import to_json, to_jsonable_python
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from controlsvc.db import utcnow
+from controlsvc.db import as_utc, utcnow
 from controlsvc.models.events import EventRecord, EventTicket
 from controlsvc.models.users import User
+from controlsvc.publisher import BrokerUnavailable, Publisher
 
 # Events older than this are purged by the bridge's housekeeping; a client away longer
 # resumes with what is left (its UI reloads the current state anyway).
@@ -63,11 +65,10 @@ def notification_topic(prefix: str) -> str:
 def event_body(row: EventRecord) -> dict[str, Any]:
     """An event as `GET /api/events` streams it and a notification carries it. Call it before
     the commit, which expires the row; `at` is UTC as a read of the row would give it."""
-    at = row.at.replace(tzinfo=UTC) if row.at.tzinfo is None else row.at.astimezone(UTC)
     return {
         "id": row.id,
         "kind": row.kind,
-        "at": at.isoformat(),
+        "at": as_utc(row.at).isoformat(),
         "enclosure_id": row.enclosure_id,
         "session_id": row.session_id,
         "command_id": str(row.command_id) if row.command_id else None,
@@ -92,6 +93,19 @@ def notification_payload(
         if len(carrying) <= NOTIFICATION_EVENTS_MAX_BYTES:
             return carrying
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+def notify(
+    publisher: Publisher, prefix: str, last_id: int, *, events: Sequence[dict[str, Any]] = ()
+) -> None:
+    """Publish the notification after a commit (`notification_payload`), best effort: the
+    feeds read the log on their own when notifications stop."""
+    with contextlib.suppress(BrokerUnavailable):
+        publisher.publish(
+            notification_topic(prefix),
+            notification_payload(last_id, events=events),
+            qos=NOTIFICATION_QOS,
+        )
 
 
 @dataclass(frozen=True, slots=True)

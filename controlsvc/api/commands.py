@@ -10,7 +10,6 @@ with the record. If the broker cannot be reached the answer is still ``202`` wit
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
@@ -19,10 +18,9 @@ from typing import Any
 from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field, ValidationError
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from controlsvc import commands, eventlog, mqtt_publisher, tokens
+from controlsvc import commands, mqtt_publisher, tokens
 from controlsvc.api.enclosures import READERS, EnclosurePath
 from controlsvc.api.errors import problem_responses
 from controlsvc.config import Settings
@@ -74,53 +72,6 @@ def _out(command: Command) -> dict[str, Any]:
     return commands.command_out(command).model_dump(mode="json")
 
 
-def _notify(publisher: Publisher, body: dict[str, Any]) -> None:
-    """Tell the API processes about a committed event (best effort: the feeds read the log on
-    their own when notifications stop)."""
-    with contextlib.suppress(BrokerUnavailable):
-        publisher.publish(
-            eventlog.notification_topic(settings().mqtt.topic_prefix),
-            eventlog.notification_payload(body["id"], events=[body]),
-            qos=eventlog.NOTIFICATION_QOS,
-        )
-
-
-def _mark_sent(session: Session, publisher: Publisher, command: Command) -> dict[str, Any]:
-    """Mark the published command ``sent`` with its ``command.updated`` event; its record.
-
-    The agent's answer may already be on its way to the bridge, whose update of the same row
-    waits for this transaction. So the row is touched last, just before the commit: the event
-    goes first (as the record will read), then the UPDATE. If the UPDATE changes nothing (the
-    ack or the timer got there first), the event is rolled back (and with it the count of this
-    publish, which is only informational), and the answer is the command as it now stands.
-
-    On PostgreSQL the commit does not wait for the WAL flush: the command is durable
-    ``pending`` already, and if a crash loses ``sent`` the bridge publishes the command again,
-    which the agent answers from its journal.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit = off"))
-    now = utcnow()
-    record = commands.sent_record(command, now).model_dump(mode="json")
-    row = eventlog.record(
-        session,
-        "command.updated",
-        record,
-        enclosure_id=command.enclosure_id,
-        command_id=command.id,
-    )
-    body = eventlog.event_body(row)
-    if not commands.mark_sent(session, command, now):
-        session.rollback()
-        # The answer is usually known by now: say so. Still pending means the bridge is
-        # writing it at this moment; then "sent" is what is known (the broker has it).
-        current = _out(commands.get_command(session, command.id))
-        return record if current["state"] == CommandState.PENDING.value else current
-    session.commit()
-    _notify(publisher, body)
-    return record
-
-
 @enclosure_bp.post(
     "/<string:eid>/commands",
     responses={202: CommandOut, **problem_responses(404, 409, *BODY_PROBLEMS)},
@@ -148,7 +99,9 @@ def send_command(path: EnclosurePath, body: CommandCreate) -> Any:
     # "sent" follows within a millisecond, and the bridge reports a command it has to publish.)
     session.commit()
     try:
-        published = commands.publish(publisher, command, Topics(settings().mqtt.topic_prefix))
+        record = commands.dispatch(
+            session, publisher, command, Topics(settings().mqtt.topic_prefix)
+        )
     except BrokerUnavailable as exc:
         log.warning(
             "command %s to %s stays pending (the bridge will publish it): %s",
@@ -157,9 +110,7 @@ def send_command(path: EnclosurePath, body: CommandCreate) -> Any:
             exc.detail,
         )
         return _out(command), 202
-    if not published:  # past its deadline already: the bridge times it out
-        return _out(command), 202
-    return _mark_sent(session, publisher, command), 202
+    return record.model_dump(mode="json"), 202
 
 
 @enclosure_bp.get(

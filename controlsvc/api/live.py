@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import logging
 import os
 import time
@@ -126,27 +125,9 @@ def _send(
         session.commit()
         command_id = command.id
         try:
-            sent = commands.publish_command(session, publisher, command, topics)
+            commands.dispatch(session, publisher, command, topics)
         except BrokerUnavailable as exc:
-            session.rollback()
             log.warning("%s to %s stays pending: %s", kind.value, eid, exc.detail)
-            return command_id
-        if sent:
-            row = eventlog.record(
-                session,
-                "command.updated",
-                commands.event_data(command),
-                enclosure_id=eid,
-                command_id=command_id,
-            )
-            body = eventlog.event_body(row)
-            session.commit()
-            with contextlib.suppress(BrokerUnavailable):
-                publisher.publish(
-                    eventlog.notification_topic(topics.prefix),
-                    eventlog.notification_payload(body["id"], events=[body]),
-                    qos=eventlog.NOTIFICATION_QOS,
-                )
         return command_id
 
 

@@ -8,7 +8,6 @@ publishes what is missing. Viewers read; operators and admins change.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
@@ -24,7 +23,7 @@ from controlsvc.config import Settings
 from controlsvc.db import utcnow
 from controlsvc.desired import Outgoing
 from controlsvc.models.sessions import RecordingSession
-from controlsvc.publisher import BrokerUnavailable, Publisher
+from controlsvc.publisher import Publisher
 from controlsvc.web import db_session, settings
 from schemas.base import StrictModel
 from schemas.rest.common import Page
@@ -78,13 +77,7 @@ def _out(session: Session, rs: RecordingSession) -> dict[str, Any]:
 
 def _notify(publisher: Publisher, session: Session) -> None:
     """Tell the API processes' event feeds to look (best effort)."""
-    last = eventlog.last_id(session)
-    with contextlib.suppress(BrokerUnavailable):
-        publisher.publish(
-            eventlog.notification_topic(settings().mqtt.topic_prefix),
-            eventlog.notification_payload(last),
-            qos=eventlog.NOTIFICATION_QOS,
-        )
+    eventlog.notify(publisher, settings().mqtt.topic_prefix, eventlog.last_id(session))
 
 
 def _commit_and_publish(session: Session, outgoing: list[Outgoing]) -> None:
