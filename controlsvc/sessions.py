@@ -60,6 +60,8 @@ from schemas.topics import Topics
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ACTIVE_SESSION_VALUES",
+    "DONE_STATES",
     "OFFLINE_STATES",
     "EventIntent",
     "record_events",
@@ -76,15 +78,16 @@ __all__ = [
     "session_out",
     "settle",
     "state_event",
+    "transition_values",
 ]
 
 OFFLINE_STATES = frozenset({EnclosureState.LOST, EnclosureState.OFFLINE})
 _ACTIVE_SE = [s.value for s in ACTIVE_ENCLOSURE_STATES]
-_ACTIVE_SESSIONS = [s.value for s in ACTIVE_SESSION_STATUSES]
+ACTIVE_SESSION_VALUES = [s.value for s in ACTIVE_SESSION_STATUSES]
 # States in which an enclosure still belongs to a running session (timed_out may come back).
 _HOLDING = [*_ACTIVE_SE, EncState.TIMED_OUT.value]
 # An enclosure in one of these states is done with the session: its desired is cleared.
-_DONE = frozenset({EncState.COMPLETED, EncState.FAILED, EncState.CANCELED})
+DONE_STATES = frozenset({EncState.COMPLETED, EncState.FAILED, EncState.CANCELED})
 # pg_advisory_xact_lock key that serialises session creation ("jaxmba" in ASCII, then 2;
 # ``eventlog`` uses 1).
 CREATE_LOCK_KEY = 0x6A61786D626102
@@ -307,6 +310,24 @@ def state_event(rs_id: str, se: SessionEnclosure, previous: str) -> dict[str, An
     }
 
 
+def transition_values(
+    se: SessionEnclosure, transition: Transition, now: datetime
+) -> dict[str, Any]:
+    """The columns of ``se`` that ``transition`` sets, and their new values."""
+    values: dict[str, Any] = {
+        "state": transition.state.value,
+        "message": _clip(transition.message),
+        "state_changed_at": now,
+    }
+    if transition.state is EncState.STARTING:
+        values["starting_at"] = now
+    if transition.state is EncState.RECORDING and se.confirmed_at is None:
+        values["confirmed_at"] = now
+    if transition.state is EncState.COMPLETED:
+        values["live_s"] = 0.0
+    return values
+
+
 def apply(
     se: SessionEnclosure,
     transition: Transition | None,
@@ -317,15 +338,8 @@ def apply(
     if transition is None:
         return False
     previous = se.state
-    se.state = transition.state.value
-    se.message = _clip(transition.message)
-    se.state_changed_at = now
-    if transition.state is EncState.STARTING:
-        se.starting_at = now
-    if transition.state is EncState.RECORDING and se.confirmed_at is None:
-        se.confirmed_at = now
-    if transition.state.is_terminal:
-        se.live_s = 0.0 if transition.state is EncState.COMPLETED else se.live_s
+    for name, value in transition_values(se, transition, now).items():
+        setattr(se, name, value)
     events.append(
         ("session.state", state_event(se.session_id, se, previous), se.enclosure_id, None)
     )
@@ -390,7 +404,7 @@ def settle(
     done = []
     for se in ses:
         state = EncState(se.state)
-        if state in _DONE or (finished and state.is_terminal):
+        if state in DONE_STATES or (finished and state.is_terminal):
             done.append(se.enclosure_id)
     outgoing = desired.clear_many(session, topics, done, rs.id, now=now)
     if status is previous:
@@ -449,7 +463,7 @@ def _check_enclosures(session: Session, body: SessionCreate, encs: dict[str, Enc
         .where(
             SessionEnclosure.enclosure_id.in_(wanted),
             SessionEnclosure.state.in_(_HOLDING),
-            RecordingSession.status.in_(_ACTIVE_SESSIONS),
+            RecordingSession.status.in_(ACTIVE_SESSION_VALUES),
         )
         .order_by(SessionEnclosure.enclosure_id)
     ).all()
@@ -594,26 +608,26 @@ def cancel_session(
     ses = _lock_enclosures_of(session, session_id)
     events: list[EventIntent] = []
     # What ``apply`` does for each enclosure's transition, written below as one UPDATE per
-    # distinct (state, message), in practice one for all: the enclosures stay locked (and the
+    # distinct set of values, in practice one for all: the enclosures stay locked (and the
     # bridge's writer waits) until the commit, and a session may have a thousand of them.
-    changes: dict[tuple[str, str | None], list[int]] = {}
+    changes: dict[tuple[tuple[str, Any], ...], list[int]] = {}
     for se in ses:
         transition = next_state(
             EncState(se.state), Signal.CANCEL, ended=now >= rs.end_at, reason="session canceled"
         )
         if transition is None:
             continue
-        previous, message = se.state, _clip(transition.message)
-        set_committed_value(se, "state", transition.state.value)
-        set_committed_value(se, "message", message)
-        set_committed_value(se, "state_changed_at", now)
-        changes.setdefault((transition.state.value, message), []).append(se.id)
+        previous = se.state
+        values = transition_values(se, transition, now)
+        for name, value in values.items():
+            set_committed_value(se, name, value)
+        changes.setdefault(tuple(values.items()), []).append(se.id)
         events.append(("session.state", state_event(rs.id, se, previous), se.enclosure_id, None))
-    for (state, message), ids in changes.items():
+    for items, ids in changes.items():
         session.execute(
             update(SessionEnclosure)
             .where(SessionEnclosure.id.in_(ids))
-            .values(state=state, message=message, state_changed_at=now)
+            .values(dict(items))
             .execution_options(synchronize_session=False)
         )
     if changes:

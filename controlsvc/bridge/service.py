@@ -5,7 +5,7 @@
 
     paho network thread          worker threads (lanes)             housekeeping thread
     on_message ──Inbound──▶ lane of the enclosure: bounded queue ──▶ batch (≤ BATCH_MAX,
-                                                                     never waits to fill)
+                                                                     ≤ FILL_LINGER_S to fill)
                                       parse + validate (schemas)
                                       ONE transaction (Writer) ── commit
                                       PUBACK the batch, notify {prefix}/service/events

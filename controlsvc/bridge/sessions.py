@@ -48,13 +48,20 @@ from controlsvc.models.sessions import (
 )
 from controlsvc.session_state import (
     ACTIVE_ENCLOSURE_STATES,
-    ACTIVE_SESSION_STATUSES,
     EncState,
     Signal,
     derive_session,
     next_state,
 )
-from controlsvc.sessions import OFFLINE_STATES, EventIntent, apply, record_events, settle
+from controlsvc.sessions import (
+    ACTIVE_SESSION_VALUES,
+    DONE_STATES,
+    OFFLINE_STATES,
+    EventIntent,
+    apply,
+    record_events,
+    settle,
+)
 from schemas.enums import EnclosureState, EventKind, SessionStatus
 from schemas.events import (
     CameraRecovered,
@@ -97,9 +104,6 @@ _ENCLOSURE_KINDS = frozenset(
     {EventKind.CAMERA_STALLED, EventKind.CAMERA_RECOVERED, EventKind.DISK_LOW}
 )
 _ACTIVE = [s.value for s in ACTIVE_ENCLOSURE_STATES]
-_ACTIVE_SESSIONS = [s.value for s in ACTIVE_SESSION_STATUSES]
-# Enclosures in these states are done with their session (``sessions.settle`` clears desired).
-_DONE = frozenset({EncState.COMPLETED, EncState.FAILED, EncState.CANCELED})
 # Alerts an enclosure's frames flowing again closes.
 _RECOVERED_BY_FRAMES = ("recording_timed_out", "recording_failed")
 _FRAMES_AGAIN = (EventKind.RECORDING_STARTED, EventKind.RECORDING_RESUMED)
@@ -595,7 +599,7 @@ class SessionDriver:
             ids = list(
                 session.scalars(
                     select(RecordingSession.id)
-                    .where(RecordingSession.status.in_(_ACTIVE_SESSIONS))
+                    .where(RecordingSession.status.in_(ACTIVE_SESSION_VALUES))
                     .order_by(RecordingSession.id)
                 )
             )
@@ -612,7 +616,7 @@ class SessionDriver:
         event-log ids recorded."""
         with self._db.sessionmaker() as session:
             rs = session.get(RecordingSession, sid)
-            if rs is None or rs.status not in _ACTIVE_SESSIONS:
+            if rs is None or rs.status not in ACTIVE_SESSION_VALUES:
                 return []
             ses = list(
                 session.scalars(select(SessionEnclosure).where(SessionEnclosure.session_id == sid))
@@ -699,7 +703,7 @@ class SessionDriver:
         outgoing: list[desired.Outgoing] = []
         with self._db.sessionmaker() as session:
             rs = session.get(RecordingSession, sid)
-            if rs is None or rs.status not in _ACTIVE_SESSIONS:
+            if rs is None or rs.status not in ACTIVE_SESSION_VALUES:
                 return None
             if not (self._unsettled(session, rs, now) or self._progress_due(rs, now)):
                 return None
@@ -709,7 +713,7 @@ class SessionDriver:
                 .with_for_update(skip_locked=True)
                 .execution_options(populate_existing=True)
             ).one_or_none()
-            if rs is None or rs.status not in _ACTIVE_SESSIONS:
+            if rs is None or rs.status not in ACTIVE_SESSION_VALUES:
                 return None  # another bridge has it, or it finished meanwhile
             if self._unsettled(session, rs, now):
                 total = session.scalar(
@@ -728,7 +732,7 @@ class SessionDriver:
                 )
                 if len(ses) == (total or 0):  # else the writer holds some: next round
                     outgoing = settle(session, self.topics, rs, ses, now, events)
-            if rs.status in _ACTIVE_SESSIONS and self._progress_due(rs, now):
+            if rs.status in ACTIVE_SESSION_VALUES and self._progress_due(rs, now):
                 rs.progress_at = now
                 ses = list(
                     session.scalars(
@@ -765,7 +769,7 @@ class SessionDriver:
         )
         if status.value != rs.status:
             return True
-        if not any(s in _DONE for s in states):
+        if not any(s in DONE_STATES for s in states):
             return False
         # Done enclosures whose desired still names the session: settle clears it.
         named = session.scalar(
@@ -778,7 +782,7 @@ class SessionDriver:
             )
             .where(
                 DesiredVersion.session_id == rs.id,
-                SessionEnclosure.state.in_([s.value for s in _DONE]),
+                SessionEnclosure.state.in_([s.value for s in DONE_STATES]),
             )
         )
         return bool(named)
