@@ -46,6 +46,8 @@ def test_enclosure_and_command_routes_conform(app, auth, database, mode):
         @settings(
             max_examples=MAX_EXAMPLES,
             deadline=None,
+            # Fixed examples: the same cases every run, so CI cannot pass or fail by the draw.
+            derandomize=True,
             database=None,
             suppress_health_check=list(HealthCheck),
         )

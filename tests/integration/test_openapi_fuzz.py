@@ -75,6 +75,8 @@ def test_api_conforms_to_its_schema(app, auth, admin, mode):
         @settings(
             max_examples=MAX_EXAMPLES,
             deadline=None,
+            # Fixed examples: the same cases every run, so CI cannot pass or fail by the draw.
+            derandomize=True,
             database=None,  # no .hypothesis/ directory in the repository
             suppress_health_check=list(HealthCheck),
         )
