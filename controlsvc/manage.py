@@ -173,6 +173,82 @@ def create_admin(email: str | None, password: str | None, password_stdin: bool) 
         db.dispose()
 
 
+# --- legacy JABS devices -------------------------------------------------------------------
+
+
+@cli.command("jabs_register_device")
+@click.argument("name")
+@click.option("--enclosure-id", help="Our enclosure id (default: derived from NAME).")
+@click.option("--location", help="Where the device is.")
+@click.option(
+    "--token/--no-token",
+    default=True,
+    help="Make a new per-device token (printed once); --no-token: only [JABS] "
+    "heartbeat_networks admit it.",
+)
+def jabs_register_device(
+    name: str, enclosure_id: str | None, location: str | None, token: bool
+) -> None:
+    """Let the original device client whose heartbeats carry NAME (its host name) in."""
+    from controlsvc.compat.jabs import legacy
+    from controlsvc.db import Database
+
+    settings = state().settings()
+    db = Database(settings.database.sqlalchemy_url())
+    try:
+        _require_schema(settings, db)
+        with db.session() as session:
+            device = legacy.register_legacy(
+                session, name, enclosure_id=enclosure_id, location=location, with_token=token
+            )
+        click.echo(
+            f"registered legacy device {device.hostname} as enclosure {device.enclosure_id} "
+            f"(JABS id {device.jabs_id})"
+        )
+        if device.token:
+            prefix = settings.jabs.url_prefix
+            click.echo(f"token (shown once): {device.token}")
+            click.echo(f"device [app] api = <service URL>{prefix}/device-token/{device.token}")
+    finally:
+        db.dispose()
+
+
+@cli.command("jabs_unregister_device")
+@click.argument("name")
+def jabs_unregister_device(name: str) -> None:
+    """Stop accepting heartbeats from the legacy device NAME (its history stays)."""
+    from controlsvc.compat.jabs import legacy
+    from controlsvc.db import Database
+
+    settings = state().settings()
+    db = Database(settings.database.sqlalchemy_url())
+    try:
+        _require_schema(settings, db)
+        with db.session() as session:
+            device = legacy.unregister_legacy(session, name)
+        click.echo(f"unregistered legacy device {device.hostname} ({device.enclosure_id})")
+    finally:
+        db.dispose()
+
+
+@cli.command("jabs_devices")
+def jabs_devices() -> None:
+    """List the registered legacy devices."""
+    from controlsvc.compat.jabs import legacy
+    from controlsvc.db import Database
+
+    settings = state().settings()
+    db = Database(settings.database.sqlalchemy_url())
+    try:
+        _require_schema(settings, db)
+        with db.session() as session:
+            for device in legacy.list_legacy(session):
+                auth = "token" if device.has_token else "networks only"
+                click.echo(f"{device.jabs_id}\t{device.hostname}\t{device.enclosure_id}\t{auth}")
+    finally:
+        db.dispose()
+
+
 # --- database -------------------------------------------------------------------------------
 
 

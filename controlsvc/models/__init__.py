@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from controlsvc.compat.jabs.models import JabsEnclosure, JabsSession
 from controlsvc.db import Base
 from controlsvc.models.commands import Command
 from controlsvc.models.enclosures import AgentEvent, Enclosure, EnclosureTransition, StatusRecord
@@ -27,6 +28,8 @@ __all__ = [
     "EnclosureTransition",
     "EventRecord",
     "EventTicket",
+    "JabsEnclosure",
+    "JabsSession",
     "RecordingSession",
     "RevokedToken",
     "SessionEnclosure",
