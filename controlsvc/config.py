@@ -390,6 +390,11 @@ def read_ini(path: Path) -> dict[str, dict[str, str]]:
     data: dict[str, dict[str, str]] = {}
     for section in parser.sections():
         name = section.lower()
+        if name in ("main", "email") and "database" in (s.lower() for s in parser.sections()):
+            raise ConfigError(
+                f"{path}: [{section}] is from an original JABS config: convert the file with "
+                "`jaxmba-service migrate_config` (docs/jabs-migration.md)"
+            )
         if name not in SECTIONS:
             raise ConfigError(
                 f"{path}: unknown section [{section}] (expected one of "

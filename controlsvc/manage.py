@@ -34,10 +34,16 @@ EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 
 
+# The original's names for our commands (its Celery workers did what the bridge does).
+ALIASES = {"start_workers": "bridge"}
+
+
 class AliasedGroup(click.Group):
-    """Accepts `create-admin` for `create_admin` (and the reverse); help lists one name."""
+    """Accepts `create-admin` for `create_admin` (and the reverse), and the original's names
+    (`ALIASES`); help lists one name."""
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd_name = ALIASES.get(cmd_name.replace("-", "_"), cmd_name)
         return (
             super().get_command(ctx, cmd_name)
             or super().get_command(ctx, cmd_name.replace("-", "_"))
@@ -121,6 +127,47 @@ def init_config(force: bool, profile: str | None) -> None:
     write_private(path, render_template(chosen))
     fill_secrets(path, ["secret_key", "jwt_secret_key"], rotate=False)
     click.echo(f"wrote {path} ({chosen.value} profile, secrets generated, mode 0600)")
+
+
+@cli.command("migrate_config")
+@click.argument(
+    "source", type=click.Path(dir_okay=False, path_type=Path), default=None, required=False
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def migrate_config(source: Path | None, force: bool) -> None:
+    """Convert an original JABS config (SOURCE, default: the config path) into this service's.
+
+    [DATABASE] is kept, [MAIN] and [EMAIL] are mapped, the JABS layer is enabled, and what has
+    no counterpart is listed. Converting in place keeps the original as SOURCE.jabs (0600).
+    """
+    from controlsvc.compat.jabs.config import convert, is_original
+    from controlsvc.configfile import fill_secrets, write_private
+
+    target = _target_path()
+    source = source or target
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"{source}: cannot be read ({exc.strerror})", EXIT_CONFIG)
+    if not is_original(text, str(source)):
+        fail(f"{source} is not an original JABS config (no [MAIN] or [EMAIL] section)", EXIT_CONFIG)
+    conversion = convert(text, source=str(source))
+    if target.exists() and target.resolve() != source.resolve() and not force:
+        fail(f"{target} exists; use --force to overwrite it")
+    if target.resolve() == source.resolve():
+        backup = source.with_name(source.name + ".jabs")
+        write_private(backup, text)
+        click.echo(f"kept the original as {backup}")
+    write_private(target, conversion.text)
+    filled = fill_secrets(target, ["secret_key", "jwt_secret_key"], rotate=False)
+    load_settings(target, profile=Profile.PROD)  # refuses what it cannot run with
+    click.echo(f"wrote {target} (mode 0600)")
+    for line in conversion.mapped:
+        click.echo(f"  mapped {line}")
+    for name in filled:
+        click.echo(f"  generated [SECRETS] {name} (empty in the original)")
+    for line in conversion.unmapped:
+        click.echo(f"  no counterpart: {line} (left out)")
 
 
 @cli.command("create_secrets")
