@@ -296,6 +296,40 @@ def jabs_devices() -> None:
         db.dispose()
 
 
+@cli.command("import_jabs")
+@click.option(
+    "--database-url",
+    required=True,
+    help="The JABS database, e.g. postgresql://user:pass@host/jaxmba or sqlite:///path.db.",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be imported; change nothing.")
+def import_jabs(database_url: str, dry_run: bool) -> None:
+    """Import users, devices (as enclosures) and session history from a JABS database
+    (read only; running it again imports only what is new)."""
+    from controlsvc.compat.jabs.importer import import_jabs as run_import
+    from controlsvc.compat.jabs.importer import source_engine
+    from controlsvc.db import Database
+
+    settings = state().settings()
+    source = source_engine(database_url)
+    db = Database(settings.database.sqlalchemy_url())
+    try:
+        _require_schema(settings, db)
+        with db.sessionmaker() as session:
+            report = run_import(source, session)
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+        for line in report.lines:
+            click.echo(f"  {line}")
+        verb = "would import" if dry_run else "imported"
+        click.echo(f"{verb}: {report.summary()}")
+    finally:
+        source.dispose()
+        db.dispose()
+
+
 # --- database -------------------------------------------------------------------------------
 
 
