@@ -536,3 +536,38 @@ def agent_state(database: Database, eid: str) -> str | None:
     with database.session() as session:
         enc = session.get(Enclosure, eid)
         return enc.state if enc else None
+
+
+def test_a_legacy_device_moved_to_the_agent_keeps_its_id_and_history(
+    client: FlaskClient, database: Database, auth: Auth, bridge, agents
+) -> None:
+    """docs/jabs-migration.md, step 8: the old client stops, the agent takes its enclosure."""
+    with database.session() as session:
+        device = legacy.register_legacy(session, "LTM-7", enclosure_id="enc-c", with_token=False)
+    old = LegacyDevice("LTM-7", post(client))
+    old.beat()
+    headers = bearer(login(client, auth.admin().email)["access"])
+    before = {d["name"]: d for d in client.get(f"{PREFIX}/device", headers=headers).get_json()}
+    assert before["LTM-7"]["id"] == device.jabs_id
+    assert before["LTM-7"]["state"] == "IDLE"
+
+    with database.session() as session:
+        legacy.unregister_legacy(session, "LTM-7")
+    status, answer = old.post(old.path, old.heartbeat())
+    assert status == 403
+    assert "not registered" in answer["message"]
+    agent = agents("enc-c", interval=1.0)
+    agent.online()
+
+    def shown() -> dict[str, Any]:
+        listed = client.get(f"{PREFIX}/device", headers=headers).get_json()
+        return next(d for d in listed if d["name"] == "LTM-7")
+
+    moved = wait_for(
+        lambda: (
+            (d := shown())["state"] == "IDLE"
+            and d["system_info"]["release"] != "Ubuntu 16.04"
+            and d
+        )
+    )
+    assert moved["id"] == device.jabs_id
