@@ -571,3 +571,22 @@ def test_a_legacy_device_moved_to_the_agent_keeps_its_id_and_history(
         )
     )
     assert moved["id"] == device.jabs_id
+
+
+def test_x_real_ip_counts_only_from_trusted_proxies(settings: Settings, database: Database) -> None:
+    register(database, "box-5")
+    for proxies, address, expected in (
+        ("", "10.9.9.9", 204),  # the header is not trusted: the peer (127.0.0.1) counts
+        ("127.0.0.1/32", "10.9.9.9", 403),  # a trusted proxy names a foreign address
+        ("127.0.0.1/32", "127.0.0.5", 204),
+    ):
+        jabs = settings.jabs.model_copy(update={"trusted_proxies": proxies})
+        app = create_app(settings.model_copy(update={"jabs": jabs}), database=database)
+        try:
+            box = LegacyDevice("box-5", post(app.test_client()))
+            response = app.test_client().post(
+                box.path, json=box.heartbeat(), headers={"X-Real-IP": address}
+            )
+            assert response.status_code == expected, (proxies, address, response.get_json())
+        finally:
+            app.extensions[PUBLISHER_KEY].close()

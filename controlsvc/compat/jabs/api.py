@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
+from ipaddress import ip_address
 from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -34,7 +35,7 @@ from controlsvc.models.enclosures import AgentEvent, Enclosure
 from controlsvc.models.sessions import RecordingSession, SessionEnclosure
 from controlsvc.models.users import User
 from controlsvc.session_state import ACTIVE_ENCLOSURE_STATES
-from controlsvc.web import db_session, settings
+from controlsvc.web import DATABASE_KEY, db_session, settings
 from schemas.enums import EventKind, Role
 from schemas.rest.sessions import SessionCreate
 from schemas.topics import Topics
@@ -192,7 +193,7 @@ def _sessions_out(session: Session, rows: list[RecordingSession]) -> list[dict[s
 # -- the blueprint ---------------------------------------------------------------------------
 
 
-def make_blueprint(prefix: str) -> Blueprint:  # noqa: C901 - one view per original call
+def make_blueprint(prefix: str) -> Blueprint:
     bp = Blueprint("jabs", __name__, url_prefix=prefix)
 
     @bp.after_request
@@ -450,8 +451,6 @@ def _client_address() -> str | None:
     peer = request.remote_addr
     real = request.headers.get("X-Real-IP")
     if peer and real:
-        from ipaddress import ip_address
-
         proxies = settings().jabs.networks(settings().jabs.trusted_proxies)
         try:
             if any(ip_address(peer) in net for net in proxies):
@@ -498,8 +497,5 @@ def register(app: Flask, app_settings: Settings) -> None:
     mail.init_app(app, app_settings)
     ratelimit.init_app(app, app_settings)
     mqtt_publisher.init_app(app, app_settings)
-    from controlsvc.web import database
-
-    with app.app_context():
-        app.extensions[GATEWAY_KEY] = Gateway(app_settings, database())
+    app.extensions[GATEWAY_KEY] = Gateway(app_settings, app.extensions[DATABASE_KEY])
     app.register_blueprint(make_blueprint(app_settings.jabs.url_prefix))
