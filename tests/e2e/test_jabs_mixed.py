@@ -29,8 +29,8 @@ from tests.e2e.test_sessions import (  # noqa: F401 (fixtures)
 from tests.e2e.test_sessions import settings as e2e_settings  # noqa: F401
 from tests.support.auth import PASSWORD, Auth
 from tests.support.broker import mosquitto_factory  # noqa: F401 (fixture)
-from tests.support.jabs_device import LegacyDevice
-from tests.support.jabs_ui import JabsUi, check_session
+from tests.support.jabs_device import LegacyDevice, flask_post
+from tests.support.jabs_ui import JabsUi, check_session, flask_send
 from tests.support.waiting import wait_for
 
 pytestmark = [
@@ -64,13 +64,7 @@ class Fleet:
         self._app = app
 
     def start(self, name: str) -> LegacyDevice:
-        client = self._app.test_client()
-
-        def send(path: str, body: dict[str, Any]) -> tuple[int, Any]:
-            response = client.post(path, json=body)
-            return response.status_code, response.get_json(silent=True)
-
-        device = LegacyDevice(name, send, interval=INTERVAL_S)
+        device = LegacyDevice(name, flask_post(self._app.test_client()), interval=INTERVAL_S)
         self.devices[name] = device
         thread = threading.Thread(target=self._run, args=(device,), name=f"legacy-{name}")
         self._threads.append(thread)
@@ -108,16 +102,7 @@ def fleet(app: Flask) -> Iterator[Fleet]:
 
 
 def _ui(app: Flask) -> JabsUi:
-    client = app.test_client()
-
-    def send(method: str, url: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
-        kwargs: dict[str, Any] = {"method": method, "headers": headers}
-        if body is not None:
-            kwargs["json"] = body
-        response = client.open(url, **kwargs)
-        return response.status_code, response.get_json(silent=True)
-
-    return JabsUi(send, api="/jabs/")
+    return JabsUi(flask_send(app.test_client()), api="/jabs/")
 
 
 def _session(ui: JabsUi, jid: int) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     mosquitto_factory,
 )
 from tests.support.auth import PASSWORD, Auth
-from tests.support.jabs_device import LegacyDevice
+from tests.support.jabs_device import LegacyDevice, flask_post
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.mosquitto
@@ -75,16 +75,6 @@ def login(client: FlaskClient, email: str, password: str = PASSWORD) -> dict[str
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def post(client: FlaskClient):
-    def send(path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        response = client.post(path, json=body)
-        if response.status_code == 200:
-            assert response.mimetype == "application/json"
-        return response.status_code, response.get_json(silent=True)
-
-    return send
 
 
 def register(database: Database, name: str, *, token: bool = False) -> legacy.LegacyDevice:
@@ -285,7 +275,7 @@ def test_invite_reset_and_change_password(client: FlaskClient, auth: Auth) -> No
 def test_heartbeats_need_registration_and_a_network_or_token(
     client: FlaskClient, settings: Settings, database: Database, auth: Auth
 ) -> None:
-    stranger = LegacyDevice("stranger-host", post(client))
+    stranger = LegacyDevice("stranger-host", flask_post(client))
     status, body = stranger.post(stranger.path, stranger.heartbeat())
     assert status == 403
     assert "not registered" in body["message"]
@@ -293,14 +283,14 @@ def test_heartbeats_need_registration_and_a_network_or_token(
     device = register(database, "Box-07")  # networks only (the test client is 127.0.0.1)
     assert device.enclosure_id == "box-07"
     assert device.token is None
-    box = LegacyDevice("Box-07", post(client))
+    box = LegacyDevice("Box-07", flask_post(client))
     assert box.beat() == (None, box.interval)
     assert box.log[-1] == (204, None)
 
     # From an untrusted address: only with the device's token.
     with_token = register(database, "box-08", token=True)
     assert with_token.token
-    far = LegacyDevice("box-08", post(client))
+    far = LegacyDevice("box-08", flask_post(client))
     environ = {"REMOTE_ADDR": "10.9.9.9"}
     response = client.post(far.path, json=far.heartbeat(), environ_base=environ)
     assert response.status_code == 403
@@ -338,7 +328,7 @@ def test_bad_heartbeats_get_a_clear_400_never_a_crash(
     client: FlaskClient, database: Database
 ) -> None:
     register(database, "box-09")
-    good = LegacyDevice("box-09", post(client)).heartbeat()
+    good = LegacyDevice("box-09", flask_post(client)).heartbeat()
     cases = [
         ({**good, "sensor_status": {"camera": {}}}, "sensor_status.camera.recording"),
         ({**good, "timestamp": "yesterday"}, "timestamp"),
@@ -409,7 +399,10 @@ def test_mixed_session_with_a_per_device_stop_then_a_cancel(
     wait_for(lambda: agent_state(database, "enc-a") == "idle")
     register(database, "box-1")
     register(database, "box-2")
-    box1, box2 = LegacyDevice("box-1", post(client)), LegacyDevice("box-2", post(client))
+    box1, box2 = (
+        LegacyDevice("box-1", flask_post(client)),
+        LegacyDevice("box-2", flask_post(client)),
+    )
     box1.beat()
     box2.beat()
     operator = auth.create("op@example.com", role="operator")
@@ -544,7 +537,7 @@ def test_a_legacy_device_moved_to_the_agent_keeps_its_id_and_history(
     """docs/jabs-migration.md, step 8: the old client stops, the agent takes its enclosure."""
     with database.session() as session:
         device = legacy.register_legacy(session, "LTM-7", enclosure_id="enc-c", with_token=False)
-    old = LegacyDevice("LTM-7", post(client))
+    old = LegacyDevice("LTM-7", flask_post(client))
     old.beat()
     headers = bearer(login(client, auth.admin().email)["access"])
     before = {d["name"]: d for d in client.get(f"{PREFIX}/device", headers=headers).get_json()}
@@ -583,7 +576,7 @@ def test_x_real_ip_counts_only_from_trusted_proxies(settings: Settings, database
         jabs = settings.jabs.model_copy(update={"trusted_proxies": proxies})
         app = create_app(settings.model_copy(update={"jabs": jabs}), database=database)
         try:
-            box = LegacyDevice("box-5", post(app.test_client()))
+            box = LegacyDevice("box-5", flask_post(app.test_client()))
             response = app.test_client().post(
                 box.path, json=box.heartbeat(), headers={"X-Real-IP": address}
             )

@@ -116,24 +116,21 @@ def test_start_workers_is_the_bridge(runner) -> None:
 
 def test_manage_py_shim_runs_the_commands(tmp_path: Path) -> None:
     env = {**os.environ, "FLASK_CONFIG": "test", "JAXMBA_CONFIG": str(tmp_path / "x.config")}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "init_config"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        check=False,
-    )
+
+    def manage(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            check=False,
+        )
+
+    result = manage("init_config")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "x.config").exists()
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "--help"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        check=False,
-    )
+    result = manage("--help")
     for command in ("run", "create_admin", "create_secrets", "init_config", "db", "shell"):
         assert f"  {command} " in result.stdout
 

@@ -22,24 +22,13 @@ from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     make_bridge,
     mosquitto_factory,
 )
-from tests.integration.test_jabs_api import app, bridge, post, settings  # noqa: F401
+from tests.integration.test_jabs_api import app, bridge, settings  # noqa: F401
 from tests.support.auth import PASSWORD, Auth
-from tests.support.jabs_device import LegacyDevice
-from tests.support.jabs_ui import JabsUi, check_device, check_session
+from tests.support.jabs_device import LegacyDevice, flask_post
+from tests.support.jabs_ui import JabsUi, check_device, check_session, flask_send
 from tests.support.waiting import wait_for
 
 API = "/jabs/"
-
-
-def flask_send(client: FlaskClient):
-    def send(method: str, url: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
-        kwargs: dict[str, Any] = {"method": method, "headers": headers}
-        if body is not None:
-            kwargs["json"] = body
-        response = client.open(url, **kwargs)
-        return response.status_code, response.get_json(silent=True)
-
-    return send
 
 
 def session_by_id(ui: JabsUi, jid: int) -> dict[str, Any] | None:
@@ -64,7 +53,10 @@ def test_replay_of_the_original_ui(
     for name in ("box-1", "box-2"):
         with database.session() as session:
             legacy.register_legacy(session, name, with_token=False)
-    box1, box2 = LegacyDevice("box-1", post(client)), LegacyDevice("box-2", post(client))
+    box1, box2 = (
+        LegacyDevice("box-1", flask_post(client)),
+        LegacyDevice("box-2", flask_post(client)),
+    )
     box1.beat()
     box2.beat()
     ui = JabsUi(flask_send(client), api=API)

@@ -141,3 +141,15 @@ class LegacyDevice:
             self.started = None
         elif command == "STREAM":
             self.streaming = True
+
+
+def flask_post(client: Any) -> Post:
+    """``LegacyDevice.post`` over a Flask test client (a 200 must be application/json)."""
+
+    def send(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        response = client.post(path, json=body)
+        if response.status_code == 200:
+            assert response.mimetype == "application/json"
+        return response.status_code, response.get_json(silent=True)
+
+    return send

@@ -159,3 +159,16 @@ def check_session(session: dict[str, Any]) -> None:
         check_device(row["device"])
         assert row["status"] in ROW_STATUSES
         assert isinstance(row["recording_time"], int)
+
+
+def flask_send(client: Any) -> Send:
+    """``JabsUi.send`` over a Flask test client."""
+
+    def send(method: str, url: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
+        kwargs: dict[str, Any] = {"method": method, "headers": headers}
+        if body is not None:
+            kwargs["json"] = body
+        response = client.open(url, **kwargs)
+        return response.status_code, response.get_json(silent=True)
+
+    return send

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from controlsvc.compat.jabs.models import JabsEnclosure, JabsSession
 from controlsvc.db import utcnow
@@ -39,56 +39,43 @@ def derive_enclosure_id(name: str) -> str:
     return derived or "jabs-device"
 
 
-def enclosure_ids(session: Session, eids: Iterable[str]) -> dict[str, int]:
-    """The JABS id of each enclosure, giving one to those without."""
-    wanted = sorted(set(eids))
+def _given(
+    session: Session,
+    model: type[JabsEnclosure] | type[JabsSession],
+    column: InstrumentedAttribute[str],
+    keys: Iterable[str],
+) -> dict[str, int]:
+    """The JABS id of each of ``keys`` (our ids, in ``column``), giving one to those without
+    (insert-if-absent: two requests may give ids at once)."""
+    wanted = sorted(set(keys))
     if not wanted:
         return {}
-    known = _enclosure_rows(session, wanted)
-    missing = [eid for eid in wanted if eid not in known]
+
+    def known() -> dict[str, int]:
+        rows = session.execute(select(column, model.id).where(column.in_(wanted)))
+        return {key: jid for key, jid in rows}
+
+    found = known()
+    missing = [key for key in wanted if key not in found]
     if missing:
         now = utcnow()
         insert_ignore(
             session,
-            JabsEnclosure.__table__,  # type: ignore[arg-type]
-            [{"enclosure_id": eid, "created_at": now} for eid in missing],
+            model.__table__,  # type: ignore[arg-type]
+            [{column.key: key, "created_at": now} for key in missing],
         )
-        known = _enclosure_rows(session, wanted)
-    return known
+        found = known()
+    return found
 
 
-def _enclosure_rows(session: Session, eids: list[str]) -> dict[str, int]:
-    rows = session.execute(
-        select(JabsEnclosure.enclosure_id, JabsEnclosure.id).where(
-            JabsEnclosure.enclosure_id.in_(eids)
-        )
-    )
-    return {eid: jid for eid, jid in rows}
+def enclosure_ids(session: Session, eids: Iterable[str]) -> dict[str, int]:
+    """The JABS id of each enclosure, giving one to those without."""
+    return _given(session, JabsEnclosure, JabsEnclosure.enclosure_id, eids)
 
 
 def session_ids(session: Session, sids: Iterable[str]) -> dict[str, int]:
     """The JABS id of each session, giving one to those without."""
-    wanted = sorted(set(sids))
-    if not wanted:
-        return {}
-    known = _session_rows(session, wanted)
-    missing = [sid for sid in wanted if sid not in known]
-    if missing:
-        now = utcnow()
-        insert_ignore(
-            session,
-            JabsSession.__table__,  # type: ignore[arg-type]
-            [{"session_id": sid, "created_at": now} for sid in missing],
-        )
-        known = _session_rows(session, wanted)
-    return known
-
-
-def _session_rows(session: Session, sids: list[str]) -> dict[str, int]:
-    rows = session.execute(
-        select(JabsSession.session_id, JabsSession.id).where(JabsSession.session_id.in_(sids))
-    )
-    return {sid: jid for sid, jid in rows}
+    return _given(session, JabsSession, JabsSession.session_id, sids)
 
 
 def enclosure_of(session: Session, jid: int) -> JabsEnclosure:
