@@ -323,6 +323,19 @@ def test_heartbeats_need_registration_and_a_network_or_token(
     }
     assert box07["last_update"].endswith("+00:00")
 
+    # A retired enclosure's device is refused (and gone from the list).
+    from controlsvc.models.enclosures import Enclosure
+
+    with database.session() as session:
+        enc = session.get(Enclosure, "box-07")
+        assert enc is not None
+        enc.retired_at = enc.registered_at
+    status, body = box.post(box.path, box.heartbeat())
+    assert status == 403
+    assert "retired" in body["message"]
+    listed = client.get(f"{PREFIX}/device", headers=auth.headers(admin)).get_json()
+    assert "Box-07" not in {d["name"] for d in listed}
+
 
 def test_bad_heartbeats_get_a_clear_400_never_a_crash(
     client: FlaskClient, database: Database

@@ -179,5 +179,7 @@ def test_nginx_routes_the_ui_and_the_devices(
         assert "127.0.0.1 is not in [JABS] heartbeat_networks" in refused.json()["message"]
         accepted = plain.post(f"/api/device-token/{token}/device/heartbeat", json=beat)
         assert accepted.status_code == 204
+        accepted = ui.post(f"/api/device-token/{token}/device/heartbeat", json=beat)
+        assert accepted.status_code == 204
         # Everything else on plain HTTP goes to HTTPS.
         assert plain.get("/dashboard").status_code == 301

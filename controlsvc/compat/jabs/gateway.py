@@ -127,6 +127,9 @@ class Gateway:
                 "`jaxmba-service jabs_register_device`)",
                 field="name",
             )
+        enc = session.get(Enclosure, row.enclosure_id)
+        if enc is None or enc.retired_at is not None:
+            raise Forbidden(f"device {name!r} is enclosure {row.enclosure_id}, which is retired")
         if token is not None:
             if row.token_hash and hmac.compare_digest(row.token_hash, token_hash(token)):
                 return row.enclosure_id
