@@ -187,3 +187,26 @@ def test_register_legacy_devices(runner, db_env, workdir: Path) -> None:
     assert "box-08" not in invoke(runner, ["jabs_devices"], env=db_env).output
     result = invoke(runner, ["jabs_unregister_device", "box-08"], env=db_env)
     assert result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        (
+            "heartbeat_networks",
+            "10.0.0.0/33",
+            "[JABS] heartbeat_networks: '10.0.0.0/33' is not a CIDR",
+        ),
+        ("trusted_proxies", "proxy.lab", "[JABS] trusted_proxies: 'proxy.lab' is not a CIDR"),
+        ("url_prefix", "/api/jabs", "[JABS] url_prefix: must start with /"),
+        ("down_after_s", "0", "[JABS] down_after_s"),
+    ],
+)
+def test_bad_jabs_settings_name_section_and_key(
+    tmp_path: Path, key: str, value: str, said: str
+) -> None:
+    path = tmp_path / "jax-mba-service.config"
+    path.write_text(f"[JABS]\nenabled = true\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, profile="test")
+    assert said in str(caught.value)
