@@ -359,9 +359,20 @@ def test_bad_heartbeats_get_a_clear_400_never_a_crash(
     )
     assert response.status_code == 400
     assert isinstance(response.get_json()["message"], str)
-    # Unknown fields are accepted, 'Z' with 7 fractional digits is parsed.
-    extra = {**good, "timestamp": "2026-12-03T10:11:12.1234567Z", "firmware": {"x": 1}}
+    # Unknown fields are accepted, 'Z' with 7 fractional digits is parsed; the device's clock
+    # offset lands in the status.
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.1234567Z")
+    extra = {**good, "timestamp": an_hour_ago, "firmware": {"x": 1}}
     assert client.post(f"{PREFIX}/device/heartbeat", json=extra).status_code == 204
+    from controlsvc.models.enclosures import Enclosure
+
+    with database.session() as session:
+        enc = session.get(Enclosure, "box-09")
+        assert enc is not None
+        assert enc.status is not None
+        clock = enc.status["clock"]
+    assert clock["skewed"] is True
+    assert -3610 < clock["offset_s"] < -3590
 
 
 # -- sessions: legacy devices and an MQTT agent together -----------------------------------------

@@ -48,6 +48,7 @@ from schemas.enums import Lifecycle
 from schemas.events import Event, RecordingFailed, RecordingStarted, RecordingStopped
 from schemas.messages import (
     CameraStatus,
+    ClockStatus,
     EnclosureStateMessage,
     RecordingStatus,
     Status,
@@ -66,6 +67,8 @@ BOOT_ID = "jabs-device-client"
 AGENT_VERSION = "jabs-device-client"
 # The original's default frame rate, sent when a session leaves it to the agent.
 DEFAULT_TARGET_FPS = 30
+# A device clock further off than this is reported skewed (the agent's default threshold).
+CLOCK_SKEW_S = 2.0
 
 
 def token_hash(token: str) -> str:
@@ -95,6 +98,14 @@ class _Context:
     reported_state: EncState | None
     stream_wanted: bool
     start: dict[str, Any] | None  # the START parameters for the desired session
+
+
+def _clock(heartbeat: HeartbeatIn, now: datetime) -> ClockStatus:
+    """The device's clock offset from ours, from its timestamp (the original only logged it)."""
+    if heartbeat.timestamp is None:
+        return ClockStatus()
+    offset = (heartbeat.timestamp - now).total_seconds()
+    return ClockStatus(offset_s=round(offset, 3), skewed=abs(offset) > CLOCK_SKEW_S)
 
 
 class Gateway:
@@ -305,6 +316,7 @@ class Gateway:
                 last_frame_at=now if camera.recording else None,
             ),
             recording=recording,
+            clock=_clock(heartbeat, now),
             system=SystemStatus(
                 uptime_s=system.uptime,
                 # The client reports one load average.
