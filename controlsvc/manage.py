@@ -255,7 +255,10 @@ def jabs_register_device(
         if device.token:
             prefix = settings.jabs.url_prefix
             click.echo(f"token (shown once): {device.token}")
-            click.echo(f"device [app] api = <service URL>{prefix}/device-token/{device.token}")
+            click.echo(
+                f"device [app] api = http://<UI host>/api/device-token/{device.token} (behind "
+                f"deploy/nginx/jabs-ui.conf), or <service URL>{prefix}/device-token/{device.token}"
+            )
     finally:
         db.dispose()
 

@@ -607,3 +607,22 @@ def test_x_real_ip_counts_only_from_trusted_proxies(settings: Settings, database
             assert response.status_code == expected, (proxies, address, response.get_json())
         finally:
             app.extensions[PUBLISHER_KEY].close()
+
+
+def test_cors_with_a_list_of_origins(settings: Settings, database: Database) -> None:
+    jabs = settings.jabs.model_copy(update={"cors_origins": "https://ui.lab.org, http://dev:4200"})
+    app = create_app(settings.model_copy(update={"jabs": jabs}), database=database)
+    try:
+        client = app.test_client()
+        for origin, allowed in (("http://dev:4200", True), ("https://evil.example", False)):
+            response = client.options(
+                f"{PREFIX}/device",
+                headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
+            )
+            assert response.headers.get("Access-Control-Allow-Origin") == (
+                origin if allowed else None
+            )
+            if allowed:
+                assert "Origin" in response.headers["Vary"]
+    finally:
+        app.extensions[PUBLISHER_KEY].close()
