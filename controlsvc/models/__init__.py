@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from controlsvc.compat.jabs.models import JabsEnclosure, JabsSession
 from controlsvc.db import Base
 from controlsvc.models.commands import Command
 from controlsvc.models.enclosures import AgentEvent, Enclosure, EnclosureTransition, StatusRecord
 from controlsvc.models.events import EventRecord, EventTicket
+from controlsvc.models.jabs import JabsEnclosure, JabsSession
 from controlsvc.models.sessions import (
     Alert,
     DesiredVersion,

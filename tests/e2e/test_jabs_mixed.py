@@ -191,7 +191,7 @@ def test_mixed_session_legacy_devices_and_agents(
     assert times["enc-a"] >= duration - 3
     wait_for(lambda: fleet.state("box-1") == (None, False), 20, message="box-1 kept its session")
     # The agent recorded real video for it.
-    from controlsvc.compat.jabs.models import JabsSession
+    from controlsvc.models.jabs import JabsSession
 
     with database.session() as session:
         row = session.get(JabsSession, jid)

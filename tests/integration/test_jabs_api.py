@@ -379,7 +379,7 @@ def test_bad_heartbeats_get_a_clear_400_never_a_crash(
 
 
 def our_session_id(database: Database, jid: int) -> str:
-    from controlsvc.compat.jabs.models import JabsSession
+    from controlsvc.models.jabs import JabsSession
 
     with database.session() as session:
         row = session.get(JabsSession, jid)

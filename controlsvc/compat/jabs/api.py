@@ -27,11 +27,11 @@ from controlsvc.api.sessions import commit_and_publish
 from controlsvc.bridge.writer import DatabaseDown
 from controlsvc.compat.jabs import ids, shapes
 from controlsvc.compat.jabs.gateway import Gateway
-from controlsvc.compat.jabs.models import JabsEnclosure
 from controlsvc.config import Settings
 from controlsvc.db import utcnow
 from controlsvc.errors import Conflict, DomainError, Forbidden, NotFound, Unauthorized
 from controlsvc.models.enclosures import AgentEvent, Enclosure
+from controlsvc.models.jabs import JabsEnclosure
 from controlsvc.models.sessions import RecordingSession, SessionEnclosure
 from controlsvc.models.users import User
 from controlsvc.session_state import ACTIVE_ENCLOSURE_STATES

@@ -34,13 +34,13 @@ from controlsvc.compat.jabs.heartbeat import (
     Report,
     decide,
 )
-from controlsvc.compat.jabs.models import JabsEnclosure, JabsSession
 from controlsvc.compat.jabs.shapes import KIB, MIB, HeartbeatIn
 from controlsvc.config import Settings
 from controlsvc.db import Database, as_utc, utcnow
 from controlsvc.enclosure_state import Liveness
 from controlsvc.errors import Forbidden
 from controlsvc.models.enclosures import Enclosure
+from controlsvc.models.jabs import JabsEnclosure, JabsSession
 from controlsvc.models.sessions import DesiredVersion, SessionEnclosure
 from controlsvc.session_state import EncState
 from schemas.codec import dump_message

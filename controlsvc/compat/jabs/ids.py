@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from controlsvc.compat.jabs.models import JabsEnclosure, JabsSession
 from controlsvc.db import utcnow
 from controlsvc.enclosures import insert_ignore
 from controlsvc.errors import NotFound
+from controlsvc.models.jabs import JabsEnclosure, JabsSession
 from schemas.ids import ENCLOSURE_ID_MAX_LENGTH
 
 __all__ = [

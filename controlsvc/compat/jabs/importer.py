@@ -31,10 +31,10 @@ from sqlalchemy.orm import Session
 
 from controlsvc import enclosures, passwords
 from controlsvc.compat.jabs import ids
-from controlsvc.compat.jabs.models import JabsEnclosure, JabsSession
 from controlsvc.db import as_utc, utcnow
 from controlsvc.errors import ConfigError
 from controlsvc.models.enclosures import AgentEvent, Enclosure
+from controlsvc.models.jabs import JabsEnclosure, JabsSession
 from controlsvc.models.sessions import MESSAGE_LENGTH, RecordingSession, SessionEnclosure
 from controlsvc.models.users import User
 from schemas.enums import EventKind, Role, SessionStatus

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from controlsvc import enclosures
 from controlsvc.compat.jabs import ids
 from controlsvc.compat.jabs.gateway import token_hash
-from controlsvc.compat.jabs.models import HOSTNAME_LENGTH, JabsEnclosure
 from controlsvc.db import utcnow
 from controlsvc.errors import Conflict, InvalidInput, NotFound
 from controlsvc.models.enclosures import Enclosure
+from controlsvc.models.jabs import HOSTNAME_LENGTH, JabsEnclosure
 from schemas.rest.enclosures import EnclosureCreate
 
 __all__ = ["LegacyDevice", "list_legacy", "register_legacy", "unregister_legacy"]
