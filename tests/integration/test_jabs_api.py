@@ -626,3 +626,29 @@ def test_cors_with_a_list_of_origins(settings: Settings, database: Database) -> 
                 assert "Origin" in response.headers["Vary"]
     finally:
         app.extensions[PUBLISHER_KEY].close()
+
+
+def test_a_silent_legacy_device_goes_down_and_comes_back(
+    settings: Settings, database: Database, auth: Auth, bridge
+) -> None:
+    """DOWN after [JABS] down_after_s of silence (the bridge's liveness timer), IDLE again at
+    the next heartbeat."""
+    jabs = settings.jabs.model_copy(update={"down_after_s": 2.0})
+    app = create_app(settings.model_copy(update={"jabs": jabs}), database=database)
+    try:
+        client = app.test_client()
+        register(database, "box-6")
+        box = LegacyDevice("box-6", flask_post(client))
+        box.beat()
+        headers = auth.headers(auth.admin())
+
+        def state() -> str:
+            listed = client.get(f"{PREFIX}/device", headers=headers).get_json()
+            return str(next(d["state"] for d in listed if d["name"] == "box-6"))
+
+        assert state() == "IDLE"
+        wait_for(lambda: state() == "DOWN", timeout=20, message=lambda: state())
+        box.beat()
+        assert state() == "IDLE"
+    finally:
+        app.extensions[PUBLISHER_KEY].close()
