@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import create_access_token
@@ -27,6 +28,8 @@ from tests.support.auth import PASSWORD, Auth
 from tests.support.jabs_device import LegacyDevice, flask_post
 from tests.support.jabs_ui import JabsUi, check_device, check_session, flask_send
 from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.mosquitto
 
 API = "/jabs/"
 
