@@ -123,3 +123,6 @@ def _register_blueprints(app: OpenAPI, settings: Settings) -> None:
 
     for module in (auth, users, enclosures, commands, events, live, sessions, metrics, ui):
         module.register(app, settings)
+    from controlsvc.compat.jabs import api as jabs
+
+    jabs.register(app, settings)

@@ -8,6 +8,7 @@ Loading never writes anything; only the CLI commands that say so write files (mo
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 from collections.abc import Mapping
 from enum import StrEnum
@@ -33,7 +34,7 @@ DEFAULT_CONFIG_FILENAME = "jax-mba-service.config"
 CONFIG_ENV_VAR = "JAXMBA_CONFIG"
 PROFILE_ENV_VAR = "FLASK_CONFIG"
 ENV_PREFIX = "JAXMBA_"
-SECTIONS = ("database", "secrets", "mqtt", "mail", "service")
+SECTIONS = ("database", "secrets", "mqtt", "mail", "service", "jabs")
 # Random secrets are this many bytes of entropy, written as hex (the original's format).
 SECRET_BYTES = 32
 
@@ -227,6 +228,71 @@ class ServiceSettings(_Section):
         return upper
 
 
+class JabsSettings(_Section):
+    """The compatibility layer for the original JABS UI and device client (off by default;
+    docs/jabs-migration.md)."""
+
+    enabled: bool = Field(
+        False, description="Serve the JABS-compatible REST layer and heartbeat gateway"
+    )
+    url_prefix: str = Field(
+        "/jabs", description="Where the layer is mounted (the nginx config maps the UI's paths)"
+    )
+    ui_url: str = Field(
+        "",
+        description="Origin the original UI is served from, for emailed /password-reset links "
+        "(empty = [SERVICE] public_url); the URL a client sends is never used",
+    )
+    cors_origins: str = Field(
+        "*", description="Comma-separated origins allowed by CORS on the layer (* = any)"
+    )
+    heartbeat_networks: str = Field(
+        "",
+        description="Comma-separated CIDR networks whose registered legacy devices may send "
+        "heartbeats without a token (empty = a per-device token is always needed)",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated CIDR networks of reverse proxies whose X-Real-IP header "
+        "gives a heartbeat's address (e.g. 127.0.0.1/32 behind the shipped nginx config)",
+    )
+    down_after_s: float = Field(
+        60.0, gt=0, le=3600, description="A legacy device silent this long is DOWN (lost)"
+    )
+    stream_keepalive_s: float = Field(
+        10.0, gt=0, le=600, description="STREAM is sent while a live view was asked this recently"
+    )
+
+    @field_validator("url_prefix")
+    @classmethod
+    def _prefix_is_path(cls, value: str) -> str:
+        if not value.startswith("/") or value.endswith("/") or value.startswith("/api"):
+            raise ValueError("must start with /, not end with /, and not be under /api")
+        return value
+
+    @field_validator("heartbeat_networks", "trusted_proxies")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{item!r} is not a CIDR network ({exc})") from None
+        return value
+
+    def networks(
+        self, value: str | None = None
+    ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The networks of ``heartbeat_networks`` (or of ``value``)."""
+        text = self.heartbeat_networks if value is None else value
+        return [
+            ipaddress.ip_network(item.strip(), strict=False)
+            for item in text.split(",")
+            if item.strip()
+        ]
+
+
 class IniFileSource(PydanticBaseSettingsSource):
     """Reads the INI file; section names are case-insensitive, keys lower-case."""
 
@@ -259,6 +325,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    jabs: JabsSettings = Field(default_factory=JabsSettings)
 
     @model_validator(mode="after")
     def _prod_needs_real_settings(self) -> Settings:
@@ -323,6 +390,11 @@ def read_ini(path: Path) -> dict[str, dict[str, str]]:
     data: dict[str, dict[str, str]] = {}
     for section in parser.sections():
         name = section.lower()
+        if name in ("main", "email") and "database" in (s.lower() for s in parser.sections()):
+            raise ConfigError(
+                f"{path}: [{section}] is from an original JABS config: convert the file with "
+                "`jaxmba-service migrate_config` (docs/jabs-migration.md)"
+            )
         if name not in SECTIONS:
             raise ConfigError(
                 f"{path}: unknown section [{section}] (expected one of "

@@ -79,6 +79,20 @@ email_token_hours = 24
 login_rate_limit = 10/minute
 # Shared directory for multiprocess Prometheus metrics (API workers and the bridge).
 metrics_dir = var/metrics
+
+[JABS]
+# The layer for the original JABS UI and device client (docs/jabs-migration.md).
+enabled = false
+url_prefix = /jabs
+# Origin of the original UI, for emailed password links (empty: public_url).
+ui_url =
+cors_origins = *
+# CIDR networks whose registered legacy devices need no token (empty: token always).
+heartbeat_networks =
+# Reverse proxies whose X-Real-IP names the device (127.0.0.1/32 behind the nginx config).
+trusted_proxies =
+down_after_s = 60
+stream_keepalive_s = 10
 """
 
 

@@ -34,10 +34,16 @@ EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 
 
+# The original's names for our commands (its Celery workers did what the bridge does).
+ALIASES = {"start_workers": "bridge"}
+
+
 class AliasedGroup(click.Group):
-    """Accepts `create-admin` for `create_admin` (and the reverse); help lists one name."""
+    """Accepts `create-admin` for `create_admin` (and the reverse), and the original's names
+    (`ALIASES`); help lists one name."""
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd_name = ALIASES.get(cmd_name.replace("-", "_"), cmd_name)
         return (
             super().get_command(ctx, cmd_name)
             or super().get_command(ctx, cmd_name.replace("-", "_"))
@@ -123,6 +129,47 @@ def init_config(force: bool, profile: str | None) -> None:
     click.echo(f"wrote {path} ({chosen.value} profile, secrets generated, mode 0600)")
 
 
+@cli.command("migrate_config")
+@click.argument(
+    "source", type=click.Path(dir_okay=False, path_type=Path), default=None, required=False
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def migrate_config(source: Path | None, force: bool) -> None:
+    """Convert an original JABS config (SOURCE, default: the config path) into this service's.
+
+    [DATABASE] is kept, [MAIN] and [EMAIL] are mapped, the JABS layer is enabled, and what has
+    no counterpart is listed. Converting in place keeps the original as SOURCE.jabs (0600).
+    """
+    from controlsvc.compat.jabs.config import convert, is_original
+    from controlsvc.configfile import fill_secrets, write_private
+
+    target = _target_path()
+    source = source or target
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"{source}: cannot be read ({exc.strerror})", EXIT_CONFIG)
+    if not is_original(text, str(source)):
+        fail(f"{source} is not an original JABS config (no [MAIN] or [EMAIL] section)", EXIT_CONFIG)
+    conversion = convert(text, source=str(source))
+    if target.exists() and target.resolve() != source.resolve() and not force:
+        fail(f"{target} exists; use --force to overwrite it")
+    if target.resolve() == source.resolve():
+        backup = source.with_name(source.name + ".jabs")
+        write_private(backup, text)
+        click.echo(f"kept the original as {backup}")
+    write_private(target, conversion.text)
+    filled = fill_secrets(target, ["secret_key", "jwt_secret_key"], rotate=False)
+    load_settings(target, profile=Profile.PROD)  # refuses what it cannot run with
+    click.echo(f"wrote {target} (mode 0600)")
+    for line in conversion.mapped:
+        click.echo(f"  mapped {line}")
+    for name in filled:
+        click.echo(f"  generated [SECRETS] {name} (empty in the original)")
+    for line in conversion.unmapped:
+        click.echo(f"  no counterpart: {line} (left out)")
+
+
 @cli.command("create_secrets")
 @click.option("--rotate", is_flag=True, help="Replace existing secrets too (logs everyone out).")
 def create_secrets(rotate: bool) -> None:
@@ -170,6 +217,119 @@ def create_admin(email: str | None, password: str | None, password_stdin: bool) 
             user = create_user(session, email=email, password=password, role=Role.ADMIN)
             click.echo(f"created administrator {user.email} (id {user.id})")
     finally:
+        db.dispose()
+
+
+# --- legacy JABS devices -------------------------------------------------------------------
+
+
+@cli.command("jabs_register_device")
+@click.argument("name")
+@click.option("--enclosure-id", help="Our enclosure id (default: derived from NAME).")
+@click.option("--location", help="Where the device is.")
+@click.option(
+    "--token/--no-token",
+    default=True,
+    help="Make a new per-device token (printed once); --no-token: only [JABS] "
+    "heartbeat_networks admit it.",
+)
+def jabs_register_device(
+    name: str, enclosure_id: str | None, location: str | None, token: bool
+) -> None:
+    """Let the original device client whose heartbeats carry NAME (its host name) in."""
+    from controlsvc.compat.jabs import legacy
+    from controlsvc.db import Database
+
+    settings = state().settings()
+    db = Database(settings.database.sqlalchemy_url())
+    try:
+        _require_schema(settings, db)
+        with db.session() as session:
+            device = legacy.register_legacy(
+                session, name, enclosure_id=enclosure_id, location=location, with_token=token
+            )
+        click.echo(
+            f"registered legacy device {device.hostname} as enclosure {device.enclosure_id} "
+            f"(JABS id {device.jabs_id})"
+        )
+        if device.token:
+            prefix = settings.jabs.url_prefix
+            click.echo(f"token (shown once): {device.token}")
+            click.echo(
+                f"device [app] api = http://<UI host>/api/device-token/{device.token} (behind "
+                f"deploy/nginx/jabs-ui.conf), or <service URL>{prefix}/device-token/{device.token}"
+            )
+    finally:
+        db.dispose()
+
+
+@cli.command("jabs_unregister_device")
+@click.argument("name")
+def jabs_unregister_device(name: str) -> None:
+    """Stop accepting heartbeats from the legacy device NAME (its history stays)."""
+    from controlsvc.compat.jabs import legacy
+    from controlsvc.db import Database
+
+    settings = state().settings()
+    db = Database(settings.database.sqlalchemy_url())
+    try:
+        _require_schema(settings, db)
+        with db.session() as session:
+            device = legacy.unregister_legacy(session, name)
+        click.echo(f"unregistered legacy device {device.hostname} ({device.enclosure_id})")
+    finally:
+        db.dispose()
+
+
+@cli.command("jabs_devices")
+def jabs_devices() -> None:
+    """List the registered legacy devices."""
+    from controlsvc.compat.jabs import legacy
+    from controlsvc.db import Database
+
+    settings = state().settings()
+    db = Database(settings.database.sqlalchemy_url())
+    try:
+        _require_schema(settings, db)
+        with db.session() as session:
+            for device in legacy.list_legacy(session):
+                auth = "token" if device.has_token else "networks only"
+                click.echo(f"{device.jabs_id}\t{device.hostname}\t{device.enclosure_id}\t{auth}")
+    finally:
+        db.dispose()
+
+
+@cli.command("import_jabs")
+@click.option(
+    "--database-url",
+    required=True,
+    help="The JABS database, e.g. postgresql://user:pass@host/jaxmba or sqlite:///path.db.",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be imported; change nothing.")
+def import_jabs(database_url: str, dry_run: bool) -> None:
+    """Import users, devices (as enclosures) and session history from a JABS database
+    (read only; running it again imports only what is new)."""
+    from controlsvc.compat.jabs.importer import import_jabs as run_import
+    from controlsvc.compat.jabs.importer import source_engine
+    from controlsvc.db import Database
+
+    settings = state().settings()
+    source = source_engine(database_url)
+    db = Database(settings.database.sqlalchemy_url())
+    try:
+        _require_schema(settings, db)
+        with db.sessionmaker() as session:
+            report = run_import(source, session)
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+        for line in report.lines:
+            click.echo(f"  {line}")
+        verb = "would import" if dry_run else "imported"
+        click.echo(f"{verb}: {report.summary()}")
+    finally:
+        source.dispose()
         db.dispose()
 
 

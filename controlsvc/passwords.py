@@ -1,5 +1,8 @@
 """Password hashing (argon2id, rehashed on login when the parameters change) and the policy.
 
+Hashes imported from JABS (``jabs-sha512$<salt>$<hex>``: SHA-512 of password + salt) verify
+too, and are replaced by argon2id at the first login (``needs_rehash``).
+
 Policy: at least `MIN_LENGTH` characters, at most `MAX_LENGTH`, and not one of the ~10,000 most
 common passwords (`data/common-passwords.txt`, compared case-insensitively).
 """
@@ -7,6 +10,8 @@ common passwords (`data/common-passwords.txt`, compared case-insensitively).
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import secrets
 from importlib import resources
 
@@ -16,10 +21,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from controlsvc.errors import InvalidInput
 
 __all__ = [
+    "JABS_PREFIX",
     "MAX_LENGTH",
     "MIN_LENGTH",
     "check_policy",
     "hash_password",
+    "jabs_hash",
     "is_common",
     "needs_rehash",
     "verify_password",
@@ -36,14 +43,30 @@ COMMON_PASSWORDS_FILE = "common-passwords.txt"
 HASHER = PasswordHasher()
 
 
+JABS_PREFIX = "jabs-sha512$"
+
+
 def hash_password(password: str) -> str:
     return HASHER.hash(password)
+
+
+def jabs_hash(salt: str, hexdigest: str) -> str:
+    """The stored form of a JABS password hash (only the importer makes these)."""
+    return f"{JABS_PREFIX}{salt}${hexdigest.lower()}"
+
+
+def _verify_jabs(password_hash: str, password: str) -> bool:
+    salt, _, expected = password_hash.removeprefix(JABS_PREFIX).rpartition("$")
+    actual = hashlib.sha512((password + salt).encode("utf-8", "surrogatepass")).hexdigest()
+    return hmac.compare_digest(actual, expected)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     """True when `password` matches; False for a mismatch and for an empty or corrupt hash."""
     if not password_hash:
         return False
+    if password_hash.startswith(JABS_PREFIX):
+        return _verify_jabs(password_hash, password)
     try:
         return HASHER.verify(password_hash, password)
     except (VerificationError, InvalidHashError):

@@ -80,11 +80,12 @@ def _lifetimes(settings: Settings) -> tuple[timedelta, timedelta]:
     )
 
 
-def issue_tokens(user: User) -> TokenPair:
-    """A new access and refresh token for `user` (inside an app context)."""
+def issue_tokens(user: User, extra_claims: Mapping[str, Any] | None = None) -> TokenPair:
+    """A new access and refresh token for `user` (inside an app context); `extra_claims` go
+    into both (the JABS layer's `identity`)."""
     access_life = cast(timedelta, current_app.config["JWT_ACCESS_TOKEN_EXPIRES"])
     refresh_life = cast(timedelta, current_app.config["JWT_REFRESH_TOKEN_EXPIRES"])
-    claims = {ISSUED_US_CLAIM: users.micros(utcnow()), "role": user.role}
+    claims = {**(extra_claims or {}), ISSUED_US_CLAIM: users.micros(utcnow()), "role": user.role}
     return TokenPair(
         access_token=create_access_token(str(user.id), additional_claims=claims),
         refresh_token=create_refresh_token(str(user.id), additional_claims=claims),

@@ -40,7 +40,7 @@ from schemas.types import SessionId
 
 log = logging.getLogger(__name__)
 
-__all__ = ["bp", "register"]
+__all__ = ["bp", "commit_and_publish", "register"]
 
 BODY_PROBLEMS = (400, 413, 415, 422)
 
@@ -80,7 +80,7 @@ def _notify(publisher: Publisher, session: Session) -> None:
     eventlog.notify(publisher, settings().mqtt.topic_prefix, eventlog.last_id(session))
 
 
-def _commit_and_publish(session: Session, outgoing: list[Outgoing]) -> None:
+def commit_and_publish(session: Session, outgoing: list[Outgoing]) -> None:
     """Commit the decision, publish its documents, record what the broker acknowledged."""
     publisher: Publisher = mqtt_publisher.publisher_of(current_app)
     session.commit()
@@ -110,7 +110,7 @@ def create_session(body: SessionCreate) -> Any:
     rs, outgoing = sessions.create_session(
         session, _topics(), body, created_by_id=tokens.current_user().id, now=utcnow()
     )
-    _commit_and_publish(session, outgoing)
+    commit_and_publish(session, outgoing)
     return _out(session, rs), 201
 
 
@@ -164,7 +164,7 @@ def cancel_session(path: SessionPath) -> Any:
     """Cancel the session (idempotent); 409 when it already finished otherwise."""
     session = db_session()
     rs, outgoing = sessions.cancel_session(session, _topics(), path.id, now=utcnow())
-    _commit_and_publish(session, outgoing)
+    commit_and_publish(session, outgoing)
     return _out(session, rs)
 
 
@@ -178,7 +178,7 @@ def cancel_enclosure(path: SessionEnclosurePath) -> Any:
     enclosure is not part of the session, 409 when it already finished."""
     session = db_session()
     rs, outgoing = sessions.cancel_enclosure(session, _topics(), path.id, path.eid, now=utcnow())
-    _commit_and_publish(session, outgoing)
+    commit_and_publish(session, outgoing)
     return _out(session, rs)
 
 

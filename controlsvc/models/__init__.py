@@ -6,6 +6,7 @@ from controlsvc.db import Base
 from controlsvc.models.commands import Command
 from controlsvc.models.enclosures import AgentEvent, Enclosure, EnclosureTransition, StatusRecord
 from controlsvc.models.events import EventRecord, EventTicket
+from controlsvc.models.jabs import JabsEnclosure, JabsSession
 from controlsvc.models.sessions import (
     Alert,
     DesiredVersion,
@@ -27,6 +28,8 @@ __all__ = [
     "EnclosureTransition",
     "EventRecord",
     "EventTicket",
+    "JabsEnclosure",
+    "JabsSession",
     "RecordingSession",
     "RevokedToken",
     "SessionEnclosure",

@@ -77,3 +77,16 @@ def test_common_password_list_is_big_and_lower_case():
     assert passwords.is_common("Password1")
     assert passwords.is_common(" password1 ")
     assert not passwords.is_common("bumpy-lantern-42")
+
+
+def test_jabs_hashes_verify_and_need_rehashing() -> None:
+    import hashlib
+
+    salt = "6fa459ea-ee8a-11e9-9ad8-0242ac120002"
+    stored = passwords.jabs_hash(
+        salt, hashlib.sha512(b"jabs-era-pass-77" + salt.encode()).hexdigest()
+    )
+    assert passwords.verify_password(stored, "jabs-era-pass-77")
+    assert not passwords.verify_password(stored, "jabs-era-pass-78")
+    assert not passwords.verify_password(passwords.JABS_PREFIX + "no-dollar", "x")
+    assert passwords.needs_rehash(stored)

@@ -1,0 +1,1 @@
+"""Compatibility layers for the systems a lab moves from (each off unless configured)."""
