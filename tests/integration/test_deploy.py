@@ -253,15 +253,22 @@ def test_primary_and_standby_stream_synchronously(pg_workdir: Path) -> None:
         )  # fmt: skip
         start(standby, standby_port)
         on_primary, on_standby = engine(primary_port), engine(standby_port)
+
+        def replication() -> list[tuple[str, str, str]]:
+            query = "SELECT application_name, state, sync_state FROM pg_stat_replication"
+            with on_primary.connect() as conn:
+                return [(r[0], r[1], r[2]) for r in conn.execute(text(query))]
+
+        # The standby the primary's synchronous_standby_names waits for (a commit would
+        # otherwise wait for ever, so this is checked first).
+        wait_for(
+            lambda: replication() == [(STANDBY_NAME, "streaming", "quorum")],
+            timeout=30,
+            message=lambda: f"pg_stat_replication on the primary: {replication()}",
+        )
         with on_primary.connect() as conn:
-            # With no synchronous standby this commit would wait for ever (timeout: fails).
-            conn.execute(text("SET statement_timeout = '60s'"))
             conn.execute(text("CREATE TABLE deploy_check (x int)"))
             conn.execute(text("INSERT INTO deploy_check VALUES (42)"))
-            replication = conn.execute(
-                text("SELECT application_name, state, sync_state FROM pg_stat_replication")
-            ).all()
-        assert [tuple(r) for r in replication] == [(STANDBY_NAME, "streaming", "quorum")]
 
         def replicated() -> bool:
             with on_standby.connect() as conn:
