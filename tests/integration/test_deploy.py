@@ -317,8 +317,9 @@ def _pgbouncer_ini(workdir: Path, target: URL, port: int) -> Path:
 
 def test_pgbouncer_ini_pools_the_services_writes(pg_server: URL) -> None:
     """The shipped pgbouncer.ini (transaction pooling) in front of a real PostgreSQL, and the
-    bridge's Writer through it: row locks, multi-row INSERTs, the event log's transaction-level
-    advisory lock, and the live feed's autocommit reads."""
+    service's own writes through it: the bridge's Writer (row locks, multi-row INSERTs, the
+    event log's transaction-level advisory lock), a session's creation (its advisory lock, bulk
+    inserts) and the live feed's autocommit reads."""
     from controlsvc import eventlog, migrate
     from controlsvc.bridge.inbound import Inbound
     from controlsvc.bridge.stats import BridgeStats
@@ -326,8 +327,10 @@ def test_pgbouncer_ini_pools_the_services_writes(pg_server: URL) -> None:
     from controlsvc.broker import find_free_port
     from controlsvc.db import Database, utcnow
     from controlsvc.enclosure_state import Liveness
+    from controlsvc.sessions import create_session
     from controlsvc.simulator.agent import AgentOptions, SimulatedAgent
     from schemas.enums import Lifecycle
+    from schemas.rest.sessions import SessionCreate, SessionEnclosureIn
     from schemas.topics import Topics
     from tests.support.postgres import as_postgres_user, create_database, drop_database
     from tests.support.waiting import wait_for
@@ -372,8 +375,21 @@ def test_pgbouncer_ini_pools_the_services_writes(pg_server: URL) -> None:
         for _ in range(3):
             statuses = [inbound(a.status_topic, a.status_message().payload) for a in agents]
             writer.write(writer.parse(statuses))
+        # A session over them: its creation takes a transaction-level advisory lock too.
+        body = SessionCreate(
+            name="through pgbouncer",
+            enclosures=[SessionEnclosureIn(id=a.eid, file_prefix="m") for a in agents],
+            duration_s=60,
+        )
+        with database.session() as session:
+            created, desired = create_session(session, topics, body)
+        assert len(desired) == len(agents)
         with database.engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM status_history")).scalar() == 9
+            assert conn.execute(
+                text("SELECT count(*) FROM session_enclosures WHERE session_id = :id"),
+                {"id": created.id},
+            ).scalar() == len(agents)
             # Through PgBouncer: the server's client is PgBouncer, not this process.
             assert conn.execute(text("SELECT current_database()")).scalar() == target.database
         with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
