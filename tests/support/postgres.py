@@ -38,13 +38,23 @@ def _answers(url: URL) -> bool:
     return True
 
 
-def _pg_bin(name: str) -> str | None:
+def pg_bin(name: str) -> str | None:
+    """The path of a PostgreSQL program (Debian keeps the server's off PATH), or None."""
     found = shutil.which(name)
     if found:
         return found
     for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
         return str(candidate)
     return None
+
+
+def as_postgres_user(workdir: Path) -> list[str]:
+    """The command prefix that runs a server program on ``workdir`` (initdb, postgres and
+    pgbouncer refuse to run as root: as root, use the postgres user and give it ``workdir``)."""
+    if os.geteuid() != 0:
+        return []
+    shutil.chown(workdir, "postgres")
+    return ["runuser", "-u", "postgres", "--"]
 
 
 def _free_port() -> int:
@@ -55,15 +65,12 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def _throwaway_cluster() -> Iterator[URL]:
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         raise NoPostgres("no PostgreSQL server answered and initdb/pg_ctl are not installed")
     workdir = Path(tempfile.mkdtemp(prefix="jaxmba-pg-"))
     datadir, port = workdir / "data", _free_port()
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root: use the postgres user
-        shutil.chown(workdir, "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
+    run_as = as_postgres_user(workdir)
     subprocess.run(
         [*run_as, initdb, "-D", str(datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
         check=True,
