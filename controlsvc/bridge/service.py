@@ -6,7 +6,8 @@
     paho network threads         worker threads (lanes)             housekeeping thread
     reliable: on_message ─▶ lane of the enclosure: Inbox ──────────▶ batch (≤ BATCH_MAX,
       (state, ack, events)    bounded FIFO (first)                   ≤ FILL_LINGER_S to fill)
-    statuses: on_message ─▶   latest status per enclosure
+    statuses: on_message ─▶   statuses (the latest per enclosure
+                              beyond STATUS_QUEUE_SIZE)
                                       parse + validate (schemas)
                                       ONE transaction (Writer) ── commit
                                       PUBACK the batch, notify {prefix}/service/events
@@ -67,8 +68,8 @@ log = logging.getLogger(__name__)
 __all__ = ["BATCH_MAX", "QUEUE_SIZE", "STATUS_QUEUE_SIZE", "Bridge", "run"]
 
 # Received state/ack/events messages waiting for a lane's worker (then the network thread
-# waits: back-pressure, see the module doc). Bounds the bridge's memory; statuses are bounded
-# apart from it, one per enclosure.
+# waits: back-pressure, see the module doc). Bounds the bridge's memory, with
+# STATUS_QUEUE_SIZE.
 QUEUE_SIZE = 20_000
 # Statuses waiting for the lanes' workers before each newer one replaces the waiting ones of its
 # enclosure (coalescing, see the module doc): a burst this size is written whole, with history.
@@ -395,7 +396,8 @@ class _Lane:
 
     def backlog_since(self) -> datetime | None:
         """When the oldest message this lane has not written yet arrived (None: none)."""
-        return self.busy_since or self.queue.oldest()
+        times = [t for t in (self.busy_since, self.queue.oldest()) if t is not None]
+        return min(times, default=None)
 
 
 def run(settings: Settings) -> None:

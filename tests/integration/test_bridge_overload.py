@@ -57,6 +57,7 @@ STATUS_QUEUE = 100  # statuses waiting in the bridge before they are coalesced
 BATCH_MAX = 50
 PUBLISH_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 120.0
+COALESCE_TIMEOUT_S = 300.0  # generous: reading 15,000 statuses on a loaded machine
 SCRAPE_TOKEN = "scrape-" + "o" * 40
 COALESCED = "jaxmba_bridge_statuses_coalesced_total"
 
@@ -203,8 +204,12 @@ def test_overload_loses_no_event_or_ack_and_keeps_the_latest_status(
             least = ENCLOSURES * (STATUSES - 1) - in_batches - STATUS_QUEUE
             wait_for(
                 lambda: bridge.stats.snapshot().get("statuses_coalesced", 0) >= least,
-                timeout=DRAIN_TIMEOUT_S,
-                message=lambda: f"coalesced fewer than {least}: {bridge.stats.snapshot()}",
+                timeout=COALESCE_TIMEOUT_S,
+                message=lambda: (
+                    f"coalesced fewer than {least}: {bridge.stats.snapshot()}; waiting"
+                    f" {[lane.queue.qsize() for lane in bridge._lanes]}; broker:"
+                    f" {_drops(fleet_broker)}"
+                ),
             )
 
         expected_events = {(eid, e) for eid, events in event_ids.items() for e in events}
@@ -230,6 +235,7 @@ def test_overload_loses_no_event_or_ack_and_keeps_the_latest_status(
         for pub in fleet:
             pub.close()
 
+    assert _drops(fleet_broker) == []  # not even statuses: the bridge took them all
     # Exactly once: no event row twice, and nothing else arrived.
     assert _event_rows(database, ids) == len(expected_events)
     stats = bridge.stats.snapshot()
@@ -243,6 +249,12 @@ def test_overload_loses_no_event_or_ack_and_keeps_the_latest_status(
         lambda: metric(scrape(), COALESCED) - coalesced_before == stats["statuses_coalesced"],
         message=lambda: f"/metrics shows {metric(scrape(), COALESCED) - coalesced_before}",
     )
+
+
+def _drops(broker: LocalBroker) -> list[str]:
+    """The broker's notices that it dropped messages for a client."""
+    text_ = broker.log_file.read_text(errors="replace")
+    return [line for line in text_.splitlines() if "being dropped" in line]
 
 
 def _stored_seqs(database: Database, ids: list[str]) -> dict[str, int | None]:
