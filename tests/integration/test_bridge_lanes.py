@@ -150,3 +150,15 @@ def test_statuses_come_on_their_own_connection_also_after_an_upgrade(
         assert f"{PREFIX}/enc/enc-a/state" in reliable
     finally:
         bridge.stop()
+
+
+def test_a_status_waiting_longer_than_the_batch_in_progress_is_the_backlog(
+    settings, database, broker
+):
+    """Statuses wait behind state, acks and events: a batch of those may have begun after."""
+    bridge = Bridge(bridge_settings(settings, broker), database, housekeeping=False)
+    status = _status_inbound("enc-a", qos=1, generation=0)
+    lane = bridge._lane_of(status.topic)
+    lane.queue.put_status(status)
+    lane.busy_since = status.received_at + timedelta(seconds=5)
+    assert bridge.backlog_since() == status.received_at
