@@ -4,7 +4,7 @@
 the end, in reverse order:
 
 - ``broker(accounts)``: a ``LocalBroker`` on a free port with the generated config
-  (``set_tcp_nodelay true``, ``max_queued_messages`` 100,000, ``max_inflight_messages`` 1,000),
+  (``set_tcp_nodelay true``, ``max_queued_messages`` 1,000,000, ``max_inflight_messages`` 1,000),
   the service and operator accounts, and the simulated enclosures' accounts;
 - ``database()``: a fresh PostgreSQL database (the server of ``JAXMBA_TEST_DATABASE_URL``, else
   127.0.0.1:5432, else a throwaway ``initdb`` cluster), migrated to head, dropped at the end;

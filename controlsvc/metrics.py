@@ -106,6 +106,11 @@ DATABASE_ERRORS = Counter(
     "Bridge transactions that failed because the database could not be reached",
 )
 BROKER_CONNECTS = Counter("jaxmba_bridge_connects", "Connections of the bridge to the broker")
+STATUSES_COALESCED = Counter(
+    "jaxmba_bridge_statuses_coalesced",
+    "Statuses the bridge replaced by a newer one of the same enclosure before writing them "
+    "(it was behind; only the newest is stored)",
+)
 BRIDGES_CONNECTED = Gauge(
     "jaxmba_bridges_connected",
     "Bridges connected to the broker now (summed over live bridges)",
@@ -147,6 +152,7 @@ ALL_METRICS: tuple[MetricWrapperBase, ...] = (
     BATCH_RETRIES,
     DATABASE_ERRORS,
     BROKER_CONNECTS,
+    STATUSES_COALESCED,
     BRIDGES_CONNECTED,
     HTTP_REQUESTS,
     HTTP_SECONDS,
@@ -171,6 +177,7 @@ _PLAIN_STATS: dict[str, Counter] = {
     "batch_retries": BATCH_RETRIES,
     "database_errors": DATABASE_ERRORS,
     "connects": BROKER_CONNECTS,
+    "statuses_coalesced": STATUSES_COALESCED,
 }
 
 

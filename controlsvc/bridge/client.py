@@ -1,23 +1,35 @@
-"""The bridge's MQTT connection: persistent session, shared subscriptions, manual acks, Will.
+"""The bridge's MQTT connections: shared subscriptions, a Will, and one ``Role`` each.
 
-- Client id ``{client_id}-bridge`` (stable), clean start off and a session expiry of
-  ``SESSION_EXPIRY_S``: messages published while the bridge restarts wait in the broker and
-  arrive after (also those it received but had not acknowledged yet).
-- Manual acknowledgement: a message is PUBACKed only after the batch holding it is committed,
-  so a bridge that dies mid-batch gets it again. ``ReceiveMaximum`` bounds what is in flight.
-- Subscriptions (sent in ``on_connect``, after checking the CONNACK): the shared
-  ``$share/controlsvc/{prefix}/enc/+/{state,status,ack,events}``, so several bridges split the
-  load; plus, once per connection, a plain subscription to ``state`` and ``status`` that is
-  dropped as soon as its SUBACK arrives. That one is there for the retained messages: MQTT 5
-  says a shared subscription gets none (mosquitto 2.0.11 does send them, other brokers do not),
-  and retained state/status are how a bridge with an empty database or an expired session
-  learns the current picture. Every write is idempotent, so receiving them twice is harmless.
-- Will: retained ``service/state`` ``{"online": false}``; ``online: true`` on every connect and
-  every ``SERVICE_HEARTBEAT_S`` (agents estimate their clock offset from it, and it repairs the
-  state after another bridge's Will or clean stop said offline).
+The bridge has two connections, so that statuses never share a broker queue with what must
+not be lost (docs/bridge.md, "Overload"):
+
+- ``RELIABLE``, client id ``{[MQTT] client_id}-bridge``: ``state``, ``ack`` and ``events``. Its
+  traffic is small, so the broker's per-client queue (``max_queued_messages``/
+  ``max_queued_bytes``) holds hours of it; when the bridge is behind, its network thread waits
+  for room (back-pressure) and the broker queues the rest.
+- ``STATUSES``, client id ``{[MQTT] client_id}-bridge-status``: ``status`` only. Its network thread
+  never waits: when too many statuses wait, the bridge keeps the latest per enclosure
+  (``inbox.Inbox``) and acknowledges the ones replaced at once, so the broker does not queue
+  statuses for a connected bridge however far behind it is (only while it is away).
+
+For each: clean start off and a session expiry of ``SESSION_EXPIRY_S``: messages published
+while the bridge restarts wait in the broker and arrive after (also those it received but had
+not acknowledged yet). Manual acknowledgement: a message is PUBACKed only after the batch
+holding it is committed (or, a status, replaced by a newer one), so a bridge that dies mid-batch
+gets it again. Subscriptions (sent in ``on_connect``, after checking the CONNACK) to the shared
+``$share/controlsvc/{prefix}/enc/+/{channels}``, so several bridges split the load; plus, once
+per connection, a plain subscription to the retained channels that is dropped as soon as its
+SUBACK arrives. That one is there for the retained messages: MQTT 5 says a shared subscription
+gets none (mosquitto 2.0.11 does send them, other brokers do not), and retained state/status
+are how a bridge with an empty database or a new session learns the current picture. Every
+write is idempotent, so receiving them twice is harmless.
+
+- Will (``RELIABLE``): retained ``service/state`` ``{"online": false}``; ``online: true`` on
+  every connect and every ``SERVICE_HEARTBEAT_S`` (agents estimate their clock offset from it,
+  and it repairs the state after another bridge's Will or clean stop said offline).
 - A refused CONNACK returns at once; bad credentials stop the reconnecting for good (``fatal``).
 - Callbacks never block for long and never raise: ``on_message`` copies the message and hands
-  it to the bridge (which may wait for room in its queue: back-pressure, not loss).
+  it to the bridge (``RELIABLE`` may wait for room in its queue: back-pressure, not loss).
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +51,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from controlsvc import __version__, eventlog
 from controlsvc.bridge.errors import BrokerRefused
-from controlsvc.bridge.inbound import Inbound
+from controlsvc.bridge.inbound import Inbound, Link
 from controlsvc.bridge.stats import BridgeStats
 from controlsvc.config import Settings
 from controlsvc.db import utcnow
@@ -59,7 +72,7 @@ from schemas.topics import Channel, Topics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SHARE_GROUP", "BridgeClient"]
+__all__ = ["RELIABLE", "SHARE_GROUP", "STATUSES", "BridgeClient", "Role"]
 
 SHARE_GROUP = "controlsvc"
 # The broker keeps the bridge's subscriptions and queues its messages this long while it is
@@ -68,6 +81,9 @@ SESSION_EXPIRY_S = 3600
 # Unacknowledged messages the broker may have in flight to the bridge: a few batches' worth,
 # so the worker never starves while the previous batch commits.
 RECEIVE_MAXIMUM = 10_000
+# The status connection: the most MQTT allows, since what the bridge holds unacknowledged is
+# bounded by the statuses it lets wait (``service.STATUS_QUEUE_SIZE``) plus one per enclosure.
+STATUS_RECEIVE_MAXIMUM = 65_535
 # The bridge's keepalive is at least this (seconds): under back-pressure its network thread
 # waits for room in a queue and reads PINGRESPs late; with a short keepalive paho would drop a
 # healthy connection. Its own liveness is not time-critical (a crash closes the socket at once).
@@ -79,8 +95,37 @@ RECONNECT_MAX_S = 30
 SERVICE_HEARTBEAT_S = 15.0
 SHARED_SUB_ID = 1
 RETAINED_SUB_ID = 2
-RETAINED_CHANNELS = (Channel.STATE, Channel.STATUS)
 SUBSCRIBED_CHANNELS = (Channel.STATE, Channel.STATUS, Channel.ACK, Channel.EVENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """What one of the bridge's connections carries, and how (see the module doc)."""
+
+    suffix: str  # added to the bridge's client id
+    channels: tuple[Channel, ...]  # the shared subscription
+    retained: tuple[Channel, ...]  # the plain subscription made once per connection
+    link: Link  # stamped on the messages received, to route their acks
+    announces: bool  # the Will and service/state
+    receive_maximum: int
+
+
+RELIABLE = Role(
+    "",
+    (Channel.STATE, Channel.ACK, Channel.EVENTS),
+    (Channel.STATE,),
+    link=Link.RELIABLE,
+    announces=True,
+    receive_maximum=RECEIVE_MAXIMUM,
+)
+STATUSES = Role(
+    "-status",
+    (Channel.STATUS,),
+    (Channel.STATUS,),
+    link=Link.STATUSES,
+    announces=False,
+    receive_maximum=STATUS_RECEIVE_MAXIMUM,
+)
 
 
 class BridgeClient:
@@ -93,18 +138,22 @@ class BridgeClient:
         deliver: Callable[[Inbound], None],
         stats: BridgeStats,
         *,
+        role: Role = RELIABLE,
         client_id: str | None = None,
         session_expiry_s: int = SESSION_EXPIRY_S,
-        receive_maximum: int = RECEIVE_MAXIMUM,
+        receive_maximum: int | None = None,
         publish_timeout: float = PUBLISH_TIMEOUT_S,
     ) -> None:
         self._settings = settings
         self.topics = topics
         self._deliver = deliver
         self.stats = stats
-        self.client_id = client_id or f"{settings.mqtt.client_id}-bridge"
+        self.role = role
+        # ``client_id``: the bridge's (default ``{[MQTT] client_id}-bridge``); the role adds its own
+        # suffix, so every connection's id is stable across restarts and distinct.
+        self.client_id = (client_id or f"{settings.mqtt.client_id}-bridge") + role.suffix
         self.session_expiry_s = session_expiry_s
-        self.receive_maximum = receive_maximum
+        self.receive_maximum = receive_maximum or role.receive_maximum
         self.publish_timeout = publish_timeout
         self.started_at = utcnow()
         self._codes = PubackCodes()
@@ -135,7 +184,10 @@ class BridgeClient:
 
     def _make_client(self) -> paho.Client:
         client = new_client(self._settings, self.client_id, manual_ack=True)
-        client.will_set(self.topics.service_state(), self._service_state(False), qos=1, retain=True)
+        if self.role.announces:
+            client.will_set(
+                self.topics.service_state(), self._service_state(False), qos=1, retain=True
+            )
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -169,11 +221,12 @@ class BridgeClient:
         2.0 keeps queueing a share for a disconnected member until its session expires).
         """
         self._stopping = True
-        if self._connected.is_set():
+        if self._connected.is_set() and self.role.announces:
             try:
                 self.publish(self.topics.service_state(), self._service_state(False), retain=True)
             except BrokerUnavailable as exc:
                 log.warning("could not publish service offline: %s", exc.detail)
+        if self._connected.is_set():
             props = None
             if forget_session:
                 props = new_properties(PacketTypes.DISCONNECT)
@@ -234,8 +287,9 @@ class BridgeClient:
                 self._generation += 1
             self._connected_since = time.monotonic()
             self._connected.set()
-            self.stats.add("connects")
-            self.stats.connected = True
+            if self.role.announces:  # the bridge's connection as the metrics know it
+                self.stats.add("connects")
+                self.stats.connected = True
             if self._was_connected:
                 log.info(
                     "connection to the broker is back (session present: %s)", flags.session_present
@@ -249,26 +303,33 @@ class BridgeClient:
                     flags.session_present,
                 )
             self._was_connected = True
-            self._subscribe(client)
-            client.publish(
-                self.topics.service_state(), self._service_state(True), qos=1, retain=True
-            )
+            self._subscribe(client, session_present=bool(flags.session_present))
+            if self.role.announces:
+                client.publish(
+                    self.topics.service_state(), self._service_state(True), qos=1, retain=True
+                )
         except Exception:
             log.exception("error in on_connect")
 
-    def _subscribe(self, client: paho.Client) -> None:
+    def _shared_filter(self, channel: Channel) -> str:
+        return Topics.shared(SHARE_GROUP, self.topics.enc_filter(channel))
+
+    def _subscribe(self, client: paho.Client, *, session_present: bool) -> None:
+        role = self.role
+        others = [ch for ch in SUBSCRIBED_CHANNELS if ch not in role.channels]
+        if session_present and others:
+            # A session kept from a version whose one connection took every channel: the
+            # other connection reads those now, and this session must stop queueing them.
+            client.unsubscribe([self._shared_filter(ch) for ch in others])
         shared = new_properties(PacketTypes.SUBSCRIBE)
         shared.SubscriptionIdentifier = SHARED_SUB_ID
-        filters = [
-            (Topics.shared(SHARE_GROUP, self.topics.enc_filter(ch)), SubscribeOptions(qos=1))
-            for ch in SUBSCRIBED_CHANNELS
-        ]
+        filters = [(self._shared_filter(ch), SubscribeOptions(qos=1)) for ch in role.channels]
         rc, mid = client.subscribe(filters, properties=shared)
         self._shared_mid = mid
         retained = new_properties(PacketTypes.SUBSCRIBE)
         retained.SubscriptionIdentifier = RETAINED_SUB_ID
         rc2, mid2 = client.subscribe(
-            [(self.topics.enc_filter(ch), SubscribeOptions(qos=1)) for ch in RETAINED_CHANNELS],
+            [(self.topics.enc_filter(ch), SubscribeOptions(qos=1)) for ch in role.retained],
             properties=retained,
         )
         self._retained_mid = mid2
@@ -286,7 +347,7 @@ class BridgeClient:
             if mid == self._retained_mid:
                 # The retained messages are on their way (queued before this SUBACK's
                 # successor); the plain subscription has done its job.
-                client.unsubscribe([self.topics.enc_filter(ch) for ch in RETAINED_CHANNELS])
+                client.unsubscribe([self.topics.enc_filter(ch) for ch in self.role.retained])
                 self._retained_mid = None
             elif mid == self._shared_mid and not refused:
                 self._subscribed.set()
@@ -314,11 +375,12 @@ class BridgeClient:
                 self._generation += 1  # acks of that connection must not reach the next one
             self._connected.clear()
             self._subscribed.clear()
-        self.stats.connected = False
+        if self.role.announces:
+            self.stats.connected = False
 
     def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         try:
-            inbound = Inbound.from_paho(message, self._generation)
+            inbound = Inbound.from_paho(message, self._generation, self.role.link)
         except Exception:  # e.g. a topic that is not UTF-8
             log.exception("cannot read a received message (mid %s)", message.mid)
             self.stats.count("invalid", "topic")

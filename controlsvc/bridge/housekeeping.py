@@ -59,9 +59,12 @@ class Housekeeping:
         status_history_days: int,
         tick_s: float = TICK_S,
         backlog_since: Callable[[], datetime | None] = lambda: None,
+        heard_for: Callable[[], float] | None = None,
     ) -> None:
         self._db = database
         self._backlog_since = backlog_since
+        # Seconds the bridge has been able to hear every enclosure (all its connections up).
+        self._heard_for = heard_for or client.connected_for
         self._client = client
         self._liveness = liveness
         self.stats = stats
@@ -127,7 +130,7 @@ class Housekeeping:
     def check_liveness(self, now: datetime | None = None) -> int:
         """Mark silent enclosures lost; how many."""
         grace = self._liveness.silence_limit().total_seconds()
-        if self._client.connected_for() < grace:
+        if self._heard_for() < grace:
             return 0
         now = now or utcnow()
         # Messages the bridge received but has not written yet may be the very proof of life

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 
 import paho.mqtt.client as paho
 
 from controlsvc.db import utcnow
 
-__all__ = ["Inbound"]
+__all__ = ["Inbound", "Link"]
+
+
+class Link(Enum):
+    """Which of the bridge's connections a message came on (docs/bridge.md, "Overload")."""
+
+    RELIABLE = "reliable"  # state, ack, events
+    STATUSES = "statuses"  # status
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +32,12 @@ class Inbound:
     mid: int = 0
     generation: int = 0  # the connection it arrived on; acks go only to that connection
     correlation_data: bytes | None = None
+    link: Link = Link.RELIABLE  # the connection that acknowledges it
 
     @classmethod
-    def from_paho(cls, message: paho.MQTTMessage, generation: int) -> Inbound:
+    def from_paho(
+        cls, message: paho.MQTTMessage, generation: int, link: Link = Link.RELIABLE
+    ) -> Inbound:
         props = message.properties
         return cls(
             topic=message.topic,
@@ -37,4 +48,5 @@ class Inbound:
             mid=message.mid,
             generation=generation,
             correlation_data=getattr(props, "CorrelationData", None) if props else None,
+            link=link,
         )

@@ -3,9 +3,11 @@
 
 ::
 
-    paho network thread          worker threads (lanes)             housekeeping thread
-    on_message ──Inbound──▶ lane of the enclosure: bounded queue ──▶ batch (≤ BATCH_MAX,
-                                                                     ≤ FILL_LINGER_S to fill)
+    paho network threads         worker threads (lanes)             housekeeping thread
+    reliable: on_message ─▶ lane of the enclosure: Inbox ──────────▶ batch (≤ BATCH_MAX,
+      (state, ack, events)    bounded FIFO (first)                   ≤ FILL_LINGER_S to fill)
+    statuses: on_message ─▶   statuses (the latest per enclosure
+                              beyond STATUS_QUEUE_SIZE)
                                       parse + validate (schemas)
                                       ONE transaction (Writer) ── commit
                                       PUBACK the batch, notify {prefix}/service/events
@@ -17,12 +19,19 @@ enclosure (a hash of the id). One enclosure's messages thus stay in order, two l
 for each other's row locks, and while one lane waits for the database the other parses and
 writes. SQLite allows one writer at a time: one lane.
 
-Back-pressure instead of loss: when a lane's queue is full, ``on_message`` waits for room (the
-network thread stops reading, TCP and the broker queue the rest). If that lasts beyond the
-keepalive the connection drops; nothing is lost, since unacknowledged messages are delivered
-again on the persistent session, and the queued copies from the old connection are skipped
-instead of written twice. The bridge's keepalive is at least ``client.MIN_KEEPALIVE_S``: with its
-network thread waiting for room, PINGRESPs wait too.
+Back-pressure instead of loss: when a lane's FIFO is full, the reliable connection's
+``on_message`` waits for room (the network thread stops reading, TCP and the broker queue the
+rest). If that lasts beyond the keepalive the connection drops; nothing is lost, since
+unacknowledged messages are delivered again on the persistent session, and the queued copies
+from the old connection are skipped instead of written twice. The bridge's keepalive is at
+least ``client.MIN_KEEPALIVE_S``: with its network thread waiting for room, PINGRESPs wait too.
+
+Coalescing instead of back-pressure for statuses (the status connection): beyond
+``STATUS_QUEUE_SIZE`` waiting statuses, a status replaces the ones of its enclosure still
+waiting (``Inbox.put_status``; those are acknowledged at once and counted in
+``stats.statuses_coalesced``), so however far behind the workers are, the status connection
+keeps reading and the broker does not queue statuses for the bridge; what would fill a queue
+and make the broker drop events is gone. See docs/bridge.md, "Overload".
 
 A database outage stops the worker (it retries the same batch with backoff, acking nothing),
 so the queue fills and the broker holds the rest until the database is back.
@@ -40,10 +49,11 @@ from datetime import datetime
 from types import FrameType
 
 from controlsvc import metrics
-from controlsvc.bridge.client import BridgeClient
+from controlsvc.bridge.client import STATUSES, BridgeClient
 from controlsvc.bridge.errors import BrokerRefused
 from controlsvc.bridge.housekeeping import Housekeeping
-from controlsvc.bridge.inbound import Inbound
+from controlsvc.bridge.inbound import Inbound, Link
+from controlsvc.bridge.inbox import Inbox
 from controlsvc.bridge.linger import OutcomeWait
 from controlsvc.bridge.sessions import SessionDriver
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
@@ -55,11 +65,15 @@ from schemas.topics import Channel, Topics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BATCH_MAX", "QUEUE_SIZE", "Bridge", "run"]
+__all__ = ["BATCH_MAX", "QUEUE_SIZE", "STATUS_QUEUE_SIZE", "Bridge", "run"]
 
-# Received messages waiting for a lane's worker (then the network thread waits: back-pressure,
-# see the module doc). A few seconds of a large fleet's traffic; bounds the bridge's memory.
+# Received state/ack/events messages waiting for a lane's worker (then the network thread
+# waits: back-pressure, see the module doc). Bounds the bridge's memory, with
+# STATUS_QUEUE_SIZE.
 QUEUE_SIZE = 20_000
+# Statuses waiting for the lanes' workers before each newer one replaces the waiting ones of its
+# enclosure (coalescing, see the module doc): a burst this size is written whole, with history.
+STATUS_QUEUE_SIZE = 20_000
 # Worker lanes per backend (see the module doc).
 LANES = {"postgresql": 2, "sqlite": 1}
 # At most this many messages per transaction: big enough that a burst is written at thousands
@@ -94,6 +108,7 @@ class Bridge:
         *,
         client_id: str | None = None,
         queue_size: int = QUEUE_SIZE,
+        status_queue_size: int = STATUS_QUEUE_SIZE,
         batch_max: int = BATCH_MAX,
         fill_linger_s: float = FILL_LINGER_S,
         lanes: int | None = None,
@@ -115,7 +130,10 @@ class Bridge:
         count = lanes or LANES.get(self.database.engine.dialect.name, 1)
         self._lanes = [
             _Lane(
-                queue.Queue(maxsize=max(1, queue_size // count)),
+                Inbox(
+                    maxsize=max(1, queue_size // count),
+                    status_maxsize=max(1, status_queue_size // count),
+                ),
                 Writer(self.database, self.topics, self.liveness, self.stats),
             )
             for _ in range(count)
@@ -125,6 +143,15 @@ class Bridge:
         self.client = BridgeClient(
             settings, self.topics, self._enqueue, self.stats, client_id=client_id
         )
+        self.status_client = BridgeClient(
+            settings,
+            self.topics,
+            self._enqueue_status,
+            self.stats,
+            role=STATUSES,
+            client_id=client_id,
+        )
+        self._clients = {Link.RELIABLE: self.client, Link.STATUSES: self.status_client}
         self.housekeeping = (
             Housekeeping(
                 self.database,
@@ -133,6 +160,7 @@ class Bridge:
                 self.stats,
                 status_history_days=settings.service.status_history_days,
                 backlog_since=self.backlog_since,
+                heard_for=self.connected_for,
             )
             if housekeeping
             else None
@@ -162,17 +190,27 @@ class Bridge:
         if self.housekeeping is not None:
             self.housekeeping.start()
             self.sessions.start()
+        self.status_client.start()
         self.client.start()
         return self
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
-        """True once connected and subscribed (False after ``timeout`` or if refused)."""
-        return self.client.wait_subscribed(timeout)
+        """True once both connections are made and subscribed (False after ``timeout`` or if
+        refused)."""
+        deadline = time.monotonic() + timeout
+        return self.client.wait_subscribed(timeout) and self.status_client.wait_subscribed(
+            max(0.0, deadline - time.monotonic())
+        )
+
+    def connected_for(self) -> float:
+        """Seconds both connections have been up (0 while either is down): how long the
+        bridge has been able to hear every enclosure."""
+        return min(self.client.connected_for(), self.status_client.connected_for())
 
     @property
     def fatal(self) -> BrokerRefused | None:
-        """Set when the broker refused the connection for good (the bridge stopped trying)."""
-        return self.client.fatal
+        """Set when the broker refused a connection for good (the bridge stopped trying)."""
+        return self.client.fatal or self.status_client.fatal
 
     def stop(self, timeout: float = STOP_TIMEOUT_S, *, forget_session: bool = False) -> None:
         """Stop cleanly: take no new messages, write and acknowledge the queued ones, say
@@ -193,6 +231,7 @@ class Bridge:
             log.warning("the bridge workers did not finish within %g s", timeout)
             self._abandon.set()
         self._workers = []
+        self.status_client.stop(forget_session=forget_session)
         self.client.stop(forget_session=forget_session)
         self._dispose()
 
@@ -202,6 +241,7 @@ class Bridge:
         self._accepting.clear()
         self._abandon.set()
         self._stop_worker.set()
+        self.status_client.kill()
         self.client.kill()
         self.sessions.stop()
         if self.housekeeping is not None:
@@ -213,11 +253,7 @@ class Bridge:
 
     def _dispose(self) -> None:
         for lane in self._lanes:  # forget whatever is left: it was never acknowledged
-            while True:
-                try:
-                    lane.queue.get_nowait()
-                except queue.Empty:
-                    break
+            lane.queue.clear()
         if self._own_database:
             self.database.dispose()
 
@@ -248,6 +284,15 @@ class Bridge:
                 continue
             return
         # Stopping: not acknowledged, so the broker delivers it again after the restart.
+
+    def _enqueue_status(self, inbound: Inbound) -> None:
+        """A status: never waits; coalesced when too many wait (see the module doc)."""
+        if not self._accepting.is_set():
+            return  # stopping: not acknowledged, so the broker delivers it again
+        redundant = self._lane_of(inbound.topic).queue.put_status(inbound)
+        if redundant:
+            self.stats.add("statuses_coalesced", len(redundant))
+            self.status_client.ack(redundant)
 
     # -- worker thread -----------------------------------------------------------------------
     def _next_batch(self, lane: _Lane) -> list[Inbound]:
@@ -315,8 +360,8 @@ class Bridge:
         started = time.perf_counter()
         # QoS 1 copies that came on a connection that has since dropped: the broker delivers
         # them again on the current one (their acks could not reach it anyway).
-        generation = self.client.generation
-        current = [m for m in batch if m.qos == 0 or m.generation == generation]
+        generations = {link: client.generation for link, client in self._clients.items()}
+        current = [m for m in batch if m.qos == 0 or m.generation == generations[m.link]]
         if len(current) < len(batch):
             self.stats.count("ignored", "old_connection", len(batch) - len(current))
             batch = current
@@ -334,7 +379,8 @@ class Bridge:
                 if self._abandon.wait(delay):
                     return  # never acknowledged: the broker keeps these messages
                 delay = min(delay * 2, DB_RETRY_MAX_S)
-        self.client.ack(batch)
+        for link, client in self._clients.items():
+            client.ack([m for m in batch if m.link is link])
         if recorded is not None:
             self.client.notify_events(recorded.last_id, events=recorded.events)
         self.stats.batch_done(len(batch), time.perf_counter() - started)
@@ -344,18 +390,14 @@ class Bridge:
 class _Lane:
     """One worker's queue and writer."""
 
-    queue: queue.Queue[Inbound]
+    queue: Inbox
     writer: Writer
     busy_since: datetime | None = None  # when the batch being written began to arrive
 
     def backlog_since(self) -> datetime | None:
         """When the oldest message this lane has not written yet arrived (None: none)."""
-        busy = self.busy_since
-        try:
-            head: datetime | None = self.queue.queue[0].received_at  # a peek; FIFO order
-        except IndexError:
-            head = None
-        return busy or head
+        times = [t for t in (self.busy_since, self.queue.oldest()) if t is not None]
+        return min(times, default=None)
 
 
 def run(settings: Settings) -> None:

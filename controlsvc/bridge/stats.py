@@ -50,6 +50,9 @@ class BridgeStats:
     batch_retries: int = 0  # batches retried row by row after a failed transaction
     database_errors: int = 0  # transactions that failed because the database was unreachable
     queue_depth: int = 0
+    # Statuses replaced, before they were written, by a newer one of the same enclosure (the
+    # bridge was behind; statuses are latest-value, so only the newest is stored).
+    statuses_coalesced: int = 0
     connected: bool = False
     connects: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -86,6 +89,7 @@ class BridgeStats:
                 "batch_retries": self.batch_retries,
                 "database_errors": self.database_errors,
                 "queue_depth": self.queue_depth,
+                "statuses_coalesced": self.statuses_coalesced,
                 "connected": self.connected,
                 "connects": self.connects,
             }

@@ -17,15 +17,21 @@ __all__ = [
     "DEFAULT_LOG_TYPES",
     "MAX_INFLIGHT_MESSAGES",
     "MAX_PACKET_SIZE",
+    "MAX_QUEUED_BYTES",
     "MAX_QUEUED_MESSAGES",
     "PERSISTENT_CLIENT_EXPIRATION",
     "BrokerConfig",
     "render_config",
 ]
 
-# Per-client queue above the in-flight window; mosquitto's default of 1,000 drops the bridge's
-# share of a burst (20,000 status messages) while it is writing to the database.
-MAX_QUEUED_MESSAGES = 100_000
+# Per-client queue above the in-flight window, in messages and in payload bytes (whichever is
+# reached first; mosquitto then drops what else comes for that client). What matters is the
+# bridge's reliable session (state, acks, events): statuses go to a connection of their own
+# that never makes the broker queue (docs/bridge.md, "Overload"), so this holds hours of a
+# large fleet's events while the bridge is away or behind. mosquitto's default of 1,000 would
+# drop them within seconds.
+MAX_QUEUED_MESSAGES = 1_000_000
+MAX_QUEUED_BYTES = 512 * 1024 * 1024
 # Outgoing QoS 1/2 messages in flight per client (default 20): a bridge draining a burst acks in
 # batches, and a window of 20 caps throughput at 20 messages per round trip.
 MAX_INFLIGHT_MESSAGES = 1_000
@@ -70,6 +76,7 @@ class BrokerConfig:
     autosave_interval_s: int = AUTOSAVE_INTERVAL_S
     persistent_client_expiration: str | None = PERSISTENT_CLIENT_EXPIRATION
     max_queued_messages: int = MAX_QUEUED_MESSAGES
+    max_queued_bytes: int = MAX_QUEUED_BYTES
     max_inflight_messages: int = MAX_INFLIGHT_MESSAGES
     max_packet_size: int = MAX_PACKET_SIZE
     set_tcp_nodelay: bool = True
@@ -106,7 +113,12 @@ def _validate(config: BrokerConfig) -> None:
             raise InvalidBrokerSetting("enclosure_port must differ from port")
     if not config.host or any(c.isspace() for c in config.host):
         raise InvalidBrokerSetting(f"host {config.host!r} is not an address")
-    for name in ("autosave_interval_s", "max_queued_messages", "max_inflight_messages"):
+    for name in (
+        "autosave_interval_s",
+        "max_queued_messages",
+        "max_queued_bytes",
+        "max_inflight_messages",
+    ):
         if getattr(config, name) < 0:
             raise InvalidBrokerSetting(f"{name} must not be negative")
     if config.max_packet_size < 20:  # mosquitto refuses less: it would break even tiny packets
@@ -146,9 +158,10 @@ def render_config(config: BrokerConfig) -> str:
         f"acl_file {acl_file}",
         "",
         "# Latency and throughput (docs/benchmarks.md): no Nagle delay on QoS 1 round trips,",
-        "# and queues deep enough for the bridge to absorb a burst.",
+        "# and queues deep enough that the bridge loses no event while away or behind.",
         f"set_tcp_nodelay {_bool(config.set_tcp_nodelay)}",
         f"max_queued_messages {config.max_queued_messages}",
+        f"max_queued_bytes {config.max_queued_bytes}",
         f"max_inflight_messages {config.max_inflight_messages}",
         f"max_packet_size {config.max_packet_size}",
         "",

@@ -107,3 +107,58 @@ def test_a_queued_message_is_backlog(settings, database, broker):
     inbound = _status_inbound("enc-a", qos=1, generation=0)
     bridge._lane_of(inbound.topic).queue.put(inbound)
     assert bridge.backlog_since() == inbound.received_at
+
+
+def test_statuses_come_on_their_own_connection_also_after_an_upgrade(
+    settings, database, broker, make_bridge, agents
+):
+    """A reliable session kept from the one-connection bridge still holds the shared status
+    subscription: the bridge drops it, so statuses never queue with events and acks."""
+    from controlsvc.broker import SERVICE_USER
+    from tests.support.mqtt import MqttTestClient
+
+    config = bridge_settings(settings, broker)
+    old = MqttTestClient.for_broker(
+        broker,
+        SERVICE_USER,
+        client_id=f"{config.mqtt.client_id}-bridge",
+        clean_start=False,
+        session_expiry_s=3600,
+    )
+    assert old.subscribe(f"$share/controlsvc/{PREFIX}/enc/+/status") == [1]
+    old.disconnect()
+
+    bridge = Bridge(config, database, housekeeping=False)
+    reliable: list[str] = []
+    deliver = bridge.client._deliver
+
+    def spy(inbound: Inbound) -> None:
+        reliable.append(inbound.topic)
+        deliver(inbound)
+
+    bridge.client._deliver = spy
+    bridge.start()
+    try:
+        assert bridge.wait_ready(10)
+        agent = agents("enc-a")
+        agent.online()
+        for _ in range(20):
+            agent.status()
+        wait_for(lambda: enclosure_attr(database, "enc-a", "status_seq") == 20)
+        assert history_count(database, "enc-a") == 21
+        assert [t for t in reliable if t.endswith("/status")] == []
+        assert f"{PREFIX}/enc/enc-a/state" in reliable
+    finally:
+        bridge.stop()
+
+
+def test_a_status_waiting_longer_than_the_batch_in_progress_is_the_backlog(
+    settings, database, broker
+):
+    """Statuses wait behind state, acks and events: a batch of those may have begun after."""
+    bridge = Bridge(bridge_settings(settings, broker), database, housekeeping=False)
+    status = _status_inbound("enc-a", qos=1, generation=0)
+    lane = bridge._lane_of(status.topic)
+    lane.queue.put_status(status)
+    lane.busy_since = status.received_at + timedelta(seconds=5)
+    assert bridge.backlog_since() == status.received_at

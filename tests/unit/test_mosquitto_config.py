@@ -45,7 +45,8 @@ def test_render_config_defaults() -> None:
         "password_file /srv/broker/passwd",
         "acl_file /srv/broker/acl",
         "set_tcp_nodelay true",
-        "max_queued_messages 100000",
+        "max_queued_messages 1000000",
+        "max_queued_bytes 536870912",
         "max_inflight_messages 1000",
         "max_packet_size 4194304",
         "persistence true",
@@ -72,6 +73,7 @@ def test_render_config_options() -> None:
             pid_file=Path("/run/b.pid"),
             run_as_user="root",
             max_queued_messages=5000,
+            max_queued_bytes=1 << 20,
             autosave_interval_s=1,
         )
     )
@@ -87,6 +89,7 @@ def test_render_config_options() -> None:
     assert "pid_file /run/b.pid" in lines
     assert "user root" in lines
     assert "max_queued_messages 5000" in lines
+    assert "max_queued_bytes 1048576" in lines
     assert lines[-2:] == ["listener 18831 127.0.0.1", "use_username_as_clientid true"]
 
 
@@ -103,6 +106,7 @@ def test_render_config_options() -> None:
         ({"log_types": ("loud",)}, "log_types"),
         ({"max_packet_size": 10}, "max_packet_size"),
         ({"max_queued_messages": -1}, "max_queued_messages"),
+        ({"max_queued_bytes": -1}, "max_queued_bytes"),
         ({"log_file": Path("/tmp/a\nlistener 1 0.0.0.0")}, "line break"),
         ({"run_as_user": "root\nallow_anonymous true"}, "run_as_user"),
     ],
@@ -121,7 +125,8 @@ def test_shipped_production_config() -> None:
         "acl_file /etc/mosquitto/acl",
         "persistence true",
         "set_tcp_nodelay true",
-        "max_queued_messages 100000",
+        "max_queued_messages 1000000",
+        "max_queued_bytes 536870912",
         "listener 1883 127.0.0.1",
         "listener 8883",
         "cafile /etc/mosquitto/certs/ca.crt",

@@ -1,0 +1,152 @@
+"""One worker lane's received messages: every message that must be written, and the statuses,
+coalesced to the latest per enclosure when too many wait.
+
+- ``put``: state, ack and events messages, first in first out, at most ``maxsize``; a full
+  inbox makes the caller (the reliable connection's network thread) wait: back-pressure, and
+  the broker keeps the rest in the bridge's session.
+- ``put_status``: a status. It never waits. While fewer than ``status_maxsize`` statuses wait,
+  it joins them (every status is written, with its history row). Beyond that the bridge is
+  behind, and a status replaces the ones of its enclosure still waiting, in the place of the
+  oldest of them (statuses are latest-value: the newest carries everything a user sees). So at
+  most ``status_maxsize`` plus one status per enclosure wait however far behind the worker is,
+  and the broker has nothing to queue or drop. A retained copy (replayed on subscribe) never
+  replaces a live status: it is the older one.
+- ``get``: the oldest message that must be written first, then the statuses in the order they
+  arrived: events and acks have priority over statuses.
+
+Interface of ``queue.Queue`` where it overlaps (``put``/``get`` raise ``queue.Full``/
+``queue.Empty``), so the worker reads it like the queue it replaces.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from datetime import datetime
+
+from controlsvc.bridge.inbound import Inbound
+
+__all__ = ["Inbox"]
+
+
+class _Waiting:
+    """A status in line; a replacement takes over the place (and the arrival time) of the
+    oldest of its enclosure, the others are marked dead and skipped."""
+
+    __slots__ = ("inbound", "live", "since")
+
+    def __init__(self, inbound: Inbound) -> None:
+        self.inbound = inbound
+        self.since = inbound.received_at
+        self.live = True
+
+
+class Inbox:
+    """Thread-safe; one thread per kind of ``put``, one reader."""
+
+    def __init__(self, maxsize: int, status_maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.status_maxsize = status_maxsize
+        self._fifo: deque[Inbound] = deque()
+        self._line: deque[_Waiting] = deque()  # statuses in arrival order, dead ones included
+        self._by_topic: dict[str, list[_Waiting]] = {}  # the live ones, oldest first
+        self._statuses = 0  # live ones
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+
+    def put(self, inbound: Inbound, timeout: float | None = None) -> None:
+        """Append ``inbound``; waits up to ``timeout`` for room, else ``queue.Full``."""
+        with self._not_full:
+            if not self._not_full.wait_for(lambda: len(self._fifo) < self.maxsize, timeout):
+                raise queue.Full
+            self._fifo.append(inbound)
+            self._not_empty.notify()
+
+    def put_status(self, inbound: Inbound) -> list[Inbound]:
+        """Add a status (see the module doc); the statuses it made redundant: those it
+        replaced, or itself (a retained copy of a live one waiting)."""
+        with self._lock:
+            waiting = self._by_topic.get(inbound.topic)
+            if waiting and self._statuses >= self.status_maxsize:
+                if inbound.retain and not all(w.inbound.retain for w in waiting):
+                    return [inbound]
+                first = waiting[0]
+                replaced = [first.inbound]
+                for other in waiting[1:]:
+                    other.live = False
+                    replaced.append(other.inbound)
+                first.inbound = inbound
+                del waiting[1:]
+                self._statuses -= len(replaced) - 1
+                return replaced
+            entry = _Waiting(inbound)
+            self._line.append(entry)
+            self._by_topic.setdefault(inbound.topic, []).append(entry)
+            self._statuses += 1
+            self._not_empty.notify()
+            return []
+
+    def get(self, timeout: float | None = None) -> Inbound:
+        """The next message (see the module doc); waits up to ``timeout``, else
+        ``queue.Empty``."""
+        with self._not_empty:
+            if not self._not_empty.wait_for(self._has_any, timeout):
+                raise queue.Empty
+            return self._pop()
+
+    def get_nowait(self) -> Inbound:
+        with self._lock:
+            if not self._has_any():
+                raise queue.Empty
+            return self._pop()
+
+    def _has_any(self) -> bool:
+        return bool(self._fifo) or self._statuses > 0
+
+    def _pop(self) -> Inbound:
+        if self._fifo:
+            self._not_full.notify()
+            return self._fifo.popleft()
+        entry = self._head()
+        assert entry is not None  # _has_any
+        self._line.popleft()
+        waiting = self._by_topic[entry.inbound.topic]
+        del waiting[0]  # the oldest live one of its topic is first in line
+        if not waiting:
+            del self._by_topic[entry.inbound.topic]
+        self._statuses -= 1
+        if not self._statuses:
+            self._line.clear()
+        return entry.inbound
+
+    def _head(self) -> _Waiting | None:
+        """The first live status in line (dropping dead ones before it)."""
+        while self._line and not self._line[0].live:
+            self._line.popleft()
+        return self._line[0] if self._line else None
+
+    def qsize(self) -> int:
+        with self._lock:
+            return len(self._fifo) + self._statuses
+
+    def empty(self) -> bool:
+        return self.qsize() == 0
+
+    def oldest(self) -> datetime | None:
+        """When the longest-waiting message arrived (None: nothing waits)."""
+        with self._lock:
+            head = self._head()
+            times = [head.since] if head is not None else []
+            if self._fifo:
+                times.append(self._fifo[0].received_at)
+            return min(times, default=None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._fifo.clear()
+            self._line.clear()
+            self._by_topic.clear()
+            self._statuses = 0
+            self._not_full.notify_all()

@@ -1,0 +1,125 @@
+"""A lane's inbox: every reliable message kept in order; statuses too, until too many wait,
+then the latest per enclosure."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controlsvc.bridge.inbound import Inbound
+from controlsvc.bridge.inbox import Inbox
+
+T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def message(eid: str, channel: str, n: int, *, retain: bool = False) -> Inbound:
+    return Inbound(
+        f"jaxmba/v1/enc/{eid}/{channel}",
+        str(n).encode(),
+        1,
+        retain,
+        T0 + timedelta(seconds=n),
+        mid=n,
+    )
+
+
+def drain(inbox: Inbox) -> list[tuple[str, bytes]]:
+    out = []
+    while True:
+        try:
+            got = inbox.get_nowait()
+        except queue.Empty:
+            return out
+        out.append((got.topic.removeprefix("jaxmba/v1/enc/"), got.payload))
+
+
+def test_statuses_are_all_kept_until_too_many_wait():
+    inbox = Inbox(maxsize=10, status_maxsize=3)
+    for n in (1, 2, 3):
+        assert inbox.put_status(message("enc-a", "status", n)) == []
+    assert inbox.qsize() == 3
+    assert drain(inbox) == [("enc-a/status", b"1"), ("enc-a/status", b"2"), ("enc-a/status", b"3")]
+
+
+def test_beyond_the_limit_a_status_replaces_its_enclosures_in_the_place_of_the_oldest():
+    inbox = Inbox(maxsize=10, status_maxsize=3)
+    inbox.put_status(message("enc-a", "status", 1))
+    inbox.put_status(message("enc-b", "status", 2))
+    inbox.put_status(message("enc-a", "status", 3))
+    replaced = inbox.put_status(message("enc-a", "status", 4))
+    assert [m.payload for m in replaced] == [b"1", b"3"]
+    assert inbox.qsize() == 2
+    # An enclosure with nothing waiting is never refused: at most one per enclosure more.
+    assert inbox.put_status(message("enc-c", "status", 5)) == []
+    assert inbox.put_status(message("enc-d", "status", 6)) == []
+    assert inbox.qsize() == 4
+    assert inbox.oldest() == T0 + timedelta(seconds=1)  # when enc-a's first status came
+    assert drain(inbox) == [
+        ("enc-a/status", b"4"),
+        ("enc-b/status", b"2"),
+        ("enc-c/status", b"5"),
+        ("enc-d/status", b"6"),
+    ]
+    assert inbox.empty()
+    assert inbox.oldest() is None
+
+
+def test_a_retained_copy_never_replaces_a_live_status():
+    inbox = Inbox(maxsize=10, status_maxsize=1)
+    inbox.put_status(message("enc-a", "status", 5))
+    retained = message("enc-a", "status", 1, retain=True)
+    assert inbox.put_status(retained) == [retained]
+    assert drain(inbox) == [("enc-a/status", b"5")]
+    inbox.put_status(message("enc-a", "status", 1, retain=True))
+    assert len(inbox.put_status(message("enc-a", "status", 6))) == 1  # live replaces retained
+    assert drain(inbox) == [("enc-a/status", b"6")]
+
+
+def test_reliable_messages_come_first_all_of_them_in_order():
+    inbox = Inbox(maxsize=10, status_maxsize=10)
+    inbox.put_status(message("enc-a", "status", 1))
+    for n in (2, 3):
+        inbox.put(message("enc-a", "events", n))
+    inbox.put(message("enc-a", "ack", 4))
+    inbox.put(message("enc-a", "events", 5))
+    assert drain(inbox) == [
+        ("enc-a/events", b"2"),
+        ("enc-a/events", b"3"),
+        ("enc-a/ack", b"4"),
+        ("enc-a/events", b"5"),
+        ("enc-a/status", b"1"),
+    ]
+
+
+def test_a_full_fifo_makes_put_wait_but_never_put_status():
+    inbox = Inbox(maxsize=2, status_maxsize=5)
+    inbox.put(message("enc-a", "events", 1))
+    inbox.put(message("enc-a", "events", 2))
+    with pytest.raises(queue.Full):
+        inbox.put(message("enc-a", "events", 3), timeout=0.01)
+    for n in range(100):  # statuses are never refused or waited for
+        inbox.put_status(message(f"enc-{n % 7}", "status", n))
+    assert inbox.qsize() == 2 + 7  # at most one per enclosure beyond the limit
+    done = threading.Event()
+
+    def put_third() -> None:
+        inbox.put(message("enc-a", "events", 3))
+        done.set()
+
+    waiting = threading.Thread(target=put_third)
+    waiting.start()
+    assert inbox.get().payload == b"1"  # room: the waiting put goes through
+    waiting.join(10)
+    assert done.is_set()
+    assert [p for _t, p in drain(inbox)][:2] == [b"2", b"3"]
+
+
+def test_get_waits_for_a_message_or_times_out():
+    inbox = Inbox(maxsize=1, status_maxsize=1)
+    with pytest.raises(queue.Empty):
+        inbox.get(timeout=0.01)
+    threading.Timer(0.05, lambda: inbox.put_status(message("enc-a", "status", 1))).start()
+    assert inbox.get(timeout=10).payload == b"1"
