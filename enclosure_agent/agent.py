@@ -47,7 +47,6 @@ from schemas.errors import MessageError, TopicError
 from schemas.events import ClockSkew, Event, EventPayload
 from schemas.messages import Desired, DesiredRecording, ServiceState
 from schemas.topics import valid_publish_topic
-from schemas.types import utc_now
 
 __all__ = ["Agent", "ExitReason", "LinkFactory"]
 
@@ -59,6 +58,7 @@ LinkFactory = Callable[[AgentConfig, bytes, LinkListener], Link]
 STATUS_COALESCE_S = 0.05  # changes within this window go out in one status message
 FLUSH_TIMEOUT_S = 3.0  # at shutdown, how long PUBACKs of queued events and acks are awaited
 STATE_PUBACK_TIMEOUT_S = 2.0  # the retained "disconnected" before the DISCONNECT
+CLOCK_RECONCILE_S = 0.5  # a change of the clock offset estimate beyond this re-judges windows
 
 
 class ExitReason(StrEnum):
@@ -166,7 +166,7 @@ class Agent(LinkListener):
         )
         if self._config.camera.keep_open:
             self.camera.start()
-        wanted = self.reconciler.intent.wanted_recording(utc_now())
+        wanted = self.reconciler.intent.wanted_recording(self.now())
         self.sessions.recover(wanted.session_id if wanted else None)
         self._reconcile()
         self.link.start()
@@ -383,10 +383,19 @@ class Agent(LinkListener):
             return
         if message.retain or not state.online:
             return  # a retained copy is old news: no clock information in it
-        was_skewed = self.clock.skewed
-        offset = self.clock.sample(state.at, message.received_at)
+        if not self.ready.is_set():
+            # Delivered before this connection's SUBACK: it waited in our broker session while
+            # we were away, so its ``at`` says nothing about the clocks.
+            log.debug("ignoring a service/state copy queued while disconnected")
+            return
+        was_skewed, before = self.clock.skewed, self.clock.offset_s
+        offset = self.clock.sample(state.at, message.received_at, message.received_monotonic)
         if offset is not None:
             self.emit(self._clock_skew(offset))
+        after = self.clock.offset_s
+        if before is None or (after is not None and abs(after - before) > CLOCK_RECONCILE_S):
+            # Desired windows are judged by the service's clock: look again with the new offset.
+            self._reconcile()
         if self.clock.skewed != was_skewed:
             self.status_soon()
 
@@ -412,9 +421,10 @@ class Agent(LinkListener):
 
     # -- recording --------------------------------------------------------------------------------
     def _reconcile(self) -> None:
-        now = utc_now()
+        now = self.now()
         intent = self.reconciler.intent
         want = intent.wanted_recording(now)
+        self._note_clock_doubt(now)
         sessions = self.sessions
         if want is not None and want.session_id in sessions.blocked:
             want = None
@@ -429,8 +439,39 @@ class Agent(LinkListener):
         if upcoming is None:
             self._cancel("reconcile")
         else:
-            delay = max(0.0, (upcoming - utc_now()).total_seconds())
+            delay = max(0.0, (upcoming - self.now()).total_seconds())
             self._after("reconcile", delay, self._reconcile)
+
+    def _note_clock_doubt(self, now: datetime) -> None:
+        """Where the agent cannot yet judge by the service's clock (no offset measured) and its
+        own clock puts the wanted recording outside its window although the service published
+        it inside, say so (``status.last_error``) instead of staying silent."""
+        doubt = None
+        plan = self.reconciler.intent.recording
+        published = self.reconciler.intent.published_at
+        if (
+            plan is not None
+            and published is not None
+            and not self.clock.known
+            and plan.start_at <= published < plan.end_at
+            and not plan.start_at <= now < plan.end_at
+        ):
+            where = "over" if now >= plan.end_at else "not open yet"
+            doubt = (
+                f"not recording {plan.session_id}: by this enclosure's clock"
+                f" ({now.isoformat(timespec='seconds')}) its window"
+                f" {plan.start_at.isoformat(timespec='seconds')} to"
+                f" {plan.end_at.isoformat(timespec='seconds')} is {where}, though the service"
+                " published it inside; the offset from the service's clock is not measured"
+                " yet (waiting for its service/state heartbeat; check the clock and NTP)"
+            )
+        if doubt != self._errors.get("clock"):
+            if doubt is None:
+                self._errors.pop("clock", None)
+            else:
+                log.warning("%s", doubt)
+                self._errors["clock"] = doubt
+            self.status_soon()
 
     def _sessions_idle(self) -> None:
         self._update_capture()
@@ -476,7 +517,14 @@ class Agent(LinkListener):
 
     # -- AgentControl (command handlers) ----------------------------------------------------------
     def now(self) -> datetime:
-        return utc_now()
+        """The service's time as this enclosure knows it (its own until an offset is measured)."""
+        return self.clock.service_now()
+
+    def clock_basis(self) -> str:
+        offset = self.clock.offset_s
+        if offset is None:
+            return "by this enclosure's clock (its offset from the service's is not measured yet)"
+        return f"by the service's clock (this enclosure's clock is {offset:+.1f} s off it)"
 
     def current_session(self) -> str | None:
         return self.sessions.current_id

@@ -53,6 +53,9 @@ class Intent(BaseModel):
     live_view_until: UtcDatetime | None = Field(default=None)
     version: int | None = Field(default=None, description="Version of the last applied desired.")
     source: IntentSource = Field(default=IntentSource.NONE)
+    published_at: UtcDatetime | None = Field(
+        default=None, description="When the service published the desired document (its clock)."
+    )
 
     def wanted_recording(self, now: datetime) -> DesiredRecording | None:
         """The recording to be doing at ``now``, if any."""
@@ -108,6 +111,7 @@ class Reconciler:
             live_view_until=desired.live_view_until,
             version=desired.version,
             source=IntentSource.DESIRED,
+            published_at=desired.at,
         )
         log.info(
             "applied desired version %d: recording %s, live view until %s",
@@ -120,7 +124,7 @@ class Reconciler:
     def start(self, plan: DesiredRecording) -> None:
         """A ``start_recording`` command."""
         self.intent = self.intent.model_copy(
-            update={"recording": plan, "source": IntentSource.COMMAND}
+            update={"recording": plan, "source": IntentSource.COMMAND, "published_at": None}
         )
 
     def stop(self) -> None:

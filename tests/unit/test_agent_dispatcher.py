@@ -39,6 +39,9 @@ class FakeAgent:
     def now(self) -> datetime:
         return datetime.now(UTC)
 
+    def clock_basis(self) -> str:
+        return "by the service's clock (this enclosure's clock is +0.0 s off it)"
+
     def current_session(self) -> str | None:
         return self.session
 
