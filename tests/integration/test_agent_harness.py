@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -135,23 +135,13 @@ class AgentProcess:
         config_file: Path,
         log_file: Path,
         *,
-        wrapper: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
-        """``wrapper``: a command the agent runs under (e.g. ``faketime``); ``env``: added to
-        the environment."""
+        """``env``: added to the agent's environment (e.g. a shifted clock)."""
         self.log_file = log_file
         self._log = log_file.open("ab")
         self.process = subprocess.Popen(
-            [
-                *wrapper,
-                sys.executable,
-                "-m",
-                "enclosure_agent",
-                "run",
-                "--config",
-                str(config_file),
-            ],
+            [sys.executable, "-m", "enclosure_agent", "run", "--config", str(config_file)],
             cwd=REPO,
             stdout=self._log,
             stderr=subprocess.STDOUT,
