@@ -35,7 +35,7 @@ from enclosure_agent.link import Inbound, Link, LinkListener, Outgoing
 from enclosure_agent.loop import EventLoop, Timer
 from enclosure_agent.outbox import Outbox, OutboxPump
 from enclosure_agent.preview import Previewer, PreviewSettings
-from enclosure_agent.reconciler import Reconciler
+from enclosure_agent.reconciler import Reconciler, clock_doubt
 from enclosure_agent.recorder import CapturedFrame, FrameSource
 from enclosure_agent.runtime import apply_runtime_changes
 from enclosure_agent.sessions import Sessions
@@ -443,28 +443,10 @@ class Agent(LinkListener):
             self._after("reconcile", delay, self._reconcile)
 
     def _note_clock_doubt(self, now: datetime) -> None:
-        """Where the agent cannot yet judge by the service's clock (no offset measured) and its
-        own clock puts the wanted recording outside its window although the service published
-        it inside, say so (``status.last_error``) instead of staying silent."""
-        doubt = None
-        plan = self.reconciler.intent.recording
-        published = self.reconciler.intent.published_at
-        if (
-            plan is not None
-            and published is not None
-            and not self.clock.known
-            and plan.start_at <= published < plan.end_at
-            and not plan.start_at <= now < plan.end_at
-        ):
-            where = "over" if now >= plan.end_at else "not open yet"
-            doubt = (
-                f"not recording {plan.session_id}: by this enclosure's clock"
-                f" ({now.isoformat(timespec='seconds')}) its window"
-                f" {plan.start_at.isoformat(timespec='seconds')} to"
-                f" {plan.end_at.isoformat(timespec='seconds')} is {where}, though the service"
-                " published it inside; the offset from the service's clock is not measured"
-                " yet (waiting for its service/state heartbeat; check the clock and NTP)"
-            )
+        """Until an offset is measured the agent judges by its own clock; where that puts the
+        wanted recording outside a window the service published it inside, say so
+        (``status.last_error``) instead of staying silent."""
+        doubt = None if self.clock.known else clock_doubt(self.reconciler.intent, now)
         if doubt != self._errors.get("clock"):
             if doubt is None:
                 self._errors.pop("clock", None)
