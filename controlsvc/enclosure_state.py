@@ -35,10 +35,12 @@ __all__ = [
     "Liveness",
     "Verdict",
     "clip_reason",
+    "clock_skew",
     "derive_state",
     "judge_lifecycle",
     "judge_status",
     "recording_session",
+    "status_cause",
     "status_fault",
     "status_signature",
 ]
@@ -82,6 +84,27 @@ def status_fault(status: Mapping[str, Any] | None) -> str | None:
         return f"camera: {camera['error']}"
     if camera and not camera.get("connected", True):
         return f"camera {camera.get('source') or ''} not connected".replace("  ", " ")
+    return None
+
+
+def clock_skew(status: Mapping[str, Any] | None) -> float | None:
+    """The clock offset (enclosure - service, s) when the status says it is skewed, else None."""
+    clock = (status or {}).get("clock") or {}
+    offset = clock.get("offset_s")
+    if not clock.get("skewed") or not isinstance(offset, int | float):
+        return None
+    return float(offset)
+
+
+def status_cause(status: Mapping[str, Any] | None) -> str | None:
+    """What the status gives as a likely cause of not recording: its fault (the agent's own
+    words), else a skewed clock; None when it reports neither."""
+    fault = status_fault(status)
+    if fault is not None:
+        return f"the enclosure reports: {fault}"
+    offset = clock_skew(status)
+    if offset is not None:
+        return f"the enclosure's clock is {offset:+.1f} s off the service's"
     return None
 
 

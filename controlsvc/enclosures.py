@@ -57,6 +57,7 @@ __all__ = [
     "Verdict",
     "apply_lifecycle",
     "apply_status",
+    "current_status",
     "derive_state",
     "discover",
     "enclosure_out",
@@ -223,7 +224,7 @@ def _set_state(
     return StateChange(enc.id, previous, state, reason, at, enc.lifecycle)
 
 
-def _current_status(enc: Enclosure) -> Mapping[str, Any] | None:
+def current_status(enc: Enclosure) -> Mapping[str, Any] | None:
     """The latest status if it belongs to the agent's current boot."""
     if enc.status is None or enc.status_boot_id != enc.boot_id:
         return None
@@ -231,7 +232,7 @@ def _current_status(enc: Enclosure) -> Mapping[str, Any] | None:
 
 
 def _refresh(session: Session, enc: Enclosure, at: datetime) -> StateChange | None:
-    state, reason = derive_state(enc.lifecycle, _current_status(enc))
+    state, reason = derive_state(enc.lifecycle, current_status(enc))
     return _set_state(session, enc, state, reason, at)
 
 
@@ -319,7 +320,7 @@ def apply_status(
     )
     if verdict is not Verdict.NEW:
         return StatusOutcome(verdict)
-    before = status_signature(enc.state, _current_status(enc))
+    before = status_signature(enc.state, current_status(enc))
     if message.boot_id != enc.boot_id and (
         enc.lifecycle_at is None or message.at > enc.lifecycle_at
     ):
@@ -334,7 +335,7 @@ def apply_status(
     enc.status_received_at = received_at
     touch(enc, received_at, liveness, retained=retained, sent_at=message.at)
     change = _refresh(session, enc, received_at)
-    after = status_signature(enc.state, _current_status(enc))
+    after = status_signature(enc.state, current_status(enc))
     return StatusOutcome(verdict, change, significant=before != after)
 
 

@@ -35,7 +35,8 @@ from controlsvc.bridge.client import BridgeClient
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.config import Settings
 from controlsvc.db import Database, utcnow
-from controlsvc.enclosures import insert_ignore, insert_new
+from controlsvc.enclosure_state import status_cause
+from controlsvc.enclosures import current_status, insert_ignore, insert_new
 from controlsvc.mail import MailOutbox, make_mailer
 from controlsvc.models.enclosures import Enclosure
 from controlsvc.models.sessions import (
@@ -850,9 +851,11 @@ class SessionDriver:
         state = EncState(se.state)
         if state is EncState.STARTING and se.starting_at is not None:
             waited = now - se.starting_at
+            cause = status_cause(current_status(enc))
             if waited > self.start_timeout and signal(
                 Signal.START_TIMEOUT,
-                f"not recording {self.start_timeout.total_seconds():g} s after the start",
+                f"not recording {self.start_timeout.total_seconds():g} s after the start"
+                + (f" ({cause})" if cause else ""),
             ):
                 self._timed_out_alert(session, se, events, now)
         if state in ACTIVE_ENCLOSURE_STATES and now > rs.end_at + self.start_timeout:

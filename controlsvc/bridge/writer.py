@@ -29,11 +29,12 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from controlsvc import commands, enclosures, eventlog
+from controlsvc import alerts, commands, enclosures, eventlog
 from controlsvc.bridge import sessions as session_driver
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.db import Database, utcnow
+from controlsvc.enclosure_state import clock_skew
 from controlsvc.enclosures import Liveness, StateChange, Verdict
 from controlsvc.models.enclosures import AgentEvent, Enclosure, StatusRecord
 from controlsvc.models.events import EventRecord
@@ -305,6 +306,7 @@ class Writer:
         self, session: Session, enc: Enclosure, item: Parsed, message: Status, batch: _Batch
     ) -> None:
         received_at = item.inbound.received_at
+        skew_before = clock_skew(enc.status)
         outcome = enclosures.apply_status(
             session, enc, message, received_at, self._liveness, retained=item.inbound.retain
         )
@@ -316,6 +318,9 @@ class Writer:
             return
         batch.bump(batch.written, "status")
         self._transition(outcome.change, batch)
+        alerts.clock_skew(
+            session, enc.id, skew_before, clock_skew(enc.status), batch.events, now=received_at
+        )
         clock = time.monotonic()
         last = batch.status_events.get(enc.id, self._last_status_event.get(enc.id))
         due = last is None or clock - last >= self.status_event_every_s

@@ -66,6 +66,7 @@ def status_payload(
     recording: str | None = None,
     error: str | None = None,
     connected: bool = True,
+    clock: dict[str, Any] | None = None,
 ) -> bytes:
     body: dict[str, Any] = {
         "v": 1,
@@ -95,6 +96,8 @@ def status_payload(
         },
         "last_error": error,
     }
+    if clock is not None:
+        body["clock"] = clock
     if recording is not None:
         body["recording"] = {
             "session_id": recording,

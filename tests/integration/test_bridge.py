@@ -12,6 +12,7 @@ from sqlalchemy import select
 from controlsvc import eventlog
 from controlsvc.models.enclosures import AgentEvent, EnclosureTransition, StatusRecord
 from controlsvc.models.events import EventRecord
+from controlsvc.models.sessions import Alert
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
     agents,
@@ -344,3 +345,37 @@ def test_bad_credentials_stop_the_bridge_with_a_clear_reason(
     assert not bridge.wait_ready(0.5)
     with pytest.raises(BrokerRefused):
         run(config)  # the entry point gives up instead of retrying forever
+
+
+def clock_alerts(database, eid):
+    with database.sessionmaker() as session:
+        return list(
+            session.scalars(
+                select(Alert)
+                .where(Alert.enclosure_id == eid, Alert.kind == "clock_skew")
+                .order_by(Alert.id)
+            )
+        )
+
+
+def test_clock_skew_raises_an_alert_naming_the_enclosure_then_recovers(
+    settings, database, broker, make_bridge, agents
+):
+    make_bridge(bridge_settings(settings, broker))
+    agent = agents("enc-a")
+    agent.online()
+    wait_state(database, "enc-a", "idle")
+    skewed = {"offset_s": 600.2, "skewed": True, "ntp_synchronized": False}
+    agent.status(clock=skewed)
+    (alert,) = wait_for(lambda: clock_alerts(database, "enc-a"))
+    assert alert.severity == "warning"
+    assert "enc-a" in alert.message
+    assert "+600.2 s" in alert.message
+    assert alert.recovered_at is None
+    agent.status(clock=skewed)  # still skewed: the same alert, not another
+    agent.status(clock={"offset_s": 0.1, "skewed": False})
+    (alert,) = wait_for(
+        lambda: [a for a in clock_alerts(database, "enc-a") if a.recovered_at is not None]
+    )
+    assert alert.occurrences == 1
+    assert len(clock_alerts(database, "enc-a")) == 1

@@ -321,6 +321,19 @@ def test_desired_is_the_command_and_events_drive_the_states(
     assert listed["items"][0]["enclosure_states"] == {"completed": 1, "failed": 1}
 
 
+def test_start_time_out_names_the_cause(client, operator, viewer, online):
+    """An enclosure that does not start says why in its status; the time-out message says it."""
+    sid = create(client, operator, eids=("enc-a", "enc-b")).get_json()["id"]
+    a, b = online
+    a.status(clock={"offset_s": 600.0, "skewed": True})
+    b.status(error="not recording: by this enclosure's clock its window is over")
+    for eid in ("enc-a", "enc-b"):
+        wait_enc_state(client, viewer, sid, eid, "timed_out", timeout=10)
+    doc = get(client, viewer, sid)
+    assert "clock is +600.0 s off the service's" in enclosure_of(doc, "enc-a")["message"]
+    assert "by this enclosure's clock" in enclosure_of(doc, "enc-b")["message"]
+
+
 def test_cancel_one_then_all_and_time_outs(client, operator, viewer, online, database):
     sid = create(client, operator, eids=("enc-a", "enc-b")).get_json()["id"]
     a, b = online

@@ -9,9 +9,11 @@ import pytest
 from controlsvc.enclosure_state import (
     Liveness,
     Verdict,
+    clock_skew,
     derive_state,
     judge_lifecycle,
     judge_status,
+    status_cause,
     status_fault,
     status_signature,
 )
@@ -140,3 +142,17 @@ def test_liveness_limit():
     liveness = Liveness(status_interval_s=5.0, lost_after_intervals=3.0)
     assert liveness.silence_limit() == timedelta(seconds=15)
     assert liveness.silence_limit(2.0) == timedelta(seconds=6)
+
+
+def test_clock_skew_and_the_cause_a_status_gives() -> None:
+    assert clock_skew(None) is None
+    assert clock_skew(status()) is None
+    assert clock_skew(status(clock={"offset_s": 0.3, "skewed": False})) is None
+    assert clock_skew(status(clock={"offset_s": None, "skewed": True})) is None
+    skewed = status(clock={"offset_s": 600.04, "skewed": True})
+    assert clock_skew(skewed) == 600.04
+    assert status_cause(skewed) == "the enclosure's clock is +600.0 s off the service's"
+    # the agent's own words come first
+    both = status(clock={"offset_s": -30.0, "skewed": True}, last_error="disk full")
+    assert status_cause(both) == "the enclosure reports: disk full"
+    assert status_cause(status()) is None
