@@ -11,7 +11,10 @@ Derived state (``derive_state``)::
     init / ready                     -> idle
     silence > lost_after x interval  -> lost      (``enclosures.mark_silent``, the bridge's timer)
 
-Staleness (the bridge may see messages twice, late, or out of order):
+Staleness (the bridge may see messages twice, late, or out of order). Messages are ordered by
+``bounded_at``: the claimed ``at`` corrected by the clock skew the enclosure reports, and never
+more than ``FUTURE_TOLERANCE_S`` after the message arrived (the claimed ``at`` is kept in the
+stored status and the history):
 
 - status (``judge_status``): same ``boot_id`` and ``seq`` not above the stored one -> duplicate
   or stale; another ``boot_id`` replaces the stored status only when its ``at`` is newer.
@@ -21,6 +24,7 @@ Staleness (the bridge may see messages twice, late, or out of order):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,9 +35,11 @@ from schemas.enums import EnclosureState, Lifecycle
 
 __all__ = [
     "LIVE_STATES",
+    "FUTURE_TOLERANCE_S",
     "REASON_MAX",
     "Liveness",
     "Verdict",
+    "bounded_at",
     "clip_reason",
     "clock_skew",
     "derive_state",
@@ -47,6 +53,12 @@ __all__ = [
 
 LIVE_STATES = frozenset({EnclosureState.IDLE, EnclosureState.RECORDING, EnclosureState.ERROR})
 REASON_MAX = 200  # the transitions table's reason column
+# How far a message's time (corrected by its enclosure's reported skew) may run ahead of its
+# arrival: unflagged skew (the agents flag 2 s) plus jitter. Beyond, it counts as sent at this
+# bound, so one message "from the future" cannot make those after it look stale for longer.
+FUTURE_TOLERANCE_S = 5.0
+# A reported clock offset beyond this is not believed (and cannot overflow a datetime).
+MAX_OFFSET_S = 10 * 365 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +106,16 @@ def clock_skew(status: Mapping[str, Any] | None) -> float | None:
     if not clock.get("skewed") or not isinstance(offset, int | float):
         return None
     return float(offset)
+
+
+def bounded_at(claimed: datetime, received_at: datetime, offset_s: float | None) -> datetime:
+    """When a message was sent, by the service's clock, as far as can be told: its claimed
+    ``at`` less the enclosure's measured skew (``offset_s``, enclosure - service), never later
+    than ``FUTURE_TOLERANCE_S`` after it arrived (``received_at``, the service's clock)."""
+    at = claimed
+    if offset_s is not None and math.isfinite(offset_s) and abs(offset_s) <= MAX_OFFSET_S:
+        at = claimed - timedelta(seconds=offset_s)
+    return min(at, received_at + timedelta(seconds=FUTURE_TOLERANCE_S))
 
 
 def status_cause(status: Mapping[str, Any] | None) -> str | None:

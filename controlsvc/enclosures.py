@@ -28,7 +28,9 @@ from controlsvc.enclosure_state import (
     LIVE_STATES,
     Liveness,
     Verdict,
+    bounded_at,
     clip_reason,
+    clock_skew,
     derive_state,
     judge_lifecycle,
     judge_status,
@@ -274,18 +276,19 @@ def apply_lifecycle(
     retained: bool = False,
 ) -> tuple[Verdict, StateChange | None]:
     """Apply an agent's ``state`` message (including its Will) to ``enc``."""
+    at = bounded_at(message.at, received_at, clock_skew(current_status(enc)))
     verdict = judge_lifecycle(
         enc.boot_id,
         enc.lifecycle,
         enc.lifecycle_at,
         message.boot_id,
         message.state.value,
-        message.at,
+        at,
     )
     if verdict is not Verdict.NEW:
         return verdict, None
     enc.lifecycle = message.state.value
-    enc.lifecycle_at = message.at
+    enc.lifecycle_at = at
     enc.boot_id = message.boot_id
     enc.agent_version = message.agent_version[:64]
     enc.status_interval_s = message.status_interval_s
@@ -310,28 +313,28 @@ def apply_status(
     duplicates). A status of a new boot seen before that boot's ``state`` message implies the
     agent is connected (it only publishes when it is).
     """
+    clock = message.clock
+    at = bounded_at(message.at, received_at, clock.offset_s if clock.skewed else None)
     verdict = judge_status(
         enc.status_boot_id,
         enc.status_seq,
         enc.status_at,
         message.boot_id,
         message.seq,
-        message.at,
+        at,
     )
     if verdict is not Verdict.NEW:
         return StatusOutcome(verdict)
     before = status_signature(enc.state, current_status(enc))
-    if message.boot_id != enc.boot_id and (
-        enc.lifecycle_at is None or message.at > enc.lifecycle_at
-    ):
+    if message.boot_id != enc.boot_id and (enc.lifecycle_at is None or at > enc.lifecycle_at):
         enc.boot_id = message.boot_id
         enc.lifecycle = Lifecycle.READY.value
-        enc.lifecycle_at = message.at
+        enc.lifecycle_at = at
         enc.agent_version = message.system.agent_version[:64]
     enc.status = message.model_dump(mode="json")
     enc.status_boot_id = message.boot_id
     enc.status_seq = message.seq
-    enc.status_at = message.at
+    enc.status_at = at
     enc.status_received_at = received_at
     touch(enc, received_at, liveness, retained=retained, sent_at=message.at)
     change = _refresh(session, enc, received_at)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -24,6 +24,7 @@ from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     make_bridge,
     mosquitto_factory,
     now,
+    status_payload,
     wait_state,
 )
 from tests.support.mqtt import MqttTestClient
@@ -379,3 +380,32 @@ def test_clock_skew_raises_an_alert_naming_the_enclosure_then_recovers(
     )
     assert alert.occurrences == 1
     assert len(clock_alerts(database, "enc-a")) == 1
+
+
+def test_a_status_from_the_future_does_not_wedge_the_enclosure(
+    settings, database, broker, make_bridge, agents
+):
+    """One valid status dated 2099 (a clock gone wild, or forged): stored as it came, but it
+    counts as sent when it arrived, so the agent's next boot takes over again."""
+    make_bridge(bridge_settings(settings, broker))
+    agent = agents("enc-a", interval=1.0)
+    agent.online()
+    wait_state(database, "enc-a", "idle")
+    future = datetime(2099, 1, 1, tzinfo=UTC)
+    agent.publish(f"{PREFIX}/enc/enc-a/status", status_payload("b-2099", 0, at=future), retain=True)
+    enc = wait_for(
+        lambda: (e := enclosure(database, "enc-a")) is not None and e.boot_id == "b-2099" and e
+    )
+    assert enc.status["at"].startswith("2099")  # what arrived is kept
+    assert enc.status_at < now() + timedelta(seconds=60)  # ordered by when it arrived
+    # restart_agent: a new boot, whose messages must not be judged older than 2099
+    agent.boot_id, agent.seq = "b-restarted", 0
+    agent.online()
+
+    def recovered():
+        agent.status()  # an agent repeats its status every interval
+        enc = enclosure(database, "enc-a")
+        return enc is not None and enc.boot_id == "b-restarted" and enc.state == "idle"
+
+    wait_for(recovered, 20, interval=0.5)
+    assert enclosure_attr(database, "enc-a", "lifecycle") == "ready"

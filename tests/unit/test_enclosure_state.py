@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controlsvc.enclosure_state import (
+    FUTURE_TOLERANCE_S,
     Liveness,
     Verdict,
+    bounded_at,
     clock_skew,
     derive_state,
     judge_lifecycle,
@@ -156,3 +158,17 @@ def test_clock_skew_and_the_cause_a_status_gives() -> None:
     both = status(clock={"offset_s": -30.0, "skewed": True}, last_error="disk full")
     assert status_cause(both) == "the enclosure reports: disk full"
     assert status_cause(status()) is None
+
+
+def test_bounded_at_corrects_skew_and_caps_the_future() -> None:
+    received = T0 + timedelta(seconds=0.2)
+    assert bounded_at(T0, received, None) == T0
+    # an enclosure 10 minutes ahead that knows it: its times in the service's clock
+    assert bounded_at(T0 + timedelta(minutes=10), received, 600.0) == T0
+    # from the future: counts as sent when it arrived (plus the tolerance)
+    cap = received + timedelta(seconds=FUTURE_TOLERANCE_S)
+    assert bounded_at(datetime(2099, 1, 1, tzinfo=UTC), received, None) == cap
+    assert bounded_at(T0, received, -1e6) == cap
+    # offsets that cannot be true are not used
+    for absurd in (float("nan"), float("inf"), 1e15):
+        assert bounded_at(T0, received, absurd) == T0
