@@ -18,14 +18,17 @@ stored status and the history):
 
 - status (``judge_status``): same ``boot_id`` and ``seq`` not above the stored one -> duplicate
   or stale; another ``boot_id`` replaces the stored status only when its ``at`` is newer.
-- state (``judge_lifecycle``): within a boot messages apply in arrival order; a message of
-  another boot older than the stored lifecycle is stale (typically the previous run's Will).
+- state (``judge_lifecycle``): within a boot messages apply in arrival order, except one of
+  an older connection than the stored one (a Will replayed late); a message of another boot
+  older than the stored lifecycle is stale (typically the previous run's Will). A Will followed
+  in the same batch by its enclosure's newer connection or boot is superseded
+  (``superseded_wills``): the replay after a broker restart writes no 0-second ``lost``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -49,6 +52,7 @@ __all__ = [
     "status_cause",
     "status_fault",
     "status_signature",
+    "superseded_wills",
 ]
 
 LIVE_STATES = frozenset({EnclosureState.IDLE, EnclosureState.RECORDING, EnclosureState.ERROR})
@@ -207,17 +211,56 @@ def judge_lifecycle(
     boot_id: str,
     lifecycle: str,
     at: datetime,
+    *,
+    stored_connection: int | None = None,
+    connection: int | None = None,
 ) -> Verdict:
     """Is a lifecycle message newer than the stored one?
 
     Within one boot messages apply in arrival order (an agent that reconnects says ``ready``
-    again after its Will said ``lost``); a message of another boot older than the stored one is
-    stale (typically the Will of the previous run, whose ``at`` is that run's connect time).
+    again after its Will said ``lost``), except those of an older connection than the stored
+    one (a Will replayed after the agent reconnected); a message of another boot older than
+    the stored one is stale (typically the Will of the previous run, whose ``at`` is that run's
+    connect time).
     """
     if stored_boot is None or stored_at is None:
         return Verdict.NEW
     if boot_id == stored_boot and lifecycle == stored_lifecycle and at == stored_at:
         return Verdict.DUPLICATE
+    if (
+        boot_id == stored_boot
+        and connection is not None
+        and stored_connection is not None
+        and connection < stored_connection
+    ):
+        return Verdict.STALE
     if boot_id != stored_boot and at < stored_at:
         return Verdict.STALE
     return Verdict.NEW
+
+
+def superseded_wills(messages: Sequence[tuple[str, Lifecycle, str, int | None]]) -> set[int]:
+    """The positions of Wills (``lost``) that a later message of the same enclosure in
+    ``messages`` (``(enclosure id, lifecycle, boot id, connection)``, in arrival order) shows
+    to be over already: a newer boot, or a newer (or unnumbered) connection of the same boot.
+    Applying them would write a 0-second ``lost`` (the burst a broker restart replays)."""
+    superseded: set[int] = set()
+    pending: dict[str, list[int]] = {}  # enclosure -> positions of Wills not yet superseded
+    for index, (eid, lifecycle, boot_id, connection) in enumerate(messages):
+        if lifecycle is Lifecycle.LOST:
+            pending.setdefault(eid, []).append(index)
+            continue
+        still = []
+        for will in pending.get(eid, []):
+            _, _, will_boot, will_connection = messages[will]
+            if (
+                will_boot != boot_id
+                or connection is None
+                or will_connection is None
+                or connection > will_connection
+            ):
+                superseded.add(will)
+            else:
+                still.append(will)
+        pending[eid] = still
+    return superseded

@@ -284,11 +284,14 @@ def apply_lifecycle(
         message.boot_id,
         message.state.value,
         at,
+        stored_connection=enc.lifecycle_connection,
+        connection=message.connection,
     )
     if verdict is not Verdict.NEW:
         return verdict, None
     enc.lifecycle = message.state.value
     enc.lifecycle_at = at
+    enc.lifecycle_connection = message.connection
     enc.boot_id = message.boot_id
     enc.agent_version = message.agent_version[:64]
     enc.status_interval_s = message.status_interval_s
@@ -330,6 +333,7 @@ def apply_status(
         enc.boot_id = message.boot_id
         enc.lifecycle = Lifecycle.READY.value
         enc.lifecycle_at = at
+        enc.lifecycle_connection = None  # a status does not say which connection
         enc.agent_version = message.system.agent_version[:64]
     enc.status = message.model_dump(mode="json")
     enc.status_boot_id = message.boot_id

@@ -52,8 +52,10 @@ __all__ = ["Agent", "ExitReason", "LinkFactory"]
 
 log = logging.getLogger(__name__)
 
-LinkFactory = Callable[[AgentConfig, bytes, LinkListener], Link]
-"""Builds the MQTT link from the config, the Will payload and the listener."""
+WillFor = Callable[[int], bytes]
+"""The Will payload of the agent's connection number N (1, 2, ...)."""
+LinkFactory = Callable[[AgentConfig, WillFor, LinkListener], Link]
+"""Builds the MQTT link from the config, the Will payloads and the listener."""
 
 STATUS_COALESCE_S = 0.05  # changes within this window go out in one status message
 FLUSH_TIMEOUT_S = 3.0  # at shutdown, how long PUBACKs of queued events and acks are awaited
@@ -113,9 +115,9 @@ class Agent(LinkListener):
         self.ready = threading.Event()  # set while subscribed (tests wait on it)
         self._refused: str | None = None
         self._exit = ExitReason.STOPPED
-        will = dump_message(self.status.state(Lifecycle.LOST, config.status.interval_s))
+        self._connection = 0  # this boot's connections to the broker so far
         factory = link_factory or _default_link_factory
-        self.link = factory(config, will, self)
+        self.link = factory(config, self._will, self)
 
     # -- lifecycle --------------------------------------------------------------------------------
     @property
@@ -237,8 +239,16 @@ class Agent(LinkListener):
         return self.link.publish(Outgoing(self.topics.events(self.eid), payload, qos=1))
 
     # -- status -----------------------------------------------------------------------------------
+    def _will(self, connection: int) -> bytes:
+        """The Will registered with connection number ``connection`` (the link's thread)."""
+        return dump_message(
+            self.status.state(Lifecycle.LOST, self._config.status.interval_s, connection)
+        )
+
     def _publish_state(self, lifecycle: Lifecycle) -> int | None:
-        message = self.status.state(lifecycle, self._config.status.interval_s)
+        message = self.status.state(
+            lifecycle, self._config.status.interval_s, self._connection or None
+        )
         return self.link.publish(
             Outgoing(self.topics.state(self.eid), dump_message(message), qos=1, retain=True)
         )
@@ -306,7 +316,12 @@ class Agent(LinkListener):
 
     # -- MQTT, on the agent's thread --------------------------------------------------------------
     def _connected(self, session_present: bool) -> None:
-        log.info("connected to the broker (session present: %s)", session_present)
+        self._connection += 1  # the link counts alike: its Will carries this number
+        log.info(
+            "connected to the broker (connection %d, session present: %s)",
+            self._connection,
+            session_present,
+        )
         self._errors.pop("broker", None)
         self._publish_state(Lifecycle.INIT)
         self.publish_status()
@@ -563,7 +578,7 @@ class Agent(LinkListener):
         self.loop.call_soon(self.loop.stop)
 
 
-def _default_link_factory(config: AgentConfig, will: bytes, listener: LinkListener) -> Link:
+def _default_link_factory(config: AgentConfig, will: WillFor, listener: LinkListener) -> Link:
     from enclosure_agent.mqtt import LinkSettings, MqttLink
 
     url = config.broker.parsed
@@ -575,7 +590,8 @@ def _default_link_factory(config: AgentConfig, will: bytes, listener: LinkListen
         password=url.password,
         keepalive_s=config.status.interval_s,
         session_expiry_s=config.broker.session_expiry_s,
-        will=Outgoing(config.topics.state(config.enclosure_id), will, qos=1, retain=True),
+        will=Outgoing(config.topics.state(config.enclosure_id), will(1), qos=1, retain=True),
+        next_will=will,
         tls=url.tls,
         ca_file=config.broker.ca_file,
         reconnect_min_s=config.broker.reconnect_min_s,

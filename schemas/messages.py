@@ -143,6 +143,14 @@ class EnclosureStateMessage(WireMessage):
         le=MAX_STATUS_INTERVAL_S,
         description="Seconds between status heartbeats.",
     )
+    connection: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="Which of this boot's connections to the broker the message belongs to"
+        " (1 = the first); the Will carries the number of the connection it was registered"
+        " with, so the service ignores a Will of a connection older than the one it knows.",
+    )
 
 
 class DesiredRecording(WirePart):

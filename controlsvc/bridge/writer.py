@@ -34,7 +34,7 @@ from controlsvc.bridge import sessions as session_driver
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.db import Database, utcnow
-from controlsvc.enclosure_state import clock_skew
+from controlsvc.enclosure_state import clock_skew, superseded_wills
 from controlsvc.enclosures import Liveness, StateChange, Verdict
 from controlsvc.models.enclosures import AgentEvent, Enclosure, StatusRecord
 from controlsvc.models.events import EventRecord
@@ -109,6 +109,17 @@ def _is_down(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _superseded_wills(parsed: Sequence[Parsed]) -> set[int]:
+    """Positions in ``parsed`` of Wills a later state message of the batch shows are over."""
+    states = [
+        (position, item.eid, item.message)
+        for position, item in enumerate(parsed)
+        if isinstance(item.message, EnclosureStateMessage)
+    ]
+    found = superseded_wills([(eid, m.state, m.boot_id, m.connection) for _, eid, m in states])
+    return {states[i][0] for i in found}
 
 
 class Writer:
@@ -244,12 +255,16 @@ class Writer:
         self, session: Session, parsed: Sequence[Parsed], batch: _Batch, now: datetime
     ) -> list[EventRecord]:
         encs = enclosures.lock_enclosures(session, {p.eid for p in parsed}, now=now)
-        for item in parsed:
+        superseded = _superseded_wills(parsed)
+        for position, item in enumerate(parsed):
             enc = encs[item.eid]
             if enc.retired_at is not None:
                 batch.bump(batch.ignored, "retired")
                 continue
             message = item.message
+            if position in superseded:
+                batch.bump(batch.ignored, Verdict.STALE.value)
+                continue
             if isinstance(message, EnclosureStateMessage):
                 self._state(session, enc, item, message, batch)
             elif isinstance(message, Status):

@@ -44,18 +44,24 @@ def now() -> datetime:
 
 # -- payloads ------------------------------------------------------------------------------------
 def state_payload(
-    state: str, boot_id: str, *, at: datetime | None = None, interval: float = 5.0
+    state: str,
+    boot_id: str,
+    *,
+    at: datetime | None = None,
+    interval: float = 5.0,
+    connection: int | None = None,
 ) -> bytes:
-    return json.dumps(
-        {
-            "v": 1,
-            "at": (at or now()).isoformat(),
-            "state": state,
-            "boot_id": boot_id,
-            "agent_version": "test-1.0",
-            "status_interval_s": interval,
-        }
-    ).encode()
+    body: dict[str, Any] = {
+        "v": 1,
+        "at": (at or now()).isoformat(),
+        "state": state,
+        "boot_id": boot_id,
+        "agent_version": "test-1.0",
+        "status_interval_s": interval,
+    }
+    if connection is not None:
+        body["connection"] = connection
+    return json.dumps(body).encode()
 
 
 def status_payload(

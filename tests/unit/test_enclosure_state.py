@@ -18,6 +18,7 @@ from controlsvc.enclosure_state import (
     status_cause,
     status_fault,
     status_signature,
+    superseded_wills,
 )
 from schemas.enums import EnclosureState, Lifecycle
 
@@ -172,3 +173,31 @@ def test_bounded_at_corrects_skew_and_caps_the_future() -> None:
     # offsets that cannot be true are not used
     for absurd in (float("nan"), float("inf"), 1e15):
         assert bounded_at(T0, received, absurd) == T0
+
+
+def test_a_will_of_an_older_connection_is_stale():
+    earlier = T0 - timedelta(seconds=5)
+    kw = {"stored_connection": 2}
+    assert judge_lifecycle("b1", "ready", T0, "b1", "lost", earlier, connection=1, **kw) is (
+        Verdict.STALE
+    )
+    # the Will of the current connection, and messages that do not say: news
+    assert judge_lifecycle("b1", "ready", T0, "b1", "lost", earlier, connection=2, **kw) is (
+        Verdict.NEW
+    )
+    assert judge_lifecycle("b1", "ready", T0, "b1", "lost", earlier, **kw) is Verdict.NEW
+    assert judge_lifecycle("b1", "lost", T0, "b1", "ready", T0, connection=3, **kw) is Verdict.NEW
+
+
+def test_superseded_wills():
+    lost, init, ready = Lifecycle.LOST, Lifecycle.INIT, Lifecycle.READY
+    # replayed Will, then the next connection: superseded
+    assert superseded_wills([("a", lost, "b1", 1), ("a", init, "b1", 2)]) == {0}
+    # another enclosure's or a later Will of the same connection: not
+    assert superseded_wills([("a", lost, "b1", 1), ("b", init, "b1", 2)]) == set()
+    assert superseded_wills([("a", init, "b1", 2), ("a", lost, "b1", 2)]) == set()
+    # a Will followed by a message of its own connection (delivered out of order): kept
+    assert superseded_wills([("a", lost, "b1", 2), ("a", ready, "b1", 2)]) == set()
+    # a new boot, or agents that do not number their connections
+    assert superseded_wills([("a", lost, "b1", 4), ("a", init, "b2", 1)]) == {0}
+    assert superseded_wills([("a", lost, "b1", None), ("a", init, "b1", None)]) == {0}
