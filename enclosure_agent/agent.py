@@ -91,6 +91,8 @@ class Agent(LinkListener):
         self.pump = OutboxPump(self.outbox)
         self.reconciler = Reconciler(self.journal.intent)
         self.clock = ClockMonitor(config.status.clock_skew_threshold_s)
+        if self.journal.clock_offset_s is not None:  # until a fresh sample: the last run's
+            self.clock.assume(self.journal.clock_offset_s)
         self.status = StatusBuilder(self.boot_id, config.camera.source, config.recording.root)
         self.camera = Camera(config.camera, lambda: self.loop.call_soon(self.status_soon), source)
         self.sessions = Sessions(
@@ -410,6 +412,7 @@ class Agent(LinkListener):
         after = self.clock.offset_s
         if before is None or (after is not None and abs(after - before) > CLOCK_RECONCILE_S):
             # Desired windows are judged by the service's clock: look again with the new offset.
+            self.journal.set_clock_offset(after)
             self._reconcile()
         if self.clock.skewed != was_skewed:
             self.status_soon()

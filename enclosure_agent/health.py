@@ -198,17 +198,22 @@ class ClockMonitor:
         self.threshold_s = threshold_s
         self._samples: deque[float] = deque(maxlen=OFFSET_SAMPLES)
         self._last: tuple[datetime, float] | None = None  # local wall and monotonic times
+        self._assumed: float | None = None
         self.skewed = False
+
+    def assume(self, offset_s: float) -> None:
+        """Use ``offset_s`` (measured by an earlier run) until the first sample arrives."""
+        self._assumed = offset_s
 
     @property
     def offset_s(self) -> float | None:
         if not self._samples:
-            return None
+            return self._assumed
         return min(self._samples)
 
     @property
     def known(self) -> bool:
-        return bool(self._samples)
+        return self.offset_s is not None
 
     def service_now(self, local: datetime | None = None) -> datetime:
         """The service's time at local time ``local`` (default now); the local time itself

@@ -61,11 +61,9 @@ def test_agent_ten_minutes_ahead_records_the_service_window(
     service = service_for(mosquitto, eid)
     data = agent_data(tmp_path, mosquitto, eid, broker_enclosure.password)
     root = Path(data["recording"]["root"])
-    agent = AgentProcess(
-        write_toml(tmp_path / "agent.toml", data),
-        tmp_path / "agent.log",
-        env=shifted_clock(AHEAD_S),
-    )
+    config_file = write_toml(tmp_path / "agent.toml", data)
+    agent = AgentProcess(config_file, tmp_path / "agent.log", env=shifted_clock(AHEAD_S))
+    again = None
     try:
         wait_for(lambda: any(s.state is Lifecycle.READY for s in service.states()), 30)
         assert service.states()[0].at > datetime.now(UTC) + timedelta(seconds=AHEAD_S - 60)
@@ -98,16 +96,29 @@ def test_agent_ten_minutes_ahead_records_the_service_window(
         assert stale.result is AckResult.EXPIRED
         assert "by the service's clock" in (stale.detail or "")
 
-        # Frames are written (a second's worth), then the service ends the recording.
+        # Frames are written (a second's worth); then the agent restarts mid-session. Until
+        # its first heartbeat it assumes the offset it measured before: it resumes the
+        # recording instead of ending it as over by its own clock.
         service.status(lambda s: s.camera.frames_written >= 30, timeout=30)
+        assert agent.terminate() == 0
+        again = AgentProcess(config_file, tmp_path / "agent-2.log", env=shifted_clock(AHEAD_S))
+        resumed = service.event("recording_resumed", timeout=30)
+        assert resumed.session_id == "s-ahead"
+        assert not [e for e in service.events("recording_stopped") if e.session_id == "s-ahead"]
+
+        # The service ends the recording.
         service.desired(2, None)
         stopped = service.event("recording_stopped", timeout=30)
         assert stopped.data["reason"] == "desired"
-        closed = service.event("segment_closed", timeout=30)
-        assert agent.terminate() == 0
+        assert again.terminate() == 0
     finally:
         agent.close()
-    assert "Traceback" not in agent.log()
-    (segment,) = segments(root, "s-ahead")
-    assert str(segment) == closed.data["path"]
-    assert len(decode_times(segment)) == closed.data["frames"] >= 30
+        if again is not None:
+            again.close()
+    assert "Traceback" not in agent.log() + (again.log() if again else "")
+    closed = {e.data["path"]: e.data["frames"] for e in service.events("segment_closed")}
+    files = segments(root, "s-ahead")
+    assert {str(f) for f in files} == set(closed)
+    for path in files:
+        assert len(decode_times(path)) == closed[str(path)]
+    assert sum(closed.values()) >= 30

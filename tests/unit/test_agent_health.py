@@ -83,6 +83,21 @@ def test_service_now_follows_the_measured_offset() -> None:
     assert clock.service_now(local) == T0
 
 
+def test_an_offset_assumed_from_the_last_run_until_a_sample(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.json")
+    assert journal.clock_offset_s is None
+    journal.set_clock_offset(600.0)
+    assumed = Journal(tmp_path / "journal.json").clock_offset_s
+    assert assumed == 600.0
+    clock = ClockMonitor(threshold_s=2.0)
+    clock.assume(assumed)
+    assert clock.known
+    assert clock.service_now(T0 + timedelta(seconds=600)) == T0
+    assert not clock.skewed  # flagged only once measured
+    clock.sample(T0, T0 + timedelta(seconds=0.1))  # the clock was fixed meanwhile
+    assert clock.offset_s == 0.1
+
+
 def test_journal_round_trip_and_recent_commands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
