@@ -30,7 +30,7 @@ from controlsvc.broker import SERVICE_USER, LocalBroker
 from controlsvc.config import Settings
 from controlsvc.db import Database
 from controlsvc.models.commands import Command
-from controlsvc.models.enclosures import Enclosure, StatusRecord
+from controlsvc.models.enclosures import Enclosure, EnclosureTransition, StatusRecord
 from tests.support.broker import mosquitto_factory  # noqa: F401 (a fixture)
 from tests.support.waiting import wait_for
 
@@ -342,6 +342,17 @@ def enclosure_attr(database: Database, eid: str, name: str) -> Any:
 def enclosure_state(database: Database, eid: str) -> str | None:
     enc = enclosure(database, eid)
     return enc.state if enc is not None else None
+
+
+def transitions(database: Database, eid: str) -> list[tuple[str, str]]:
+    """The enclosure's state transitions, oldest first, as (from, to)."""
+    with database.sessionmaker() as session:
+        rows = session.scalars(
+            select(EnclosureTransition)
+            .where(EnclosureTransition.enclosure_id == eid)
+            .order_by(EnclosureTransition.id)
+        )
+        return [(t.from_state, t.to_state) for t in rows]
 
 
 def wait_state(database: Database, eid: str, state: str, timeout: float = 10.0) -> Enclosure:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from controlsvc import eventlog
-from controlsvc.models.enclosures import AgentEvent, EnclosureTransition, StatusRecord
+from controlsvc.models.enclosures import AgentEvent, StatusRecord
 from controlsvc.models.events import EventRecord
 from controlsvc.models.sessions import Alert
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
@@ -25,22 +25,13 @@ from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     mosquitto_factory,
     now,
     status_payload,
+    transitions,
     wait_state,
 )
 from tests.support.mqtt import MqttTestClient
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.mosquitto
-
-
-def transitions(database, eid):
-    with database.sessionmaker() as session:
-        rows = session.scalars(
-            select(EnclosureTransition)
-            .where(EnclosureTransition.enclosure_id == eid)
-            .order_by(EnclosureTransition.id)
-        )
-        return [(t.from_state, t.to_state) for t in rows]
 
 
 def events_of(database, kind):

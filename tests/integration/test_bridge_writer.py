@@ -16,7 +16,7 @@ from controlsvc.bridge.writer import Writer
 from controlsvc.db import utcnow
 from controlsvc.enclosures import Liveness
 from controlsvc.models.commands import Command
-from controlsvc.models.enclosures import Enclosure, EnclosureTransition, StatusRecord
+from controlsvc.models.enclosures import Enclosure, StatusRecord
 from controlsvc.models.events import EventRecord
 from schemas.enums import CommandKind
 from schemas.topics import Topics
@@ -26,6 +26,7 @@ from tests.integration.bridge_fixtures import (
     event_payload,
     state_payload,
     status_payload,
+    transitions,
 )
 
 
@@ -185,16 +186,6 @@ def test_purge_status_history(writer, database):
         assert session.scalars(select(StatusRecord.seq)).all() == [2]
 
 
-def transitions(database, eid="enc-a"):
-    with database.sessionmaker() as session:
-        rows = session.scalars(
-            select(EnclosureTransition)
-            .where(EnclosureTransition.enclosure_id == eid)
-            .order_by(EnclosureTransition.id)
-        )
-        return [(t.from_state, t.to_state) for t in rows]
-
-
 def test_a_will_replayed_with_the_next_connection_writes_no_lost(writer, database, stats):
     """After a broker restart the bridge gets the agent's Will (connection 1) and, at once,
     what the agent said on reconnecting (connection 2): no 0-second recording -> lost ->
@@ -205,7 +196,7 @@ def test_a_will_replayed_with_the_next_connection_writes_no_lost(writer, databas
         msg("status", status_payload("b1", 0, recording="s1")),
     )
     before = [("offline", "idle"), ("idle", "recording")]
-    assert transitions(database) == before
+    assert transitions(database, "enc-a") == before
     booted = utcnow() - timedelta(minutes=5)  # a Will's time is that of its registration
     write(
         writer,
@@ -214,7 +205,7 @@ def test_a_will_replayed_with_the_next_connection_writes_no_lost(writer, databas
         msg("status", status_payload("b1", 1, recording="s1")),
         msg("state", state_payload("ready", "b1", connection=2)),
     )
-    assert transitions(database) == before
+    assert transitions(database, "enc-a") == before
     with database.sessionmaker() as session:
         enc = session.get(Enclosure, "enc-a")
         assert (enc.state, enc.lifecycle, enc.lifecycle_connection) == ("recording", "ready", 2)
@@ -226,7 +217,7 @@ def test_a_will_of_an_older_connection_arriving_later_is_stale(writer, database)
     write(writer, msg("status", status_payload("b1", 0)))
     # a retained Will of connection 2 (restored by a broker from an older snapshot)
     write(writer, msg("state", state_payload("lost", "b1", connection=2), retain=True))
-    assert transitions(database) == [("offline", "idle")]
+    assert transitions(database, "enc-a") == [("offline", "idle")]
     # the Will of the current connection is news
     write(writer, msg("state", state_payload("lost", "b1", connection=3)))
-    assert transitions(database) == [("offline", "idle"), ("idle", "lost")]
+    assert transitions(database, "enc-a") == [("offline", "idle"), ("idle", "lost")]
