@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "KIND_SEVERITY",
     "MAIL_EVERY_S",
+    "clock_skew",
     "deliver_pending",
     "open_alert",
     "raise_alert",
@@ -55,6 +56,7 @@ KIND_SEVERITY: dict[str, AlertSeverity] = {
     "recording_failed": AlertSeverity.CRITICAL,
     "recording_timed_out": AlertSeverity.CRITICAL,
     "disk_low": AlertSeverity.CRITICAL,
+    "clock_skew": AlertSeverity.WARNING,
 }
 
 SendMail = Callable[[Mail], None]
@@ -121,6 +123,32 @@ def raise_alert(
     _event(alert, False, events)
     log.warning("alert %s on %s: %s", kind, enclosure_id, message)
     return alert
+
+
+def clock_skew(
+    session: Session,
+    enclosure_id: str,
+    before: float | None,
+    after: float | None,
+    events: list[Any],
+    *,
+    now: datetime | None = None,
+) -> None:
+    """An enclosure's status went from ``before`` to ``after`` (its clock offset when skewed,
+    else None): raise ``clock_skew`` as the skew begins, recover it as it ends."""
+    if after is not None and before is None:
+        raise_alert(
+            session,
+            "clock_skew",
+            enclosure_id,
+            f"the clock of {enclosure_id} is {after:+.1f} s off the service's: its recording"
+            " windows are judged by the service's clock, but its file and frame times follow"
+            " its own; check its time synchronisation (NTP)",
+            events,
+            now=now,
+        )
+    elif after is None and before is not None:
+        recover(session, "clock_skew", enclosure_id, events, now=now)
 
 
 def recover(

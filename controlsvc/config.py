@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import URL, make_url
 
 from controlsvc.errors import ConfigError
+from schemas.messages import MAX_STATUS_INTERVAL_S, MIN_STATUS_INTERVAL_S
 
 DEFAULT_CONFIG_FILENAME = "jax-mba-service.config"
 CONFIG_ENV_VAR = "JAXMBA_CONFIG"
@@ -181,7 +182,12 @@ class ServiceSettings(_Section):
         64, ge=1, le=1024, description="Threads per worker (SSE streams each hold one)"
     )
     log_level: str = Field("INFO", description="Root log level")
-    status_interval_s: float = Field(5.0, gt=0, le=3600, description="Agents' status interval")
+    status_interval_s: float = Field(
+        5.0,
+        ge=MIN_STATUS_INTERVAL_S,
+        le=MAX_STATUS_INTERVAL_S,
+        description="Agents' status interval",
+    )
     lost_after_intervals: float = Field(
         3.0, ge=1, le=100, description="Silence of this many status intervals means lost"
     )

@@ -11,17 +11,24 @@ Derived state (``derive_state``)::
     init / ready                     -> idle
     silence > lost_after x interval  -> lost      (``enclosures.mark_silent``, the bridge's timer)
 
-Staleness (the bridge may see messages twice, late, or out of order):
+Staleness (the bridge may see messages twice, late, or out of order). Messages are ordered by
+``bounded_at``: the claimed ``at`` corrected by the clock skew the enclosure reports, and never
+more than ``FUTURE_TOLERANCE_S`` after the message arrived (the claimed ``at`` is kept in the
+stored status and the history):
 
 - status (``judge_status``): same ``boot_id`` and ``seq`` not above the stored one -> duplicate
   or stale; another ``boot_id`` replaces the stored status only when its ``at`` is newer.
-- state (``judge_lifecycle``): within a boot messages apply in arrival order; a message of
-  another boot older than the stored lifecycle is stale (typically the previous run's Will).
+- state (``judge_lifecycle``): within a boot messages apply in arrival order, except one of
+  an older connection than the stored one (a Will replayed late); a message of another boot
+  older than the stored lifecycle is stale (typically the previous run's Will). A Will followed
+  in the same batch by its enclosure's newer connection or boot is superseded
+  (``superseded_wills``): the replay after a broker restart writes no 0-second ``lost``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -31,20 +38,31 @@ from schemas.enums import EnclosureState, Lifecycle
 
 __all__ = [
     "LIVE_STATES",
+    "FUTURE_TOLERANCE_S",
     "REASON_MAX",
     "Liveness",
     "Verdict",
+    "bounded_at",
     "clip_reason",
+    "clock_skew",
     "derive_state",
     "judge_lifecycle",
     "judge_status",
     "recording_session",
+    "status_cause",
     "status_fault",
     "status_signature",
+    "superseded_wills",
 ]
 
 LIVE_STATES = frozenset({EnclosureState.IDLE, EnclosureState.RECORDING, EnclosureState.ERROR})
 REASON_MAX = 200  # the transitions table's reason column
+# How far a message's time (corrected by its enclosure's reported skew) may run ahead of its
+# arrival: unflagged skew (the agents flag 2 s) plus jitter. Beyond, it counts as sent at this
+# bound, so one message "from the future" cannot make those after it look stale for longer.
+FUTURE_TOLERANCE_S = 5.0
+# A reported clock offset beyond this is not believed (and cannot overflow a datetime).
+MAX_OFFSET_S = 10 * 365 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +100,37 @@ def status_fault(status: Mapping[str, Any] | None) -> str | None:
         return f"camera: {camera['error']}"
     if camera and not camera.get("connected", True):
         return f"camera {camera.get('source') or ''} not connected".replace("  ", " ")
+    return None
+
+
+def clock_skew(status: Mapping[str, Any] | None) -> float | None:
+    """The clock offset (enclosure - service, s) when the status says it is skewed, else None."""
+    clock = (status or {}).get("clock") or {}
+    offset = clock.get("offset_s")
+    if not clock.get("skewed") or not isinstance(offset, int | float):
+        return None
+    return float(offset)
+
+
+def bounded_at(claimed: datetime, received_at: datetime, offset_s: float | None) -> datetime:
+    """When a message was sent, by the service's clock, as far as can be told: its claimed
+    ``at`` less the enclosure's measured skew (``offset_s``, enclosure - service), never later
+    than ``FUTURE_TOLERANCE_S`` after it arrived (``received_at``, the service's clock)."""
+    at = claimed
+    if offset_s is not None and math.isfinite(offset_s) and abs(offset_s) <= MAX_OFFSET_S:
+        at = claimed - timedelta(seconds=offset_s)
+    return min(at, received_at + timedelta(seconds=FUTURE_TOLERANCE_S))
+
+
+def status_cause(status: Mapping[str, Any] | None) -> str | None:
+    """What the status gives as a likely cause of not recording: its fault (the agent's own
+    words), else a skewed clock; None when it reports neither."""
+    fault = status_fault(status)
+    if fault is not None:
+        return f"the enclosure reports: {fault}"
+    offset = clock_skew(status)
+    if offset is not None:
+        return f"the enclosure's clock is {offset:+.1f} s off the service's"
     return None
 
 
@@ -162,17 +211,56 @@ def judge_lifecycle(
     boot_id: str,
     lifecycle: str,
     at: datetime,
+    *,
+    stored_connection: int | None = None,
+    connection: int | None = None,
 ) -> Verdict:
     """Is a lifecycle message newer than the stored one?
 
     Within one boot messages apply in arrival order (an agent that reconnects says ``ready``
-    again after its Will said ``lost``); a message of another boot older than the stored one is
-    stale (typically the Will of the previous run, whose ``at`` is that run's connect time).
+    again after its Will said ``lost``), except those of an older connection than the stored
+    one (a Will replayed after the agent reconnected); a message of another boot older than
+    the stored one is stale (typically the Will of the previous run, whose ``at`` is that run's
+    connect time).
     """
     if stored_boot is None or stored_at is None:
         return Verdict.NEW
     if boot_id == stored_boot and lifecycle == stored_lifecycle and at == stored_at:
         return Verdict.DUPLICATE
+    if (
+        boot_id == stored_boot
+        and connection is not None
+        and stored_connection is not None
+        and connection < stored_connection
+    ):
+        return Verdict.STALE
     if boot_id != stored_boot and at < stored_at:
         return Verdict.STALE
     return Verdict.NEW
+
+
+def superseded_wills(messages: Sequence[tuple[str, Lifecycle, str, int | None]]) -> set[int]:
+    """The positions of Wills (``lost``) that a later message of the same enclosure in
+    ``messages`` (``(enclosure id, lifecycle, boot id, connection)``, in arrival order) shows
+    to be over already: a newer boot, or a newer (or unnumbered) connection of the same boot.
+    Applying them would write a 0-second ``lost`` (the burst a broker restart replays)."""
+    superseded: set[int] = set()
+    pending: dict[str, list[int]] = {}  # enclosure -> positions of Wills not yet superseded
+    for index, (eid, lifecycle, boot_id, connection) in enumerate(messages):
+        if lifecycle is Lifecycle.LOST:
+            pending.setdefault(eid, []).append(index)
+            continue
+        still = []
+        for will in pending.get(eid, []):
+            _, _, will_boot, will_connection = messages[will]
+            if (
+                will_boot != boot_id
+                or connection is None
+                or will_connection is None
+                or connection > will_connection
+            ):
+                superseded.add(will)
+            else:
+                still.append(will)
+        pending[eid] = still
+    return superseded

@@ -28,7 +28,9 @@ from controlsvc.enclosure_state import (
     LIVE_STATES,
     Liveness,
     Verdict,
+    bounded_at,
     clip_reason,
+    clock_skew,
     derive_state,
     judge_lifecycle,
     judge_status,
@@ -57,6 +59,7 @@ __all__ = [
     "Verdict",
     "apply_lifecycle",
     "apply_status",
+    "current_status",
     "derive_state",
     "discover",
     "enclosure_out",
@@ -223,7 +226,7 @@ def _set_state(
     return StateChange(enc.id, previous, state, reason, at, enc.lifecycle)
 
 
-def _current_status(enc: Enclosure) -> Mapping[str, Any] | None:
+def current_status(enc: Enclosure) -> Mapping[str, Any] | None:
     """The latest status if it belongs to the agent's current boot."""
     if enc.status is None or enc.status_boot_id != enc.boot_id:
         return None
@@ -231,7 +234,7 @@ def _current_status(enc: Enclosure) -> Mapping[str, Any] | None:
 
 
 def _refresh(session: Session, enc: Enclosure, at: datetime) -> StateChange | None:
-    state, reason = derive_state(enc.lifecycle, _current_status(enc))
+    state, reason = derive_state(enc.lifecycle, current_status(enc))
     return _set_state(session, enc, state, reason, at)
 
 
@@ -273,18 +276,22 @@ def apply_lifecycle(
     retained: bool = False,
 ) -> tuple[Verdict, StateChange | None]:
     """Apply an agent's ``state`` message (including its Will) to ``enc``."""
+    at = bounded_at(message.at, received_at, clock_skew(current_status(enc)))
     verdict = judge_lifecycle(
         enc.boot_id,
         enc.lifecycle,
         enc.lifecycle_at,
         message.boot_id,
         message.state.value,
-        message.at,
+        at,
+        stored_connection=enc.lifecycle_connection,
+        connection=message.connection,
     )
     if verdict is not Verdict.NEW:
         return verdict, None
     enc.lifecycle = message.state.value
-    enc.lifecycle_at = message.at
+    enc.lifecycle_at = at
+    enc.lifecycle_connection = message.connection
     enc.boot_id = message.boot_id
     enc.agent_version = message.agent_version[:64]
     enc.status_interval_s = message.status_interval_s
@@ -309,32 +316,33 @@ def apply_status(
     duplicates). A status of a new boot seen before that boot's ``state`` message implies the
     agent is connected (it only publishes when it is).
     """
+    clock = message.clock
+    at = bounded_at(message.at, received_at, clock.offset_s if clock.skewed else None)
     verdict = judge_status(
         enc.status_boot_id,
         enc.status_seq,
         enc.status_at,
         message.boot_id,
         message.seq,
-        message.at,
+        at,
     )
     if verdict is not Verdict.NEW:
         return StatusOutcome(verdict)
-    before = status_signature(enc.state, _current_status(enc))
-    if message.boot_id != enc.boot_id and (
-        enc.lifecycle_at is None or message.at > enc.lifecycle_at
-    ):
+    before = status_signature(enc.state, current_status(enc))
+    if message.boot_id != enc.boot_id and (enc.lifecycle_at is None or at > enc.lifecycle_at):
         enc.boot_id = message.boot_id
         enc.lifecycle = Lifecycle.READY.value
-        enc.lifecycle_at = message.at
+        enc.lifecycle_at = at
+        enc.lifecycle_connection = None  # a status does not say which connection
         enc.agent_version = message.system.agent_version[:64]
     enc.status = message.model_dump(mode="json")
     enc.status_boot_id = message.boot_id
     enc.status_seq = message.seq
-    enc.status_at = message.at
+    enc.status_at = at
     enc.status_received_at = received_at
     touch(enc, received_at, liveness, retained=retained, sent_at=message.at)
     change = _refresh(session, enc, received_at)
-    after = status_signature(enc.state, _current_status(enc))
+    after = status_signature(enc.state, current_status(enc))
     return StatusOutcome(verdict, change, significant=before != after)
 
 

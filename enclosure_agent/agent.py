@@ -35,7 +35,7 @@ from enclosure_agent.link import Inbound, Link, LinkListener, Outgoing
 from enclosure_agent.loop import EventLoop, Timer
 from enclosure_agent.outbox import Outbox, OutboxPump
 from enclosure_agent.preview import Previewer, PreviewSettings
-from enclosure_agent.reconciler import Reconciler
+from enclosure_agent.reconciler import Reconciler, clock_doubt
 from enclosure_agent.recorder import CapturedFrame, FrameSource
 from enclosure_agent.runtime import apply_runtime_changes
 from enclosure_agent.sessions import Sessions
@@ -47,18 +47,20 @@ from schemas.errors import MessageError, TopicError
 from schemas.events import ClockSkew, Event, EventPayload
 from schemas.messages import Desired, DesiredRecording, ServiceState
 from schemas.topics import valid_publish_topic
-from schemas.types import utc_now
 
 __all__ = ["Agent", "ExitReason", "LinkFactory"]
 
 log = logging.getLogger(__name__)
 
-LinkFactory = Callable[[AgentConfig, bytes, LinkListener], Link]
-"""Builds the MQTT link from the config, the Will payload and the listener."""
+WillFor = Callable[[int], bytes]
+"""The Will payload of the agent's connection number N (1, 2, ...)."""
+LinkFactory = Callable[[AgentConfig, WillFor, LinkListener], Link]
+"""Builds the MQTT link from the config, the Will payloads and the listener."""
 
 STATUS_COALESCE_S = 0.05  # changes within this window go out in one status message
 FLUSH_TIMEOUT_S = 3.0  # at shutdown, how long PUBACKs of queued events and acks are awaited
 STATE_PUBACK_TIMEOUT_S = 2.0  # the retained "disconnected" before the DISCONNECT
+CLOCK_RECONCILE_S = 0.5  # a change of the clock offset estimate beyond this re-judges windows
 
 
 class ExitReason(StrEnum):
@@ -89,6 +91,8 @@ class Agent(LinkListener):
         self.pump = OutboxPump(self.outbox)
         self.reconciler = Reconciler(self.journal.intent)
         self.clock = ClockMonitor(config.status.clock_skew_threshold_s)
+        if self.journal.clock_offset_s is not None:  # until a fresh sample: the last run's
+            self.clock.assume(self.journal.clock_offset_s)
         self.status = StatusBuilder(self.boot_id, config.camera.source, config.recording.root)
         self.camera = Camera(config.camera, lambda: self.loop.call_soon(self.status_soon), source)
         self.sessions = Sessions(
@@ -113,9 +117,9 @@ class Agent(LinkListener):
         self.ready = threading.Event()  # set while subscribed (tests wait on it)
         self._refused: str | None = None
         self._exit = ExitReason.STOPPED
-        will = dump_message(self.status.state(Lifecycle.LOST, config.status.interval_s))
+        self._connection = 0  # this boot's connections to the broker so far
         factory = link_factory or _default_link_factory
-        self.link = factory(config, will, self)
+        self.link = factory(config, self._will, self)
 
     # -- lifecycle --------------------------------------------------------------------------------
     @property
@@ -166,7 +170,7 @@ class Agent(LinkListener):
         )
         if self._config.camera.keep_open:
             self.camera.start()
-        wanted = self.reconciler.intent.wanted_recording(utc_now())
+        wanted = self.reconciler.intent.wanted_recording(self.now())
         self.sessions.recover(wanted.session_id if wanted else None)
         self._reconcile()
         self.link.start()
@@ -237,8 +241,16 @@ class Agent(LinkListener):
         return self.link.publish(Outgoing(self.topics.events(self.eid), payload, qos=1))
 
     # -- status -----------------------------------------------------------------------------------
+    def _will(self, connection: int) -> bytes:
+        """The Will registered with connection number ``connection`` (the link's thread)."""
+        return dump_message(
+            self.status.state(Lifecycle.LOST, self._config.status.interval_s, connection)
+        )
+
     def _publish_state(self, lifecycle: Lifecycle) -> int | None:
-        message = self.status.state(lifecycle, self._config.status.interval_s)
+        message = self.status.state(
+            lifecycle, self._config.status.interval_s, self._connection or None
+        )
         return self.link.publish(
             Outgoing(self.topics.state(self.eid), dump_message(message), qos=1, retain=True)
         )
@@ -306,7 +318,12 @@ class Agent(LinkListener):
 
     # -- MQTT, on the agent's thread --------------------------------------------------------------
     def _connected(self, session_present: bool) -> None:
-        log.info("connected to the broker (session present: %s)", session_present)
+        self._connection += 1  # the link counts alike: its Will carries this number
+        log.info(
+            "connected to the broker (connection %d, session present: %s)",
+            self._connection,
+            session_present,
+        )
         self._errors.pop("broker", None)
         self._publish_state(Lifecycle.INIT)
         self.publish_status()
@@ -383,10 +400,20 @@ class Agent(LinkListener):
             return
         if message.retain or not state.online:
             return  # a retained copy is old news: no clock information in it
-        was_skewed = self.clock.skewed
-        offset = self.clock.sample(state.at, message.received_at)
+        if not self.ready.is_set():
+            # Delivered before this connection's SUBACK: it waited in our broker session while
+            # we were away, so its ``at`` says nothing about the clocks.
+            log.debug("ignoring a service/state copy queued while disconnected")
+            return
+        was_skewed, before = self.clock.skewed, self.clock.offset_s
+        offset = self.clock.sample(state.at, message.received_at, message.received_monotonic)
         if offset is not None:
             self.emit(self._clock_skew(offset))
+        after = self.clock.offset_s
+        if before is None or (after is not None and abs(after - before) > CLOCK_RECONCILE_S):
+            # Desired windows are judged by the service's clock: look again with the new offset.
+            self.journal.set_clock_offset(after)
+            self._reconcile()
         if self.clock.skewed != was_skewed:
             self.status_soon()
 
@@ -412,9 +439,10 @@ class Agent(LinkListener):
 
     # -- recording --------------------------------------------------------------------------------
     def _reconcile(self) -> None:
-        now = utc_now()
+        now = self.now()
         intent = self.reconciler.intent
         want = intent.wanted_recording(now)
+        self._note_clock_doubt(now)
         sessions = self.sessions
         if want is not None and want.session_id in sessions.blocked:
             want = None
@@ -429,8 +457,21 @@ class Agent(LinkListener):
         if upcoming is None:
             self._cancel("reconcile")
         else:
-            delay = max(0.0, (upcoming - utc_now()).total_seconds())
+            delay = max(0.0, (upcoming - self.now()).total_seconds())
             self._after("reconcile", delay, self._reconcile)
+
+    def _note_clock_doubt(self, now: datetime) -> None:
+        """Until an offset is measured the agent judges by its own clock; where that puts the
+        wanted recording outside a window the service published it inside, say so
+        (``status.last_error``) instead of staying silent."""
+        doubt = None if self.clock.known else clock_doubt(self.reconciler.intent, now)
+        if doubt != self._errors.get("clock"):
+            if doubt is None:
+                self._errors.pop("clock", None)
+            else:
+                log.warning("%s", doubt)
+                self._errors["clock"] = doubt
+            self.status_soon()
 
     def _sessions_idle(self) -> None:
         self._update_capture()
@@ -476,7 +517,14 @@ class Agent(LinkListener):
 
     # -- AgentControl (command handlers) ----------------------------------------------------------
     def now(self) -> datetime:
-        return utc_now()
+        """The service's time as this enclosure knows it (its own until an offset is measured)."""
+        return self.clock.service_now()
+
+    def clock_basis(self) -> str:
+        offset = self.clock.offset_s
+        if offset is None:
+            return "by this enclosure's clock (its offset from the service's is not measured yet)"
+        return f"by the service's clock (this enclosure's clock is {offset:+.1f} s off it)"
 
     def current_session(self) -> str | None:
         return self.sessions.current_id
@@ -533,7 +581,7 @@ class Agent(LinkListener):
         self.loop.call_soon(self.loop.stop)
 
 
-def _default_link_factory(config: AgentConfig, will: bytes, listener: LinkListener) -> Link:
+def _default_link_factory(config: AgentConfig, will: WillFor, listener: LinkListener) -> Link:
     from enclosure_agent.mqtt import LinkSettings, MqttLink
 
     url = config.broker.parsed
@@ -545,7 +593,8 @@ def _default_link_factory(config: AgentConfig, will: bytes, listener: LinkListen
         password=url.password,
         keepalive_s=config.status.interval_s,
         session_expiry_s=config.broker.session_expiry_s,
-        will=Outgoing(config.topics.state(config.enclosure_id), will, qos=1, retain=True),
+        will=Outgoing(config.topics.state(config.enclosure_id), will(1), qos=1, retain=True),
+        next_will=will,
         tls=url.tls,
         ca_file=config.broker.ca_file,
         reconnect_min_s=config.broker.reconnect_min_s,

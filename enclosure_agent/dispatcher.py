@@ -23,7 +23,6 @@ from schemas.codec import parse_message
 from schemas.commands import Ack, Command, command_id_of
 from schemas.enums import AckResult, CommandKind
 from schemas.errors import MessageError
-from schemas.types import utc_now
 
 __all__ = ["AckSender", "Dispatcher"]
 
@@ -69,11 +68,11 @@ class Dispatcher:
             if previous is not None:
                 self._answer(command.id, inbound, previous.result, previous.detail, remember=False)
             return
-        now = utc_now()
+        now = self._agent.now()
         if command.is_expired(now) or inbound.expired():
             detail = (
-                f"expired at {command.expires_at.isoformat()}, received {now.isoformat()};"
-                " not executed"
+                f"expired at {command.expires_at.isoformat()}, received {now.isoformat()}"
+                f" {self._agent.clock_basis()}; not executed"
             )
             log.info("command %s (%s) %s", key, command.kind, detail)
             self._answer(command.id, inbound, AckResult.EXPIRED, detail)

@@ -5,8 +5,8 @@
 * ``ntp_synchronized()``: ``timedatectl show -p NTPSynchronized`` where systemd answers,
   else the kernel's ``adjtimex`` clock state, else ``None`` (unknown).
 * ``ClockMonitor``: the offset of the local clock from the service's, estimated from the
-  ``at`` of ``service/state`` messages delivered live, flagged above a threshold once per
-  excursion.
+  ``at`` of fresh ``service/state`` messages, flagged above a threshold once per excursion;
+  ``service_now()`` is the service's time as this enclosure best knows it.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ import os
 import platform
 import shutil
 import socket
-import statistics
 import subprocess
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psutil
 
 from enclosure_agent import __version__
 from schemas.status import ClockStatus, SystemStatus
+from schemas.types import utc_now
 
 __all__ = [
     "ClockMonitor",
@@ -45,7 +45,10 @@ log = logging.getLogger(__name__)
 
 TIMEDATECTL_TIMEOUT_S = 2.0  # systemd answers in milliseconds; a hung D-Bus must not hang us
 NTP_CACHE_S = 60.0  # synchronisation changes slowly; asking every heartbeat costs a process
-OFFSET_SAMPLES = 9  # median of the last samples: robust against one delayed delivery
+OFFSET_SAMPLES = 9  # the estimate is the least delayed of the last samples
+# A local clock step (wall clock moved against the monotonic clock) larger than this makes the
+# samples taken before it meaningless: they are dropped.
+CLOCK_STEP_S = 1.0
 SKEW_CLEAR_RATIO = 0.5  # an excursion ends when the offset is back below half the threshold
 TIME_ERROR = 5  # adjtimex(2): "clock not synchronized"
 TIMEX_BUFFER_BYTES = 512  # struct timex is ~208 bytes on 64-bit Linux; all zero = read only
@@ -178,7 +181,13 @@ def ntp_synchronized(*, fresh: bool = False) -> bool | None:
 
 
 class ClockMonitor:
-    """Estimates ``local - service`` clock offset from live ``service/state`` messages.
+    """Estimates ``local - service`` clock offset from fresh ``service/state`` messages.
+
+    A sample is ``received_at - at``: the true offset plus the time the message spent on its
+    way, which is never negative. So the estimate is the smallest of the last samples (as NTP's
+    clock filter picks the least delayed one): a copy delivered late (queued while the agent
+    was away, held in a stalled connection) only adds a larger sample and cannot move it.
+    A step of the local clock (seen against the monotonic clock) drops the older samples.
 
     ``sample`` returns the offset when an excursion above ``threshold_s`` begins (the caller
     emits one ``clock_skew`` event), else None. The excursion ends when the estimate falls
@@ -188,15 +197,41 @@ class ClockMonitor:
     def __init__(self, threshold_s: float) -> None:
         self.threshold_s = threshold_s
         self._samples: deque[float] = deque(maxlen=OFFSET_SAMPLES)
+        self._last: tuple[datetime, float] | None = None  # local wall and monotonic times
+        self._assumed: float | None = None
         self.skewed = False
+
+    def assume(self, offset_s: float) -> None:
+        """Use ``offset_s`` (measured by an earlier run) until the first sample arrives."""
+        self._assumed = offset_s
 
     @property
     def offset_s(self) -> float | None:
         if not self._samples:
-            return None
-        return float(statistics.median(self._samples))
+            return self._assumed
+        return min(self._samples)
 
-    def sample(self, service_at: datetime, received_at: datetime) -> float | None:
+    @property
+    def known(self) -> bool:
+        return self.offset_s is not None
+
+    def service_now(self, local: datetime | None = None) -> datetime:
+        """The service's time at local time ``local`` (default now); the local time itself
+        while no offset is known."""
+        local = local or utc_now()
+        offset = self.offset_s
+        return local if offset is None else local - timedelta(seconds=offset)
+
+    def sample(
+        self, service_at: datetime, received_at: datetime, received_monotonic: float | None = None
+    ) -> float | None:
+        if received_monotonic is not None:
+            if self._last is not None:
+                wall = (received_at - self._last[0]).total_seconds()
+                if abs(wall - (received_monotonic - self._last[1])) > CLOCK_STEP_S:
+                    log.info("the local clock was stepped; earlier clock samples dropped")
+                    self._samples.clear()
+            self._last = (received_at, received_monotonic)
         self._samples.append((received_at - service_at).total_seconds())
         offset = self.offset_s
         assert offset is not None

@@ -7,7 +7,9 @@ It holds what must survive ``kill -9``:
   written (refreshed every status interval), so a restart can report the gap in
   ``recording_resumed``;
 * the ids of recently executed commands with their final answer, so a QoS 1 redelivery after
-  a restart is answered again but not executed twice.
+  a restart is answered again but not executed twice;
+* the last measured offset of the local clock from the service's, assumed after a restart
+  until a fresh sample arrives (a skewed enclosure must not end its recording on restart).
 
 Each save writes a temporary file, fsyncs it and renames it over the old one.
 """
@@ -64,6 +66,9 @@ class JournalData(BaseModel):
     intent: Intent = Field(default_factory=Intent)
     recording: RecordingMark | None = None
     commands: list[CommandRecord] = Field(default_factory=list)
+    clock_offset_s: float | None = Field(
+        default=None, description="Local - service clock offset last measured, in s."
+    )
 
 
 class Journal:
@@ -123,6 +128,16 @@ class Journal:
     def set_intent(self, intent: Intent) -> None:
         if intent != self.data.intent:
             self.data.intent = intent
+            self.save()
+
+    # -- the clock offset -------------------------------------------------------------------------
+    @property
+    def clock_offset_s(self) -> float | None:
+        return self.data.clock_offset_s
+
+    def set_clock_offset(self, offset_s: float | None) -> None:
+        if offset_s != self.data.clock_offset_s:
+            self.data.clock_offset_s = offset_s
             self.save()
 
     # -- the recording in progress ----------------------------------------------------------------

@@ -4,7 +4,9 @@
 * ``clean_start=False`` with a Session Expiry Interval, so commands queued while the agent
   was away for less than that still arrive;
 * the Will is the retained ``state`` message ``lost`` (QoS 1), sent by the broker if the
-  connection dies; a clean ``stop()`` sends DISCONNECT with reason 0, so it does not fire;
+  connection dies; a clean ``stop()`` sends DISCONNECT with reason 0, so it does not fire.
+  Each connection registers its own Will (``next_will``: the payload for connection N), so
+  a Will replayed late names the connection it belonged to;
 * paho reconnects in its network thread with exponential backoff; a CONNACK refusing our
   credentials (or the client id) stops retrying and reports it as fatal;
 * every callback copies what it needs out of paho's objects and hands it to the listener,
@@ -19,6 +21,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,7 @@ class LinkSettings:
     keepalive_s: float
     session_expiry_s: int
     will: Outgoing
+    next_will: Callable[[int], bytes] | None = None  # the Will payload of connection N
     tls: bool = False
     ca_file: Path | None = None
     reconnect_min_s: float = 1.0
@@ -128,6 +132,7 @@ class MqttLink:
         self._client = _new_client(settings)
         self._connected = threading.Event()
         self._refused = False
+        self._connections = 0  # successful connections so far
         self._infos: dict[int, paho.MQTTMessageInfo] = {}
         self._lock = threading.Lock()
         c = self._client
@@ -216,10 +221,19 @@ class MqttLink:
                 log.error("the broker refused the connection: %s", _describe(reason))
                 self._listener.link_refused(_describe(reason), fatal)
                 return
+            self._connections += 1
+            self._next_will(client)
             self._connected.set()
             self._listener.link_connected(bool(flags.session_present))
         except Exception:
             log.exception("error handling CONNACK")
+
+    def _next_will(self, client: paho.Client) -> None:
+        """Register the Will of the next connection (used by paho's next CONNECT)."""
+        next_will = self.settings.next_will
+        if next_will is not None:
+            will = self.settings.will
+            client.will_set(will.topic, next_will(self._connections + 1), will.qos, will.retain)
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         log.debug("connection attempt to %s:%d failed", self.settings.host, self.settings.port)

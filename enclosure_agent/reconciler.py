@@ -23,7 +23,14 @@ from schemas.commands import StartRecordingParams
 from schemas.messages import Desired, DesiredRecording
 from schemas.types import UtcDatetime
 
-__all__ = ["Intent", "IntentSource", "Reconciler", "StopReason", "plan_from_command"]
+__all__ = [
+    "Intent",
+    "IntentSource",
+    "Reconciler",
+    "StopReason",
+    "clock_doubt",
+    "plan_from_command",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,9 @@ class Intent(BaseModel):
     live_view_until: UtcDatetime | None = Field(default=None)
     version: int | None = Field(default=None, description="Version of the last applied desired.")
     source: IntentSource = Field(default=IntentSource.NONE)
+    published_at: UtcDatetime | None = Field(
+        default=None, description="When the service published the desired document (its clock)."
+    )
 
     def wanted_recording(self, now: datetime) -> DesiredRecording | None:
         """The recording to be doing at ``now``, if any."""
@@ -89,6 +99,26 @@ def plan_from_command(params: StartRecordingParams, now: datetime) -> DesiredRec
     )
 
 
+def clock_doubt(intent: Intent, local_now: datetime) -> str | None:
+    """Why the agent's own clock (``local_now``, no offset from the service's measured yet)
+    keeps the intent's recording from running although the service published the document
+    inside the recording's window; None when the two agree (or nothing is wanted)."""
+    plan, published = intent.recording, intent.published_at
+    if plan is None or published is None or not plan.start_at <= published < plan.end_at:
+        return None
+    if plan.start_at <= local_now < plan.end_at:
+        return None
+    where = "over" if local_now >= plan.end_at else "not open yet"
+    return (
+        f"not recording {plan.session_id}: by this enclosure's clock"
+        f" ({local_now.isoformat(timespec='seconds')}) its window"
+        f" {plan.start_at.isoformat(timespec='seconds')} to"
+        f" {plan.end_at.isoformat(timespec='seconds')} is {where}, though the service"
+        " published it inside; the offset from the service's clock is not measured yet"
+        " (waiting for its service/state heartbeat; check the clock and NTP)"
+    )
+
+
 class Reconciler:
     """Holds the intent and decides which ``desired`` documents change it."""
 
@@ -108,6 +138,7 @@ class Reconciler:
             live_view_until=desired.live_view_until,
             version=desired.version,
             source=IntentSource.DESIRED,
+            published_at=desired.at,
         )
         log.info(
             "applied desired version %d: recording %s, live view until %s",
@@ -120,7 +151,7 @@ class Reconciler:
     def start(self, plan: DesiredRecording) -> None:
         """A ``start_recording`` command."""
         self.intent = self.intent.model_copy(
-            update={"recording": plan, "source": IntentSource.COMMAND}
+            update={"recording": plan, "source": IntentSource.COMMAND, "published_at": None}
         )
 
     def stop(self) -> None:

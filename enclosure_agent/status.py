@@ -51,12 +51,15 @@ class StatusBuilder:
         self.recording_root = recording_root
         self._seq = 0
 
-    def state(self, lifecycle: Lifecycle, status_interval_s: float) -> EnclosureStateMessage:
+    def state(
+        self, lifecycle: Lifecycle, status_interval_s: float, connection: int | None = None
+    ) -> EnclosureStateMessage:
         return EnclosureStateMessage(
             state=lifecycle,
             boot_id=self.boot_id,
             agent_version=__version__,
             status_interval_s=status_interval_s,
+            connection=connection,
         )
 
     def build(

@@ -59,6 +59,8 @@ from schemas.ids import (
 from schemas.messages import (
     CHANNEL_MODELS,
     DEFAULT_STATUS_INTERVAL_S,
+    MAX_STATUS_INTERVAL_S,
+    MIN_STATUS_INTERVAL_S,
     Alert,
     Desired,
     DesiredRecording,
@@ -98,6 +100,8 @@ __all__ = [
     "DEFAULT_PREFIX",
     "DEFAULT_SERVICE_USERNAME",
     "DEFAULT_STATUS_INTERVAL_S",
+    "MAX_STATUS_INTERVAL_S",
+    "MIN_STATUS_INTERVAL_S",
     "ENCLOSURE_ID_PATTERN",
     "EVENT_PAYLOADS",
     "MAX_LIVE_VIEW_S",

@@ -56,6 +56,8 @@ __all__ = [
     "CHANNEL_MODELS",
     "COMMAND_PARAMS",
     "DEFAULT_STATUS_INTERVAL_S",
+    "MAX_STATUS_INTERVAL_S",
+    "MIN_STATUS_INTERVAL_S",
     "EVENT_PAYLOADS",
     "MAX_PAYLOAD_BYTES",
     "SCHEMA_VERSION",
@@ -96,6 +98,10 @@ __all__ = [
 ]
 
 DEFAULT_STATUS_INTERVAL_S = 5.0  # the contract's heartbeat period; lost after 3 silent intervals
+# Liveness is judged from the interval: a tiny one (1e-9) would call every enclosure lost between
+# two statuses. Test fleets run at 0.2 s; agents are configured from 1 s.
+MIN_STATUS_INTERVAL_S = 0.1
+MAX_STATUS_INTERVAL_S = 3600.0
 
 
 class ServiceState(WireMessage):
@@ -112,7 +118,8 @@ class ServiceState(WireMessage):
     started_at: UtcDatetime | None = Field(default=None, description="When the service started.")
     status_interval_s: float = Field(
         default=DEFAULT_STATUS_INTERVAL_S,
-        gt=0,
+        ge=MIN_STATUS_INTERVAL_S,
+        le=MAX_STATUS_INTERVAL_S,
         description="Seconds between agent status heartbeats the service expects.",
     )
     heartbeat_interval_s: float | None = Field(
@@ -131,7 +138,18 @@ class EnclosureStateMessage(WireMessage):
     boot_id: BootId = Field(description="Identifies this run of the agent (new at each start).")
     agent_version: str = Field(description="Version of the enclosure agent.")
     status_interval_s: float = Field(
-        default=DEFAULT_STATUS_INTERVAL_S, gt=0, description="Seconds between status heartbeats."
+        default=DEFAULT_STATUS_INTERVAL_S,
+        ge=MIN_STATUS_INTERVAL_S,
+        le=MAX_STATUS_INTERVAL_S,
+        description="Seconds between status heartbeats.",
+    )
+    connection: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="Which of this boot's connections to the broker the message belongs to"
+        " (1 = the first); the Will carries the number of the connection it was registered"
+        " with, so the service ignores a Will of a connection older than the one it knows.",
     )
 
 

@@ -35,7 +35,8 @@ from controlsvc.bridge.client import BridgeClient
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.config import Settings
 from controlsvc.db import Database, utcnow
-from controlsvc.enclosures import insert_ignore, insert_new
+from controlsvc.enclosure_state import bounded_at, clock_skew, status_cause
+from controlsvc.enclosures import current_status, insert_ignore, insert_new
 from controlsvc.mail import MailOutbox, make_mailer
 from controlsvc.models.enclosures import Enclosure
 from controlsvc.models.sessions import (
@@ -343,7 +344,12 @@ def _session_event(
     if rs is None:  # pragma: no cover - the foreign key forbids it
         return
     now = utcnow()
-    ended = event.at >= rs.end_at - timedelta(seconds=END_TOLERANCE_S)
+    # The agent's time on the service's clock (its reported skew, never after arrival + 5 s):
+    # a skewed agent's early stop must not pass for the end.
+    enc = session.get(Enclosure, eid)
+    skew = clock_skew(current_status(enc)) if enc is not None else None
+    at = bounded_at(event.at, received_at, skew)
+    ended = at >= rs.end_at - timedelta(seconds=END_TOLERANCE_S)
     state = EncState(se.state)
     kind = event.kind
     payload = event_payload(event)
@@ -378,7 +384,7 @@ def _session_event(
     if isinstance(payload, RecordingStopped):
         facts.changed_alerts.add(eid)  # may raise recording_failed below
         ended = ended or payload.reason == "end reached"
-        se.stopped_at = event.at
+        se.stopped_at = at
         se.live_s = 0.0
         apply(
             se, next_state(state, Signal.STOPPED, ended=ended, reason=payload.reason), now, events
@@ -850,9 +856,11 @@ class SessionDriver:
         state = EncState(se.state)
         if state is EncState.STARTING and se.starting_at is not None:
             waited = now - se.starting_at
+            cause = status_cause(current_status(enc))
             if waited > self.start_timeout and signal(
                 Signal.START_TIMEOUT,
-                f"not recording {self.start_timeout.total_seconds():g} s after the start",
+                f"not recording {self.start_timeout.total_seconds():g} s after the start"
+                + (f" ({cause})" if cause else ""),
             ):
                 self._timed_out_alert(session, se, events, now)
         if state in ACTIVE_ENCLOSURE_STATES and now > rs.end_at + self.start_timeout:

@@ -29,11 +29,12 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from controlsvc import commands, enclosures, eventlog
+from controlsvc import alerts, commands, enclosures, eventlog
 from controlsvc.bridge import sessions as session_driver
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.db import Database, utcnow
+from controlsvc.enclosure_state import clock_skew, superseded_wills
 from controlsvc.enclosures import Liveness, StateChange, Verdict
 from controlsvc.models.enclosures import AgentEvent, Enclosure, StatusRecord
 from controlsvc.models.events import EventRecord
@@ -108,6 +109,17 @@ def _is_down(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _superseded_wills(parsed: Sequence[Parsed]) -> set[int]:
+    """Positions in ``parsed`` of Wills a later state message of the batch shows are over."""
+    states = [
+        (position, item.eid, item.message)
+        for position, item in enumerate(parsed)
+        if isinstance(item.message, EnclosureStateMessage)
+    ]
+    found = superseded_wills([(eid, m.state, m.boot_id, m.connection) for _, eid, m in states])
+    return {states[i][0] for i in found}
 
 
 class Writer:
@@ -243,12 +255,16 @@ class Writer:
         self, session: Session, parsed: Sequence[Parsed], batch: _Batch, now: datetime
     ) -> list[EventRecord]:
         encs = enclosures.lock_enclosures(session, {p.eid for p in parsed}, now=now)
-        for item in parsed:
+        superseded = _superseded_wills(parsed)
+        for position, item in enumerate(parsed):
             enc = encs[item.eid]
             if enc.retired_at is not None:
                 batch.bump(batch.ignored, "retired")
                 continue
             message = item.message
+            if position in superseded:
+                batch.bump(batch.ignored, Verdict.STALE.value)
+                continue
             if isinstance(message, EnclosureStateMessage):
                 self._state(session, enc, item, message, batch)
             elif isinstance(message, Status):
@@ -305,6 +321,7 @@ class Writer:
         self, session: Session, enc: Enclosure, item: Parsed, message: Status, batch: _Batch
     ) -> None:
         received_at = item.inbound.received_at
+        skew_before = clock_skew(enc.status)
         outcome = enclosures.apply_status(
             session, enc, message, received_at, self._liveness, retained=item.inbound.retain
         )
@@ -316,6 +333,9 @@ class Writer:
             return
         batch.bump(batch.written, "status")
         self._transition(outcome.change, batch)
+        alerts.clock_skew(
+            session, enc.id, skew_before, clock_skew(enc.status), batch.events, now=received_at
+        )
         clock = time.monotonic()
         last = batch.status_events.get(enc.id, self._last_status_event.get(enc.id))
         due = last is None or clock - last >= self.status_event_every_s

@@ -52,6 +52,8 @@ class Enclosure(Base):
     state_changed_at: Mapped[datetime | None] = mapped_column(default=None)
     lifecycle: Mapped[str | None] = mapped_column(String(ENUM_LENGTH), default=None)
     lifecycle_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The agent's connection number (within its boot) of that lifecycle message, if it said.
+    lifecycle_connection: Mapped[int | None] = mapped_column(default=None)
     boot_id: Mapped[str | None] = mapped_column(String(64), default=None)
     agent_version: Mapped[str | None] = mapped_column(String(64), default=None)
     status_interval_s: Mapped[float | None] = mapped_column(default=None)

@@ -52,7 +52,13 @@ class AgentControl(Protocol):
     @property
     def config(self) -> AgentConfig: ...
 
-    def now(self) -> datetime: ...
+    def now(self) -> datetime:
+        """The service's time as the agent knows it (see ``clock_basis``)."""
+        ...
+
+    def clock_basis(self) -> str:
+        """Which clock ``now()`` follows, for messages (e.g. "by the service's clock ...")."""
+        ...
 
     def current_session(self) -> str | None:
         """The session being recorded, or None when idle."""

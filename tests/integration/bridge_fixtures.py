@@ -30,7 +30,7 @@ from controlsvc.broker import SERVICE_USER, LocalBroker
 from controlsvc.config import Settings
 from controlsvc.db import Database
 from controlsvc.models.commands import Command
-from controlsvc.models.enclosures import Enclosure, StatusRecord
+from controlsvc.models.enclosures import Enclosure, EnclosureTransition, StatusRecord
 from tests.support.broker import mosquitto_factory  # noqa: F401 (a fixture)
 from tests.support.waiting import wait_for
 
@@ -44,18 +44,24 @@ def now() -> datetime:
 
 # -- payloads ------------------------------------------------------------------------------------
 def state_payload(
-    state: str, boot_id: str, *, at: datetime | None = None, interval: float = 5.0
+    state: str,
+    boot_id: str,
+    *,
+    at: datetime | None = None,
+    interval: float = 5.0,
+    connection: int | None = None,
 ) -> bytes:
-    return json.dumps(
-        {
-            "v": 1,
-            "at": (at or now()).isoformat(),
-            "state": state,
-            "boot_id": boot_id,
-            "agent_version": "test-1.0",
-            "status_interval_s": interval,
-        }
-    ).encode()
+    body: dict[str, Any] = {
+        "v": 1,
+        "at": (at or now()).isoformat(),
+        "state": state,
+        "boot_id": boot_id,
+        "agent_version": "test-1.0",
+        "status_interval_s": interval,
+    }
+    if connection is not None:
+        body["connection"] = connection
+    return json.dumps(body).encode()
 
 
 def status_payload(
@@ -66,6 +72,7 @@ def status_payload(
     recording: str | None = None,
     error: str | None = None,
     connected: bool = True,
+    clock: dict[str, Any] | None = None,
 ) -> bytes:
     body: dict[str, Any] = {
         "v": 1,
@@ -95,6 +102,8 @@ def status_payload(
         },
         "last_error": error,
     }
+    if clock is not None:
+        body["clock"] = clock
     if recording is not None:
         body["recording"] = {
             "session_id": recording,
@@ -333,6 +342,17 @@ def enclosure_attr(database: Database, eid: str, name: str) -> Any:
 def enclosure_state(database: Database, eid: str) -> str | None:
     enc = enclosure(database, eid)
     return enc.state if enc is not None else None
+
+
+def transitions(database: Database, eid: str) -> list[tuple[str, str]]:
+    """The enclosure's state transitions, oldest first, as (from, to)."""
+    with database.sessionmaker() as session:
+        rows = session.scalars(
+            select(EnclosureTransition)
+            .where(EnclosureTransition.enclosure_id == eid)
+            .order_by(EnclosureTransition.id)
+        )
+        return [(t.from_state, t.to_state) for t in rows]
 
 
 def wait_state(database: Database, eid: str, state: str, timeout: float = 10.0) -> Enclosure:

@@ -9,10 +9,11 @@ test module brings them along.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,14 @@ def run_agent() -> Iterator[Callable[..., AgentThread]]:
 class AgentProcess:
     """``python -m enclosure_agent run --config FILE`` as a child process."""
 
-    def __init__(self, config_file: Path, log_file: Path) -> None:
+    def __init__(
+        self,
+        config_file: Path,
+        log_file: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """``env``: added to the agent's environment (e.g. a shifted clock)."""
         self.log_file = log_file
         self._log = log_file.open("ab")
         self.process = subprocess.Popen(
@@ -137,6 +145,7 @@ class AgentProcess:
             cwd=REPO,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
 
     def kill(self) -> None:

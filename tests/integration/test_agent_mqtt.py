@@ -241,3 +241,24 @@ def test_clock_skew_against_the_service(setup) -> None:
     status = service.status(lambda s: s.clock.skewed)
     assert status.clock.offset_s is not None
     assert status.clock.offset_s > 25
+
+
+def test_service_state_queued_while_away_is_no_clock_sample(setup) -> None:
+    """Heartbeats that waited in the agent's broker session while it was away arrive late at
+    its next start: they must not read as clock skew."""
+    service, start, _ = setup
+    start().stop()
+    topic = "jaxmba/v1/service/state"
+    for age_s in (45, 30, 15):  # as if published every 15 s while the agent was down
+        queued = ServiceState(
+            online=True, version="test", at=datetime.now(UTC) - timedelta(seconds=age_s)
+        )
+        assert service.client.publish(topic, queued.model_dump_json(), retain=False) == 0
+    start()
+    fresh = ServiceState(online=True, version="test", at=datetime.now(UTC))
+    assert service.client.publish(topic, fresh.model_dump_json(), retain=False) == 0
+    status = service.status(lambda s: s.clock.offset_s is not None)
+    assert status.clock.offset_s is not None
+    assert abs(status.clock.offset_s) < 2.0
+    assert not status.clock.skewed
+    assert service.events("clock_skew") == []

@@ -182,6 +182,29 @@ def test_broker_down_30_s_recording_goes_on(
     assert max(gaps) < 2.5 / FPS
 
 
+def test_each_connection_registers_its_own_will(tmp_path, mosquitto_factory, service_for) -> None:
+    """A Will names the connection it was registered with: the service can tell the Will of
+    a connection the agent has already replaced (replayed after a broker restart)."""
+    broker = mosquitto_factory()
+    data = agent_data(tmp_path, broker, EID, broker.accounts[EID])
+    agent = AgentProcess(write_toml(tmp_path / "agent.toml", data), tmp_path / "agent.log")
+
+    def seen(service, state: Lifecycle, connection: int) -> bool:
+        return any(s.state is state and s.connection == connection for s in service.states())
+
+    try:
+        service = service_for(broker, EID)
+        wait_for(lambda: seen(service, Lifecycle.READY, 1), 20)
+        broker.restart()
+        service = service_for(broker, EID)
+        wait_for(lambda: seen(service, Lifecycle.READY, 2), 30, message="no reconnection")
+        agent.kill()
+        wait_for(lambda: seen(service, Lifecycle.LOST, 2), 15, message="no Will of connection 2")
+    finally:
+        agent.close()
+    assert "Traceback" not in agent.log()
+
+
 def test_refused_credentials_stop_the_agent(tmp_path, mosquitto) -> None:
     data = agent_data(tmp_path, mosquitto, "enc-b", "wrong-password")
     config_file = write_toml(tmp_path / "agent.toml", data)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from controlsvc import eventlog
-from controlsvc.models.enclosures import AgentEvent, EnclosureTransition, StatusRecord
+from controlsvc.models.enclosures import AgentEvent, StatusRecord
 from controlsvc.models.events import EventRecord
+from controlsvc.models.sessions import Alert
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
     agents,
@@ -23,22 +24,14 @@ from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     make_bridge,
     mosquitto_factory,
     now,
+    status_payload,
+    transitions,
     wait_state,
 )
 from tests.support.mqtt import MqttTestClient
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.mosquitto
-
-
-def transitions(database, eid):
-    with database.sessionmaker() as session:
-        rows = session.scalars(
-            select(EnclosureTransition)
-            .where(EnclosureTransition.enclosure_id == eid)
-            .order_by(EnclosureTransition.id)
-        )
-        return [(t.from_state, t.to_state) for t in rows]
 
 
 def events_of(database, kind):
@@ -344,3 +337,66 @@ def test_bad_credentials_stop_the_bridge_with_a_clear_reason(
     assert not bridge.wait_ready(0.5)
     with pytest.raises(BrokerRefused):
         run(config)  # the entry point gives up instead of retrying forever
+
+
+def clock_alerts(database, eid):
+    with database.sessionmaker() as session:
+        return list(
+            session.scalars(
+                select(Alert)
+                .where(Alert.enclosure_id == eid, Alert.kind == "clock_skew")
+                .order_by(Alert.id)
+            )
+        )
+
+
+def test_clock_skew_raises_an_alert_naming_the_enclosure_then_recovers(
+    settings, database, broker, make_bridge, agents
+):
+    make_bridge(bridge_settings(settings, broker))
+    agent = agents("enc-a")
+    agent.online()
+    wait_state(database, "enc-a", "idle")
+    skewed = {"offset_s": 600.2, "skewed": True, "ntp_synchronized": False}
+    agent.status(clock=skewed)
+    (alert,) = wait_for(lambda: clock_alerts(database, "enc-a"))
+    assert alert.severity == "warning"
+    assert "enc-a" in alert.message
+    assert "+600.2 s" in alert.message
+    assert alert.recovered_at is None
+    agent.status(clock=skewed)  # still skewed: the same alert, not another
+    agent.status(clock={"offset_s": 0.1, "skewed": False})
+    (alert,) = wait_for(
+        lambda: [a for a in clock_alerts(database, "enc-a") if a.recovered_at is not None]
+    )
+    assert alert.occurrences == 1
+    assert len(clock_alerts(database, "enc-a")) == 1
+
+
+def test_a_status_from_the_future_does_not_wedge_the_enclosure(
+    settings, database, broker, make_bridge, agents
+):
+    """One valid status dated 2099 (a clock gone wild, or forged): stored as it came, but it
+    counts as sent when it arrived, so the agent's next boot takes over again."""
+    make_bridge(bridge_settings(settings, broker))
+    agent = agents("enc-a", interval=1.0)
+    agent.online()
+    wait_state(database, "enc-a", "idle")
+    future = datetime(2099, 1, 1, tzinfo=UTC)
+    agent.publish(f"{PREFIX}/enc/enc-a/status", status_payload("b-2099", 0, at=future), retain=True)
+    enc = wait_for(
+        lambda: (e := enclosure(database, "enc-a")) is not None and e.boot_id == "b-2099" and e
+    )
+    assert enc.status["at"].startswith("2099")  # what arrived is kept
+    assert enc.status_at < now() + timedelta(seconds=60)  # ordered by when it arrived
+    # restart_agent: a new boot, whose messages must not be judged older than 2099
+    agent.boot_id, agent.seq = "b-restarted", 0
+    agent.online()
+
+    def recovered():
+        agent.status()  # an agent repeats its status every interval
+        enc = enclosure(database, "enc-a")
+        return enc is not None and enc.boot_id == "b-restarted" and enc.state == "idle"
+
+    wait_for(recovered, 20, interval=0.5)
+    assert enclosure_attr(database, "enc-a", "lifecycle") == "ready"

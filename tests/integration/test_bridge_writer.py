@@ -26,6 +26,7 @@ from tests.integration.bridge_fixtures import (
     event_payload,
     state_payload,
     status_payload,
+    transitions,
 )
 
 
@@ -183,3 +184,40 @@ def test_purge_status_history(writer, database):
         assert enclosures.purge_status_history(session, utcnow() - timedelta(days=30)) == 2
     with database.sessionmaker() as session:
         assert session.scalars(select(StatusRecord.seq)).all() == [2]
+
+
+def test_a_will_replayed_with_the_next_connection_writes_no_lost(writer, database, stats):
+    """After a broker restart the bridge gets the agent's Will (connection 1) and, at once,
+    what the agent said on reconnecting (connection 2): no 0-second recording -> lost ->
+    recording."""
+    write(
+        writer,
+        msg("state", state_payload("ready", "b1", connection=1)),
+        msg("status", status_payload("b1", 0, recording="s1")),
+    )
+    before = [("offline", "idle"), ("idle", "recording")]
+    assert transitions(database, "enc-a") == before
+    booted = utcnow() - timedelta(minutes=5)  # a Will's time is that of its registration
+    write(
+        writer,
+        msg("state", state_payload("lost", "b1", connection=1, at=booted), retain=False),
+        msg("state", state_payload("init", "b1", connection=2)),
+        msg("status", status_payload("b1", 1, recording="s1")),
+        msg("state", state_payload("ready", "b1", connection=2)),
+    )
+    assert transitions(database, "enc-a") == before
+    with database.sessionmaker() as session:
+        enc = session.get(Enclosure, "enc-a")
+        assert (enc.state, enc.lifecycle, enc.lifecycle_connection) == ("recording", "ready", 2)
+    assert stats.snapshot()["ignored"]["stale"] == 1
+
+
+def test_a_will_of_an_older_connection_arriving_later_is_stale(writer, database):
+    write(writer, msg("state", state_payload("ready", "b1", connection=3)))
+    write(writer, msg("status", status_payload("b1", 0)))
+    # a retained Will of connection 2 (restored by a broker from an older snapshot)
+    write(writer, msg("state", state_payload("lost", "b1", connection=2), retain=True))
+    assert transitions(database, "enc-a") == [("offline", "idle")]
+    # the Will of the current connection is news
+    write(writer, msg("state", state_payload("lost", "b1", connection=3)))
+    assert transitions(database, "enc-a") == [("offline", "idle"), ("idle", "lost")]

@@ -106,6 +106,17 @@ def test_init_config_writes_a_private_file_with_secrets(runner, workdir):
     assert settings.mail.backend == "console"
 
 
+def test_a_tiny_status_interval_is_refused_naming_the_key(runner, workdir):
+    """1e-9 s would make every enclosure lost between two of its statuses."""
+    from controlsvc.errors import ConfigError
+
+    assert invoke(runner, ["init_config"]).exit_code == 0
+    with pytest.raises(ConfigError, match=r"\[SERVICE\] status_interval_s.*greater than or"):
+        load_settings(
+            workdir / "jax-mba-service.config", overrides={"service": {"status_interval_s": 1e-9}}
+        )
+
+
 def test_init_config_refuses_to_overwrite_without_force(runner, workdir):
     assert invoke(runner, ["init_config"]).exit_code == 0
     path = workdir / "jax-mba-service.config"

@@ -80,11 +80,13 @@ def online(bridge, agents, database):
     return out
 
 
-def event(agent: Agent, kind: str, sid: str | None, **data: Any) -> str:
+def event(
+    agent: Agent, kind: str, sid: str | None, *, at: datetime | None = None, **data: Any
+) -> str:
     event_id = str(uuid.uuid4())
     body = {
         "v": 1,
-        "at": datetime.now(UTC).isoformat(),
+        "at": (at or datetime.now(UTC)).isoformat(),
         "event_id": event_id,
         "kind": kind,
         "session_id": sid,
@@ -319,6 +321,33 @@ def test_desired_is_the_command_and_events_drive_the_states(
     listed = client.get("/api/sessions?archived=true", headers=viewer).get_json()
     assert [s["id"] for s in listed["items"]] == [sid]
     assert listed["items"][0]["enclosure_states"] == {"completed": 1, "failed": 1}
+
+
+def test_start_time_out_names_the_cause(client, operator, viewer, online):
+    """An enclosure that does not start says why in its status; the time-out message says it."""
+    sid = create(client, operator, eids=("enc-a", "enc-b")).get_json()["id"]
+    a, b = online
+    a.status(clock={"offset_s": 600.0, "skewed": True})
+    b.status(error="not recording: by this enclosure's clock its window is over")
+    for eid in ("enc-a", "enc-b"):
+        wait_enc_state(client, viewer, sid, eid, "timed_out", timeout=10)
+    doc = get(client, viewer, sid)
+    assert "clock is +600.0 s off the service's" in enclosure_of(doc, "enc-a")["message"]
+    assert "by this enclosure's clock" in enclosure_of(doc, "enc-b")["message"]
+
+
+def test_an_early_stop_of_a_skewed_agent_is_not_taken_for_the_end(client, operator, viewer, online):
+    """An agent 10 minutes ahead dates its events 10 minutes late; a stop 1 s into a 60 s
+    session is a failure, whatever its own clock says."""
+    sid = create(client, operator, eids=("enc-a",)).get_json()["id"]
+    a, _ = online
+    a.status(clock={"offset_s": 600.0, "skewed": True})
+    ahead = datetime.now(UTC) + timedelta(minutes=10)
+    event(a, "recording_started", sid, at=ahead, file="/r/a.mkv", target_fps=10.0)
+    wait_enc_state(client, viewer, sid, "enc-a", "recording")
+    event(a, "recording_stopped", sid, at=ahead, reason="camera unplugged", recorded_s=1.0)
+    wait_enc_state(client, viewer, sid, "enc-a", "failed")
+    assert "camera unplugged" in enclosure_of(get(client, viewer, sid), "enc-a")["message"]
 
 
 def test_cancel_one_then_all_and_time_outs(client, operator, viewer, online, database):

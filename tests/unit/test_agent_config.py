@@ -75,6 +75,7 @@ def test_broker_urls(
         ({"recording": {"crf": 60}}, "recording.crf: Input should be less than or equal to 51"),
         ({"recording": {"preset": "warp"}}, "recording.preset: Input should be"),
         ({"status": {"interval_s": 0.1}}, "status.interval_s:"),
+        ({"status": {"interval_s": 1e-9}}, "status.interval_s: Input should be greater than or"),
         ({"agent": {"colour": "blue"}}, "agent.colour: Extra inputs are not permitted"),
         (
             {"broker": {"url": "mqtt://enc-02:pw@h"}},

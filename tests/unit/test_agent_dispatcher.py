@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from enclosure_agent import dispatcher as dispatcher_module
 from enclosure_agent.config import AgentConfig, validate_config
 from enclosure_agent.dispatcher import Dispatcher
 from enclosure_agent.errors import CommandRejected
@@ -38,6 +39,9 @@ class FakeAgent:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def clock_basis(self) -> str:
+        return "by the service's clock (this enclosure's clock is +0.0 s off it)"
 
     def current_session(self) -> str | None:
         return self.session
@@ -172,6 +176,23 @@ def test_expired_commands_are_not_executed(h: Harness) -> None:
     assert detail is not None
     assert "not executed" in detail
     assert h.agent.calls == []
+
+
+def test_expiry_is_judged_by_the_service_clock(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The enclosure's own clock runs 10 minutes ahead; ``agent.now()`` is the service's time,
+    and the dispatcher must not read the local clock itself."""
+    monkeypatch.setattr(
+        dispatcher_module,
+        "utc_now",
+        lambda: datetime.now(UTC) + timedelta(minutes=10),
+        raising=False,
+    )
+    cid = h.send("rebirth", expires_in_s=30)
+    assert h.answers(cid)[0][0] is AckResult.SUCCEEDED
+    late = h.send("rebirth", expires_in_s=-1)
+    ((result, detail),) = h.answers(late)
+    assert result is AckResult.EXPIRED
+    assert "by the service's clock" in (detail or "")
 
 
 def test_mqtt_message_expiry_counts_too(h: Harness) -> None:

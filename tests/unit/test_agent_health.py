@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from enclosure_agent import journal as journal_module
-from enclosure_agent.health import ClockMonitor, disk_space, ntp_synchronized, system_status
+from enclosure_agent.health import (
+    OFFSET_SAMPLES,
+    ClockMonitor,
+    disk_space,
+    ntp_synchronized,
+    system_status,
+)
 from enclosure_agent.journal import Journal, RecordingMark
 from enclosure_agent.loop import EventLoop
 from enclosure_agent.reconciler import Intent, IntentSource
@@ -36,16 +42,60 @@ def test_clock_skew_is_reported_once_per_excursion() -> None:
     clock = ClockMonitor(threshold_s=2.0)
     assert clock.offset_s is None
     assert clock.sample(T0, T0 + timedelta(seconds=0.1)) is None
-    reported = [clock.sample(T0, T0 + timedelta(seconds=5)) for _ in range(6)]
-    (offset,) = [r for r in reported if r is not None]
-    assert offset > 2.0
+    # a larger offset is believed once no less delayed sample is left in the window
+    reported = [clock.sample(T0, T0 + timedelta(seconds=5)) for _ in range(OFFSET_SAMPLES)]
+    assert reported == [None] * (OFFSET_SAMPLES - 1) + [5.0]
     assert clock.skewed
-    for _ in range(9):
-        clock.sample(T0, T0 + timedelta(seconds=0.2))
+    assert clock.sample(T0, T0 + timedelta(seconds=0.2)) is None
     assert not clock.skewed
     assert clock.offset_s == 0.2
     later = [clock.sample(T0, T0 - timedelta(seconds=4)) for _ in range(9)]
     assert [r for r in later if r is not None] == [-4.0]
+
+
+def test_a_sample_delivered_late_does_not_change_the_offset() -> None:
+    """Queued while the agent was away, or held by a stalled link: only the delay grows."""
+    clock = ClockMonitor(threshold_s=2.0)
+    clock.sample(T0, T0 + timedelta(seconds=0.05))
+    assert clock.offset_s == pytest.approx(0.05)
+    late = T0 + timedelta(seconds=15)
+    assert clock.sample(late, late + timedelta(seconds=17)) is None
+    assert clock.sample(late, late + timedelta(seconds=17.01)) is None
+    assert clock.offset_s == pytest.approx(0.05)
+    assert not clock.skewed
+
+
+def test_a_local_clock_step_drops_the_older_samples() -> None:
+    clock = ClockMonitor(threshold_s=2.0)
+    clock.sample(T0, T0 + timedelta(seconds=0.05), received_monotonic=100.0)
+    # 15 s later by the monotonic clock, but the wall clock jumped 10 minutes ahead
+    at = T0 + timedelta(seconds=15)
+    assert clock.sample(at, at + timedelta(seconds=600), received_monotonic=115.0) == 600.0
+    assert clock.skewed
+
+
+def test_service_now_follows_the_measured_offset() -> None:
+    clock = ClockMonitor(threshold_s=2.0)
+    local = T0 + timedelta(seconds=600)
+    assert clock.service_now(local) == local  # nothing measured: its own clock
+    clock.sample(T0, T0 + timedelta(seconds=600))
+    assert clock.known
+    assert clock.service_now(local) == T0
+
+
+def test_an_offset_assumed_from_the_last_run_until_a_sample(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.json")
+    assert journal.clock_offset_s is None
+    journal.set_clock_offset(600.0)
+    assumed = Journal(tmp_path / "journal.json").clock_offset_s
+    assert assumed == 600.0
+    clock = ClockMonitor(threshold_s=2.0)
+    clock.assume(assumed)
+    assert clock.known
+    assert clock.service_now(T0 + timedelta(seconds=600)) == T0
+    assert not clock.skewed  # flagged only once measured
+    clock.sample(T0, T0 + timedelta(seconds=0.1))  # the clock was fixed meanwhile
+    assert clock.offset_s == 0.1
 
 
 def test_journal_round_trip_and_recent_commands(

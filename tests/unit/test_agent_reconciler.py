@@ -9,6 +9,7 @@ from enclosure_agent.reconciler import (
     IntentSource,
     Reconciler,
     StopReason,
+    clock_doubt,
     plan_from_command,
 )
 from schemas.commands import StartRecordingParams
@@ -91,3 +92,28 @@ def test_intent_round_trips_as_json() -> None:
         recording=recording(), live_view_until=T0, version=4, source=IntentSource.COMMAND
     )
     assert Intent.model_validate_json(intent.model_dump_json()) == intent
+
+
+def test_clock_doubt_names_the_clock_when_it_disagrees_with_the_service() -> None:
+    r = Reconciler()
+    r.offer(Desired(version=1, recording=recording(end=120), at=T0 + timedelta(seconds=1)))
+    assert r.intent.published_at == T0 + timedelta(seconds=1)
+    assert clock_doubt(r.intent, T0 + timedelta(seconds=30)) is None  # the clocks agree
+    ahead = clock_doubt(r.intent, T0 + timedelta(minutes=10))
+    assert ahead is not None
+    assert "s1" in ahead
+    assert "by this enclosure's clock" in ahead
+    assert "is over" in ahead
+    behind = clock_doubt(r.intent, T0 - timedelta(minutes=10))
+    assert behind is not None
+    assert "not open yet" in behind
+
+
+def test_no_clock_doubt_for_a_window_the_service_published_outside() -> None:
+    r = Reconciler()
+    # published after its end (a retained copy of a finished session): nothing to doubt
+    r.offer(Desired(version=1, recording=recording(end=60), at=T0 + timedelta(seconds=90)))
+    assert clock_doubt(r.intent, T0 + timedelta(minutes=10)) is None
+    r.start(recording("s2"))  # a command's plan is in the agent's own time
+    assert clock_doubt(r.intent, T0 + timedelta(minutes=10)) is None
+    assert clock_doubt(Intent(), T0) is None

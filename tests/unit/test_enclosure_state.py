@@ -7,13 +7,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controlsvc.enclosure_state import (
+    FUTURE_TOLERANCE_S,
     Liveness,
     Verdict,
+    bounded_at,
+    clock_skew,
     derive_state,
     judge_lifecycle,
     judge_status,
+    status_cause,
     status_fault,
     status_signature,
+    superseded_wills,
 )
 from schemas.enums import EnclosureState, Lifecycle
 
@@ -140,3 +145,59 @@ def test_liveness_limit():
     liveness = Liveness(status_interval_s=5.0, lost_after_intervals=3.0)
     assert liveness.silence_limit() == timedelta(seconds=15)
     assert liveness.silence_limit(2.0) == timedelta(seconds=6)
+
+
+def test_clock_skew_and_the_cause_a_status_gives() -> None:
+    assert clock_skew(None) is None
+    assert clock_skew(status()) is None
+    assert clock_skew(status(clock={"offset_s": 0.3, "skewed": False})) is None
+    assert clock_skew(status(clock={"offset_s": None, "skewed": True})) is None
+    skewed = status(clock={"offset_s": 600.04, "skewed": True})
+    assert clock_skew(skewed) == 600.04
+    assert status_cause(skewed) == "the enclosure's clock is +600.0 s off the service's"
+    # the agent's own words come first
+    both = status(clock={"offset_s": -30.0, "skewed": True}, last_error="disk full")
+    assert status_cause(both) == "the enclosure reports: disk full"
+    assert status_cause(status()) is None
+
+
+def test_bounded_at_corrects_skew_and_caps_the_future() -> None:
+    received = T0 + timedelta(seconds=0.2)
+    assert bounded_at(T0, received, None) == T0
+    # an enclosure 10 minutes ahead that knows it: its times in the service's clock
+    assert bounded_at(T0 + timedelta(minutes=10), received, 600.0) == T0
+    # from the future: counts as sent when it arrived (plus the tolerance)
+    cap = received + timedelta(seconds=FUTURE_TOLERANCE_S)
+    assert bounded_at(datetime(2099, 1, 1, tzinfo=UTC), received, None) == cap
+    assert bounded_at(T0, received, -1e6) == cap
+    # offsets that cannot be true are not used
+    for absurd in (float("nan"), float("inf"), 1e15):
+        assert bounded_at(T0, received, absurd) == T0
+
+
+def test_a_will_of_an_older_connection_is_stale():
+    earlier = T0 - timedelta(seconds=5)
+    kw = {"stored_connection": 2}
+    assert judge_lifecycle("b1", "ready", T0, "b1", "lost", earlier, connection=1, **kw) is (
+        Verdict.STALE
+    )
+    # the Will of the current connection, and messages that do not say: news
+    assert judge_lifecycle("b1", "ready", T0, "b1", "lost", earlier, connection=2, **kw) is (
+        Verdict.NEW
+    )
+    assert judge_lifecycle("b1", "ready", T0, "b1", "lost", earlier, **kw) is Verdict.NEW
+    assert judge_lifecycle("b1", "lost", T0, "b1", "ready", T0, connection=3, **kw) is Verdict.NEW
+
+
+def test_superseded_wills():
+    lost, init, ready = Lifecycle.LOST, Lifecycle.INIT, Lifecycle.READY
+    # replayed Will, then the next connection: superseded
+    assert superseded_wills([("a", lost, "b1", 1), ("a", init, "b1", 2)]) == {0}
+    # another enclosure's or a later Will of the same connection: not
+    assert superseded_wills([("a", lost, "b1", 1), ("b", init, "b1", 2)]) == set()
+    assert superseded_wills([("a", init, "b1", 2), ("a", lost, "b1", 2)]) == set()
+    # a Will followed by a message of its own connection (delivered out of order): kept
+    assert superseded_wills([("a", lost, "b1", 2), ("a", ready, "b1", 2)]) == set()
+    # a new boot, or agents that do not number their connections
+    assert superseded_wills([("a", lost, "b1", 4), ("a", init, "b2", 1)]) == {0}
+    assert superseded_wills([("a", lost, "b1", None), ("a", init, "b1", None)]) == {0}

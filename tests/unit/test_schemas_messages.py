@@ -344,3 +344,18 @@ def test_arbitrary_bytes_never_escape_as_another_error(payload):
     for model in CHANNEL_MODELS.values():
         with contextlib.suppress(MessageError):
             parse_message(model, payload)
+
+
+@pytest.mark.parametrize("interval", [1e-9, 0.0, -5.0, 1e9])
+def test_status_interval_is_bounded(interval):
+    """A tiny interval would make liveness flap (lost between two statuses)."""
+    samples = (
+        EnclosureStateMessage(state="lost", boot_id="b", agent_version="1"),
+        ServiceState(online=True, version="1"),
+    )
+    for sample in samples:
+        document = json.loads(dump_message(sample))
+        document["status_interval_s"] = interval
+        with pytest.raises(MessageError) as info:
+            parse_message(type(sample), json.dumps(document).encode())
+        assert f"{sample.label}.status_interval_s: Input should be" in str(info.value)
