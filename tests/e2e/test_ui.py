@@ -190,13 +190,19 @@ def _seconds(text: str) -> float:
     return int(match.group(1) or 0) * 60 + int(match.group(2))
 
 
-def test_operator_journey(demo: Demo, browser: Any) -> None:
+def _new_page(browser: Any) -> tuple[Any, Any, Console]:
+    """A desktop page whose console errors are collected: (context, page, console)."""
     context = browser.new_context(viewport=DESKTOP)
     context.set_default_timeout(UI_TIMEOUT_MS)
     page = context.new_page()
     console = Console()
     page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: console.errors.append(f"uncaught: {exc}"))
+    return context, page, console
+
+
+def test_operator_journey(demo: Demo, browser: Any) -> None:
+    context, page, console = _new_page(browser)
     page.on("dialog", lambda dialog: dialog.accept())
 
     # Log in.
@@ -343,12 +349,7 @@ def test_serves_the_ui_without_breaking_the_api(demo: Demo) -> None:
 
 def test_a_dead_bridge_shows_a_banner(demo: Demo, browser: Any) -> None:
     """Last in this module: it kills the demo's bridge for good."""
-    context = browser.new_context(viewport=DESKTOP)
-    context.set_default_timeout(UI_TIMEOUT_MS)
-    page = context.new_page()
-    console = Console()
-    page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda exc: console.errors.append(f"uncaught: {exc}"))
+    context, page, console = _new_page(browser)
     page.goto(f"{demo.base}/")
     page.get_by_label("Email").fill(demo.email)
     page.get_by_label("Password").fill(demo.password)
