@@ -1,8 +1,9 @@
 """After a crash: where the interrupted recording stopped, and proof for its unreported segments.
 
 The journal names the session, the segment being written and (as of the last status
-interval) the latest frame time. The segment's sidecar is flushed every second, so its last
-row gives the latest frame more precisely. Segments of that run that have no
+interval) the latest frame time. The segment's sidecar gets each row as its frame is
+encoded, so its last row gives the latest frame more precisely (and never earlier than the
+last frame the video file holds). Segments of that run that have no
 ``segment_closed`` event yet (the one being written at the crash, and any closed just before
 it) are measured here: frames counted by demuxing (no decoding), the time span from the
 sidecar rows of those frames, size and SHA-256 of the file as it is
