@@ -335,7 +335,7 @@ class Stack:
                 "PYTHONPATH": str(REPO),
                 "JAXMBA_DATABASE_URL": self.db_url.render_as_string(hide_password=False),
                 "JAXMBA_MQTT_HOST": self.broker_.host,
-                "JAXMBA_MQTT_PORT": str(self.broker_.port),
+                "JAXMBA_MQTT_PORT": str(self.broker_.service_port),
                 "JAXMBA_MQTT_USERNAME": SERVICE_USER,
                 "JAXMBA_MQTT_PASSWORD": self.service_password,
                 "JAXMBA_SECRETS_SECRET_KEY": secrets.token_hex(32),
@@ -374,7 +374,7 @@ class Stack:
         client.on_message = on_message
         prefix = self.broker_.prefix
         client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/service/state", qos=1)
-        client.connect(self.broker_.host, self.broker_.port)
+        client.connect(self.broker_.host, self.broker_.service_port)
         client.loop_start()
         try:
 

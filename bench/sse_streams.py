@@ -177,7 +177,7 @@ def main() -> None:
             "JAXMBA_SECRETS_SECRET_KEY": secrets.token_hex(32),
             "JAXMBA_SECRETS_JWT_SECRET_KEY": secrets.token_hex(32),
             "JAXMBA_MQTT_HOST": broker.host,
-            "JAXMBA_MQTT_PORT": str(broker.port),
+            "JAXMBA_MQTT_PORT": str(broker.service_port),
             "JAXMBA_MQTT_USERNAME": SERVICE_USER,
             "JAXMBA_MQTT_PASSWORD": service_password,
             "JAXMBA_SERVICE_WORKERS": str(args.workers),
@@ -226,7 +226,7 @@ def main() -> None:
 
             notifier.on_socket_open = nodelay  # as the bridge's client does
             notifier.username_pw_set(SERVICE_USER, service_password)
-            notifier.connect(broker.host, broker.port)
+            notifier.connect(broker.host, broker.service_port)
             notifier.loop_start()
             committed: dict[int, float] = {}
             stop_health = threading.Event()

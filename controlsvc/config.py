@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +39,9 @@ ENV_PREFIX = "JAXMBA_"
 SECTIONS = ("database", "secrets", "mqtt", "mail", "service", "jabs")
 # Random secrets are this many bytes of entropy, written as hex (the original's format).
 SECRET_BYTES = 32
+# The service's connections append "-preview-<pid>-<hex>" and the like to [MQTT] client_id.
+MAX_CLIENT_ID_BASE = 100
+_ENCLOSURE_ID_CHARS = re.compile(r"[a-z0-9-]+")  # every enclosure id (schemas.ids) is made of these
 
 
 class Profile(StrEnum):
@@ -125,7 +129,12 @@ class MqttSettings(_Section):
     tls: bool = Field(False, description="Connect with TLS")
     ca_file: str = Field("", description="CA bundle for TLS (empty = system store)")
     topic_prefix: str = Field("jaxmba/v1", description="Prefix of every topic")
-    client_id: str = Field("jaxmba-service", description="Base MQTT client id of the service")
+    client_id: str = Field(
+        "jaxmba_service",
+        description="Base MQTT client id of the service's connections (bridge, API, live feed,"
+        " preview); holds a character no enclosure id has, such as '_', so that no enclosure"
+        " (whose client id is its id) can ever take a service connection's id",
+    )
     keepalive_s: int = Field(5, ge=1, le=600, description="MQTT keepalive (seconds)")
     embedded: bool = Field(
         False,
@@ -144,6 +153,21 @@ class MqttSettings(_Section):
         description="Pid file of the broker to send SIGHUP after changing accounts (empty: an "
         "external watcher such as deploy/systemd/jaxmba-broker-reload.path reloads it)",
     )
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id_is_no_enclosure_id(cls, value: str) -> str:
+        if not value or len(value) > MAX_CLIENT_ID_BASE or any(c in value for c in "/+#\0"):
+            raise ValueError(
+                f"must be 1-{MAX_CLIENT_ID_BASE} characters without / + # or NUL, got {value!r}"
+            )
+        if _ENCLOSURE_ID_CHARS.fullmatch(value):
+            raise ValueError(
+                f"{value!r} uses only characters an enclosure id may have, so an enclosure"
+                " could connect with the same client id and disconnect the service; add one"
+                " it cannot have, such as '_' (the default is 'jaxmba_service')"
+            )
+        return value
 
     @field_validator("topic_prefix")
     @classmethod

@@ -113,8 +113,10 @@ def agent_password(paths: DemoPaths, eid: str) -> str:
     return password
 
 
-def agent_config_text(settings: Settings, paths: DemoPaths, eid: str, password: str) -> str:
-    broker = f"mqtt://{eid}:{password}@{settings.mqtt.host}:{settings.mqtt.port}"
+def agent_config_text(
+    settings: Settings, paths: DemoPaths, eid: str, password: str, port: int
+) -> str:
+    broker = f"mqtt://{eid}:{password}@{settings.mqtt.host}:{port}"
     return "\n".join(
         [
             "# Written by `jaxmba-service demo` at each start (holds the broker password).",
@@ -145,15 +147,16 @@ def agent_config_text(settings: Settings, paths: DemoPaths, eid: str, password: 
     )
 
 
-def prepare_agents(settings: Settings, paths: DemoPaths, ids: list[str]) -> None:
-    """Broker accounts and config files for the demo enclosures (the broker is running)."""
+def prepare_agents(settings: Settings, paths: DemoPaths, ids: list[str], port: int) -> None:
+    """Broker accounts and config files for the demo enclosures (the broker is running;
+    ``port`` is its listener for enclosures)."""
     password_file = Path(settings.mqtt.password_file)
     for eid in ids:
         password = agent_password(paths, eid)
         add_or_update_account(password_file, eid, password)
         atomic_write(
             paths.agent_config(eid),
-            agent_config_text(settings, paths, eid, password),
+            agent_config_text(settings, paths, eid, password, port),
             mode=PRIVATE_MODE,
         )
     reload_broker(settings)
@@ -168,7 +171,13 @@ def reload_broker(settings: Settings) -> None:
 
 
 def banner(
-    settings: Settings, host: str, port: int, email: str, password: str, ids: list[str]
+    settings: Settings,
+    host: str,
+    port: int,
+    email: str,
+    password: str,
+    ids: list[str],
+    broker_port: int,
 ) -> str:
     shown_host = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host  # noqa: S104
     base = f"http://{shown_host}:{port}"
@@ -182,7 +191,7 @@ def banner(
     Swagger UI     {base}/swaggerui/
     Login          {email}  /  {password}
     jaxmba-ctl     .venv/bin/jaxmba-ctl --url {base} login --email {email}
-    Watch MQTT     mosquitto_sub -h {settings.mqtt.host} -p {settings.mqtt.port} -V mqttv5 \\
+    Watch MQTT     mosquitto_sub -h {settings.mqtt.host} -p {broker_port} -V mqttv5 \\
                      -u {OPERATOR_USER} -P '{operator}' -t '{settings.mqtt.topic_prefix}/#' -v
     Recordings     {Path(settings.mqtt.embedded_dir).parent.absolute()}/demo/recordings
 
@@ -212,8 +221,9 @@ def run_demo(settings: Settings, *, count: int, host: str, port: int, workers: i
     paths = DemoPaths(Path(settings.mqtt.embedded_dir).parent / "demo")
     ids = enclosure_ids(count)
     email, password = ensure_admin(settings, paths)
-    with EmbeddedBroker.from_settings(settings).running() as effective:
-        prepare_agents(effective, paths, ids)
+    embedded = EmbeddedBroker.from_settings(settings)
+    with embedded.running() as effective:
+        prepare_agents(effective, paths, ids, embedded.agent_port)
         argv = [sys.executable, "-m", "controlsvc"]
         if effective.config_path:
             argv += ["--config", str(Path(effective.config_path).resolve())]
@@ -221,5 +231,8 @@ def run_demo(settings: Settings, *, count: int, host: str, port: int, workers: i
             child_process([*argv, "bridge"], settings_env(effective), "bridge"),
             agents_running(effective, paths, ids),
         ):
-            print(banner(effective, host, port, email, password, ids), flush=True)
+            print(
+                banner(effective, host, port, email, password, ids, embedded.agent_port),
+                flush=True,
+            )
             serve_gunicorn(effective, host=host, port=port, workers=workers)

@@ -3,7 +3,12 @@ configure and start themselves ([MQTT] embedded = true).
 
 It lives in [MQTT] embedded_dir and keeps, across runs: the service and operator passwords
 (`credentials.json`, mode 0600), the enclosure accounts the service created (the password file),
-retained messages and sessions (persistence), and the port it last used when that port is free.
+retained messages and sessions (persistence), and the port it last used when that port is free
+(file `port`; the service's listener is in `service-port`).
+
+Two listeners, as in production: the port enclosures and operators use ([MQTT] port, else the
+one used last; client id forced to the user name), and one for the service account alone (any
+free port; the settings yielded by ``running`` point at it).
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from controlsvc.config import Settings
 log = logging.getLogger(__name__)
 
 CREDENTIALS_FILE = "credentials.json"
-PORT_FILE = "port"
+PORT_FILE = "port"  # the enclosures' and operators' listener, reused by the next run if free
+SERVICE_PORT_FILE = "service-port"  # the service account's listener, for tools such as jaxmba-ctl
 PRIVATE_MODE = 0o600
 
 
@@ -37,6 +43,7 @@ class EmbeddedBroker:
     def __init__(self, settings: Settings, directory: Path) -> None:
         self.settings = settings
         self.directory = directory.absolute()
+        self.agent_port = 0  # while running: the listener of enclosures and operators
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedBroker:
@@ -92,11 +99,18 @@ class EmbeddedBroker:
         broker.start()
         try:
             (self.directory / PORT_FILE).write_text(f"{broker.port}\n")
-            log.info("embedded Mosquitto on %s (files in %s)", broker.url, self.directory)
+            (self.directory / SERVICE_PORT_FILE).write_text(f"{broker.service_port}\n")
+            self.agent_port = broker.port
+            log.info(
+                "embedded Mosquitto on %s, the service's listener on %s (files in %s)",
+                broker.url,
+                broker.service_url,
+                self.directory,
+            )
             mqtt = self.settings.mqtt.model_copy(
                 update={
                     "host": broker.host,
-                    "port": broker.port,
+                    "port": broker.service_port,
                     "password": SecretStr(accounts[self.settings.mqtt.username]),
                     "tls": False,
                     "password_file": str(self.password_file),
@@ -105,4 +119,5 @@ class EmbeddedBroker:
             )
             yield self.settings.model_copy(update={"mqtt": mqtt})
         finally:
+            self.agent_port = 0
             broker.stop()

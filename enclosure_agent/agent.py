@@ -387,7 +387,7 @@ class Agent(LinkListener):
             log.warning("ignoring an invalid desired document: %s", exc)
             return
         if self.reconciler.offer(desired):
-            self.sessions.blocked.clear()
+            self.sessions.unblock()
             self.journal.set_intent(self.reconciler.intent)
             self._reconcile()
             self.status_soon()
@@ -535,7 +535,7 @@ class Agent(LinkListener):
     def start_recording(self, plan: DesiredRecording) -> None:
         self.reconciler.start(plan)
         self.journal.set_intent(self.reconciler.intent)
-        self.sessions.blocked.pop(plan.session_id, None)
+        self.sessions.unblock(plan.session_id)
         self._reconcile()
 
     def stop_recording(self) -> None:

@@ -1,28 +1,28 @@
 """After a crash: where the interrupted recording stopped, and proof for its unreported segments.
 
 The journal names the session, the segment being written and (as of the last status
-interval) the latest frame time. The segment's sidecar is flushed every second, so its last
-row gives the latest frame more precisely. Segments of that run that have no
+interval) the latest frame time. The segment's sidecar gets each row as its frame is
+encoded, so its last row gives the latest frame more precisely (and never earlier than the
+last frame the video file holds). Segments of that run that have no
 ``segment_closed`` event yet (the one being written at the crash, and any closed just before
 it) are measured here: frames counted by demuxing (no decoding), the time span from the
-sidecar rows of those frames, size and SHA-256 of the file as it is. The video muxer writes
-whole clusters, so the file can hold fewer frames than the sidecar (the last second or two
-before the crash); the event reports what the file holds, even none.
+sidecar rows of those frames, size and SHA-256 of the file as it is
+(``recorder.evidence``, the same proof the recorder gives after a write error). The video
+muxer writes whole clusters, so the file can hold fewer frames than the sidecar (the last
+second or two before the crash); the event reports what the file holds, even none, and the
+sidecar is cut back to the frames the file holds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from datetime import datetime
 from pathlib import Path
 
-import av
-import av.error
-
 from enclosure_agent.journal import RecordingMark
-from enclosure_agent.recorder import SegmentInfo, read_sidecar, sidecar_path_for
+from enclosure_agent.recorder import SegmentInfo, sidecar_path_for
+from enclosure_agent.recorder.evidence import read_evidence
 from enclosure_agent.recorder.segments import SEGMENT_EXTENSION
 
 __all__ = ["last_frame_time", "orphan_segments", "measure_segment"]
@@ -83,50 +83,18 @@ def orphan_segments(root: Path, mark: RecordingMark) -> list[Path]:
     return found
 
 
-def _count_packets(path: Path) -> int | None:
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            return sum(1 for packet in container.demux(stream) if packet.size)
-    except (av.error.FFmpegError, IndexError, OSError) as exc:
-        log.warning("cannot read %s to count its frames: %s", path, exc)
-        return None
-
-
 def measure_segment(path: Path) -> SegmentInfo | None:
-    """Proof for a segment left behind by a crash, or None if nothing usable is there."""
+    """Proof for a segment left behind by a crash (from the file; its sidecar trimmed to it)."""
     sidecar = sidecar_path_for(path)
-    try:
-        rows = read_sidecar(sidecar)
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read the sidecar %s: %s", sidecar, exc)
-        rows = []
-    frames = _count_packets(path) or 0
-    if frames < len(rows):
-        log.warning(
-            "segment %s: %d frame(s) in the file, %d in its sidecar (the rest was lost in the"
-            " crash)",
-            path,
-            frames,
-            len(rows),
-        )
-    span = rows[: max(1, min(frames, len(rows)))]
-    if not span:
-        log.warning("segment %s has no frames and no sidecar rows; not reported", path)
-        return None
-    try:
-        with path.open("rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    except OSError as exc:
-        log.warning("cannot hash %s: %s", path, exc)
+    evidence = read_evidence(path, sidecar)
+    if evidence is None:
         return None
     return SegmentInfo(
         path=path,
         sidecar_path=sidecar,
-        started_at=span[0].capture_utc,
-        ended_at=span[-1].capture_utc if frames else span[0].capture_utc,
-        frames=frames,
-        bytes=size,
-        sha256=digest,
+        started_at=evidence.started_at,
+        ended_at=evidence.ended_at,
+        frames=evidence.frames,
+        bytes=evidence.bytes,
+        sha256=evidence.sha256,
     )

@@ -9,6 +9,12 @@ or restarted during it. If the intent still wants that session, the new recorder
 ``recording_resumed`` with the gap; otherwise ``recording_stopped`` ends it. Segments of the
 interrupted run that were never reported get their ``segment_closed`` now (measured on a
 worker thread: hashing a large file takes a while).
+
+Disk faults: a recording stopped or refused because the disk was at or below its reserve (or
+failed writing while it was) sets ``disk_error``, which the status reports as ``last_error``
+(the service shows the enclosure as ``error``). The disk check keeps running while idle and
+clears it once the disk is above the reserve again; the sessions that failed for the disk stay
+blocked (not restarted until the intent changes) but are no longer reported as a fault.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ class Sessions:
         self.winding_down: list[SessionRecorder] = []
         self.blocked: dict[str, str] = {}  # session id -> why it is not started again
         self.disk_error: str | None = None
+        self.disk_blocked: set[str] = set()  # sessions blocked because the disk was full
         self._interruption: tuple[str, Interruption] | None = None
         self._announce: Timer | None = None
 
@@ -86,9 +93,13 @@ class Sessions:
             if error:
                 return error
         if self.disk_error:
+            failed = [s for s in self.blocked if s in self.disk_blocked]
+            if failed:
+                return f"recording {failed[-1]} failed: {self.blocked[failed[-1]]}"
             return self.disk_error
-        if self.blocked:
-            session_id, reason = next(reversed(self.blocked.items()))
+        faults = [(s, r) for s, r in self.blocked.items() if s not in self.disk_blocked]
+        if faults:
+            session_id, reason = faults[-1]
             return f"recording {session_id} failed: {reason}"
         return None
 
@@ -135,6 +146,7 @@ class Sessions:
             log.error("not starting %s: %s", plan.session_id, reason)
             self._emit(DiskLow(free_bytes=disk.free_bytes, reserve_bytes=reserve), None)
             self._fail_start(plan.session_id, reason)
+            self._disk_fault(plan.session_id, reason)
             return
         self._camera.use_fps(float(plan.target_fps or config.camera.fps), busy=self.busy)
         interrupted = None
@@ -198,6 +210,7 @@ class Sessions:
         if session is self.current:  # ended by itself: a write error
             self.current = None
             self.blocked[session.session_id] = session.failure or "recording failed"
+            self._write_error_on_full_disk(session.session_id)
         elif session.failure is not None:
             self.blocked[session.session_id] = session.failure
         self._on_change()
@@ -218,18 +231,57 @@ class Sessions:
             self.current.poll()
 
     def check_disk(self) -> None:
-        """While recording: free disk below the reserve stops it (``disk_low``, then failed)."""
+        """While recording: free disk below the reserve stops it (``disk_low``, then failed).
+        While idle: a disk fault clears once the disk is above the reserve again."""
         session = self.current
-        if session is None:
+        if session is None and self.disk_error is None:
             return
         config = self._owner.config
-        disk = disk_space(config.recording.root)
+        try:
+            disk = disk_space(config.recording.root)
+        except OSError as exc:
+            log.warning("cannot check the free space of %s: %s", config.recording.root, exc)
+            return
         reserve = config.recording.disk_reserve_bytes
+        if session is None:
+            if disk.free_bytes > reserve:
+                log.info("disk back above the reserve: %d bytes free", disk.free_bytes)
+                self.disk_error = None
+                self._on_change()
+            return
         if disk.free_bytes >= reserve:
             return
         reason = f"disk below reserve: {disk.free_bytes} bytes free, reserve {reserve} bytes"
         log.error("stopping recording %s: %s", session.session_id, reason)
-        self.disk_error = reason
         self._emit(DiskLow(free_bytes=disk.free_bytes, reserve_bytes=reserve), None)
         self.blocked[session.session_id] = reason
+        self._disk_fault(session.session_id, reason)
         self.stop(StopReason.DESIRED, failure=reason)
+
+    def unblock(self, session_id: str | None = None) -> None:
+        """Let ``session_id`` (None: every session) be started again: the intent changed."""
+        if session_id is None:
+            self.blocked.clear()
+            self.disk_blocked.clear()
+        else:
+            self.blocked.pop(session_id, None)
+            self.disk_blocked.discard(session_id)
+
+    def _disk_fault(self, session_id: str, reason: str) -> None:
+        self.disk_error = reason
+        self.disk_blocked.add(session_id)
+
+    def _write_error_on_full_disk(self, session_id: str) -> None:
+        """A write error with the disk at or below its reserve is the disk's fault: it clears
+        when the disk does (other write errors stay reported until the intent changes)."""
+        config = self._owner.config
+        try:
+            disk = disk_space(config.recording.root)
+        except OSError:
+            return
+        reserve = config.recording.disk_reserve_bytes
+        if disk.free_bytes <= reserve:
+            self._disk_fault(
+                session_id,
+                f"disk full: {disk.free_bytes} bytes free, reserve {reserve} bytes",
+            )

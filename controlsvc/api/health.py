@@ -1,9 +1,11 @@
-"""GET /api/health: database and broker reachability, version. No authentication."""
+"""GET /api/health: database and broker reachability, whether a bridge runs, version. No
+authentication."""
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -11,7 +13,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from controlsvc import __version__
+from controlsvc import __version__, bridge_health
+from controlsvc.db import utcnow
 from controlsvc.web import database
 
 log = logging.getLogger(__name__)
@@ -25,11 +28,23 @@ class ComponentHealth(BaseModel):
     detail: str | None = Field(None, description="Why it is not ok")
 
 
+class BridgeHealth(BaseModel):
+    ok: bool = Field(description="At least one bridge is running (its heartbeat is fresh)")
+    since: datetime | None = Field(
+        None,
+        description="Up: when the longest-running live bridge started; down: when the last"
+        " one stopped or fell silent (null if no bridge ever ran)",
+    )
+    running: int = Field(0, description="Bridges with a fresh heartbeat")
+    detail: str | None = Field(None, description="Why it is not ok")
+
+
 class Health(BaseModel):
     status: str = Field(description="ok, or degraded when a component is not ok")
     version: str = Field(description="Service version")
     database: ComponentHealth
     broker: ComponentHealth
+    bridge: BridgeHealth
 
 
 def _check_database() -> ComponentHealth:
@@ -51,11 +66,24 @@ def _check_broker() -> ComponentHealth:
     return result
 
 
+def _check_bridge(db: ComponentHealth) -> BridgeHealth:
+    if not db.ok:
+        return BridgeHealth(ok=False, detail="unknown: the database is unreachable")
+    try:
+        with database().sessionmaker() as session:
+            view = bridge_health.bridge_view(session, utcnow())
+    except Exception as exc:  # any driver error: unknown, never a 500
+        log.warning("health: cannot read the bridge heartbeats: %s", exc)
+        return BridgeHealth(ok=False, detail=f"unknown: {type(exc).__name__}")
+    return BridgeHealth(ok=view.ok, since=view.since, running=view.running, detail=view.detail)
+
+
 @bp.get("/health", responses={200: Health, 503: Health}, security=[])
 def health() -> Any:
-    """Database and broker reachability and the service version."""
+    """Database and broker reachability, whether a bridge runs, and the service version."""
     db = _check_database()
     broker = _check_broker()
-    status = "ok" if db.ok and broker.ok else "degraded"
-    body = Health(status=status, version=__version__, database=db, broker=broker)
-    return body.model_dump(), (200 if db.ok else 503)
+    bridge = _check_bridge(db)
+    status = "ok" if db.ok and broker.ok and bridge.ok else "degraded"
+    body = Health(status=status, version=__version__, database=db, broker=broker, bridge=bridge)
+    return body.model_dump(mode="json"), (200 if db.ok else 503)

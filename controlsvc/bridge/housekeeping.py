@@ -6,6 +6,8 @@
   broker (the API died between its commit and its publish, or the broker was away) are
   published, while still before their deadline;
 - every ``SERVICE_HEARTBEAT_S``: retained ``service/state`` online again;
+- every ``bridge_health.BEAT_S`` (and at start): this bridge's heartbeat row, which
+  ``/api/health`` reads (``mark_stopped`` at a clean stop);
 - every ``PURGE_EVERY_S``: status history older than ``[SERVICE] status_history_days`` and the
   event log older than ``eventlog.EVENT_RETENTION`` are deleted, in chunks.
 
@@ -16,13 +18,14 @@ the connection was made: the bridge cannot have heard anyone before it was liste
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from controlsvc import commands, enclosures, eventlog
+from controlsvc import __version__, bridge_health, commands, enclosures, eventlog
 from controlsvc.bridge.client import SERVICE_HEARTBEAT_S, BridgeClient
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.db import Database, utcnow
@@ -76,6 +79,8 @@ class Housekeeping:
         self._next_republish = 0.0
         self._next_heartbeat = time.monotonic() + SERVICE_HEARTBEAT_S
         self._next_purge = 0.0
+        self._next_beat = 0.0
+        self.bridge_id = f"{socket.gethostname()}/{client.client_id}"
 
     def start(self) -> None:
         self._stop.clear()
@@ -102,6 +107,9 @@ class Housekeeping:
         if clock >= self._next_republish:
             self._next_republish = clock + REPUBLISH_EVERY_S
             self._guarded("re-publishing", lambda: self.republish_pending(now))
+        if clock >= self._next_beat:
+            self._next_beat = clock + bridge_health.BEAT_S
+            self._guarded("bridge heartbeat", lambda: self.beat(now))
         if clock >= self._next_heartbeat:
             self._next_heartbeat = clock + SERVICE_HEARTBEAT_S
             self._guarded("heartbeat", self._client.heartbeat)
@@ -127,6 +135,28 @@ class Housekeeping:
             self._client.notify_events(newest)
 
     # -- tasks ------------------------------------------------------------------------------------
+    def beat(self, now: datetime | None = None) -> None:
+        """Refresh this bridge's heartbeat row."""
+        with self._db.sessionmaker() as session:
+            bridge_health.beat(
+                session,
+                self.bridge_id,
+                version=__version__,
+                started_at=self._client.started_at,
+                now=now or utcnow(),
+            )
+            session.commit()
+
+    def mark_stopped(self) -> None:
+        """Say in the heartbeat row that this bridge stopped on purpose (a clean stop)."""
+
+        def mark() -> None:
+            with self._db.sessionmaker() as session:
+                bridge_health.stopped(session, self.bridge_id, utcnow())
+                session.commit()
+
+        self._guarded("bridge heartbeat", mark)
+
     def check_liveness(self, now: datetime | None = None) -> int:
         """Mark silent enclosures lost; how many."""
         grace = self._liveness.silence_limit().total_seconds()
@@ -228,6 +258,7 @@ class Housekeeping:
                 break
         with self._db.sessionmaker() as session:
             events = eventlog.purge(session, now - eventlog.EVENT_RETENTION)
+            bridge_health.purge(session, now - bridge_health.RETENTION)
             session.commit()
         if total or events:
             log.info("purged %d status history rows and %d events", total, events)

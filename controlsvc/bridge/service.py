@@ -223,6 +223,7 @@ class Bridge:
         self.sessions.stop(timeout)
         if self.housekeeping is not None:
             self.housekeeping.stop(timeout)
+            self.housekeeping.mark_stopped()
         self._stop_worker.set()
         deadline = time.monotonic() + timeout
         for worker in self._workers:

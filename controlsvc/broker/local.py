@@ -3,9 +3,13 @@
 Used by the tests, the demo and ``jaxmba-service run`` with the embedded broker::
 
     with LocalBroker(Path("var/mosquitto"), {"jaxmba_service": pw, "enc-01": pw2}) as broker:
-        print(broker.url)            # mqtt://127.0.0.1:<a free port>
+        print(broker.url)            # mqtt://127.0.0.1:<a free port>: enclosures, operators
+        print(broker.service_url)    # mqtt://127.0.0.1:<another>: the service account alone
 
-The directory holds ``mosquitto.conf``, ``passwd``, ``acl`` (unless another ACL file is given),
+On ``port`` the client id is forced to the user name; the service, which runs many connections
+under one account, has ``service_port`` to itself (see ``controlsvc.broker.config``).
+The directory holds ``mosquitto.conf``, ``passwd`` (every account but the service's),
+``passwd-service`` (the service account), ``acl`` (unless another ACL file is given),
 ``data/`` (persistence), ``mosquitto.log``, ``mosquitto.out`` (the process's stderr) and
 ``mosquitto.pid`` while it runs. Every start rewrites the config and password file; the
 persistence file is kept, so retained messages and sessions survive ``restart()``.
@@ -96,7 +100,8 @@ class LocalBroker:
                 " 'running' and 'Reloading config.' log lines"
             )
         self.prefix = prefix
-        self._requested_ports = (base.port, base.enclosure_port)
+        self.service_user = service_user
+        self._requested_ports = (base.port, base.service_port, base.enclosure_port)
         self._acl_text = (
             render_acl(prefix, service_user, operator_user) if base.acl_file is None else None
         )
@@ -116,6 +121,7 @@ class LocalBroker:
         return dataclasses.replace(
             config,
             password_file=config.password_file or d / "passwd",
+            service_password_file=config.service_password_file or d / "passwd-service",
             acl_file=config.acl_file or d / "acl",
             persistence_location=config.persistence_location or d / "data",
             log_file=config.log_file or d / "mosquitto.log",
@@ -139,15 +145,32 @@ class LocalBroker:
         return self._config.port
 
     @property
+    def service_port(self) -> int:
+        """The service's listener (the service account only); 0 until the first ``start()``."""
+        return self._config.service_port
+
+    def port_for(self, user: str | None) -> int:
+        """The listener ``user`` logs in on: the service's own, or the main one."""
+        return self.service_port if user == self.service_user else self.port
+
+    @property
     def enclosure_port(self) -> int | None:
         """The enclosure listener's port (client id forced to user name), if configured."""
         return self._config.enclosure_port
 
     @property
     def url(self) -> str:
-        """``mqtt://host:port`` of the main listener."""
+        """``mqtt://host:port`` of the main listener (enclosures, operators)."""
+        return self._url(self.port)
+
+    @property
+    def service_url(self) -> str:
+        """``mqtt://host:port`` of the service's listener."""
+        return self._url(self.service_port)
+
+    def _url(self, port: int) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"mqtt://{host}:{self.port}"
+        return f"mqtt://{host}:{port}"
 
     @property
     def accounts(self) -> dict[str, str]:
@@ -231,45 +254,58 @@ class LocalBroker:
                 parents=True, exist_ok=True, mode=DIRECTORY_MODE
             )
 
+    def _ports(self) -> tuple[int, int, int | None]:
+        return self._config.port, self._config.service_port, self._config.enclosure_port
+
     def _picked_ports(self) -> set[int]:
         """The ports chosen by ``_pick_ports`` (requested as 0), not given by the caller."""
-        requested_port, requested_enclosure = self._requested_ports
-        picked = set()
-        if requested_port == 0:
-            picked.add(self._config.port)
-        if requested_enclosure == 0 and self._config.enclosure_port is not None:
-            picked.add(self._config.enclosure_port)
-        return picked
+        return {
+            port
+            for requested, port in zip(self._requested_ports, self._ports(), strict=True)
+            if requested == 0 and port is not None
+        }
 
     def _pick_ports(self) -> None:
-        port, enclosure_port = self._config.port, self._config.enclosure_port
-        if port == 0:
-            port = find_free_port(self.host)
-        if enclosure_port == 0:
-            enclosure_port = find_free_port(self.host)
-            while enclosure_port == port:
-                enclosure_port = find_free_port(self.host)
-        self._config = dataclasses.replace(self._config, port=port, enclosure_port=enclosure_port)
+        taken: set[int] = {p for p in self._ports() if p}
+        chosen: list[int | None] = []
+        for port in self._ports():
+            if port == 0:
+                port = find_free_port(self.host)
+                while port in taken:
+                    port = find_free_port(self.host)
+                taken.add(port)
+            chosen.append(port)
+        port, service_port, enclosure_port = chosen
+        assert port is not None
+        assert service_port is not None
+        self._config = dataclasses.replace(
+            self._config, port=port, service_port=service_port, enclosure_port=enclosure_port
+        )
 
     def _forget_picked_ports(self) -> None:
-        requested_port, requested_enclosure = self._requested_ports
+        requested_port, requested_service, requested_enclosure = self._requested_ports
         self._config = dataclasses.replace(
             self._config,
             port=self._config.port if requested_port else 0,
+            service_port=self._config.service_port if requested_service else 0,
             enclosure_port=self._config.enclosure_port if requested_enclosure else 0,
         )
 
     def _write_files(self) -> MosquittoProcess:
         config = self._config
         assert config.password_file is not None
+        assert config.service_password_file is not None
         assert config.acl_file is not None
         self._write_password_file(config.password_file)
+        service = {u: pw for u, pw in self._accounts.items() if u == self.service_user}
+        write_password_file(config.service_password_file, service)
         if self._acl_text is not None:
             atomic_write(config.acl_file, self._acl_text, mode=FILE_MODE)
         elif not config.acl_file.is_file():
             raise BrokerStartError(f"ACL file {config.acl_file} does not exist")
         atomic_write(self.conf_file, render_config(config), mode=FILE_MODE)
-        ports = [config.port] + ([config.enclosure_port] if config.enclosure_port else [])
+        ports = [config.port, config.service_port]
+        ports += [config.enclosure_port] if config.enclosure_port else []
         return MosquittoProcess(
             self.conf_file,
             ports=ports,
@@ -281,12 +317,15 @@ class LocalBroker:
         )
 
     def _write_password_file(self, path: Path) -> None:
+        """Every account but the service's (which only its own listener knows)."""
+        accounts = {u: pw for u, pw in self._accounts.items() if u != self.service_user}
         if not (self._keep_other_accounts and path.exists()):
-            write_password_file(path, self._accounts)
+            write_password_file(path, accounts)
             return
         hashes = read_password_file(path)
-        kept = [user for user in hashes if user not in self._accounts]
-        hashes.update({user: hash_password(pw) for user, pw in self._accounts.items()})
+        hashes.pop(self.service_user, None)
+        kept = [user for user in hashes if user not in accounts]
+        hashes.update({user: hash_password(pw) for user, pw in accounts.items()})
         write_password_hashes(path, hashes)
         if kept:
             logger.info("kept %d other account(s) in %s", len(kept), path)
@@ -324,8 +363,7 @@ class LocalBroker:
         """
         validate_username(user)
         if self.running:
-            assert self._config.password_file is not None
-            add_or_update_account(self._config.password_file, user, password)
+            add_or_update_account(self._password_file_of(user), user, password)
         self._accounts[user] = password
         if reload and self.running:
             self.reload()
@@ -335,11 +373,16 @@ class LocalBroker:
         disconnects the account's open connections and refuses new ones at once."""
         known = self._accounts.pop(user, None) is not None
         if self.running:
-            assert self._config.password_file is not None
-            remove_account(self._config.password_file, user)
+            remove_account(self._password_file_of(user), user)
             if reload:
                 self.reload()
         return known
+
+    def _password_file_of(self, user: str) -> Path:
+        config = self._config
+        path = config.service_password_file if user == self.service_user else config.password_file
+        assert path is not None
+        return path
 
     # -- context manager --------------------------------------------------------------------------
     def __enter__(self) -> LocalBroker:

@@ -115,7 +115,7 @@ class Connection:
         self._subacks: dict[int, queue.Queue[list[ReasonCode]]] = {}
         self._pubacks: dict[int, queue.Queue[ReasonCode | int]] = {}
         self._lock = threading.Lock()
-        client_id = f"jaxmba-ctl-{os.getpid()}-{secrets.token_hex(3)}"
+        client_id = f"jaxmba_ctl-{os.getpid()}-{secrets.token_hex(3)}"
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controlsvc.db import Base
+from controlsvc.models.bridges import BridgeHeartbeat
 from controlsvc.models.commands import Command
 from controlsvc.models.enclosures import AgentEvent, Enclosure, EnclosureTransition, StatusRecord
 from controlsvc.models.events import EventRecord, EventTicket
@@ -21,6 +22,7 @@ __all__ = [
     "AgentEvent",
     "Alert",
     "Base",
+    "BridgeHeartbeat",
     "Command",
     "DesiredVersion",
     "EmailToken",

@@ -11,7 +11,9 @@ Cuts lose no frame: the first frame captured at or after a cut time is the first
 of the next segment. A stall (no frame for the capture's stall timeout) closes the
 current segment; the next frame after recovery opens a new one, so a gap in the footage
 is always a file boundary. A write error (disk full, I/O error) closes what can be
-closed, reports ``on_failed`` and stops. Files are never deleted.
+closed, reports ``on_failed`` and stops; the segment it hit is then reported with what the
+file holds, read back from it (``evidence``), not with what was handed to the encoder.
+Files are never deleted.
 """
 
 from __future__ import annotations
@@ -343,8 +345,8 @@ class Recorder:
             finished = writer.finish()
         except WriteError as exc:
             error = exc
-            if writer.frames:
-                finished = writer.finished()
+            if writer.frames or writer.started_at is not None:
+                finished = writer.finished()  # damaged: measured from the file
         with self._lock:
             self._writer = None
             if finished is not None:
@@ -367,6 +369,9 @@ class Recorder:
             return
         with self._lock:
             self._segments.append(info)
+            if info.frames != finished.frames:  # a write error: count what the file holds
+                self._frames -= finished.frames - info.frames
+                self._closed_span_s -= (finished.ended_at - info.ended_at).total_seconds()
         log.info("segment %s closed: %d frames, %d bytes", info.path, info.frames, info.bytes)
         callback = self._callbacks.on_segment_closed
         if callback is not None:

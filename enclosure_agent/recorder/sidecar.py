@@ -9,15 +9,16 @@ One header line, then one row per frame written to the video::
 presentation timestamp in the video (milliseconds, the Matroska time base);
 ``capture_utc`` the wall-clock capture time; ``monotonic_ns`` the host monotonic clock
 at capture; ``source_index`` the camera's own frame counter (a gap there is a frame the
-camera dropped). Rows are flushed to the OS every ``FLUSH_INTERVAL_S`` so a crash loses at
-most that much, and fsynced when the segment closes.
+camera dropped). Each row is handed to the OS as soon as its frame went to the encoder (one
+small write per frame), and the file is fsynced when the segment closes. A frame reaches the
+video file only later (with its Matroska cluster), so after a crash the sidecar lists at least
+every frame the video holds; ``evidence.trim_sidecar`` cuts off the rest.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,10 +26,9 @@ from typing import TextIO
 
 from .frame import CapturedFrame
 
-__all__ = ["FLUSH_INTERVAL_S", "SIDECAR_HEADER", "SidecarRow", "SidecarWriter", "read_sidecar"]
+__all__ = ["SIDECAR_HEADER", "SidecarRow", "SidecarWriter", "read_sidecar"]
 
 SIDECAR_HEADER = ("frame_index", "pts_ms", "capture_utc", "monotonic_ns", "source_index")
-FLUSH_INTERVAL_S = 1.0  # bounds what a crash loses from the sidecar to about one second
 
 
 def format_utc(moment: datetime) -> str:
@@ -52,18 +52,14 @@ class SidecarWriter:
         self.path = path
         self._file: TextIO = path.open("x", encoding="ascii", newline="")
         self._file.write(",".join(SIDECAR_HEADER) + "\n")
-        self._last_flush = time.monotonic()
         self.rows = 0
 
     def write(self, frame: CapturedFrame, pts_ms: int) -> None:
         self._file.write(
             f"{self.rows},{pts_ms},{format_utc(frame.captured_at)},{frame.monotonic_ns},{frame.index}\n"
         )
+        self._file.flush()  # never behind the video (see the module docstring)
         self.rows += 1
-        now = time.monotonic()
-        if now - self._last_flush >= FLUSH_INTERVAL_S:
-            self._file.flush()
-            self._last_flush = now
 
     def close(self) -> None:
         """Flush, fsync and close (idempotent)."""

@@ -24,6 +24,7 @@ from av.video.reformatter import ColorRange, Colorspace
 from av.video.stream import VideoStream
 
 from .errors import RecordingConfigError, WriteError
+from .evidence import read_evidence
 from .frame import CapturedFrame, PixelFormat
 from .segments import segment_path, sidecar_path_for
 from .sidecar import SidecarWriter
@@ -154,16 +155,23 @@ class SegmentInfo:
 
 @dataclass(frozen=True, slots=True)
 class FinishedSegment:
-    """A segment whose writer is closed but which is not yet fsynced and hashed."""
+    """A segment whose writer is closed but which is not yet fsynced and hashed.
+
+    ``damaged``: a write or the close failed, so ``frames`` (what the writer was given) is no
+    proof of what reached the disk; ``finalize`` then takes the evidence from the file.
+    """
 
     path: Path
     sidecar_path: Path
     started_at: datetime
     ended_at: datetime
     frames: int
+    damaged: bool = False
 
     def finalize(self) -> SegmentInfo:
         """fsync the files and their directory, then measure and hash the video (slow)."""
+        if self.damaged:
+            return self._from_file()
         try:
             with self.path.open("rb") as handle:
                 os.fsync(handle.fileno())
@@ -174,6 +182,33 @@ class FinishedSegment:
             raise WriteError(f"cannot finalize {self.path}: {exc}") from exc
         return SegmentInfo(
             self.path, self.sidecar_path, self.started_at, self.ended_at, self.frames, size, digest
+        )
+
+    def _from_file(self) -> SegmentInfo:
+        for target in (self.path, self.sidecar_path):
+            try:  # best effort: the disk that failed a write may fail this too
+                with target.open("rb") as handle:
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                log.warning("cannot fsync %s after a write error: %s", target, exc)
+        evidence = read_evidence(self.path, self.sidecar_path, self.started_at)
+        if evidence is None:
+            raise WriteError(f"{self.path} holds nothing to report after a write error")
+        if evidence.frames != self.frames:
+            log.warning(
+                "segment %s: %d of the %d frame(s) written reached the file",
+                self.path,
+                evidence.frames,
+                self.frames,
+            )
+        return SegmentInfo(
+            self.path,
+            self.sidecar_path,
+            evidence.started_at,
+            evidence.ended_at,
+            evidence.frames,
+            evidence.bytes,
+            evidence.sha256,
         )
 
 
@@ -221,6 +256,7 @@ class SegmentWriter:
         self._first_ns = 0
         self._last_pts = -1
         self._closed = False
+        self.damaged = False  # a write failed: the file, not self.frames, tells what it holds
         self._pix_fmt = GREY_PIX_FMT if pixel_format is PixelFormat.GREY else COLOUR_PIX_FMT
         self._graph = self._make_denoiser() if self.encoder.denoise else None
         try:
@@ -326,6 +362,7 @@ class SegmentWriter:
                 self._container.mux(self._stream.encode(encoded))
             self._sidecar.write(frame, pts)
         except (av.error.FFmpegError, OSError) as exc:
+            self.damaged = True
             raise WriteError(f"writing {self.path} failed: {exc}") from exc
         self._last_pts = pts
         self.ended_at = frame.captured_at
@@ -351,16 +388,19 @@ class SegmentWriter:
             except (av.error.FFmpegError, OSError) as exc:
                 error = error or exc
         if error is not None:
+            self.damaged = True
             raise WriteError(f"closing {self.path} failed: {error}") from error
         return self.finished()
 
     def finished(self) -> FinishedSegment:
-        """What this writer wrote so far (also usable after a failed ``finish``)."""
+        """What this writer wrote so far (also after a failed ``finish``: then ``damaged``)."""
         started = self.started_at
         if started is None:
             raise WriteError(f"{self.path} has no frames")
         ended = self.ended_at or started
-        return FinishedSegment(self.path, self.sidecar_path, started, ended, self.frames)
+        return FinishedSegment(
+            self.path, self.sidecar_path, started, ended, self.frames, damaged=self.damaged
+        )
 
     def close(self) -> SegmentInfo:
         """``finish()`` then ``finalize()``: flushed, fsynced, measured and hashed."""

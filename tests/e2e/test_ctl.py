@@ -37,7 +37,8 @@ class Demo:
     base: str
     email: str
     password: str
-    mqtt_port: int
+    mqtt_port: int  # enclosures and operators
+    service_port: int  # the service account alone
     credentials: dict[str, str]
 
     @property
@@ -46,7 +47,8 @@ class Demo:
 
     def broker_url(self, user: str, password: str | None = None) -> str:
         secret = password if password is not None else self.credentials[user]
-        return f"mqtt://{user}:{secret}@127.0.0.1:{self.mqtt_port}"
+        port = self.service_port if user == SERVICE_USER else self.mqtt_port
+        return f"mqtt://{user}:{secret}@127.0.0.1:{port}"
 
 
 def _healthy(base: str) -> bool:
@@ -89,6 +91,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             email=admin["email"],
             password=admin["password"],
             mqtt_port=int((mosquitto / "port").read_text().strip()),
+            service_port=int((mosquitto / "service-port").read_text().strip()),
             credentials=json.loads((mosquitto / "credentials.json").read_text()),
         )
     finally:

@@ -11,15 +11,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import av
 import httpx
 import psutil
 import pytest
 
-from controlsvc.broker import find_free_port
+from controlsvc.broker import OPERATOR_USER, find_free_port
+from tests.support.mqtt import MqttTestClient
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
@@ -45,6 +47,31 @@ def _healthy(base: str) -> bool:
         return False
 
 
+class AgentEvents:
+    """An enclosure's events as the operator account sees them on the demo's broker."""
+
+    def __init__(self, broker_dir: Path, eid: str) -> None:
+        credentials = json.loads((broker_dir / "credentials.json").read_text())
+        port = int((broker_dir / "port").read_text())
+        self.topic = f"jaxmba/v1/enc/{eid}/events"
+        self.client = MqttTestClient("127.0.0.1", port, client_id=f"test-demo-{os.getpid()}")
+        self.client.connect(OPERATOR_USER, credentials[OPERATOR_USER])
+        assert self.client.subscribe(self.topic) == [1]
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        bodies = [json.loads(m.payload) for m in self.client.received(self.topic)]
+        return [b for b in bodies if b["kind"] == kind]
+
+    def first(self, kind: str) -> dict[str, Any] | None:
+        return next(iter(self.all(kind)), None)
+
+    def kinds(self) -> list[str]:
+        return [json.loads(m.payload)["kind"] for m in self.client.received(self.topic)]
+
+    def close(self) -> None:
+        self.client.disconnect()
+
+
 def test_demo_runs_records_and_stops_cleanly(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAXMBA_")}
     env["FLASK_CONFIG"] = "dev"
@@ -64,6 +91,7 @@ def test_demo_runs_records_and_stops_cleanly(tmp_path: Path) -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    stack = ExitStack()
     try:
         wait_for(
             lambda: proc.poll() is None and _healthy(base),
@@ -82,6 +110,8 @@ def test_demo_runs_records_and_stops_cleanly(tmp_path: Path) -> None:
             message="the demo enclosures never all became idle",
         )
 
+        events = AgentEvents(tmp_path / "var" / "mosquitto", "demo-01")
+        stack.callback(events.close)
         command = httpx.post(
             f"{base}/api/enclosures/demo-01/commands",
             headers=headers,
@@ -103,24 +133,32 @@ def test_demo_runs_records_and_stops_cleanly(tmp_path: Path) -> None:
         ).json()
         assert result["state"] in ("accepted", "succeeded"), result
 
-        session_dir = tmp_path / "var" / "demo" / "recordings" / "demo-test"
-
-        def closed_segments() -> list[Path]:
-            return sorted(session_dir.glob("mouse_demo-01_*.mkv")) if session_dir.exists() else []
-
-        wait_for(lambda: closed_segments(), timeout=30, message="no video file appeared")
-        # The 4 s recording ends by itself; then the file is complete.
-        wait_for(
-            lambda: enclosures()[0]["state"] == "idle" and closed_segments(),
-            timeout=30,
-            message="the recording never finished",
+        # The 4 s recording ends by itself. A file is complete only once the agent has closed
+        # it: its segment_closed event says so (and recording_stopped comes after the last one).
+        stopped = wait_for(
+            lambda: events.first("recording_stopped"),
+            timeout=60,
+            message=lambda: f"the recording never stopped; events: {events.kinds()}",
         )
+        assert stopped["session_id"] == "demo-test"
+        closed = events.all("segment_closed")
+        session_dir = tmp_path / "var" / "demo" / "recordings" / "demo-test"
+        files = sorted(session_dir.glob("mouse_demo-01_*.mkv"))
+        assert sorted(Path(e["data"]["path"]) for e in closed) == files
         frames = 0
-        for path in closed_segments():
-            with av.open(str(path)) as container:
-                frames += sum(1 for _ in container.decode(video=0))
+        for event in closed:
+            with av.open(event["data"]["path"]) as container:
+                decoded = sum(1 for _ in container.decode(video=0))
+            assert decoded == event["data"]["frames"], event
+            frames += decoded
         assert frames >= 10, f"only {frames} frames decoded"
+        wait_for(
+            lambda: next(e for e in enclosures() if e["id"] == "demo-01")["state"] == "idle",
+            timeout=30,
+            message="demo-01 never went back to idle",
+        )
     finally:
+        stack.close()
         children = []
         if proc.poll() is None:
             children = psutil.Process(proc.pid).children(recursive=True)
@@ -131,8 +169,6 @@ def test_demo_runs_records_and_stops_cleanly(tmp_path: Path) -> None:
             proc.kill()
             raise
     assert code == 0, log_path.read_text()[-3000:]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(c.is_running() for c in children):
-        time.sleep(0.1)
+    psutil.wait_procs(children, timeout=10)
     leftovers = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert not leftovers, f"processes left behind: {leftovers}"

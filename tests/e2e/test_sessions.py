@@ -329,18 +329,27 @@ def test_2_agent_killed_and_restarted_resumes_with_the_gap_reported(
     wait_idle(client, operator, EIDS[:2])
     duration = 20
     sid = create(client, operator, EIDS[:2], duration)["id"]
-    started = datetime.now(UTC)
     wait_enc(client, operator, sid, "enc-a", {"recording"})
-    wait_for(lambda: datetime.now(UTC) >= started + timedelta(seconds=5), 10)
+    # kill -9 once enc-a has footage on disk (its first 5 s segment is closed and reported)
+    wait_for(
+        lambda: enc(get(client, operator, sid), "enc-a")["segments"] >= 1,
+        15,
+        message="enc-a closed no segment",
+    )
     agents.kill("enc-a")
-    wait_for(lambda: datetime.now(UTC) >= started + timedelta(seconds=10), 10)
+    # restart once the service has seen it go (its Will): a real outage, not a blip
+    wait_for(
+        lambda: client.get("/api/enclosures/enc-a", headers=operator).get_json()["state"] == "lost",
+        15,
+        message="enc-a never became lost",
+    )
     agents.start("enc-a")
     done = wait_status(client, operator, sid, {"completed"}, duration + 40)
     a = enc(done, "enc-a")
     assert a["state"] == "completed"
     assert a["gaps"], a
     assert any(g["cause"] == "agent_restart" for g in a["gaps"])
-    assert 2.0 <= a["gap_s"] <= LOST_GRACE_S, a
+    assert 0 < a["gap_s"] <= LOST_GRACE_S, a
     assert enc(done, "enc-b")["gap_s"] == 0
     no_event_twice(database)
 
@@ -430,7 +439,7 @@ def test_6_scheduled_start_on_time_and_one_enclosure_canceled(
         lambda: client.get("/api/enclosures/enc-b", headers=operator).get_json()["state"] == "idle",
         15,
     )
-    assert enc(get(client, operator, sid), "enc-a")["state"] == "recording"
+    assert enc(get(client, operator, sid), "enc-a")["state"] in {"recording", "completed"}
     done = wait_status(client, operator, sid, {"completed"}, duration + 30)
     assert enc(done, "enc-a")["state"] == "completed"
     assert enc(done, "enc-b")["state"] == "canceled"

@@ -81,6 +81,16 @@ class Demo:
                 continue
         raise AssertionError(f"no agent process for {eid}")
 
+    def bridge(self) -> psutil.Process:
+        """The demo's bridge process (``python -m controlsvc ... bridge``)."""
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                if child.cmdline()[-1:] == ["bridge"]:
+                    return child
+            except psutil.NoSuchProcess:
+                continue
+        raise AssertionError("no bridge process")
+
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         token = httpx.post(
             f"{self.base}/api/auth/login",
@@ -180,13 +190,19 @@ def _seconds(text: str) -> float:
     return int(match.group(1) or 0) * 60 + int(match.group(2))
 
 
-def test_operator_journey(demo: Demo, browser: Any) -> None:
+def _new_page(browser: Any) -> tuple[Any, Any, Console]:
+    """A desktop page whose console errors are collected: (context, page, console)."""
     context = browser.new_context(viewport=DESKTOP)
     context.set_default_timeout(UI_TIMEOUT_MS)
     page = context.new_page()
     console = Console()
     page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: console.errors.append(f"uncaught: {exc}"))
+    return context, page, console
+
+
+def test_operator_journey(demo: Demo, browser: Any) -> None:
+    context, page, console = _new_page(browser)
     page.on("dialog", lambda dialog: dialog.accept())
 
     # Log in.
@@ -329,3 +345,28 @@ def test_serves_the_ui_without_breaking_the_api(demo: Demo) -> None:
     assert httpx.get(f"{demo.base}/api/enclosures", timeout=10).status_code == 401
     assert httpx.get(f"{demo.base}/swagger.json", timeout=10).status_code == 200
     assert httpx.get(f"{demo.base}/metrics", timeout=10).status_code == 401
+
+
+def test_a_dead_bridge_shows_a_banner(demo: Demo, browser: Any) -> None:
+    """Last in this module: it kills the demo's bridge for good."""
+    context, page, console = _new_page(browser)
+    page.goto(f"{demo.base}/")
+    page.get_by_label("Email").fill(demo.email)
+    page.get_by_label("Password").fill(demo.password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Fleet")).to_be_visible()
+    banner = page.locator("#service-banner")
+    wait_for(lambda: demo.api("GET", "/api/health")["bridge"]["ok"], 30, message="no bridge")
+    expect(banner).to_be_hidden()
+
+    demo.bridge().send_signal(signal.SIGKILL)
+    # judged down 15 s after its last heartbeat; the page asks every 15 s
+    expect(banner).to_be_visible(timeout=60_000)
+    expect(banner).to_contain_text("Bridge down")
+    expect(banner).to_contain_text("no bridge heartbeat")
+    health = demo.api("GET", "/api/health")
+    assert health["status"] == "degraded"
+    assert health["bridge"]["ok"] is False
+    assert health["bridge"]["since"] is not None
+    context.close()
+    assert console.errors == [], f"browser console errors: {console.errors}"

@@ -141,10 +141,10 @@ def bridge_settings(base: Settings, broker: LocalBroker, **service: Any) -> Sett
     mqtt = base.mqtt.model_copy(
         update={
             "host": broker.host,
-            "port": broker.port,
+            "port": broker.service_port,
             "username": SERVICE_USER,
             "password": SecretStr(broker.accounts[SERVICE_USER]),
-            "client_id": f"jaxmba-test-{secrets.token_hex(3)}",
+            "client_id": f"jaxmba_test-{secrets.token_hex(3)}",
             "keepalive_s": 5,
         }
     )

@@ -18,7 +18,7 @@ from enclosure_agent import checks
 from enclosure_agent.cli import EXIT_REFUSED, cli
 from enclosure_agent.config import load_config
 from enclosure_agent.outbox import Outbox
-from enclosure_agent.recorder import read_sidecar
+from enclosure_agent.recorder import read_sidecar, sidecar_path_for
 from schemas.enums import Lifecycle
 from schemas.events import Event
 from tests.integration.test_agent_harness import (  # noqa: F401 (fixtures)
@@ -102,6 +102,10 @@ def test_kill_9_mid_recording_then_resume(tmp_path, mosquitto_factory, service_f
         assert orphan.event_id not in before
         frames = decode_times(victim)
         assert len(frames) == orphan.data["frames"] >= FPS
+        # its sidecar lists only frames the file holds (cut back to them), at the same times
+        rows = read_sidecar(sidecar_path_for(victim))
+        assert len(rows) <= len(frames)
+        assert [r.pts_ms / 1000 for r in rows] == pytest.approx(frames[: len(rows)], abs=1e-3)
         assert orphan.data["ended_at"] <= resumed.data["gap_started_at"]
 
         service.desired(2, None)

@@ -196,7 +196,7 @@ def test_malformed_flood_then_valid_messages(settings, database, broker, make_br
     flood.username_pw_set(SERVICE_USER, broker.accounts[SERVICE_USER])
     flood.max_inflight_messages_set(1000)
     flood.max_queued_messages_set(0)
-    flood.connect(broker.host, broker.port)
+    flood.connect(broker.host, broker.service_port)
     flood.loop_start()
     big = b'{"v":1,"x":"' + b"a" * (256 * 1024) + b'"}'
     kinds = [

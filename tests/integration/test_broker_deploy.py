@@ -1,7 +1,8 @@
 """The shipped production config (deploy/mosquitto/mosquitto.conf) run for real.
 
-Only the system paths and the two ports are rewritten (each rewrite must match exactly once, so
-a change to the shipped file that these tests do not understand fails loudly). The TLS
+Only the system paths and the three ports are rewritten (each rewrite must match exactly as
+often as expected, so a change to the shipped file that these tests do not understand fails
+loudly). The TLS
 certificates come from deploy/mosquitto/make-certs.sh, the procedure docs/broker.md gives labs.
 """
 # ruff: noqa: F811 (pytest fixtures imported from tests.support.broker are test arguments)
@@ -45,23 +46,28 @@ HOST = "127.0.0.1"
 @dataclass(frozen=True)
 class Deployed:
     process: MosquittoProcess
-    local_port: int  # the shipped 1883 listener
+    local_port: int  # the shipped 1883 listener: the service account alone
+    operator_port: int  # the shipped 1884 listener: operators on the broker host
     tls_port: int  # the shipped 8883 listener
     ca: Path
     accounts: dict[str, str]
 
-    def client(self, user: str | None, *, tls: bool = True, **kwargs: object) -> MqttTestClient:
-        port = self.tls_port if tls else self.local_port
+    def client(
+        self, user: str | None, *, tls: bool = True, port: int | None = None, **kwargs: object
+    ) -> MqttTestClient:
+        """Over TLS on 8883, else on ``port`` (default: the service's 1883)."""
+        port = self.tls_port if tls else (port or self.local_port)
         client = MqttTestClient(HOST, port, tls_ca=self.ca if tls else None, **kwargs)  # type: ignore[arg-type]
         client.connect(user, self.accounts.get(user or "", None))
         return client
 
 
-def localize(conf: str, replacements: dict[str, str]) -> str:
-    """Rewrite system paths and ports of the shipped config; each must occur exactly once."""
-    for old, new in replacements.items():
+def localize(conf: str, replacements: dict[str, tuple[str, int]]) -> str:
+    """Rewrite system paths and ports of the shipped config; each ``old: (new, times)`` must
+    occur exactly ``times`` times."""
+    for old, (new, times) in replacements.items():
         count = conf.count(old)
-        assert count == 1, f"{old!r} occurs {count} times in {SHIPPED_CONF}; update this test"
+        assert count == times, f"{old!r} occurs {count} times in {SHIPPED_CONF}; update this test"
         conf = conf.replace(old, new)
     return conf
 
@@ -77,40 +83,54 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         ["sh", str(MAKE_CERTS), str(certs), "localhost", HOST], check=True, capture_output=True
     )
     accounts = default_accounts()
-    write_password_file(root / "passwd", accounts)
+    service = {SERVICE_USER: accounts[SERVICE_USER]}
+    write_password_file(root / "passwd-service", service)
+    write_password_file(root / "passwd", {u: p for u, p in accounts.items() if u not in service})
     (root / "data").mkdir()
-    local_port, tls_port = find_free_port(), find_free_port()
-    while tls_port == local_port:
-        tls_port = find_free_port()
+    local_port, operator_port, tls_port = (free_ports := _free_ports(3))
     conf = localize(
         SHIPPED_CONF.read_text(),
         {
-            "user mosquitto\n": f"user {pwd.getpwuid(os.geteuid()).pw_name}\n",
-            "/run/mosquitto/mosquitto.pid": str(root / "mosquitto.pid"),
-            "/etc/mosquitto/passwd": str(root / "passwd"),
-            "/etc/mosquitto/acl": str(SHIPPED_ACL),
-            "/var/lib/mosquitto/": f"{root / 'data'}/",
-            "/var/log/mosquitto/mosquitto.log": str(root / "mosquitto.log"),
-            "/etc/mosquitto/certs/ca.crt": str(certs / "ca.crt"),
-            "/etc/mosquitto/certs/server.crt": str(certs / "server.crt"),
-            "/etc/mosquitto/certs/server.key": str(certs / "server.key"),
-            "listener 1883 127.0.0.1\n": f"listener {local_port} 127.0.0.1\n",
-            "listener 8883\n": f"listener {tls_port} 127.0.0.1\n",
+            "user mosquitto\n": (f"user {pwd.getpwuid(os.geteuid()).pw_name}\n", 1),
+            "/run/mosquitto/mosquitto.pid": (str(root / "mosquitto.pid"), 1),
+            "password_file /etc/mosquitto/passwd-service\n": (
+                f"password_file {root / 'passwd-service'}\n",
+                1,
+            ),
+            "password_file /etc/mosquitto/passwd\n": (f"password_file {root / 'passwd'}\n", 2),
+            "acl_file /etc/mosquitto/acl\n": (f"acl_file {SHIPPED_ACL}\n", 3),
+            "/var/lib/mosquitto/": (f"{root / 'data'}/", 1),
+            "/var/log/mosquitto/mosquitto.log": (str(root / "mosquitto.log"), 1),
+            "/etc/mosquitto/certs/ca.crt": (str(certs / "ca.crt"), 1),
+            "/etc/mosquitto/certs/server.crt": (str(certs / "server.crt"), 1),
+            "/etc/mosquitto/certs/server.key": (str(certs / "server.key"), 1),
+            "listener 1883 127.0.0.1\n": (f"listener {local_port} 127.0.0.1\n", 1),
+            "listener 1884 127.0.0.1\n": (f"listener {operator_port} 127.0.0.1\n", 1),
+            "listener 8883\n": (f"listener {tls_port} 127.0.0.1\n", 1),
         },
     )
     (root / "mosquitto.conf").write_text(conf)
     process = MosquittoProcess(
         root / "mosquitto.conf",
-        ports=[local_port, tls_port],
+        ports=free_ports,
         log_file=root / "mosquitto.log",
         output_file=root / "mosquitto.out",
         pid_file=root / "mosquitto.pid",
     )
     process.start()
     try:
-        yield Deployed(process, local_port, tls_port, certs / "ca.crt", accounts)
+        yield Deployed(process, local_port, operator_port, tls_port, certs / "ca.crt", accounts)
     finally:
         process.stop()
+
+
+def _free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = find_free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def test_shipped_config_starts_and_listens(deployed: Deployed) -> None:
@@ -161,7 +181,7 @@ def test_tls_listener_forces_the_client_id_to_the_user_name(deployed: Deployed) 
 
 
 def test_operator_on_the_local_listener_reads_and_cannot_publish(deployed: Deployed) -> None:
-    ops = deployed.client(OPERATOR_USER, tls=False, client_id="ops")
+    ops = deployed.client(OPERATOR_USER, tls=False, port=deployed.operator_port, client_id="ops")
     try:
         assert ops.subscribe("jaxmba/v1/#") == [1]
         assert ops.publish("jaxmba/v1/enc/enc-a/cmd", b"{}") == NOT_AUTHORIZED

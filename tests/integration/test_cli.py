@@ -341,6 +341,7 @@ def _write_config(workdir, extra: str) -> Path:
     [
         ("port = not-a-number\n", "[DATABASE] port"),
         ("[MQTT]\nport = 70000\n", "[MQTT] port"),
+        ("[MQTT]\nclient_id = jaxmba-service\n", "[MQTT] client_id"),
         ("[SERVICE]\nlog_level = LOUD\n", "[SERVICE] log_level"),
         ("[MAIL]\nbackend = pigeon\n", "[MAIL] backend"),
         ("flavour = vanilla\n", "[DATABASE] flavour"),

@@ -123,7 +123,7 @@ class SseStream:
 def live_settings(settings: Settings, mosquitto: LocalBroker) -> Settings:
     mqtt = MqttSettings(
         host=mosquitto.host,
-        port=mosquitto.port,
+        port=mosquitto.service_port,
         username=SERVICE_USER,
         password=SecretStr(mosquitto.accounts[SERVICE_USER]),
         topic_prefix=PREFIX,
@@ -175,7 +175,7 @@ class Notifier:
     def __init__(self, broker: LocalBroker) -> None:
         self._client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
         self._client.username_pw_set(SERVICE_USER, broker.accounts[SERVICE_USER])
-        self._client.connect(broker.host, broker.port, keepalive=30)
+        self._client.connect(broker.host, broker.service_port, keepalive=30)
         self._client.loop_start()
         wait_for(self._client.is_connected, message="notifier not connected")
 
@@ -515,7 +515,7 @@ def test_feed_reconnects_and_catches_up_after_a_broker_restart(
     broker = mosquitto_factory()
     mqtt = MqttSettings(
         host=broker.host,
-        port=broker.port,
+        port=broker.service_port,
         username=SERVICE_USER,
         password=SecretStr(broker.accounts[SERVICE_USER]),
         topic_prefix=PREFIX,

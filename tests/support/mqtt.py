@@ -132,7 +132,7 @@ class MqttTestClient:
     ) -> MqttTestClient:
         """Connected as ``user`` (password from ``broker.accounts`` unless given)."""
         kwargs.setdefault("client_id", user or "")
-        client = cls(broker.host, port or broker.port, **kwargs)
+        client = cls(broker.host, port or broker.port_for(user), **kwargs)
         if user is not None and password is None:
             password = broker.accounts[user]
         client.connect(user, password)

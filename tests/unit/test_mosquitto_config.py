@@ -28,7 +28,9 @@ def settings(text: str) -> list[str]:
 def full_config(**overrides: object) -> BrokerConfig:
     values: dict[str, object] = {
         "port": 18830,
+        "service_port": 18829,
         "password_file": Path("/srv/broker/passwd"),
+        "service_password_file": Path("/srv/broker/passwd-service"),
         "acl_file": Path("/srv/broker/acl"),
         "persistence_location": Path("/srv/broker/data"),
         "log_file": Path("/srv/broker/mosquitto.log"),
@@ -40,10 +42,7 @@ def full_config(**overrides: object) -> BrokerConfig:
 def test_render_config_defaults() -> None:
     lines = settings(render_config(full_config()))
     for expected in [
-        "per_listener_settings false",
-        "allow_anonymous false",
-        "password_file /srv/broker/passwd",
-        "acl_file /srv/broker/acl",
+        "per_listener_settings true",
         "set_tcp_nodelay true",
         "max_queued_messages 1000000",
         "max_queued_bytes 536870912",
@@ -55,11 +54,22 @@ def test_render_config_defaults() -> None:
         "persistent_client_expiration 14d",
         "log_dest file /srv/broker/mosquitto.log",
         "log_type information",
-        "listener 18830 127.0.0.1",
     ]:
         assert expected in lines
-    assert lines[-1] == "listener 18830 127.0.0.1"  # listener options follow their listener
-    assert not any(line.startswith(("pid_file", "user ", "use_username")) for line in lines)
+    # listener options follow their listener: the service's alone, then the bound one
+    first = lines.index("listener 18829 127.0.0.1")
+    assert lines[first:] == [
+        "listener 18829 127.0.0.1",
+        "allow_anonymous false",
+        "password_file /srv/broker/passwd-service",
+        "acl_file /srv/broker/acl",
+        "listener 18830 127.0.0.1",
+        "use_username_as_clientid true",
+        "allow_anonymous false",
+        "password_file /srv/broker/passwd",
+        "acl_file /srv/broker/acl",
+    ]
+    assert not any(line.startswith(("pid_file", "user ")) for line in lines)
 
 
 def test_render_config_options() -> None:
@@ -90,7 +100,13 @@ def test_render_config_options() -> None:
     assert "user root" in lines
     assert "max_queued_messages 5000" in lines
     assert "max_queued_bytes 1048576" in lines
-    assert lines[-2:] == ["listener 18831 127.0.0.1", "use_username_as_clientid true"]
+    assert lines[-5:] == [
+        "listener 18831 127.0.0.1",
+        "use_username_as_clientid true",
+        "allow_anonymous false",
+        "password_file /srv/broker/passwd",
+        "acl_file /srv/broker/acl",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -99,6 +115,10 @@ def test_render_config_options() -> None:
         ({"port": 0}, "port must be 1-65535"),
         ({"port": 70000}, "port must be 1-65535"),
         ({"enclosure_port": 18830}, "must differ"),
+        ({"enclosure_port": 18829}, "must differ"),
+        ({"service_port": 18830}, "must differ"),
+        ({"service_port": 0}, "service_port must be 1-65535"),
+        ({"service_password_file": None}, "needs service_password_file"),
         ({"password_file": None}, "needs password_file"),
         ({"acl_file": None}, "needs acl_file"),
         ({"persistence_location": None}, "needs persistence_location"),
@@ -119,10 +139,7 @@ def test_render_config_refuses(overrides: dict[str, object], match: str) -> None
 def test_shipped_production_config() -> None:
     lines = settings(SHIPPED_CONF.read_text())
     for expected in [
-        "per_listener_settings false",
-        "allow_anonymous false",
-        "password_file /etc/mosquitto/passwd",
-        "acl_file /etc/mosquitto/acl",
+        "per_listener_settings true",
         "persistence true",
         "set_tcp_nodelay true",
         "max_queued_messages 1000000",
@@ -140,6 +157,24 @@ def test_shipped_production_config() -> None:
     # The TLS options belong to the 8883 listener, after the plain one.
     assert lines.index("listener 1883 127.0.0.1") < lines.index("listener 8883")
     assert lines.index("listener 8883") < lines.index("keyfile /etc/mosquitto/certs/server.key")
+    # Each listener names its accounts; client ids are bound wherever others than the service
+    # can log in (the takeover itself is tested against a running broker).
+    blocks: dict[str, list[str]] = {}
+    for line in lines[lines.index("listener 1883 127.0.0.1") :]:
+        if line.startswith("listener "):
+            current = blocks.setdefault(line, [])
+        else:
+            current.append(line)
+    assert set(blocks) == {"listener 1883 127.0.0.1", "listener 1884 127.0.0.1", "listener 8883"}
+    for listener, options in blocks.items():
+        assert "allow_anonymous false" in options, listener
+        assert "acl_file /etc/mosquitto/acl" in options, listener
+        if listener == "listener 1883 127.0.0.1":
+            assert "password_file /etc/mosquitto/passwd-service" in options
+            assert "use_username_as_clientid true" not in options
+        else:
+            assert "password_file /etc/mosquitto/passwd" in options, listener
+            assert "use_username_as_clientid true" in options, listener
 
 
 def test_missing_binary_names_the_debian_package(

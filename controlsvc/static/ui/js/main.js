@@ -4,6 +4,7 @@ import { auth, currentUser, hasRole, logout, onAuthChange } from "./api.js";
 import { h, clear } from "./dom.js";
 import * as events from "./events.js";
 import { initAlerts, resetAlerts } from "./alerts.js";
+import { checkHealth, initServiceBanner, startHealthChecks, stopHealthChecks } from "./service.js";
 import { loginPage, requestResetPage, linkPage } from "./pages/auth.js";
 import { dashboardPage } from "./pages/dashboard.js";
 import { enclosurePage } from "./pages/enclosure.js";
@@ -57,6 +58,7 @@ async function route() {
   if (link) history.replaceState(null, "", `/${location.hash || "#/"}`);
   frame(true);
   events.start();
+  startHealthChecks();
   for (const [pattern, page, nav] of ROUTES) {
     const m = hash.match(pattern);
     if (!m) continue;
@@ -87,6 +89,7 @@ onAuthChange((loggedIn, reason) => {
   }
   {
     events.stop();
+    stopHealthChecks();
     resetAlerts();
     flash = reason || null;
     if (location.hash !== "#/login") location.hash = "#/login";
@@ -99,9 +102,11 @@ events.onStatus((state) => {
   const words = { live: "live", connecting: "connecting…", reconnecting: "reconnecting…", off: "offline" };
   el.textContent = words[state] || state;
   el.dataset.state = state;
+  if (state === "live") checkHealth(); // back after an outage: is the bridge too?
 });
 
 document.getElementById("logout").addEventListener("click", () => logout());
 window.addEventListener("hashchange", route);
 initAlerts(document.getElementById("alerts"));
+initServiceBanner(document.getElementById("service-banner"));
 route();
