@@ -1,7 +1,7 @@
 """bridge heartbeats
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0009
 Create Date: 2026-12-03 16:00:00.000000+00:00
 """
 
@@ -16,7 +16,7 @@ import controlsvc.db
 
 
 revision: str = '0010'
-down_revision: str | Sequence[str] | None = '0005'
+down_revision: str | Sequence[str] | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
