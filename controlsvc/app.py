@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 def _register_blueprints(app: OpenAPI, settings: Settings) -> None:
     """Every resource's blueprint; each module exposes `register(app, settings)`."""
     from controlsvc.api import (
+        alerts,
         auth,
         commands,
         enclosures,
@@ -121,5 +122,17 @@ def _register_blueprints(app: OpenAPI, settings: Settings) -> None:
         users,
     )
 
-    for module in (auth, users, enclosures, commands, events, live, sessions, metrics, ui):
+    for module in (
+        auth,
+        users,
+        enclosures,
+        commands,
+        events,
+        live,
+        sessions,
+        recordings,
+        alerts,
+        metrics,
+        ui,
+    ):
         module.register(app, settings)

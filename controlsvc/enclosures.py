@@ -477,12 +477,13 @@ def register_enclosure(
     enc.name = data.name or data.id
     enc.location = data.location
     enc.notes = data.notes
+    enc.expected_online = data.expected_online
     session.flush()
     return enc
 
 
 def update_enclosure(session: Session, eid: str, patch: EnclosurePatch) -> Enclosure:
-    """Change name, location or notes (those given)."""
+    """Change name, location, notes or expected_online (those given)."""
     enc = get_enclosure(session, eid)
     if enc.retired_at is not None:
         raise Conflict(f"enclosure {eid!r} is retired (register it again first)", field="eid")

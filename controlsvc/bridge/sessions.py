@@ -10,7 +10,8 @@
   ``[SERVICE] session_lost_grace_s``), start and end time-outs
   (``[SERVICE] session_start_timeout_s``), the session's status (``sessions.settle``), clearing
   ``desired`` of enclosures that are done; then publishing ``desired`` documents the broker
-  has not acknowledged, all active ones again after every (re)connection, and the pending
+  has not acknowledged, all active ones again after every (re)connection, ``enclosure_lost``
+  alerts for enclosures expected online (``alerts.watch_expected_online``), and the pending
   alerts (MQTT, mail).
 
 Everything it decides is in the database, so a restarted bridge carries on. Several bridges may
@@ -537,6 +538,7 @@ class SessionDriver:
         for name, task in (
             ("desired", self.publish_desired),
             ("sessions", lambda: self.advance(now)),
+            ("expected online", lambda: self.watch_expected_online(now)),
             ("alerts", lambda: self.deliver_alerts(now)),
         ):
             try:
@@ -896,6 +898,18 @@ class SessionDriver:
             signal(Signal.FRAMES)
 
     # -- alerts -----------------------------------------------------------------------------------
+    def watch_expected_online(self, now: datetime | None = None) -> int:
+        """``enclosure_lost`` alerts for enclosures expected online (after the sessions, so an
+        enclosure lost in a session gets that session's alert)."""
+        events: list[EventIntent] = []
+        with self._db.sessionmaker() as session:
+            n = alerts.watch_expected_online(session, events, now=now)
+            newest = record_events(session, events)
+            session.commit()
+        if newest is not None:
+            self._client.notify_events(newest)
+        return n
+
     def deliver_alerts(self, now: datetime | None = None) -> int:
         if not self._client.connected or self._send_mail is None:
             return 0

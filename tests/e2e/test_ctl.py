@@ -507,3 +507,50 @@ def test_sessions_create_list_show_cancel(env: dict[str, str], demo: Demo) -> No
     )
     assert busy.returncode == 1
     assert "ghost-01" in one_error_line(busy)
+
+
+def _api(
+    demo: Demo, env: dict[str, str], method: str, path: str, **kwargs: object
+) -> httpx.Response:
+    token = json.loads(_credentials_file(env).read_text())["logins"][demo.base]["access_token"]
+    return httpx.request(
+        method,
+        f"{demo.base}{path}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_alerts_list_and_ack(env: dict[str, str], demo: Demo) -> None:
+    """An enclosure expected online that never connected raises an alert outside sessions;
+    `alerts ack` acknowledges it for everybody."""
+    registered = _api(
+        demo, env, "POST", "/api/enclosures", json={"id": "ghost-07", "expected_online": True}
+    )
+    assert registered.status_code == 201, registered.text
+
+    def raised() -> list[dict[str, object]]:
+        listed = run_ctl(env, "--json", "alerts", "list", "--enclosure", "ghost-07")
+        assert listed.returncode == 0, listed.stderr
+        return [a for a in json.loads(listed.stdout) if a["kind"] == "enclosure_lost"]
+
+    alert = wait_for(raised, timeout=30, message="no enclosure_lost alert for ghost-07")[0]
+    assert alert["session_id"] is None
+    assert alert["acknowledged"] is False
+    table = run_ctl(env, "alerts", "list", "--unacked")
+    assert table.returncode == 0, table.stderr
+    assert str(alert["alert_id"]) in table.stdout
+    assert "expected online" in table.stdout
+    acked = run_ctl(env, "alerts", "ack", str(alert["alert_id"]))
+    assert acked.returncode == 0, acked.stderr
+    assert f"by {demo.email}" in acked.stdout
+    after = run_ctl(env, "--json", "alerts", "list", "--unacked", "--enclosure", "ghost-07")
+    assert json.loads(after.stdout) == []
+    missing = run_ctl(env, "alerts", "ack", "disk_low:ghost-07:00000000")
+    assert missing.returncode == 1
+    assert "404" in one_error_line(missing)
+    bad = run_ctl(env, "alerts", "ack", "../etc")
+    assert bad.returncode == 2
+    assert "not an alert id" in one_error_line(bad)
+    _api(demo, env, "PATCH", "/api/enclosures/ghost-07", json={"expected_online": False})

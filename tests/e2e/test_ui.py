@@ -180,6 +180,17 @@ def _seconds(text: str) -> float:
     return int(match.group(1) or 0) * 60 + int(match.group(2))
 
 
+def _login(page: Any, demo: Demo, shot: str | None = None) -> None:
+    page.goto(f"{demo.base}/")
+    expect(page.get_by_role("heading", name="Log in to jaxmba")).to_be_visible()
+    if shot:
+        _shot(page, shot)
+    page.get_by_label("Email").fill(demo.email)
+    page.get_by_label("Password").fill(demo.password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Fleet")).to_be_visible()
+
+
 def test_operator_journey(demo: Demo, browser: Any) -> None:
     context = browser.new_context(viewport=DESKTOP)
     context.set_default_timeout(UI_TIMEOUT_MS)
@@ -190,15 +201,9 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
     page.on("dialog", lambda dialog: dialog.accept())
 
     # Log in.
-    page.goto(f"{demo.base}/")
-    expect(page.get_by_role("heading", name="Log in to jaxmba")).to_be_visible()
-    _shot(page, "login")
-    page.get_by_label("Email").fill(demo.email)
-    page.get_by_label("Password").fill(demo.password)
-    page.get_by_role("button", name="Log in").click()
+    _login(page, demo, shot="login")
 
     # The fleet: every enclosure, all idle once their agents report; the stream is live.
-    expect(page.get_by_role("heading", name="Fleet")).to_be_visible()
     for eid in ENCLOSURES:
         expect(_card(page, eid).get_by_test_id("state")).to_have_text("Idle", timeout=60_000)
     expect(page.locator("#live-indicator")).to_have_text("live")
@@ -289,8 +294,22 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
     expect(_card(page, "demo-01").get_by_test_id("state")).to_have_text("Lost", timeout=30_000)
     alert = page.locator(".alert", has_text="demo-01")
     expect(alert.first).to_be_visible(timeout=30_000)
+    # Alerts are the service's, not a tab's: a second tab opened now lists the same alert,
+    # and an acknowledgement in the first removes it there too (pushed, no reload).
+    other = context.new_page()
+    other.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+    other.on("pageerror", lambda exc: console.errors.append(f"uncaught: {exc}"))
+    _login(other, demo)
+    open_lost = ".alert:not(.alert-recovered)"
+    expect(other.locator(open_lost, has_text="demo-01").first).to_be_visible()
+    other.evaluate("window.__sameDocument = true")
     alert.first.get_by_role("button", name="Acknowledge").click()
-    expect(page.locator(".alert:not(.alert-recovered)", has_text="demo-01")).to_have_count(0)
+    expect(page.locator(open_lost, has_text="demo-01")).to_have_count(0)
+    expect(other.locator(open_lost, has_text="demo-01")).to_have_count(0)
+    assert other.evaluate("window.__sameDocument") is True
+    other.close()
+    acked = demo.api("GET", "/api/alerts", params={"enclosure_id": "demo-01"})["items"]
+    assert any(a["acked_by"] == demo.email for a in acked), acked
     assert page.evaluate("window.__sameDocument") is True
 
     # Users: invite someone.
