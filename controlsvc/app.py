@@ -117,6 +117,7 @@ def _register_blueprints(app: OpenAPI, settings: Settings) -> None:
         events,
         live,
         metrics,
+        recordings,
         sessions,
         ui,
         users,

@@ -25,6 +25,7 @@ from controlsvc.ctl.context import ENCLOSURE_ID, CtlContext, json_option, parse_
 from controlsvc.ctl.errors import CtlError
 from controlsvc.ctl.events import watch
 from controlsvc.ctl.output import ago, dig, human_bytes, human_seconds, local_time, text
+from controlsvc.ctl.recordings import recordings
 from controlsvc.ctl.sessions import sessions
 from schemas.enums import CommandKind, CommandState, EnclosureState
 
@@ -401,6 +402,7 @@ def command_show(ctl: CtlContext, command_id: str, wait_s: float) -> None:
 # -- the rest ------------------------------------------------------------------------------------
 cli.add_command(sessions)
 cli.add_command(alerts)
+cli.add_command(recordings)
 cli.add_command(watch)
 
 

@@ -554,3 +554,50 @@ def test_alerts_list_and_ack(env: dict[str, str], demo: Demo) -> None:
     assert bad.returncode == 2
     assert "not an alert id" in one_error_line(bad)
     _api(demo, env, "PATCH", "/api/enclosures/ghost-07", json={"expected_online": False})
+
+
+def test_recordings_list_export_and_timeline(
+    env: dict[str, str], demo: Demo, tmp_path: Path
+) -> None:
+    """A short session on a demo agent (real recording); its segment is then in the inventory
+    across sessions, in both export formats, and on the enclosure's timeline."""
+    created = run_ctl(
+        env, "--json", "sessions", "create", "--name", "inventory", "--enclosure",
+        "demo-02:inv", "--duration", "4", "--fps", "10",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    sid = str(json.loads(created.stdout)["id"])
+    watched = run_ctl(env, "sessions", "watch", sid, timeout=90)
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+
+    def listed() -> list[dict[str, object]]:
+        result = run_ctl(env, "--json", "recordings", "list", "--session", sid)
+        assert result.returncode == 0, result.stderr
+        return list(json.loads(result.stdout))
+
+    items = wait_for(listed, timeout=30, message="no segment of the session in the inventory")
+    assert {i["enclosure_id"] for i in items} == {"demo-02"}
+    assert all(int(str(i["frames"])) > 0 and len(str(i["sha256"])) == 64 for i in items)
+    table = run_ctl(env, "recordings", "list", "--enclosure", "demo-02")
+    assert table.returncode == 0, table.stderr
+    assert sid in table.stdout
+    assert "segments" in table.stderr
+    out = tmp_path / "segments.csv"
+    exported = run_ctl(env, "recordings", "export", "--session", sid, "-o", str(out))
+    assert exported.returncode == 0, exported.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("enclosure_id,session_id,session_name,path,")
+    assert len(lines) == 1 + len(items)
+    assert all(sid in line for line in lines[1:])
+    as_json = run_ctl(env, "recordings", "export", "--session", sid, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert [r["sha256"] for r in json.loads(as_json.stdout)] == [i["sha256"] for i in items]
+    timeline = run_ctl(env, "--json", "recordings", "timeline", "demo-02")
+    assert timeline.returncode == 0, timeline.stderr
+    spans = json.loads(timeline.stdout)["spans"]
+    assert any(s["kind"] == "recorded" and s["session_id"] == sid for s in spans)
+    bad = run_ctl(env, "recordings", "list", "--from", "tomorrow")
+    assert bad.returncode == 2
+    unknown = run_ctl(env, "recordings", "export", "--session", "no-such-session")
+    assert unknown.returncode == 1
+    assert "404" in one_error_line(unknown)

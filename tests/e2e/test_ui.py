@@ -278,6 +278,10 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
     expect(page.locator("svg.chart-svg path.line").first).to_be_attached(timeout=20_000)
     page.get_by_role("button", name="Ping").click()
     expect(page.locator("table.data tbody tr").first).to_contain_text("Succeeded")
+    # Its recording timeline: the open file of the running session, with the session's name.
+    recordings = page.get_by_test_id("recordings")
+    expect(recordings.locator('tr[data-span="recording"]').first).to_contain_text("UI test session")
+    expect(recordings.locator(".rec-strip .rec-recording").first).to_be_attached()
     _shot(page, "enclosure")
 
     # The sessions list.

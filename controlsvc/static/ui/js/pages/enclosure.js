@@ -58,6 +58,9 @@ export function enclosurePage(main, eid) {
   const message = h("p.notice", { role: "status", hidden: true });
   const buttons = h("div.buttons");
   const transitions = h("ul.timeline");
+  const recStrip = h("div.rec-strip", { role: "img", "aria-label": "Recording timeline" });
+  const recSummary = h("p.summary");
+  const recRows = h("tbody");
   const liveImg = h("img.live-img", { alt: `Live view of ${eid}` });
   const liveButton = h("button", { type: "button", onclick: () => (liveOn ? stopLive() : startLive()) }, "Start live view");
   const livePanel = h("section.panel", { hidden: true, "aria-labelledby": "live-h" },
@@ -73,6 +76,11 @@ export function enclosurePage(main, eid) {
         h("thead", h("tr", ["Sent", "Command", "Result", "Detail"].map((c) => h("th", { scope: "col" }, c)))),
         commandRows))),
     livePanel,
+    h("section.panel", { "aria-labelledby": "rec-h", dataset: { testid: "recordings" } },
+      h("h2#rec-h", "Recordings, last 7 days"), recSummary, recStrip,
+      h("div.table-wrap", h("table.data", h("caption.sr", "Recorded spans and gaps"),
+        h("thead", h("tr", ["From", "To", "Length", "What", "Session"].map((c) => h("th", { scope: "col" }, c)))),
+        recRows))),
     h("section.panel", { "aria-labelledby": "hist-h" },
       h("h2#hist-h", "Status history"), h("div.charts", charts.disk, charts.load, charts.fps)),
     h("section.panel", { "aria-labelledby": "tr-h" }, h("h2#tr-h", "State changes"), transitions));
@@ -99,6 +107,36 @@ export function enclosurePage(main, eid) {
         hl.lastError ? [h("dt", "Last error"), h("dd.error-text", hl.lastError)] : null,
       ] : null),
       enc.notes ? h("p", enc.notes) : null);
+  }
+
+  const SPAN_WORDS = { recorded: "Recorded", recording: "Recording (open file)" };
+  const CAUSE_WORDS = {
+    agent_restart: "agent restarted", camera_stalled: "camera stalled",
+    not_recorded: "not recorded (failed or timed out)", unexplained: "files missing, no cause reported",
+  };
+
+  function renderTimeline(t) {
+    const start = Date.parse(t.window_start);
+    const width = Date.parse(t.window_end) - start;
+    recSummary.textContent = `${fmtDuration(t.recorded_s)} recorded, ${fmtDuration(t.gap_s)} in gaps `
+      + `(${fmtTime(t.window_start)} – ${fmtTime(t.window_end)}).`;
+    clear(recStrip, t.spans.map((s) => {
+      const bar = h(`span.rec-span.rec-${s.kind}`, { title: `${SPAN_WORDS[s.kind] || "Gap"}: ${s.session_name}` });
+      bar.style.left = `${(100 * (Date.parse(s.started_at) - start)) / width}%`;
+      bar.style.width = `${Math.max(0.2, (100 * s.duration_s * 1000) / width)}%`;
+      return bar;
+    }));
+    const spans = [...t.spans].reverse().slice(0, 50); // newest first
+    clear(recRows, spans.length ? spans.map((s) => h("tr", { dataset: { span: s.kind } },
+      h("td", fmtTime(s.started_at)),
+      h("td", fmtTime(s.ended_at)),
+      h("td", fmtDuration(s.duration_s)),
+      h("td", s.kind === "gap"
+        ? h("span.badge.tone-bad", `Gap: ${CAUSE_WORDS[s.cause] || s.cause}`)
+        : [h(`span.badge.tone-${s.kind === "recording" ? "info" : "ok"}`, SPAN_WORDS[s.kind]),
+          s.segments ? ` ${s.segments} files, ${fmtNumber(s.frames)} frames` : ""]),
+      h("td", h("a", { href: `#/sessions/${encodeURIComponent(s.session_id)}` }, s.session_name))))
+      : h("tr", h("td", { colspan: 5 }, "Nothing recorded in the last 7 days.")));
   }
 
   function renderCharts() {
@@ -173,6 +211,9 @@ export function enclosurePage(main, eid) {
       clear(buttons, h("p.muted", "Viewers cannot send commands."));
     }
     livePanel.hidden = !(await hasLiveRoute());
+    api("GET", `/api/enclosures/${eid}/timeline`).then(renderTimeline, (err) => {
+      recSummary.textContent = `Could not load the recordings: ${err.message}`;
+    });
     const [hist, cmds, trans] = await Promise.all([
       api("GET", `/api/enclosures/${eid}/status-history`, undefined, { query: { limit: HISTORY_POINTS } }),
       api("GET", `/api/enclosures/${eid}/commands`, undefined, { query: { limit: 20 } }),
