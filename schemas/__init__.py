@@ -63,6 +63,7 @@ from schemas.messages import (
     Desired,
     DesiredRecording,
     EnclosureStateMessage,
+    FleetState,
     ServiceState,
 )
 from schemas.status import (
@@ -123,6 +124,7 @@ __all__ = [
     "DiskLow",
     "EmptyParams",
     "EnclosureId",
+    "FleetState",
     "EnclosureState",
     "EnclosureStateMessage",
     "Event",

@@ -11,8 +11,9 @@
   (``[SERVICE] session_start_timeout_s``), the session's status (``sessions.settle``), clearing
   ``desired`` of enclosures that are done; then publishing ``desired`` documents the broker
   has not acknowledged, all active ones again after every (re)connection, ``enclosure_lost``
-  alerts for enclosures expected online (``alerts.watch_expected_online``), and the pending
-  alerts (MQTT, mail).
+  alerts for enclosures expected online (``alerts.watch_expected_online``), the pending
+  alerts (MQTT, mail), and each enclosure's derived state on ``service/fleet/{eid}``
+  (``controlsvc.fleet``).
 
 Everything it decides is in the database, so a restarted bridge carries on. Several bridges may
 run: the timer locks rows with SKIP LOCKED and every step is idempotent.
@@ -37,6 +38,7 @@ from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.config import Settings
 from controlsvc.db import Database, utcnow
 from controlsvc.enclosures import insert_ignore, insert_new
+from controlsvc.fleet import FleetPublisher
 from controlsvc.mail import MailOutbox, make_mailer
 from controlsvc.models.enclosures import Enclosure
 from controlsvc.models.sessions import (
@@ -513,6 +515,7 @@ class SessionDriver:
         self._throttle = LogThrottle(ERROR_LOG_PERIOD_S)
         self._generation = -1  # the connection whose active documents were re-published
         self._next_republish = 0.0
+        self.fleet = FleetPublisher(database, client, self.topics)
 
     def start(self) -> None:
         self._stop.clear()
@@ -540,6 +543,7 @@ class SessionDriver:
             ("sessions", lambda: self.advance(now)),
             ("expected online", lambda: self.watch_expected_online(now)),
             ("alerts", lambda: self.deliver_alerts(now)),
+            ("fleet", lambda: self.fleet.run_once(now)),
         ):
             try:
                 task()
