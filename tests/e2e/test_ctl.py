@@ -601,3 +601,27 @@ def test_recordings_list_export_and_timeline(
     unknown = run_ctl(env, "recordings", "export", "--session", "no-such-session")
     assert unknown.returncode == 1
     assert "404" in one_error_line(unknown)
+
+
+def test_mqtt_sub_shows_the_fleet_as_the_ui_does(env: dict[str, str], demo: Demo) -> None:
+    """A fresh subscriber as the operator gets every enclosure's derived state, retained."""
+    result = run_ctl(
+        env,
+        "mqtt",
+        "sub",
+        "service/fleet/+",
+        "--count",
+        str(len(ENCLOSURES)),
+        "--json",
+        "--broker",
+        demo.broker_url(OPERATOR_USER),
+    )
+    assert result.returncode == 0, result.stderr
+    messages = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(m["retain"] is True for m in messages)
+    shown = {m["payload"]["enclosure_id"]: m["payload"] for m in messages}
+    listed = {e["id"]: e for e in _api(demo, env, "GET", "/api/enclosures").json()["items"]}
+    assert set(shown) <= set(listed)
+    for eid, state in shown.items():
+        assert state["state"] == listed[eid]["state"]
+        assert state["since"]
