@@ -262,14 +262,25 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _prod_needs_real_settings(self) -> Settings:
-        if self.profile is Profile.PROD:
-            empty = self.secrets.empty()
-            if empty:
-                raise ValueError(
-                    "prod refuses to start with empty secrets: "
-                    + ", ".join(f"[SECRETS] {name}" for name in empty)
-                    + " (run `jaxmba-service create_secrets`)"
-                )
+        if self.profile is not Profile.PROD:
+            return self
+        problems = []
+        if self.database.sqlalchemy_url().get_backend_name() == "sqlite":
+            where = "[DATABASE] url" if self.database.url else "[DATABASE] dialect = sqlite"
+            problems.append(
+                f"prod refuses SQLite ({where}): production needs PostgreSQL (dialect = "
+                "postgres with host, database, username and password); SQLite is for the dev "
+                "and test profiles"
+            )
+        empty = self.secrets.empty()
+        if empty:
+            problems.append(
+                "prod refuses to start with empty secrets: "
+                + ", ".join(f"[SECRETS] {name}" for name in empty)
+                + " (run `jaxmba-service create_secrets`)"
+            )
+        if problems:
+            raise ValueError("; and ".join(problems))
         return self
 
     @classmethod

@@ -356,14 +356,27 @@ def bridge_cmd() -> None:
 )
 @click.option("--host", default=None, help="Bind address (default [SERVICE] host).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Bind port.")
-def demo(count: int, host: str | None, port: int | None) -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log more: -v the service's log ([SERVICE] log_level), -vv everything at DEBUG "
+    "(default: warnings, and the mails the demo would send).",
+)
+def demo(count: int, host: str | None, port: int | None, verbose: int) -> None:
     """The whole system on this machine: embedded broker, database, admin, bridge, agents, API."""
-    from controlsvc.demo import run_demo
+    from controlsvc.demo import demo_log_level, quiet_demo_logging, run_demo
 
     settings = state().settings()
     if not settings.mqtt.embedded:
         fail("the demo needs [MQTT] embedded = true (the dev profile's default)")
-    configure_logging(settings.service.log_level)
+    level = demo_log_level(verbose, settings.service.log_level)
+    settings = settings.model_copy(
+        update={"service": settings.service.model_copy(update={"log_level": level})}
+    )
+    configure_logging(level)
+    if not verbose:
+        quiet_demo_logging()
     _prepare_database(settings, migrate_now=True)
     run_demo(
         settings,

@@ -58,7 +58,8 @@ def gunicorn_options(settings: Settings, host: str, port: int, workers: int) -> 
         "threads": settings.service.threads,
         "timeout": GUNICORN_WORKER_TIMEOUT_S,
         "graceful_timeout": GUNICORN_GRACEFUL_TIMEOUT_S,
-        "accesslog": "-",
+        # One line per request at INFO and DEBUG (quiet below, e.g. the demo without -v).
+        "accesslog": "-" if settings.service.log_level in ("DEBUG", "INFO") else None,
         "errorlog": "-",
         "loglevel": settings.service.log_level.lower(),
         "proc_name": "jaxmba-api",
@@ -105,6 +106,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """Environment for a child `jaxmba-service` that must see this process's settings."""
     env = dict(os.environ)
     env["FLASK_CONFIG"] = settings.profile.value
+    env["JAXMBA_SERVICE_LOG_LEVEL"] = settings.service.log_level
     env["JAXMBA_MQTT_HOST"] = settings.mqtt.host
     env["JAXMBA_MQTT_PORT"] = str(settings.mqtt.port)
     env["JAXMBA_MQTT_USERNAME"] = settings.mqtt.username

@@ -71,6 +71,24 @@ def test_demo_runs_records_and_stops_cleanly(tmp_path: Path) -> None:
             message=f"demo API never became healthy:\n{log_path.read_text()[-3000:]}",
         )
         headers = _login(base, tmp_path / "var" / "demo")
+        # Quiet by default: nothing but the banner before it (no migration or request logs).
+        before_banner = log_path.read_text().split("jaxmba demo is starting")[0]
+        assert before_banner.strip() == "", before_banner[:2000]
+        # Invite links point at the port the demo serves, not [SERVICE] public_url's 5000;
+        # the mail stays visible in the quiet log (it is how the demo hands out links).
+        invited = httpx.post(
+            f"{base}/api/users/invites",
+            headers=headers,
+            json={"email": "tech@example.org", "role": "viewer"},
+            timeout=10,
+        )
+        assert invited.status_code == 201, invited.text
+        wait_for(
+            lambda: f"http://localhost:{port}/invite/" in log_path.read_text(),
+            timeout=20,
+            message=lambda: f"no invite link to port {port}:\n{log_path.read_text()[-2000:]}",
+        )
+        assert "localhost:5000" not in log_path.read_text()
 
         def enclosures() -> list[dict]:
             body = httpx.get(f"{base}/api/enclosures", headers=headers, timeout=10).json()
