@@ -12,7 +12,7 @@ from flask import Blueprint, redirect, render_template_string
 from flask_openapi3 import Info, OpenAPI
 from flask_openapi3_swagger.templates import swagger_html_string
 
-from controlsvc import __version__, web
+from controlsvc import __version__, cors, web
 from controlsvc.api.errors import (
     document_validation_problems,
     register_error_handlers,
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     db = database or Database(settings.database.sqlalchemy_url(), echo=settings.database.echo)
     web.init_app(app, settings, db)
+    cors.init_app(app, settings.service.cors_origin_set())
     register_error_handlers(app)
 
     from controlsvc.api import health

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -169,6 +170,10 @@ class MailSettings(_Section):
     timeout_s: float = Field(10.0, gt=0, le=300, description="SMTP timeout")
 
 
+# An origin as browsers send it: scheme, host, optional port; nothing else.
+_ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?")
+
+
 class ServiceSettings(_Section):
     host: str = Field("127.0.0.1", description="Address `run` binds to")
     port: int = Field(5000, ge=0, le=65535, description="Port `run` binds to")
@@ -211,12 +216,30 @@ class ServiceSettings(_Section):
     ratelimit_storage_uri: str = Field(
         "memory://", description="flask-limiter storage (memory:// or redis://...)"
     )
-    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS")
+    cors_origins: str = Field(
+        "",
+        description="Comma-separated origins (https://lab.example.org) whose pages may call "
+        "the API from a browser (CORS); * for any; empty: none",
+    )
     metrics_dir: str = Field(
         "var/metrics",
         description="Directory shared by the API workers and the bridge for Prometheus "
         "multiprocess metric files (empty = per-process metrics only)",
     )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",")):
+            if origin and origin != "*" and not _ORIGIN_RE.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port] with no path, "
+                    "e.g. https://lab.example.org"
+                )
+        return value
+
+    def cors_origin_set(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
     @field_validator("log_level")
     @classmethod
