@@ -14,6 +14,7 @@ from flask_openapi3_swagger.templates import swagger_html_string
 
 from controlsvc import __version__, cors, web
 from controlsvc.api.errors import (
+    document_uri_limit,
     document_validation_problems,
     register_error_handlers,
     validation_problem,
@@ -67,6 +68,7 @@ class _OpenAPI(OpenAPI):
     def generate_spec_json(self) -> None:
         super().generate_spec_json()  # type: ignore[no-untyped-call]
         document_validation_problems(self.spec_json, self.validation_error_status)
+        document_uri_limit(self.spec_json)
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> OpenAPI:

@@ -30,6 +30,9 @@ CHILD_STOP_TIMEOUT_S = 15
 # gunicorn's default 30 s worker timeout is about silent workers; SSE keeps them busy, not silent.
 GUNICORN_WORKER_TIMEOUT_S = 60
 GUNICORN_GRACEFUL_TIMEOUT_S = 10
+# The longest request line gunicorn reads (its 414 is plain text): above the API's own limit,
+# controlsvc.api.errors.MAX_URI_BYTES, which answers a problem+json 414 first.
+GUNICORN_REQUEST_LINE_BYTES = 8190
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -62,6 +65,7 @@ def gunicorn_options(settings: Settings, host: str, port: int, workers: int) -> 
         "accesslog": "-" if settings.service.log_level in ("DEBUG", "INFO") else None,
         "errorlog": "-",
         "loglevel": settings.service.log_level.lower(),
+        "limit_request_line": GUNICORN_REQUEST_LINE_BYTES,
         "proc_name": "jaxmba-api",
         # End a stopping worker's event streams at once instead of after the graceful timeout.
         "post_worker_init": live.gunicorn_post_worker_init,
