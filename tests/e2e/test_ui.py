@@ -198,7 +198,8 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
     console = Console()
     page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: console.errors.append(f"uncaught: {exc}"))
-    page.on("dialog", lambda dialog: dialog.accept())
+    # The UI asks with its own dialog; the browser's confirm box must never appear.
+    page.on("dialog", lambda d: (console.errors.append(f"native dialog: {d.message}"), d.dismiss()))
 
     # Log in.
     _login(page, demo, shot="login")
@@ -254,6 +255,16 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
 
     # Cancel one enclosure: it ends, the other goes on.
     page.get_by_role("button", name="Cancel demo-02").click()
+    ask = page.get_by_role("dialog", name="Stop demo-02?")
+    expect(ask).to_be_visible()
+    expect(ask.get_by_role("button", name="Keep recording")).to_be_focused()
+    page.keyboard.press("Escape")  # declining changes nothing
+    expect(ask).to_have_count(0)
+    expect(rows["demo-02"].get_by_test_id("state")).to_have_text("Recording")
+    page.get_by_role("button", name="Cancel demo-02").click()
+    page.get_by_role("dialog", name="Stop demo-02?").get_by_role(
+        "button", name="Stop demo-02"
+    ).click()
     expect(rows["demo-02"].get_by_test_id("state")).to_have_text("Canceled", timeout=20_000)
     expect(rows["demo-01"].get_by_test_id("state")).to_have_text("Recording")
     expect(page.get_by_test_id("status")).to_have_text("Running")
@@ -269,6 +280,14 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
     expect(frames).not_to_have_text(before, timeout=30_000)
     _shot(page, "dashboard")
     page.set_viewport_size(PHONE)
+    # "Log out" stays on the first row, beside the brand, in one line.
+    brand = page.locator(".topbar .brand").bounding_box()
+    logout = page.get_by_role("button", name="Log out").bounding_box()
+    assert brand is not None
+    assert logout is not None
+    assert abs((logout["y"] + logout["height"] / 2) - (brand["y"] + brand["height"] / 2)) < 8
+    assert logout["x"] + logout["width"] <= PHONE["width"]
+    assert logout["height"] < 2 * brand["height"], logout
     _shot(page, "dashboard-phone")
     page.set_viewport_size(DESKTOP)
 

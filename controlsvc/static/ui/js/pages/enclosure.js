@@ -118,8 +118,10 @@ export function enclosurePage(main, eid) {
   function renderTimeline(t) {
     const start = Date.parse(t.window_start);
     const width = Date.parse(t.window_end) - start;
-    recSummary.textContent = `${fmtDuration(t.recorded_s)} recorded, ${fmtDuration(t.gap_s)} in gaps `
-      + `(${fmtTime(t.window_start)} – ${fmtTime(t.window_end)}).`;
+    const open = t.spans.filter((s) => s.kind === "recording").reduce((n, s) => n + s.duration_s, 0);
+    recSummary.textContent = `${fmtDuration(t.recorded_s)} in closed files`
+      + (open ? `, ${fmtDuration(open)} in the file being recorded` : "")
+      + `, ${fmtDuration(t.gap_s)} in gaps (${fmtTime(t.window_start)} – ${fmtTime(t.window_end)}).`;
     clear(recStrip, t.spans.map((s) => {
       const bar = h(`span.rec-span.rec-${s.kind}`, { title: `${SPAN_WORDS[s.kind] || "Gap"}: ${s.session_name}` });
       bar.style.left = `${(100 * (Date.parse(s.started_at) - start)) / width}%`;
