@@ -39,6 +39,7 @@ from controlsvc.pagination import cursor_datetime, cursor_int, decode_cursor, en
 from controlsvc.publisher import BrokerUnavailable, Publisher
 from schemas.codec import dump_message
 from schemas.enums import AlertSeverity, EnclosureState
+from schemas.logs import log_ids
 from schemas.messages import Alert as AlertMessage
 from schemas.rest.alerts import AlertOut, AlertStateFilter
 from schemas.topics import SERVICE_QOS, Topics
@@ -138,7 +139,13 @@ def raise_alert(
     session.add(alert)
     session.flush()
     _event(alert, False, events)
-    log.warning("alert %s on %s: %s", kind, enclosure_id, message)
+    log.warning(
+        "alert %s on %s: %s",
+        kind,
+        enclosure_id,
+        message,
+        extra=log_ids(enclosure_id=enclosure_id, session_id=session_id),
+    )
     return alert
 
 
@@ -158,7 +165,12 @@ def recover(
     alert.notify_pending = "recovered"
     session.flush()
     _event(alert, True, events)
-    log.info("alert %s on %s recovered", kind, enclosure_id)
+    log.info(
+        "alert %s on %s recovered",
+        kind,
+        enclosure_id,
+        extra=log_ids(enclosure_id=enclosure_id, session_id=alert.session_id),
+    )
     return alert
 
 

@@ -185,6 +185,11 @@ class ServiceSettings(_Section):
         64, ge=1, le=1024, description="Threads per worker (SSE streams each hold one)"
     )
     log_level: str = Field("INFO", description="Root log level")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text, or json: one JSON object per line with enclosure, session and "
+        "command ids as fields (for Loki/ELK); API, bridge and the demo's agents",
+    )
     status_interval_s: float = Field(5.0, gt=0, le=3600, description="Agents' status interval")
     lost_after_intervals: float = Field(
         3.0, ge=1, le=100, description="Silence of this many status intervals means lost"

@@ -143,6 +143,7 @@ def agent_config_text(settings: Settings, paths: DemoPaths, eid: str, password: 
             "",
             "[agent]",
             f"enclosure_id = {json.dumps(eid)}",
+            f"log_format = {json.dumps(settings.service.log_format)}",
             f"state_dir = {json.dumps(str(paths.agent_state(eid).absolute()))}",
             "",
             "[broker]",

@@ -67,10 +67,18 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+TEXT_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text", process: str = "") -> None:
+    """Root logging to stderr, as text or JSON lines ([SERVICE] log_format)."""
+    from schemas.logs import configure_logging as configure
+
+    configure(
+        getattr(logging, level, logging.INFO),
+        "json" if log_format == "json" else "text",
+        text_format=TEXT_LOG_FORMAT,
+        process=process,
     )
 
 
@@ -282,7 +290,7 @@ def run(
     from controlsvc.runner import run_service
 
     settings = state().settings()
-    configure_logging(settings.service.log_level)
+    configure_logging(settings.service.log_level, settings.service.log_format, "service")
     migrate_now = settings.profile is not Profile.PROD if migrate is None else migrate
     _prepare_database(settings, migrate_now)
     run_service(
@@ -303,7 +311,7 @@ def gunicorn_run(host: str | None, port: int | None, workers: int | None) -> Non
     from controlsvc.runner import serve_gunicorn
 
     settings = state().settings()
-    configure_logging(settings.service.log_level)
+    configure_logging(settings.service.log_level, settings.service.log_format, "api")
     _prepare_database(settings, migrate_now=False)
     serve_gunicorn(
         settings,
@@ -322,7 +330,7 @@ def runserver(host: str | None, port: int | None, reload: bool) -> None:
     from controlsvc.app import create_app
 
     settings = state().settings()
-    configure_logging(settings.service.log_level)
+    configure_logging(settings.service.log_level, settings.service.log_format, "api")
     _prepare_database(settings, migrate_now=settings.profile is not Profile.PROD)
     app = create_app(settings)
     app.run(
@@ -340,7 +348,7 @@ def bridge_cmd() -> None:
     from controlsvc.runner import run_bridge
 
     settings = state().settings()
-    configure_logging(settings.service.log_level)
+    configure_logging(settings.service.log_level, settings.service.log_format, "bridge")
     _prepare_database(settings, migrate_now=False)
     run_bridge(settings)
 
@@ -374,7 +382,7 @@ def demo(count: int, host: str | None, port: int | None, verbose: int) -> None:
     settings = settings.model_copy(
         update={"service": settings.service.model_copy(update={"log_level": level})}
     )
-    configure_logging(level)
+    configure_logging(level, settings.service.log_format, "demo")
     if not verbose:
         quiet_demo_logging()
     _prepare_database(settings, migrate_now=True)

@@ -45,6 +45,7 @@ from controlsvc.session_state import (
     next_state,
 )
 from schemas.enums import EnclosureState, SessionStatus
+from schemas.logs import log_ids
 from schemas.messages import DesiredRecording
 from schemas.rest.sessions import (
     GapOut,
@@ -350,6 +351,7 @@ def apply(
         previous,
         se.state,
         f" ({se.message})" if se.message else "",
+        extra=log_ids(enclosure_id=se.enclosure_id, session_id=se.session_id),
     )
     return True
 
@@ -424,7 +426,13 @@ def settle(
         "enclosure_states": dict(Counter(se.state for se in ses)),
     }
     events.append(("session.state", data, None, None))
-    log.info("session %s: %s -> %s", rs.id, previous.value, status.value)
+    log.info(
+        "session %s: %s -> %s",
+        rs.id,
+        previous.value,
+        status.value,
+        extra=log_ids(session_id=rs.id),
+    )
     return outgoing
 
 

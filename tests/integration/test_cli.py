@@ -410,7 +410,7 @@ def fake_runner(monkeypatch):
     )
     module.run_bridge = lambda settings: calls.append(("bridge", {"settings": settings}))
     monkeypatch.setitem(sys.modules, "controlsvc.runner", module)
-    monkeypatch.setattr(manage, "configure_logging", lambda level="INFO": None)
+    monkeypatch.setattr(manage, "configure_logging", lambda *args, **kwargs: None)
     return calls
 
 
@@ -531,7 +531,7 @@ def test_runserver_runs_the_flask_app(runner, db_env, monkeypatch):
         seen.update(app=self, host=host, port=port, **options)
 
     monkeypatch.setattr(Flask, "run", fake_run)
-    monkeypatch.setattr(manage, "configure_logging", lambda level="INFO": None)
+    monkeypatch.setattr(manage, "configure_logging", lambda *args, **kwargs: None)
     result = invoke(runner, ["runserver", "--host", "127.0.0.3", "--port", "5055"], env=db_env)
     assert result.exit_code == 0, result.output
     assert (seen["host"], seen["port"], seen["threaded"]) == ("127.0.0.3", 5055, True)
@@ -598,7 +598,7 @@ def test_demo_is_quiet_unless_asked(runner, workdir, monkeypatch, flags, level, 
     seen = {}
     monkeypatch.setattr(demo_module, "run_demo", lambda settings, **kw: seen.update(s=settings))
     monkeypatch.setattr(demo_module, "quiet_demo_logging", lambda: seen.update(quiet=True))
-    monkeypatch.setattr(manage, "configure_logging", lambda level="INFO": seen.update(root=level))
+    monkeypatch.setattr(manage, "configure_logging", lambda level, *rest: seen.update(root=level))
     url = f"sqlite+pysqlite:///{workdir / 'demo.sqlite'}"
     result = invoke(runner, ["demo", *flags], env={"JAXMBA_DATABASE_URL": url})
     assert result.exit_code == 0, result.output
