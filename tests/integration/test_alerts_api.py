@@ -7,7 +7,6 @@ a real bridge and fake agents, on both backends."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +14,6 @@ from flask import Flask
 from sqlalchemy import select
 
 from controlsvc import alerts
-from controlsvc.app import create_app
 from controlsvc.config import Settings
 from controlsvc.db import Database
 from controlsvc.mail import Mail
@@ -23,18 +21,20 @@ from controlsvc.models.enclosures import Enclosure
 from controlsvc.models.events import EventRecord
 from controlsvc.models.sessions import Alert
 from controlsvc.models.users import User
-from controlsvc.mqtt_publisher import PUBLISHER_KEY, MqttPublisher
+from controlsvc.mqtt_publisher import MqttPublisher
 from schemas.topics import Topics
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
     agents,
     bridge_settings,
     broker,
+    broker_app,
     make_bridge,
     mosquitto_factory,
+    operator,
+    viewer,
     wait_state,
 )
-from tests.support.auth import Auth
 from tests.support.broker import mqtt_client  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.mosquitto
@@ -46,20 +46,8 @@ def settings(settings: Settings, broker) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings, database: Database) -> Iterator[Flask]:
-    app = create_app(settings, database=database)
-    yield app
-    app.extensions[PUBLISHER_KEY].close()
-
-
-@pytest.fixture
-def operator(auth: Auth) -> dict[str, str]:
-    return auth.headers(auth.create("op@example.com", role="operator"))
-
-
-@pytest.fixture
-def viewer(auth: Auth) -> dict[str, str]:
-    return auth.headers(auth.create("viewer@example.com", role="viewer"))
+def app(broker_app: Flask) -> Flask:
+    return broker_app
 
 
 def _raise(database: Database, kind: str, eid: str, at: datetime, **kw) -> str:

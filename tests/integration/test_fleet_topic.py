@@ -10,29 +10,26 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from controlsvc.app import create_app
 from controlsvc.broker import OPERATOR_USER
 from controlsvc.config import Settings
-from controlsvc.db import Database
 from controlsvc.models.enclosures import Enclosure
-from controlsvc.mqtt_publisher import PUBLISHER_KEY
 from schemas import FleetState, parse_message
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
     agents,
     bridge_settings,
     broker,
+    broker_app,
     make_bridge,
     mosquitto_factory,
+    operator,
     wait_state,
 )
-from tests.support.auth import Auth
 from tests.support.broker import mqtt_client  # noqa: F401 (fixture)
 from tests.support.waiting import wait_for
 
@@ -47,15 +44,8 @@ def settings(settings: Settings, broker) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings, database: Database) -> Iterator[Flask]:
-    app = create_app(settings, database=database)
-    yield app
-    app.extensions[PUBLISHER_KEY].close()
-
-
-@pytest.fixture
-def operator(auth: Auth) -> dict[str, str]:
-    return auth.headers(auth.create("op@example.com", role="operator"))
+def app(broker_app: Flask) -> Flask:
+    return broker_app
 
 
 def mosquitto_sub(broker, *topics: str, count: int) -> list[tuple[str, dict[str, Any]]]:
