@@ -297,6 +297,11 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
     expect(page.locator("svg.chart-svg path.line").first).to_be_attached(timeout=20_000)
     page.get_by_role("button", name="Ping").click()
     expect(page.locator("table.data tbody tr").first).to_contain_text("Succeeded")
+    # Mark it expected online (alerts when lost even outside sessions): stored by the service.
+    page.get_by_test_id("expected-online").check()
+    expect(page.get_by_role("status").filter(has_text="expected online")).to_be_visible()
+    assert demo.api("GET", "/api/enclosures/demo-02")["expected_online"] is False
+    assert demo.api("GET", "/api/enclosures/demo-01")["expected_online"] is True
     # Its recording timeline: the open file of the running session, with the session's name.
     recordings = page.get_by_test_id("recordings")
     expect(recordings.locator('tr[data-span="recording"]').first).to_contain_text("UI test session")

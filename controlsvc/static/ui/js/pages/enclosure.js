@@ -95,6 +95,11 @@ export function enclosurePage(main, eid) {
       h("dt", "Location"), h("dd", enc.location || "–"),
       h("dt", "Last seen"), h("dd", fmtTime(enc.last_seen_at)),
       h("dt", "Agent"), h("dd", enc.agent_version || "–"),
+      h("dt", "Expected online"), h("dd", canOperate()
+        ? h("label.inline-check", h("input", { type: "checkbox", checked: enc.expected_online,
+          dataset: { testid: "expected-online" }, onchange: (ev) => setExpected(ev.target) }),
+        " alert when lost, even outside sessions")
+        : enc.expected_online ? "yes (alerts when lost)" : "no"),
       hl ? [
         h("dt", "Disk free"), h(`dd.tone-text-${hl.diskTone}`, hl.diskPct === null ? "–" : `${fmtNumber(hl.diskPct, 1)} %`),
         h("dt", "Load"), h("dd", fmtNumber(hl.load, 2)),
@@ -139,6 +144,22 @@ export function enclosurePage(main, eid) {
           s.segments ? ` ${s.segments} files, ${fmtNumber(s.frames)} frames` : ""]),
       h("td", h("a", { href: `#/sessions/${encodeURIComponent(s.session_id)}` }, s.session_name))))
       : h("tr", h("td", { colspan: 5 }, "Nothing recorded in the last 7 days.")));
+  }
+
+  async function setExpected(box) {
+    box.disabled = true;
+    try {
+      enc = await api("PATCH", `/api/enclosures/${eid}`, { expected_online: box.checked });
+      message.hidden = false;
+      message.textContent = enc.expected_online
+        ? `${eid} is expected online: losing it raises an alert, in a session or not.`
+        : `${eid} is no longer expected online.`;
+    } catch (err) {
+      box.checked = !box.checked;
+      message.hidden = false;
+      message.textContent = `Could not change it: ${err.message}`;
+    }
+    renderHead();
   }
 
   function renderCharts() {
