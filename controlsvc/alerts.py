@@ -53,6 +53,7 @@ __all__ = [
     "MAIL_EVERY_S",
     "acknowledge",
     "alert_out",
+    "away_sentence",
     "deliver_pending",
     "get_alert",
     "list_alerts",
@@ -94,6 +95,17 @@ def open_alert(session: Session, enclosure_id: str, kind: str) -> Alert | None:
         .where(Alert.enclosure_id == enclosure_id, Alert.kind == kind, Alert.recovered_at.is_(None))
         .limit(1)
     )
+
+
+def away_sentence(enc: Enclosure) -> str:
+    """What happened to a lost or offline enclosure, as lab staff say it (no MQTT words)."""
+    if enc.state == EnclosureState.LOST.value:
+        if enc.lifecycle == "lost":
+            return f"{enc.id} lost its connection"
+        return f"{enc.id} stopped reporting ({enc.state_reason or 'silent'})"
+    if enc.lifecycle is None:
+        return f"{enc.id} has never connected"
+    return f"{enc.id} was shut down"
 
 
 def alert_out(alert: Alert) -> AlertOut:
@@ -370,8 +382,7 @@ def watch_expected_online(
         .with_for_update(skip_locked=True, key_share=True)
     ).all()
     for enc in away:
-        reason = enc.state_reason or "no reason given"
-        message = f"{enc.id} is {enc.state} ({reason}) and is expected online"
+        message = f"{away_sentence(enc)}; it is expected online"
         if raise_alert(session, LOST_KIND, enc.id, message, events, now=now) is not None:
             changed += 1
     back = session.scalars(

@@ -840,8 +840,7 @@ class SessionDriver:
                     session,
                     "enclosure_lost",
                     eid,
-                    f"{eid} is {enc.state} ({enc.state_reason or 'no reason'}) during session "
-                    f"{rs.id}",
+                    f"{alerts.away_sentence(enc)} during session “{rs.name}”",
                     events,
                     session_id=rs.id,
                     now=now,

@@ -209,6 +209,10 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
         expect(_card(page, eid).get_by_test_id("state")).to_have_text("Idle", timeout=60_000)
     expect(page.locator("#live-indicator")).to_have_text("live")
     expect(_card(page, "demo-01")).to_contain_text("Disk free")
+    # A clock that agrees with the service's within the tolerance is fine, NTP or not.
+    clock = _card(page, "demo-01").locator("dt:text('Clock') + dd")
+    expect(clock).to_have_class(re.compile(r"tone-text-ok"), timeout=30_000)
+    expect(clock).not_to_contain_text("not synced")
     page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
 
     # Filter and search.
@@ -294,6 +298,9 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
     # The enclosure page: charts, and a command with its result.
     _card(page, "demo-01").get_by_role("link", name="demo-01").click()
     expect(page.locator(".page-head h1")).to_contain_text("demo-01")
+    # Before the live view starts: a placeholder that says so, not a broken image.
+    expect(page.get_by_test_id("live-off")).to_be_visible()
+    expect(page.locator("img.live-img")).to_be_hidden()
     expect(page.locator("svg.chart-svg path.line").first).to_be_attached(timeout=20_000)
     page.get_by_role("button", name="Ping").click()
     expect(page.locator("table.data tbody tr").first).to_contain_text("Succeeded")
@@ -322,6 +329,10 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
     expect(_card(page, "demo-01").get_by_test_id("state")).to_have_text("Lost", timeout=30_000)
     alert = page.locator(".alert", has_text="demo-01")
     expect(alert.first).to_be_visible(timeout=30_000)
+    expect(alert.first).to_contain_text(
+        "demo-01 lost its connection during session “UI test session”"
+    )
+    expect(alert.first).not_to_contain_text("Will")
     # Alerts are the service's, not a tab's: a second tab opened now lists the same alert,
     # and an acknowledgement in the first removes it there too (pushed, no reload).
     other = context.new_page()

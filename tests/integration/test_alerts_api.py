@@ -201,7 +201,7 @@ def test_lost_outside_sessions_when_expected_online(
     assert raised["recovered"] is False
     items = _alerts(client, viewer, state="open")
     assert [(i["enclosure_id"], i["kind"]) for i in items] == [("enc-a", "enclosure_lost")]
-    assert "expected online" in items[0]["message"]
+    assert items[0]["message"] == "enc-a lost its connection; it is expected online"
     # Back online: recovered, on the wire too.
     again = agents("enc-a", interval=1.0)
     again.online()
@@ -241,3 +241,17 @@ def test_mail_stays_rate_limited_with_a_recovered_message(settings, database, br
         rows = list(s.scalars(select(Alert).order_by(Alert.id)))
     assert [r.mailed for r in rows] == [True, False, False]
     assert all(r.notify_pending is None for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("lifecycle", "state", "reason", "sentence"),
+    [
+        ("lost", "lost", "connection lost", "enc-x lost its connection"),
+        ("ready", "lost", "no message for 15 s", "enc-x stopped reporting (no message for 15 s)"),
+        (None, "offline", "never seen", "enc-x has never connected"),
+        ("disconnected", "offline", "clean shutdown", "enc-x was shut down"),
+    ],
+)
+def test_lost_alerts_read_as_sentences(lifecycle, state, reason, sentence):
+    enc = Enclosure(id="enc-x", name="enc-x", lifecycle=lifecycle, state=state, state_reason=reason)
+    assert alerts.away_sentence(enc) == sentence

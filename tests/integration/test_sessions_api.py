@@ -367,6 +367,8 @@ def test_lost_enclosure_times_out_and_alerts(
     assert alert["kind"] == "enclosure_lost"
     assert alert["enclosure_id"] == "enc-a"
     assert alert["session_id"] == sid
+    # A sentence for lab staff: the session by its name, no MQTT words.
+    assert alert["message"] == "enc-a lost its connection during session “test session”"
     wait_enc_state(client, viewer, sid, "enc-a", "timed_out", timeout=10)
     assert "lost for more than 3 s" in enclosure_of(get(client, viewer, sid), "enc-a")["message"]
 

@@ -44,11 +44,11 @@ function render() {
     if (button) button.addEventListener("click", () => acknowledge(id, button, note));
     bar.append(h(`div.alert.alert-${severity}`, { role: "alert", dataset: { alertId: id } },
       h("strong", a.recovered ? "Recovered" : severity[0].toUpperCase() + severity.slice(1)),
-      h("span.alert-text", " ",
-        a.enclosure_id ? h("a", { href: `#/enclosures/${a.enclosure_id}` }, a.enclosure_id) : null,
-        `: ${a.message || a.kind}`,
-        a.session_id ? [" (session ", h("a", { href: `#/sessions/${a.session_id}` }, a.session_id), ")"] : null,
+      // The message is a sentence naming the enclosure and session; the links follow it.
+      h("span.alert-text", " ", a.message || a.kind.replaceAll("_", " "),
         h("span.muted", ` · ${fmtTime(a.recovered ? a.recovered_at : a.raised_at)}`),
+        a.enclosure_id ? [" · ", h("a", { href: `#/enclosures/${a.enclosure_id}` }, "enclosure")] : null,
+        a.session_id ? [" · ", h("a", { href: `#/sessions/${a.session_id}` }, "session")] : null,
         note),
       button,
     ));

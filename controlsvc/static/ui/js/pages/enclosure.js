@@ -61,10 +61,12 @@ export function enclosurePage(main, eid) {
   const recStrip = h("div.rec-strip", { role: "img", "aria-label": "Recording timeline" });
   const recSummary = h("p.summary");
   const recRows = h("tbody");
-  const liveImg = h("img.live-img", { alt: `Live view of ${eid}` });
+  const liveImg = h("img.live-img", { alt: `Live view of ${eid}`, hidden: true });
+  const livePlaceholder = h("p.live-off", { dataset: { testid: "live-off" } },
+    "The live view is off. Start it to watch the camera: frames are sent only while someone watches.");
   const liveButton = h("button", { type: "button", onclick: () => (liveOn ? stopLive() : startLive()) }, "Start live view");
   const livePanel = h("section.panel", { hidden: true, "aria-labelledby": "live-h" },
-    h("h2#live-h", "Live view"), liveButton, h("div.live-box", liveImg));
+    h("h2#live-h", "Live view"), liveButton, h("div.live-box", livePlaceholder, liveImg));
 
   clear(main,
     h("p.crumbs", h("a", { href: "#/" }, "Fleet"), " / ", eid),
@@ -204,6 +206,8 @@ export function enclosurePage(main, eid) {
     // The relay needs a token: a fresh single-use ticket, never the bearer token, in the URL.
     const { ticket } = await api("POST", "/api/events/ticket");
     liveImg.src = `/api/enclosures/${eid}/live?ticket=${encodeURIComponent(ticket)}`;
+    liveImg.hidden = false;
+    livePlaceholder.hidden = true;
   }
 
   function stopLive() {
@@ -212,6 +216,8 @@ export function enclosurePage(main, eid) {
     // Closing the stream is enough: the relay lets the agent stop once nobody watches (other
     // viewers may still be watching, so never send stop_live_view from here).
     liveImg.removeAttribute("src");
+    liveImg.hidden = true;
+    livePlaceholder.hidden = false;
     liveButton.textContent = "Start live view";
   }
 
