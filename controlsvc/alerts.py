@@ -1,5 +1,5 @@
-"""Alerts: an enclosure in an active session is lost, its camera stalls, its recording fails, its
-disk runs low. No Flask, no paho.
+"""Alerts: an enclosure in an active session (or one expected online) is lost, its camera
+stalls, its recording fails, its disk runs low. No Flask, no paho.
 
 ``raise_alert`` / ``recover`` only write the database (inside the caller's transaction, with an
 ``alert`` event for ``GET /api/events``): an open alert per (enclosure, kind) at a time, repeats
@@ -9,6 +9,11 @@ owed, after the commit and at least once:
 - a message on ``{prefix}/service/alerts`` (``schemas.messages.Alert``), raised and recovered;
 - an email to the users who opted in (``users.alert_recipients``), at most one per
   (enclosure, kind) every ``MAIL_EVERY_S``; the "recovered" mail only follows a mailed alert.
+
+Alerts are a resource every user shares (``GET /api/alerts``): ``acknowledge`` records who saw
+one and when, once, with an ``alert.acked`` event so every open UI drops it at once.
+``watch_expected_online`` (the bridge's timer) raises ``enclosure_lost`` for an enclosure marked
+expected online that is lost or offline, in a session or not, and recovers it when it is back.
 """
 
 from __future__ import annotations
@@ -19,29 +24,44 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from controlsvc import users
 from controlsvc.db import utcnow
+from controlsvc.enclosures import Page
+from controlsvc.errors import NotFound
 from controlsvc.mail import Mail
+from controlsvc.models.enclosures import Enclosure
 from controlsvc.models.sessions import MESSAGE_LENGTH, Alert
+from controlsvc.models.users import User
+from controlsvc.pagination import cursor_datetime, cursor_int, decode_cursor, encode_cursor
 from controlsvc.publisher import BrokerUnavailable, Publisher
 from schemas.codec import dump_message
-from schemas.enums import AlertSeverity
+from schemas.enums import AlertSeverity, EnclosureState
+from schemas.logs import log_ids
 from schemas.messages import Alert as AlertMessage
+from schemas.rest.alerts import AlertOut, AlertStateFilter
 from schemas.topics import SERVICE_QOS, Topics
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ACKED_EVENT",
     "KIND_SEVERITY",
+    "LOST_KIND",
     "MAIL_EVERY_S",
     "clock_skew",
+    "acknowledge",
+    "alert_out",
+    "away_sentence",
     "deliver_pending",
+    "get_alert",
+    "list_alerts",
     "open_alert",
     "raise_alert",
     "recover",
+    "watch_expected_online",
 ]
 
 # At most one mail per enclosure and kind this often: a flapping enclosure does not flood
@@ -60,6 +80,11 @@ KIND_SEVERITY: dict[str, AlertSeverity] = {
 }
 
 SendMail = Callable[[Mail], None]
+LOST_KIND = "enclosure_lost"
+ACKED_EVENT = "alert.acked"
+# Enclosures looked at per round by ``watch_expected_online``.
+WATCH_BATCH = 500
+_AWAY = [EnclosureState.LOST.value, EnclosureState.OFFLINE.value]
 
 
 def _clip(text: str) -> str:
@@ -74,19 +99,26 @@ def open_alert(session: Session, enclosure_id: str, kind: str) -> Alert | None:
     )
 
 
-def _event(alert: Alert, recovered: bool, events: list[Any]) -> None:
-    data: dict[str, Any] = {
-        "alert_id": alert.alert_id,
-        "kind": alert.kind,
-        "severity": alert.severity,
-        "enclosure_id": alert.enclosure_id,
-        "session_id": alert.session_id,
-        "message": alert.message,
-        "recovered": recovered,
-        "raised_at": alert.raised_at,
-        "recovered_at": alert.recovered_at,
-    }
-    events.append(("alert", data, alert.enclosure_id, None))
+def away_sentence(enc: Enclosure) -> str:
+    """What happened to a lost or offline enclosure, as lab staff say it (no MQTT words)."""
+    if enc.state == EnclosureState.LOST.value:
+        if enc.lifecycle == "lost":
+            return f"{enc.id} lost its connection"
+        return f"{enc.id} stopped reporting ({enc.state_reason or 'silent'})"
+    if enc.lifecycle is None:
+        return f"{enc.id} has never connected"
+    return f"{enc.id} was shut down"
+
+
+def alert_out(alert: Alert) -> AlertOut:
+    return AlertOut.model_validate(alert)
+
+
+def _event(alert: Alert, recovered: bool, events: list[Any], kind: str = "alert") -> None:
+    """The alert as ``GET /api/alerts`` shows it, as an event of ``kind``."""
+    data: dict[str, Any] = alert_out(alert).model_dump()
+    data["recovered"] = recovered
+    events.append((kind, data, alert.enclosure_id, None))
 
 
 def raise_alert(
@@ -121,7 +153,13 @@ def raise_alert(
     session.add(alert)
     session.flush()
     _event(alert, False, events)
-    log.warning("alert %s on %s: %s", kind, enclosure_id, message)
+    log.warning(
+        "alert %s on %s: %s",
+        kind,
+        enclosure_id,
+        message,
+        extra=log_ids(enclosure_id=enclosure_id, session_id=session_id),
+    )
     return alert
 
 
@@ -167,7 +205,12 @@ def recover(
     alert.notify_pending = "recovered"
     session.flush()
     _event(alert, True, events)
-    log.info("alert %s on %s recovered", kind, enclosure_id)
+    log.info(
+        "alert %s on %s recovered",
+        kind,
+        enclosure_id,
+        extra=log_ids(enclosure_id=enclosure_id, session_id=alert.session_id),
+    )
     return alert
 
 
@@ -265,3 +308,131 @@ def deliver_pending(
         done += 1
     session.flush()
     return done
+
+
+# -- the resource (the REST API) -----------------------------------------------------------------
+
+
+def get_alert(session: Session, alert_id: str) -> Alert:
+    alert = session.scalar(select(Alert).where(Alert.alert_id == alert_id))
+    if alert is None:
+        raise NotFound(f"no alert {alert_id!r}", field="alert_id")
+    return alert
+
+
+def list_alerts(
+    session: Session,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    state: AlertStateFilter | None = None,
+    acknowledged: bool | None = None,
+    since: datetime | None = None,
+    enclosure_id: str | None = None,
+    session_id: str | None = None,
+) -> Page:
+    """Alerts, newest raised first, as ``AlertOut`` items."""
+    query = select(Alert)
+    if state is AlertStateFilter.OPEN:
+        query = query.where(Alert.recovered_at.is_(None))
+    elif state is AlertStateFilter.RECOVERED:
+        query = query.where(Alert.recovered_at.is_not(None))
+    if acknowledged is True:
+        query = query.where(Alert.acked_at.is_not(None))
+    elif acknowledged is False:
+        query = query.where(Alert.acked_at.is_(None))
+    if since is not None:
+        query = query.where(or_(Alert.recovered_at.is_(None), Alert.recovered_at >= since))
+    if enclosure_id is not None:
+        query = query.where(Alert.enclosure_id == enclosure_id)
+    if session_id is not None:
+        query = query.where(Alert.session_id == session_id)
+    if cursor is not None:
+        key = decode_cursor(cursor, "raised_at", "id")
+        at, last_id = cursor_datetime(key["raised_at"]), cursor_int(key["id"])
+        query = query.where(
+            or_(Alert.raised_at < at, and_(Alert.raised_at == at, Alert.id < last_id))
+        )
+    query = query.order_by(Alert.raised_at.desc(), Alert.id.desc()).limit(limit + 1)
+    rows = list(session.scalars(query))
+    items = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = encode_cursor({"raised_at": items[-1].raised_at, "id": items[-1].id})
+    return Page([alert_out(a) for a in items], next_cursor)
+
+
+def acknowledge(
+    session: Session, alert_id: str, user: User, events: list[Any], *, now: datetime | None = None
+) -> Alert:
+    """Record that ``user`` has seen the alert (flushed; an ``alert.acked`` event added).
+    Idempotent: the first acknowledgement stays, a repeat changes nothing."""
+    alert = session.scalar(select(Alert).where(Alert.alert_id == alert_id).with_for_update())
+    if alert is None:
+        raise NotFound(f"no alert {alert_id!r}", field="alert_id")
+    if alert.acked_at is not None:
+        return alert
+    alert.acked_at = now or utcnow()
+    alert.acked_by_id = user.id
+    alert.acked_by = user.email
+    session.flush()
+    _event(alert, alert.recovered_at is not None, events, ACKED_EVENT)
+    log.info("alert %s acknowledged by %s", alert.alert_id, user.email)
+    return alert
+
+
+# -- enclosures expected online (the bridge's timer) ---------------------------------------------
+
+
+def watch_expected_online(
+    session: Session, events: list[Any], *, now: datetime | None = None
+) -> int:
+    """Raise ``enclosure_lost`` for each enclosure expected online that is lost or offline and
+    has none open (in a session or not); recover an open one once the enclosure is back (or,
+    raised outside sessions, once it is no longer expected online or retired). How many
+    alerts were raised or recovered."""
+    now = now or utcnow()
+    changed = 0
+    open_lost = select(Alert.enclosure_id).where(
+        Alert.kind == LOST_KIND, Alert.recovered_at.is_(None)
+    )
+    away = session.scalars(
+        select(Enclosure)
+        .where(
+            Enclosure.expected_online.is_(True),
+            Enclosure.retired_at.is_(None),
+            Enclosure.state.in_(_AWAY),
+            Enclosure.id.not_in(open_lost.where(Alert.enclosure_id.is_not(None))),
+        )
+        .order_by(Enclosure.id)
+        .limit(WATCH_BATCH)
+        # Another bridge (or the writer) holding one: it is looked at next round.
+        .with_for_update(skip_locked=True, key_share=True)
+    ).all()
+    for enc in away:
+        message = f"{away_sentence(enc)}; it is expected online"
+        if raise_alert(session, LOST_KIND, enc.id, message, events, now=now) is not None:
+            changed += 1
+    back = session.scalars(
+        select(Alert)
+        .join(Enclosure, Enclosure.id == Alert.enclosure_id)
+        .where(
+            Alert.kind == LOST_KIND,
+            Alert.recovered_at.is_(None),
+            or_(
+                Enclosure.state.not_in(_AWAY),
+                and_(
+                    Alert.session_id.is_(None),
+                    or_(Enclosure.expected_online.is_(False), Enclosure.retired_at.is_not(None)),
+                ),
+            ),
+        )
+        .order_by(Alert.id)
+        .limit(WATCH_BATCH)
+    ).all()
+    for alert in back:
+        if alert.enclosure_id is not None and recover(
+            session, LOST_KIND, alert.enclosure_id, events, now=now
+        ):
+            changed += 1
+    return changed

@@ -12,8 +12,9 @@ from flask import Blueprint, redirect, render_template_string
 from flask_openapi3 import Info, OpenAPI
 from flask_openapi3_swagger.templates import swagger_html_string
 
-from controlsvc import __version__, web
+from controlsvc import __version__, cors, web
 from controlsvc.api.errors import (
+    document_uri_limit,
     document_validation_problems,
     register_error_handlers,
     validation_problem,
@@ -67,6 +68,7 @@ class _OpenAPI(OpenAPI):
     def generate_spec_json(self) -> None:
         super().generate_spec_json()  # type: ignore[no-untyped-call]
         document_validation_problems(self.spec_json, self.validation_error_status)
+        document_uri_limit(self.spec_json)
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> OpenAPI:
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     )
     db = database or Database(settings.database.sqlalchemy_url(), echo=settings.database.echo)
     web.init_app(app, settings, db)
+    cors.init_app(app, settings.service.cors_origin_set())
     register_error_handlers(app)
 
     from controlsvc.api import health
@@ -110,18 +113,32 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 def _register_blueprints(app: OpenAPI, settings: Settings) -> None:
     """Every resource's blueprint; each module exposes `register(app, settings)`."""
     from controlsvc.api import (
+        alerts,
         auth,
         commands,
         enclosures,
         events,
         live,
         metrics,
+        recordings,
         sessions,
         ui,
         users,
     )
 
-    for module in (auth, users, enclosures, commands, events, live, sessions, metrics, ui):
+    for module in (
+        auth,
+        users,
+        enclosures,
+        commands,
+        events,
+        live,
+        sessions,
+        recordings,
+        alerts,
+        metrics,
+        ui,
+    ):
         module.register(app, settings)
     from controlsvc.compat.jabs import api as jabs
 

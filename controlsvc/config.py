@@ -195,6 +195,10 @@ class MailSettings(_Section):
     timeout_s: float = Field(10.0, gt=0, le=300, description="SMTP timeout")
 
 
+# An origin as browsers send it: scheme, host, optional port; nothing else.
+_ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?")
+
+
 class ServiceSettings(_Section):
     host: str = Field("127.0.0.1", description="Address `run` binds to")
     port: int = Field(5000, ge=0, le=65535, description="Port `run` binds to")
@@ -206,6 +210,11 @@ class ServiceSettings(_Section):
         64, ge=1, le=1024, description="Threads per worker (SSE streams each hold one)"
     )
     log_level: str = Field("INFO", description="Root log level")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text, or json: one JSON object per line with enclosure, session and "
+        "command ids as fields (for Loki/ELK); API, bridge and the demo's agents",
+    )
     status_interval_s: float = Field(
         5.0,
         ge=MIN_STATUS_INTERVAL_S,
@@ -242,12 +251,30 @@ class ServiceSettings(_Section):
     ratelimit_storage_uri: str = Field(
         "memory://", description="flask-limiter storage (memory:// or redis://...)"
     )
-    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS")
+    cors_origins: str = Field(
+        "",
+        description="Comma-separated origins (https://lab.example.org) whose pages may call "
+        "the API from a browser (CORS); * for any; empty: none",
+    )
     metrics_dir: str = Field(
         "var/metrics",
         description="Directory shared by the API workers and the bridge for Prometheus "
         "multiprocess metric files (empty = per-process metrics only)",
     )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",")):
+            if origin and origin != "*" and not _ORIGIN_RE.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port] with no path, "
+                    "e.g. https://lab.example.org"
+                )
+        return value
+
+    def cors_origin_set(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
     @field_validator("log_level")
     @classmethod
@@ -359,14 +386,25 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _prod_needs_real_settings(self) -> Settings:
-        if self.profile is Profile.PROD:
-            empty = self.secrets.empty()
-            if empty:
-                raise ValueError(
-                    "prod refuses to start with empty secrets: "
-                    + ", ".join(f"[SECRETS] {name}" for name in empty)
-                    + " (run `jaxmba-service create_secrets`)"
-                )
+        if self.profile is not Profile.PROD:
+            return self
+        problems = []
+        if self.database.sqlalchemy_url().get_backend_name() == "sqlite":
+            where = "[DATABASE] url" if self.database.url else "[DATABASE] dialect = sqlite"
+            problems.append(
+                f"prod refuses SQLite ({where}): production needs PostgreSQL (dialect = "
+                "postgres with host, database, username and password); SQLite is for the dev "
+                "and test profiles"
+            )
+        empty = self.secrets.empty()
+        if empty:
+            problems.append(
+                "prod refuses to start with empty secrets: "
+                + ", ".join(f"[SECRETS] {name}" for name in empty)
+                + " (run `jaxmba-service create_secrets`)"
+            )
+        if problems:
+            raise ValueError("; and ".join(problems))
         return self
 
     @classmethod

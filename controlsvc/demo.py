@@ -35,6 +35,8 @@ PRIVATE_MODE = 0o600
 DEMO_WIDTH, DEMO_HEIGHT, DEMO_FPS = 320, 240, 15
 # The agent's production reserve (GiBs) would refuse to record on a small laptop disk.
 DEMO_DISK_RESERVE_BYTES = 256 * 1024 * 1024
+# The agent's --log-level knows no CRITICAL.
+_AGENT_LEVELS = {"CRITICAL": "ERROR"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,25 @@ class DemoPaths:
 
     def agent_state(self, eid: str) -> Path:
         return self.agents / eid
+
+
+def demo_log_level(verbose: int, configured: str) -> str:
+    """Quiet by default (warnings); ``-v`` the configured level; ``-vv`` DEBUG."""
+    if verbose <= 0:
+        return "WARNING"
+    return configured if verbose == 1 else "DEBUG"
+
+
+def quiet_demo_logging() -> None:
+    """The mails stay visible when all else is quiet: the console mailer is how the demo hands
+    out invite and password-reset links."""
+    logging.getLogger("controlsvc.mail").setLevel(logging.INFO)
+
+
+def public_url(host: str, port: int) -> str:
+    """Where the demo's browser users reach it (also the base of the links it mails)."""
+    shown_host = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host  # noqa: S104
+    return f"http://{shown_host}:{port}"
 
 
 def enclosure_ids(count: int) -> list[str]:
@@ -124,6 +145,7 @@ def agent_config_text(
             "",
             "[agent]",
             f"enclosure_id = {json.dumps(eid)}",
+            f"log_format = {json.dumps(settings.service.log_format)}",
             f"state_dir = {json.dumps(str(paths.agent_state(eid).absolute()))}",
             "",
             "[broker]",
@@ -170,17 +192,8 @@ def reload_broker(settings: Settings) -> None:
     os.kill(pid, signal.SIGHUP)
 
 
-def banner(
-    settings: Settings,
-    host: str,
-    port: int,
-    email: str,
-    password: str,
-    ids: list[str],
-    broker_port: int,
-) -> str:
-    shown_host = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host  # noqa: S104
-    base = f"http://{shown_host}:{port}"
+def banner(settings: Settings, email: str, password: str, ids: list[str], broker_port: int) -> str:
+    base = settings.service.public_url.rstrip("/")
     operator = json.loads(
         (Path(settings.mqtt.embedded_dir) / "credentials.json").read_text(encoding="utf-8")
     )[OPERATOR_USER]
@@ -211,6 +224,8 @@ def agents_running(settings: Settings, paths: DemoPaths, ids: list[str]) -> Iter
                 "run",
                 "--config",
                 str(paths.agent_config(eid)),
+                "--log-level",
+                _AGENT_LEVELS.get(settings.service.log_level, settings.service.log_level),
             ]
             stack.enter_context(child_process(argv, env, f"agent {eid}"))
         yield
@@ -218,6 +233,12 @@ def agents_running(settings: Settings, paths: DemoPaths, ids: list[str]) -> Iter
 
 def run_demo(settings: Settings, *, count: int, host: str, port: int, workers: int) -> None:
     ensure_port_free(host, port)
+    # Invite and reset links point at this demo's port, whatever [SERVICE] public_url says.
+    settings = settings.model_copy(
+        update={
+            "service": settings.service.model_copy(update={"public_url": public_url(host, port)})
+        }
+    )
     paths = DemoPaths(Path(settings.mqtt.embedded_dir).parent / "demo")
     ids = enclosure_ids(count)
     email, password = ensure_admin(settings, paths)
@@ -231,8 +252,5 @@ def run_demo(settings: Settings, *, count: int, host: str, port: int, workers: i
             child_process([*argv, "bridge"], settings_env(effective), "bridge"),
             agents_running(effective, paths, ids),
         ):
-            print(
-                banner(effective, host, port, email, password, ids, embedded.agent_port),
-                flush=True,
-            )
+            print(banner(effective, email, password, ids, embedded.agent_port), flush=True)
             serve_gunicorn(effective, host=host, port=port, workers=workers)

@@ -5,7 +5,7 @@ Pure functions, no I/O (``controlsvc.enclosures`` applies them to the database).
 Derived state (``derive_state``)::
 
     lifecycle None / disconnected   -> offline   (never seen, or clean shutdown)
-    lifecycle lost (the Will)        -> lost      (at once)
+    lifecycle lost (the Will)        -> lost      (at once; reason "connection lost")
     init / ready, status has a fault -> error
     init / ready, status recording   -> recording
     init / ready                     -> idle
@@ -160,7 +160,7 @@ def derive_state(
     if lifecycle is Lifecycle.DISCONNECTED:
         return EnclosureState.OFFLINE, "clean shutdown"
     if lifecycle is Lifecycle.LOST:
-        return EnclosureState.LOST, "connection lost (the agent's Will)"
+        return EnclosureState.LOST, "connection lost"
     fault = status_fault(status)
     if fault is not None:
         return EnclosureState.ERROR, clip_reason(fault)

@@ -485,12 +485,13 @@ def register_enclosure(
     enc.name = data.name or data.id
     enc.location = data.location
     enc.notes = data.notes
+    enc.expected_online = data.expected_online
     session.flush()
     return enc
 
 
 def update_enclosure(session: Session, eid: str, patch: EnclosurePatch) -> Enclosure:
-    """Change name, location or notes (those given)."""
+    """Change name, location, notes or expected_online (those given)."""
     enc = get_enclosure(session, eid)
     if enc.retired_at is not None:
         raise Conflict(f"enclosure {eid!r} is retired (register it again first)", field="eid")
@@ -509,13 +510,14 @@ def retire_enclosure(
     now: datetime | None = None,
 ) -> Enclosure:
     """Retire ``eid``: kept for history, hidden from lists, its messages ignored from now on,
-    and its retained ``state``, ``status`` and ``desired`` cleared on the broker (empty retained
-    payloads). Raises ``BrokerUnavailable`` if the broker cannot take them (nothing changes)."""
+    and its retained ``state``, ``status``, ``desired`` and ``service/fleet`` messages cleared on
+    the broker (empty retained payloads). Raises ``BrokerUnavailable`` if the broker cannot
+    take them (nothing changes)."""
     now = now or utcnow()
     enc = get_enclosure(session, eid)
     if enc.retired_at is not None:
         raise NotFound(f"enclosure {eid!r} is already retired", field="eid")
-    for topic in (topics.state(eid), topics.status(eid), topics.desired(eid)):
+    for topic in (topics.state(eid), topics.status(eid), topics.desired(eid), topics.fleet(eid)):
         publisher.publish(topic, b"", qos=1, retain=True)
     enc.retired_at = now
     enc.silent_after = None

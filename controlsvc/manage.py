@@ -73,10 +73,18 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+TEXT_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text", process: str = "") -> None:
+    """Root logging to stderr, as text or JSON lines ([SERVICE] log_format)."""
+    from schemas.logs import configure_logging as configure
+
+    configure(
+        getattr(logging, level, logging.INFO),
+        "json" if log_format == "json" else "text",
+        text_format=TEXT_LOG_FORMAT,
+        process=process,
     )
 
 
@@ -442,7 +450,7 @@ def run(
     from controlsvc.runner import run_service
 
     settings = state().settings()
-    configure_logging(settings.service.log_level)
+    configure_logging(settings.service.log_level, settings.service.log_format, "service")
     migrate_now = settings.profile is not Profile.PROD if migrate is None else migrate
     _prepare_database(settings, migrate_now)
     run_service(
@@ -463,7 +471,7 @@ def gunicorn_run(host: str | None, port: int | None, workers: int | None) -> Non
     from controlsvc.runner import serve_gunicorn
 
     settings = state().settings()
-    configure_logging(settings.service.log_level)
+    configure_logging(settings.service.log_level, settings.service.log_format, "api")
     _prepare_database(settings, migrate_now=False)
     serve_gunicorn(
         settings,
@@ -482,7 +490,7 @@ def runserver(host: str | None, port: int | None, reload: bool) -> None:
     from controlsvc.app import create_app
 
     settings = state().settings()
-    configure_logging(settings.service.log_level)
+    configure_logging(settings.service.log_level, settings.service.log_format, "api")
     _prepare_database(settings, migrate_now=settings.profile is not Profile.PROD)
     app = create_app(settings)
     app.run(
@@ -500,7 +508,7 @@ def bridge_cmd() -> None:
     from controlsvc.runner import run_bridge
 
     settings = state().settings()
-    configure_logging(settings.service.log_level)
+    configure_logging(settings.service.log_level, settings.service.log_format, "bridge")
     _prepare_database(settings, migrate_now=False)
     run_bridge(settings)
 
@@ -516,14 +524,27 @@ def bridge_cmd() -> None:
 )
 @click.option("--host", default=None, help="Bind address (default [SERVICE] host).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Bind port.")
-def demo(count: int, host: str | None, port: int | None) -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log more: -v the service's log ([SERVICE] log_level), -vv everything at DEBUG "
+    "(default: warnings, and the mails the demo would send).",
+)
+def demo(count: int, host: str | None, port: int | None, verbose: int) -> None:
     """The whole system on this machine: embedded broker, database, admin, bridge, agents, API."""
-    from controlsvc.demo import run_demo
+    from controlsvc.demo import demo_log_level, quiet_demo_logging, run_demo
 
     settings = state().settings()
     if not settings.mqtt.embedded:
         fail("the demo needs [MQTT] embedded = true (the dev profile's default)")
-    configure_logging(settings.service.log_level)
+    level = demo_log_level(verbose, settings.service.log_level)
+    settings = settings.model_copy(
+        update={"service": settings.service.model_copy(update={"log_level": level})}
+    )
+    configure_logging(level, settings.service.log_format, "demo")
+    if not verbose:
+        quiet_demo_logging()
     _prepare_database(settings, migrate_now=True)
     run_demo(
         settings,

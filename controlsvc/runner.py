@@ -30,6 +30,9 @@ CHILD_STOP_TIMEOUT_S = 15
 # gunicorn's default 30 s worker timeout is about silent workers; SSE keeps them busy, not silent.
 GUNICORN_WORKER_TIMEOUT_S = 60
 GUNICORN_GRACEFUL_TIMEOUT_S = 10
+# The longest request line gunicorn reads (its 414 is plain text): above the API's own limit,
+# controlsvc.api.errors.MAX_URI_BYTES, which answers a problem+json 414 first.
+GUNICORN_REQUEST_LINE_BYTES = 8190
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -58,13 +61,40 @@ def gunicorn_options(settings: Settings, host: str, port: int, workers: int) -> 
         "threads": settings.service.threads,
         "timeout": GUNICORN_WORKER_TIMEOUT_S,
         "graceful_timeout": GUNICORN_GRACEFUL_TIMEOUT_S,
-        "accesslog": "-",
+        # One line per request at INFO and DEBUG (quiet below, e.g. the demo without -v).
+        "accesslog": "-" if settings.service.log_level in ("DEBUG", "INFO") else None,
         "errorlog": "-",
         "loglevel": settings.service.log_level.lower(),
+        "limit_request_line": GUNICORN_REQUEST_LINE_BYTES,
+        **_gunicorn_json_logs(settings),
         "proc_name": "jaxmba-api",
         # End a stopping worker's event streams at once instead of after the graceful timeout.
         "post_worker_init": live.gunicorn_post_worker_init,
         "child_exit": metrics.gunicorn_child_exit,
+    }
+
+
+def _gunicorn_json_logs(settings: Settings) -> dict[str, Any]:
+    """With [SERVICE] log_format = json, gunicorn's own loggers (errors, access) write JSON
+    lines too."""
+    if settings.service.log_format != "json":
+        return {}
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "stream": "ext://sys.stderr",
+    }
+    logger = {"level": settings.service.log_level, "handlers": ["json"], "propagate": False}
+    return {
+        "logconfig_dict": {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"json": {"()": "schemas.logs.JsonFormatter", "process": "api"}},
+            "handlers": {"json": handler},
+            "loggers": {"gunicorn.error": logger, "gunicorn.access": logger},
+            # gunicorn merges this over its own defaults, whose root names their handler
+            "root": {"level": settings.service.log_level, "handlers": ["json"]},
+        }
     }
 
 
@@ -105,6 +135,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """Environment for a child `jaxmba-service` that must see this process's settings."""
     env = dict(os.environ)
     env["FLASK_CONFIG"] = settings.profile.value
+    env["JAXMBA_SERVICE_LOG_LEVEL"] = settings.service.log_level
+    env["JAXMBA_SERVICE_LOG_FORMAT"] = settings.service.log_format
     env["JAXMBA_MQTT_HOST"] = settings.mqtt.host
     env["JAXMBA_MQTT_PORT"] = str(settings.mqtt.port)
     env["JAXMBA_MQTT_USERNAME"] = settings.mqtt.username

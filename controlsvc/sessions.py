@@ -32,7 +32,6 @@ from controlsvc.models.sessions import (
     RecordingSession,
     SessionEnclosure,
     SessionGap,
-    SessionSegment,
 )
 from controlsvc.pagination import cursor_datetime, decode_cursor, encode_cursor
 from controlsvc.session_state import (
@@ -45,6 +44,7 @@ from controlsvc.session_state import (
     next_state,
 )
 from schemas.enums import EnclosureState, SessionStatus
+from schemas.logs import log_ids
 from schemas.messages import DesiredRecording
 from schemas.rest.sessions import (
     GapOut,
@@ -268,32 +268,21 @@ def list_recordings(
     cursor: str | None = None,
     enclosure_id: str | None = None,
 ) -> Page:
-    """Every segment of the session with its evidence, by start time."""
+    """Every segment of the session with its evidence, by start time (the inventory across
+    sessions, ``controlsvc.recordings``, narrowed to this session; the same cursors)."""
+    from controlsvc.recordings import Filter  # imports us
+    from controlsvc.recordings import list_recordings as list_across
+
     get_session(session, session_id)
-    query = select(SessionSegment).where(SessionSegment.session_id == session_id)
     if enclosure_id is not None:
         get_session_enclosure(session, session_id, enclosure_id)
-        query = query.where(SessionSegment.enclosure_id == enclosure_id)
-    if cursor is not None:
-        key = decode_cursor(cursor, "started_at", "id")
-        at = cursor_datetime(key["started_at"])
-        query = query.where(
-            or_(
-                SessionSegment.started_at > at,
-                and_(SessionSegment.started_at == at, SessionSegment.id > int(key["id"])),
-            )
-        )
-    rows = list(
-        session.scalars(
-            query.order_by(SessionSegment.started_at, SessionSegment.id).limit(limit + 1)
-        )
+    page = list_across(
+        session,
+        Filter(session_id=session_id, enclosure_id=enclosure_id),
+        limit=limit,
+        cursor=cursor,
     )
-    items = [SegmentOut.model_validate(row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor({"started_at": last.started_at, "id": last.id})
-    return Page(items=items, next_cursor=next_cursor)
+    return Page([SegmentOut.model_validate(r.model_dump()) for r in page.items], page.next_cursor)
 
 
 # -- transitions (shared by the API and the bridge) -----------------------------------------------
@@ -350,6 +339,7 @@ def apply(
         previous,
         se.state,
         f" ({se.message})" if se.message else "",
+        extra=log_ids(enclosure_id=se.enclosure_id, session_id=se.session_id),
     )
     return True
 
@@ -424,7 +414,13 @@ def settle(
         "enclosure_states": dict(Counter(se.state for se in ses)),
     }
     events.append(("session.state", data, None, None))
-    log.info("session %s: %s -> %s", rs.id, previous.value, status.value)
+    log.info(
+        "session %s: %s -> %s",
+        rs.id,
+        previous.value,
+        status.value,
+        extra=log_ids(session_id=rs.id),
+    )
     return outgoing
 
 

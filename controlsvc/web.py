@@ -11,13 +11,14 @@ import socket
 import time
 from typing import cast
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, request
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from controlsvc.api.errors import problem
 from controlsvc.config import Settings
 from controlsvc.db import Database
+from schemas import logs
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,28 @@ def _finish_request(response: Response) -> Response:
     return response
 
 
+# Path parameters that name an enclosure, session or command: every log line of the request
+# carries them as fields (schemas.logs; [SERVICE] log_format = json).
+_ID_PARAMS = {"eid": "enclosure_id", "sessions.id": "session_id", "commands.id": "command_id"}
+
+
+def _bind_log_ids() -> None:
+    args = request.view_args or {}
+    ids = {}
+    for name, value in args.items():
+        field = _ID_PARAMS.get(name) or _ID_PARAMS.get(f"{request.blueprint}.{name}")
+        if field is not None:
+            ids[field] = str(value)
+    if ids:
+        g.log_ids_token = logs.set_ids(ids)
+
+
+def _unbind_log_ids(_exc: BaseException | None) -> None:
+    token = g.pop("log_ids_token", None)
+    if token is not None:
+        logs.reset_ids(token)
+
+
 def _close_session(_exc: BaseException | None) -> None:
     session: Session | None = g.pop("db_session", None)
     if session is not None:
@@ -93,5 +116,7 @@ def init_app(app: Flask, app_settings: Settings, db: Database) -> None:
     app.extensions.setdefault(
         BROKER_PROBE_KEY, tcp_broker_probe(app_settings.mqtt.host, app_settings.mqtt.port)
     )
+    app.before_request(_bind_log_ids)
     app.after_request(_finish_request)
     app.teardown_request(_close_session)
+    app.teardown_request(_unbind_log_ids)

@@ -33,6 +33,7 @@ import click
 from enclosure_agent import __version__
 from enclosure_agent.config import AgentConfig, Overrides, load_config
 from enclosure_agent.errors import AgentError, ConfigError
+from schemas.logs import LogFormat, configure_logging
 
 __all__ = ["EXIT_CONFIG", "EXIT_REFUSED", "EXIT_RESTART", "main"]
 
@@ -88,9 +89,14 @@ def _load(
         sys.exit(EXIT_CONFIG)
 
 
-def _setup_logging(level: str, enclosure_id: str) -> None:
-    log_format = LOG_FORMAT.replace("%(name)s", f"[{enclosure_id}] %(name)s")
-    logging.basicConfig(level=logging.WARNING, format=log_format, stream=sys.stderr)
+def _setup_logging(level: str, enclosure_id: str, log_format: LogFormat = "text") -> None:
+    configure_logging(
+        logging.WARNING,
+        log_format,
+        text_format=LOG_FORMAT.replace("%(name)s", f"[{enclosure_id}] %(name)s"),
+        process="agent",
+        static={"enclosure_id": enclosure_id},
+    )
     logging.getLogger("enclosure_agent").setLevel(level)
 
 
@@ -110,7 +116,9 @@ def cli() -> None:
 def run(log_level: str | None, **options: Any) -> None:
     """Run the agent until SIGTERM or SIGINT."""
     config = _load(**options)
-    _setup_logging((log_level or config.agent.log_level).upper(), config.enclosure_id)
+    _setup_logging(
+        (log_level or config.agent.log_level).upper(), config.enclosure_id, config.agent.log_format
+    )
     config_path: Path | None = options["config_path"]
     if config_path is not None and (config_path.stat().st_mode & 0o077):
         log.warning(

@@ -108,6 +108,11 @@ class AgentSection(_Section):
         " (systemd) or ~/.local/state/jaxmba-agent/<enclosure id>.",
     )
     log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text, or json: one JSON object per line with the enclosure, session and "
+        "command ids as fields (for Loki/ELK).",
+    )
 
 
 class BrokerSection(_Section):

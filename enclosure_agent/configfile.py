@@ -32,6 +32,8 @@ enclosure_id = {enclosure_id}
 # Journal, outbox and lock; systemd's StateDirectory= provides /var/lib/jaxmba-agent.
 state_dir = {state_dir}
 log_level = "INFO"
+# "json": one JSON object per log line, with enclosure, session and command ids as fields.
+log_format = "text"
 
 [broker]
 # mqtt://user:password@host:port or mqtts://... (TLS); the user is the enclosure id.

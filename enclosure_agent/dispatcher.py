@@ -23,6 +23,7 @@ from schemas.codec import parse_message
 from schemas.commands import Ack, Command, command_id_of
 from schemas.enums import AckResult, CommandKind
 from schemas.errors import MessageError
+from schemas.logs import bind, log_ids
 
 __all__ = ["AckSender", "Dispatcher"]
 
@@ -61,6 +62,10 @@ class Dispatcher:
         except MessageError as exc:
             self._malformed(inbound, exc)
             return
+        with bind(command_id=command.id):  # a field of every log line about it (JSON logs)
+            self._handle(command, inbound)
+
+    def _handle(self, command: Command, inbound: Inbound) -> None:
         key = str(command.id)
         previous = self._journal.command(key)
         if previous is not None or key in self._running:
@@ -124,9 +129,15 @@ class Dispatcher:
     def _run_later(self, command: Command, inbound: Inbound, later: Callable[[], Outcome]) -> None:
         def work() -> None:
             try:
-                final = later()
+                with bind(command_id=command.id):
+                    final = later()
             except Exception as exc:
-                log.exception("command %s (%s) failed", command.id, command.kind)
+                log.exception(
+                    "command %s (%s) failed",
+                    command.id,
+                    command.kind,
+                    extra=log_ids(command_id=command.id),
+                )
                 final = Outcome.failed(f"{type(exc).__name__}: {exc}")
             self._post(lambda: self._finish(command, inbound, final))
 

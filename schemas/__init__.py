@@ -65,6 +65,7 @@ from schemas.messages import (
     Desired,
     DesiredRecording,
     EnclosureStateMessage,
+    FleetState,
     ServiceState,
 )
 from schemas.status import (
@@ -127,6 +128,7 @@ __all__ = [
     "DiskLow",
     "EmptyParams",
     "EnclosureId",
+    "FleetState",
     "EnclosureState",
     "EnclosureStateMessage",
     "Event",

@@ -24,7 +24,7 @@ from schemas.commands import (
     command_id_of,
     parse_params,
 )
-from schemas.enums import AlertSeverity, Lifecycle
+from schemas.enums import AlertSeverity, EnclosureState, Lifecycle
 from schemas.events import (
     EVENT_PAYLOADS,
     CameraRecovered,
@@ -59,6 +59,7 @@ __all__ = [
     "MAX_STATUS_INTERVAL_S",
     "MIN_STATUS_INTERVAL_S",
     "EVENT_PAYLOADS",
+    "FleetState",
     "MAX_PAYLOAD_BYTES",
     "SCHEMA_VERSION",
     "Ack",
@@ -225,6 +226,32 @@ class Alert(WireMessage):
     session_id: SessionId | None = Field(default=None, description="The session concerned.")
     message: str = Field(description="Human description.")
     recovered: bool = Field(default=False, description="True when the condition has cleared.")
+
+
+class FleetState(WireMessage):
+    """``{prefix}/service/fleet/{eid}``: an enclosure's state as the service derives it (what
+    the web UI shows). QoS 1, retained, one per registered or seen enclosure (also those that
+    never connected); published on every change, and all again after each (re)connection.
+    A retired enclosure's message is cleared (empty retained payload)."""
+
+    label: ClassVar[str] = "fleet_state"
+
+    enclosure_id: EnclosureId = Field(description="The enclosure.")
+    name: str = Field(description="Its display name.")
+    state: EnclosureState = Field(description="idle, recording, error, lost or offline.")
+    reason: str | None = Field(default=None, description="Why, in words.")
+    since: UtcDatetime = Field(
+        description="Since when it is in this state (its registration if it never changed)."
+    )
+    session_id: SessionId | None = Field(
+        default=None, description="The active session it takes part in or records, else null."
+    )
+    last_seen_at: UtcDatetime | None = Field(
+        default=None, description="When the service last heard from it (null: never)."
+    )
+    expected_online: bool = Field(
+        default=False, description="Whether losing it raises an alert outside sessions too."
+    )
 
 
 CHANNEL_MODELS: dict[Channel, type[WireMessage]] = {

@@ -4,6 +4,7 @@
 
     {prefix}/service/state        service -> all      QoS 1, retained (Will: online=false)
     {prefix}/service/alerts       service -> all      QoS 1
+    {prefix}/service/fleet/{eid}  service -> all      QoS 1, retained (derived enclosure state)
     {prefix}/enc/{eid}/state      agent -> all        QoS 1, retained (Will: lost)
     {prefix}/enc/{eid}/status     agent -> service    QoS 1, retained
     {prefix}/enc/{eid}/desired    service -> agent    QoS 1, retained
@@ -69,7 +70,7 @@ CHANNEL_RETAINED: dict[Channel, bool] = {
     Channel.EVENTS: False,
     Channel.PREVIEW: False,
 }
-SERVICE_QOS = 1  # service/state (retained) and service/alerts (not retained)
+SERVICE_QOS = 1  # service/state and service/fleet/+ (retained), service/alerts (not)
 
 # What an enclosure's broker account may publish to and read under its own ``enc/{eid}/``
 # (plus ``{prefix}/service/state``); the ACL is generated from these.
@@ -143,6 +144,18 @@ class Topics:
     def service_alerts(self) -> str:
         """``{prefix}/service/alerts``: alerts for operators, not retained."""
         return f"{self.prefix}/service/alerts"
+
+    def fleet(self, eid: str) -> str:
+        """``{prefix}/service/fleet/{eid}``: the enclosure's derived state, retained."""
+        try:
+            validate_enclosure_id(eid)
+        except ValueError as exc:
+            raise TopicError(str(exc)) from None
+        return f"{self.prefix}/service/fleet/{eid}"
+
+    def fleet_filter(self) -> str:
+        """``{prefix}/service/fleet/+``: every enclosure's derived state."""
+        return f"{self.prefix}/service/fleet/+"
 
     # -- enclosure topics -------------------------------------------------------------------------
     def enc(self, eid: str, channel: Channel | str) -> str:

@@ -30,6 +30,7 @@ from controlsvc.publisher import BrokerUnavailable, Publisher
 from controlsvc.web import db_session, settings
 from schemas.base import StrictModel
 from schemas.enums import CommandState, Role
+from schemas.logs import log_ids
 from schemas.rest.common import Page, PageQuery
 from schemas.rest.enclosures import CommandCreate, CommandOut, CommandWaitQuery
 from schemas.topics import Topics
@@ -108,6 +109,7 @@ def send_command(path: EnclosurePath, body: CommandCreate) -> Any:
             command.id,
             command.enclosure_id,
             exc.detail,
+            extra=log_ids(enclosure_id=command.enclosure_id, command_id=command.id),
         )
         return _out(command), 202
     return record.model_dump(mode="json"), 202

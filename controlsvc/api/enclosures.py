@@ -125,7 +125,8 @@ def get_enclosure(path: EnclosurePath) -> Any:
 )
 @tokens.require_role(*EDITORS)
 def patch_enclosure(path: EnclosurePath, body: EnclosurePatch) -> Any:
-    """Change name, location or notes (operators and admins); null clears location or notes."""
+    """Change name, location, notes or ``expected_online`` (operators and admins); null
+    clears location or notes."""
     return _out(enclosures.update_enclosure(db_session(), path.eid, body))
 
 

@@ -42,6 +42,10 @@ def problem(
     return response
 
 
+# Path plus query of a request, in bytes. Well under what gunicorn's request line allows
+# (controlsvc.runner.GUNICORN_REQUEST_LINE_BYTES), so the API answers first, as a problem.
+MAX_URI_BYTES = 4096
+
 # --- OpenAPI: every error response is documented as a problem+json `Problem` ---------------
 
 PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"  # registered by app.py
@@ -53,6 +57,7 @@ _PROBLEM_DESCRIPTIONS = {
     405: "Method not allowed",
     409: "Conflicts with the current state",
     413: "The request body is too large",
+    414: "The URL is too long (path and query over MAX_URI_BYTES)",
     415: "The body is not application/json",
     422: "Invalid input; `errors` names each field",
     429: "Too many attempts; see Retry-After",
@@ -79,6 +84,14 @@ def problem_response(status: int) -> dict[str, Any]:
 def problem_responses(*statuses: int) -> ResponseDict:
     """`responses=` entries for flask-openapi3 routes: {status: problem response, ...}."""
     return {status: problem_response(status) for status in statuses}
+
+
+def document_uri_limit(spec: dict[str, Any]) -> None:
+    """Every operation may answer 414: the limit is checked before any view runs."""
+    for path_item in spec.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation["responses"].setdefault("414", problem_response(414))
 
 
 def document_validation_problems(spec: dict[str, Any], status: str = "422") -> None:
@@ -167,6 +180,20 @@ def validation_problem(exc: ValidationError) -> Response:
     return problem(422, "Invalid input", detail, errors=errors)
 
 
+def _check_uri_length() -> Response | None:
+    """A URL longer than ``MAX_URI_BYTES`` gets a 414 problem before anything reads it (the
+    web server's own limit, ``GUNICORN_REQUEST_LINE_BYTES``, is above it)."""
+    size = len(request.path.encode()) + len(request.query_string)
+    if size <= MAX_URI_BYTES:
+        return None
+    return problem(
+        414,
+        "URI too long",
+        f"the URL's path and query are {size} bytes, over the limit of {MAX_URI_BYTES}: "
+        "narrow the query (fewer or shorter parameters)",
+    )
+
+
 def _check_json_body() -> Response | None:
     """Refuse non-JSON and malformed JSON bodies with a clear 4xx before any view runs."""
     if request.method not in BODY_METHODS:
@@ -205,6 +232,7 @@ def _refuse_constant(name: str) -> object:
 
 
 def register_error_handlers(app: Flask) -> None:
+    app.before_request(_check_uri_length)
     app.before_request(_check_json_body)
 
     @app.errorhandler(DomainError)

@@ -10,8 +10,10 @@
   ``[SERVICE] session_lost_grace_s``), start and end time-outs
   (``[SERVICE] session_start_timeout_s``), the session's status (``sessions.settle``), clearing
   ``desired`` of enclosures that are done; then publishing ``desired`` documents the broker
-  has not acknowledged, all active ones again after every (re)connection, and the pending
-  alerts (MQTT, mail).
+  has not acknowledged, all active ones again after every (re)connection, ``enclosure_lost``
+  alerts for enclosures expected online (``alerts.watch_expected_online``), the pending
+  alerts (MQTT, mail), and each enclosure's derived state on ``service/fleet/{eid}``
+  (``controlsvc.fleet``).
 
 Everything it decides is in the database, so a restarted bridge carries on. Several bridges may
 run: the timer locks rows with SKIP LOCKED and every step is idempotent.
@@ -37,6 +39,7 @@ from controlsvc.config import Settings
 from controlsvc.db import Database, utcnow
 from controlsvc.enclosure_state import bounded_at, clock_skew, status_cause
 from controlsvc.enclosures import current_status, insert_ignore, insert_new
+from controlsvc.fleet import FleetPublisher
 from controlsvc.mail import MailOutbox, make_mailer
 from controlsvc.models.enclosures import Enclosure
 from controlsvc.models.sessions import (
@@ -518,6 +521,7 @@ class SessionDriver:
         self._throttle = LogThrottle(ERROR_LOG_PERIOD_S)
         self._generation = -1  # the connection whose active documents were re-published
         self._next_republish = 0.0
+        self.fleet = FleetPublisher(database, client, self.topics)
 
     def start(self) -> None:
         self._stop.clear()
@@ -543,7 +547,9 @@ class SessionDriver:
         for name, task in (
             ("desired", self.publish_desired),
             ("sessions", lambda: self.advance(now)),
+            ("expected online", lambda: self.watch_expected_online(now)),
             ("alerts", lambda: self.deliver_alerts(now)),
+            ("fleet", lambda: self.fleet.run_once(now)),
         ):
             try:
                 task()
@@ -840,8 +846,7 @@ class SessionDriver:
                     session,
                     "enclosure_lost",
                     eid,
-                    f"{eid} is {enc.state} ({enc.state_reason or 'no reason'}) during session "
-                    f"{rs.id}",
+                    f"{alerts.away_sentence(enc)} during session “{rs.name}”",
                     events,
                     session_id=rs.id,
                     now=now,
@@ -904,6 +909,18 @@ class SessionDriver:
             signal(Signal.FRAMES)
 
     # -- alerts -----------------------------------------------------------------------------------
+    def watch_expected_online(self, now: datetime | None = None) -> int:
+        """``enclosure_lost`` alerts for enclosures expected online (after the sessions, so an
+        enclosure lost in a session gets that session's alert)."""
+        events: list[EventIntent] = []
+        with self._db.sessionmaker() as session:
+            n = alerts.watch_expected_online(session, events, now=now)
+            newest = record_events(session, events)
+            session.commit()
+        if newest is not None:
+            self._client.notify_events(newest)
+        return n
+
     def deliver_alerts(self, now: datetime | None = None) -> int:
         if not self._client.connected or self._send_mail is None:
             return 0

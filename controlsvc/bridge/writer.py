@@ -42,6 +42,7 @@ from schemas.codec import parse_message
 from schemas.commands import Ack
 from schemas.errors import MessageError, TopicError
 from schemas.events import Event
+from schemas.logs import log_ids
 from schemas.messages import EnclosureStateMessage
 from schemas.status import Status
 from schemas.topics import Channel, Topics
@@ -293,6 +294,7 @@ class Writer:
             change.previous.value,
             change.state.value,
             change.reason,
+            extra=log_ids(enclosure_id=change.enclosure_id),
         )
 
     def _state(
@@ -370,6 +372,7 @@ class Writer:
                     enc.id,
                     ack.command_id,
                     outcome.ignored,
+                    extra=log_ids(enclosure_id=enc.id, command_id=ack.command_id),
                 )
             return
         record = outcome.record

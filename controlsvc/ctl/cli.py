@@ -19,11 +19,13 @@ import click
 from click.shell_completion import get_completion_class
 
 from controlsvc.ctl import output
+from controlsvc.ctl.alerts import alerts
 from controlsvc.ctl.broker import mqtt, provision_command
 from controlsvc.ctl.context import ENCLOSURE_ID, CtlContext, json_option, parse_params, pass_ctl
 from controlsvc.ctl.errors import CtlError
 from controlsvc.ctl.events import watch
 from controlsvc.ctl.output import ago, dig, human_bytes, human_seconds, local_time, text
+from controlsvc.ctl.recordings import recordings
 from controlsvc.ctl.sessions import sessions
 from schemas.enums import CommandKind, CommandState, EnclosureState
 
@@ -399,6 +401,8 @@ def command_show(ctl: CtlContext, command_id: str, wait_s: float) -> None:
 
 # -- the rest ------------------------------------------------------------------------------------
 cli.add_command(sessions)
+cli.add_command(alerts)
+cli.add_command(recordings)
 cli.add_command(watch)
 
 

@@ -11,7 +11,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controlsvc.db import Base, utcnow
@@ -45,6 +55,8 @@ class Enclosure(Base):
     # The service created its broker account in [MQTT] password_file (and removes it on retire).
     broker_account_managed: Mapped[bool] = mapped_column(default=False)
     retired_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Expected online: losing it raises an ``enclosure_lost`` alert even outside sessions.
+    expected_online: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     # Derived state (EnclosureState) and what the agent said (Lifecycle).
     state: Mapped[str] = mapped_column(String(ENUM_LENGTH), default="offline")

@@ -114,6 +114,7 @@ class SessionSegment(Base):
             "session_id", "enclosure_id", "path", name="uq_segments_session_id_enclosure_id_path"
         ),
         Index("ix_segments_session_id_started_at", "session_id", "started_at"),
+        Index("ix_segments_enclosure_id_started_at", "enclosure_id", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -141,6 +142,7 @@ class SessionGap(Base):
     __table_args__ = (
         UniqueConstraint("enclosure_id", "event_id", name="uq_gaps_enclosure_id_event_id"),
         Index("ix_gaps_session_id_enclosure_id", "session_id", "enclosure_id"),
+        Index("ix_gaps_enclosure_id_started_at", "enclosure_id", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -165,6 +167,7 @@ class Alert(Base):
     __table_args__ = (
         Index("ix_alerts_enclosure_id_kind_recovered_at", "enclosure_id", "kind", "recovered_at"),
         Index("ix_alerts_pending", "notify_pending"),
+        Index("ix_alerts_raised_at_id", "raised_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -182,6 +185,21 @@ class Alert(Base):
     notify_pending: Mapped[str | None] = mapped_column(String(16), default="raised")
     notified_at: Mapped[datetime | None] = mapped_column(default=None)
     mailed: Mapped[bool] = mapped_column(default=False)
+    # Acknowledged: someone has seen it (shared by every user and browser tab). The email is
+    # kept as it was then, so the record outlives the account.
+    acked_at: Mapped[datetime | None] = mapped_column(default=None)
+    acked_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    acked_by: Mapped[str | None] = mapped_column(String(320), default=None)
+
+    @property
+    def recovered(self) -> bool:
+        return self.recovered_at is not None
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.acked_at is not None
 
 
 class DesiredVersion(Base):

@@ -1,7 +1,7 @@
 """JABS layer: stable integer ids of enclosures and sessions, registered legacy devices
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-03 16:00:00.000000+00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import controlsvc.db
 
 revision: str = '0008'
-down_revision: str | Sequence[str] | None = '0005'
+down_revision: str | Sequence[str] | None = '0007'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

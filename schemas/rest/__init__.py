@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from schemas.rest.alerts import ALERT_ID_PATTERN, AlertListQuery, AlertOut, AlertStateFilter
 from schemas.rest.common import (
     PROBLEM_CONTENT_TYPE,
     FieldError,
@@ -23,6 +24,17 @@ from schemas.rest.enclosures import (
     StatusHistoryItem,
     StatusHistoryQuery,
 )
+from schemas.rest.recordings import (
+    MAX_TIMELINE_WINDOW,
+    ExportFormat,
+    RecordingExportQuery,
+    RecordingListQuery,
+    RecordingOut,
+    SpanKind,
+    TimelineOut,
+    TimelineQuery,
+    TimelineSpan,
+)
 from schemas.rest.sessions import (
     GapOut,
     RecordingsQuery,
@@ -37,6 +49,19 @@ from schemas.rest.sessions import (
 )
 
 __all__ = [
+    "ALERT_ID_PATTERN",
+    "AlertListQuery",
+    "AlertOut",
+    "AlertStateFilter",
+    "MAX_TIMELINE_WINDOW",
+    "ExportFormat",
+    "RecordingExportQuery",
+    "RecordingListQuery",
+    "RecordingOut",
+    "SpanKind",
+    "TimelineOut",
+    "TimelineQuery",
+    "TimelineSpan",
     "PROBLEM_CONTENT_TYPE",
     "CommandCreate",
     "CommandOut",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Self
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, StrictBool, ValidationError, model_validator
 
 from schemas.base import StrictModel
 from schemas.commands import COMMAND_PARAMS
@@ -59,6 +59,10 @@ class EnclosureOut(RestOut):
     status: Status | None = Field(default=None, description="The latest status heartbeat.")
     registered_at: UtcDatetime = Field(description="When the enclosure was registered.")
     retired: bool = Field(default=False, description="True once deleted (kept for history).")
+    expected_online: bool = Field(
+        default=False,
+        description="Expected to be online: lost or offline raises an alert even outside sessions.",
+    )
 
 
 class EnclosureRegistered(EnclosureOut):
@@ -74,6 +78,9 @@ class EnclosureCreate(StrictModel):
     )
     location: str | None = Field(default=None, max_length=200, description="Where it is.")
     notes: str | None = Field(default=None, max_length=10_000, description="Free notes.")
+    expected_online: StrictBool = Field(
+        default=False, description="Alert when it is lost or offline, even outside sessions."
+    )
 
 
 class EnclosurePatch(StrictModel):
@@ -84,11 +91,15 @@ class EnclosurePatch(StrictModel):
     )
     location: str | None = Field(default=None, max_length=200, description="Where it is.")
     notes: str | None = Field(default=None, max_length=10_000, description="Free notes.")
+    expected_online: StrictBool | None = Field(
+        default=None, description="Alert when it is lost or offline, even outside sessions."
+    )
 
     @model_validator(mode="after")
     def _name_not_cleared(self) -> Self:
-        if "name" in self.model_fields_set and self.name is None:
-            raise ValueError("name cannot be cleared")
+        for name in ("name", "expected_online"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be cleared")
         return self
 
     def changes(self) -> dict[str, Any]:

@@ -510,3 +510,121 @@ def test_sessions_create_list_show_cancel(env: dict[str, str], demo: Demo) -> No
     )
     assert busy.returncode == 1
     assert "ghost-01" in one_error_line(busy)
+
+
+def _api(
+    demo: Demo, env: dict[str, str], method: str, path: str, **kwargs: object
+) -> httpx.Response:
+    token = json.loads(_credentials_file(env).read_text())["logins"][demo.base]["access_token"]
+    return httpx.request(
+        method,
+        f"{demo.base}{path}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_alerts_list_and_ack(env: dict[str, str], demo: Demo) -> None:
+    """An enclosure expected online that never connected raises an alert outside sessions;
+    `alerts ack` acknowledges it for everybody."""
+    registered = _api(
+        demo, env, "POST", "/api/enclosures", json={"id": "ghost-07", "expected_online": True}
+    )
+    assert registered.status_code == 201, registered.text
+
+    def raised() -> list[dict[str, object]]:
+        listed = run_ctl(env, "--json", "alerts", "list", "--enclosure", "ghost-07")
+        assert listed.returncode == 0, listed.stderr
+        return [a for a in json.loads(listed.stdout) if a["kind"] == "enclosure_lost"]
+
+    alert = wait_for(raised, timeout=30, message="no enclosure_lost alert for ghost-07")[0]
+    assert alert["session_id"] is None
+    assert alert["acknowledged"] is False
+    table = run_ctl(env, "alerts", "list", "--unacked")
+    assert table.returncode == 0, table.stderr
+    assert str(alert["alert_id"]) in table.stdout
+    assert "expected online" in table.stdout
+    acked = run_ctl(env, "alerts", "ack", str(alert["alert_id"]))
+    assert acked.returncode == 0, acked.stderr
+    assert f"by {demo.email}" in acked.stdout
+    after = run_ctl(env, "--json", "alerts", "list", "--unacked", "--enclosure", "ghost-07")
+    assert json.loads(after.stdout) == []
+    missing = run_ctl(env, "alerts", "ack", "disk_low:ghost-07:00000000")
+    assert missing.returncode == 1
+    assert "404" in one_error_line(missing)
+    bad = run_ctl(env, "alerts", "ack", "../etc")
+    assert bad.returncode == 2
+    assert "not an alert id" in one_error_line(bad)
+    _api(demo, env, "PATCH", "/api/enclosures/ghost-07", json={"expected_online": False})
+
+
+def test_recordings_list_export_and_timeline(
+    env: dict[str, str], demo: Demo, tmp_path: Path
+) -> None:
+    """A short session on a demo agent (real recording); its segment is then in the inventory
+    across sessions, in both export formats, and on the enclosure's timeline."""
+    created = run_ctl(
+        env, "--json", "sessions", "create", "--name", "inventory", "--enclosure",
+        "demo-02:inv", "--duration", "4", "--fps", "10",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    sid = str(json.loads(created.stdout)["id"])
+    watched = run_ctl(env, "sessions", "watch", sid, timeout=90)
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+
+    def listed() -> list[dict[str, object]]:
+        result = run_ctl(env, "--json", "recordings", "list", "--session", sid)
+        assert result.returncode == 0, result.stderr
+        return list(json.loads(result.stdout))
+
+    items = wait_for(listed, timeout=30, message="no segment of the session in the inventory")
+    assert {i["enclosure_id"] for i in items} == {"demo-02"}
+    assert all(int(str(i["frames"])) > 0 and len(str(i["sha256"])) == 64 for i in items)
+    table = run_ctl(env, "recordings", "list", "--enclosure", "demo-02")
+    assert table.returncode == 0, table.stderr
+    assert sid in table.stdout
+    assert "segments" in table.stderr
+    out = tmp_path / "segments.csv"
+    exported = run_ctl(env, "recordings", "export", "--session", sid, "-o", str(out))
+    assert exported.returncode == 0, exported.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("enclosure_id,session_id,session_name,path,")
+    assert len(lines) == 1 + len(items)
+    assert all(sid in line for line in lines[1:])
+    as_json = run_ctl(env, "recordings", "export", "--session", sid, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert [r["sha256"] for r in json.loads(as_json.stdout)] == [i["sha256"] for i in items]
+    timeline = run_ctl(env, "--json", "recordings", "timeline", "demo-02")
+    assert timeline.returncode == 0, timeline.stderr
+    spans = json.loads(timeline.stdout)["spans"]
+    assert any(s["kind"] == "recorded" and s["session_id"] == sid for s in spans)
+    bad = run_ctl(env, "recordings", "list", "--from", "tomorrow")
+    assert bad.returncode == 2
+    unknown = run_ctl(env, "recordings", "export", "--session", "no-such-session")
+    assert unknown.returncode == 1
+    assert "404" in one_error_line(unknown)
+
+
+def test_mqtt_sub_shows_the_fleet_as_the_ui_does(env: dict[str, str], demo: Demo) -> None:
+    """A fresh subscriber as the operator gets every enclosure's derived state, retained."""
+    result = run_ctl(
+        env,
+        "mqtt",
+        "sub",
+        "service/fleet/+",
+        "--count",
+        str(len(ENCLOSURES)),
+        "--json",
+        "--broker",
+        demo.broker_url(OPERATOR_USER),
+    )
+    assert result.returncode == 0, result.stderr
+    messages = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(m["retain"] is True for m in messages)
+    shown = {m["payload"]["enclosure_id"]: m["payload"] for m in messages}
+    listed = {e["id"]: e for e in _api(demo, env, "GET", "/api/enclosures").json()["items"]}
+    assert set(shown) <= set(listed)
+    for eid, state in shown.items():
+        assert state["state"] == listed[eid]["state"]
+        assert state["since"]

@@ -99,6 +99,24 @@ def test_demo_runs_records_and_stops_cleanly(tmp_path: Path) -> None:
             message=f"demo API never became healthy:\n{log_path.read_text()[-3000:]}",
         )
         headers = _login(base, tmp_path / "var" / "demo")
+        # Quiet by default: nothing but the banner before it (no migration or request logs).
+        before_banner = log_path.read_text().split("jaxmba demo is starting")[0]
+        assert before_banner.strip() == "", before_banner[:2000]
+        # Invite links point at the port the demo serves, not [SERVICE] public_url's 5000;
+        # the mail stays visible in the quiet log (it is how the demo hands out links).
+        invited = httpx.post(
+            f"{base}/api/users/invites",
+            headers=headers,
+            json={"email": "tech@example.org", "role": "viewer"},
+            timeout=10,
+        )
+        assert invited.status_code == 201, invited.text
+        wait_for(
+            lambda: f"http://localhost:{port}/invite/" in log_path.read_text(),
+            timeout=20,
+            message=lambda: f"no invite link to port {port}:\n{log_path.read_text()[-2000:]}",
+        )
+        assert "localhost:5000" not in log_path.read_text()
 
         def enclosures() -> list[dict]:
             body = httpx.get(f"{base}/api/enclosures", headers=headers, timeout=10).json()
@@ -172,3 +190,85 @@ def test_demo_runs_records_and_stops_cleanly(tmp_path: Path) -> None:
     psutil.wait_procs(children, timeout=10)
     leftovers = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def test_json_logs_from_the_api_the_bridge_and_the_agents(tmp_path: Path) -> None:
+    """[SERVICE] log_format = json: every log line of every process is one JSON object, with the
+    enclosure and command ids as fields (the demo passes the format to its agents)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAXMBA_")}
+    env["FLASK_CONFIG"] = "dev"
+    env["JAXMBA_SERVICE_LOG_FORMAT"] = "json"
+    config = tmp_path / "jax-mba-service.config"
+    cli = [sys.executable, "-m", "controlsvc", "--config", str(config)]
+    subprocess.run([*cli, "init_config"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    port = find_free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "demo.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [*cli, "demo", "--enclosures", "1", "--port", str(port), "-v"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: proc.poll() is None and _healthy(base),
+            timeout=90,
+            message=lambda: f"demo API never became healthy:\n{log_path.read_text()[-3000:]}",
+        )
+        headers = _login(base, tmp_path / "var" / "demo")
+
+        def demo_01_idle() -> bool:
+            answer = httpx.get(f"{base}/api/enclosures/demo-01", headers=headers, timeout=10)
+            return answer.status_code == 200 and answer.json()["state"] == "idle"
+
+        wait_for(demo_01_idle, timeout=60, message="demo-01 never became idle")
+        sent = httpx.post(
+            f"{base}/api/enclosures/demo-01/commands",
+            headers=headers,
+            json={"kind": "ping"},
+            timeout=10,
+        ).json()
+
+        def lines() -> list[dict]:
+            out = []
+            for line in log_path.read_text().splitlines():
+                if line.startswith("{"):
+                    out.append(json.loads(line))
+            return out
+
+        def agent_logged_the_command() -> bool:
+            return any(
+                rec.get("process") == "agent" and rec.get("command_id") == sent["id"]
+                for rec in lines()
+            )
+
+        wait_for(agent_logged_the_command, timeout=30, message="no JSON line for the command")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    text = log_path.read_text()
+    banner = text.index("jaxmba demo is starting")
+    banner_end = text.index("Ctrl-C stops everything.", banner)
+    rest = text[:banner] + text[banner_end + len("Ctrl-C stops everything.") :]
+    records = []
+    for line in rest.splitlines():
+        if not line.strip():
+            continue
+        records.append(json.loads(line))  # every log line is JSON (fails on a text line)
+    assert all({"ts", "level", "logger", "message", "process"} <= set(r) for r in records)
+    processes = {r["process"] for r in records}
+    assert {"demo", "bridge", "agent", "api"} <= processes, processes
+    agent = [r for r in records if r["process"] == "agent"]
+    assert all(r["enclosure_id"] == "demo-01" for r in agent)
+    bridge_states = [
+        r for r in records if r["process"] == "bridge" and r.get("enclosure_id") == "demo-01"
+    ]
+    assert bridge_states, "no bridge line with the enclosure id"

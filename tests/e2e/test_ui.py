@@ -201,24 +201,34 @@ def _new_page(browser: Any) -> tuple[Any, Any, Console]:
     return context, page, console
 
 
-def test_operator_journey(demo: Demo, browser: Any) -> None:
-    context, page, console = _new_page(browser)
-    page.on("dialog", lambda dialog: dialog.accept())
-
-    # Log in.
+def _login(page: Any, demo: Demo, shot: str | None = None) -> None:
     page.goto(f"{demo.base}/")
     expect(page.get_by_role("heading", name="Log in to jaxmba")).to_be_visible()
-    _shot(page, "login")
+    if shot:
+        _shot(page, shot)
     page.get_by_label("Email").fill(demo.email)
     page.get_by_label("Password").fill(demo.password)
     page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Fleet")).to_be_visible()
+
+
+def test_operator_journey(demo: Demo, browser: Any) -> None:
+    context, page, console = _new_page(browser)
+    # The UI asks with its own dialog; the browser's confirm box must never appear.
+    page.on("dialog", lambda d: (console.errors.append(f"native dialog: {d.message}"), d.dismiss()))
+
+    # Log in.
+    _login(page, demo, shot="login")
 
     # The fleet: every enclosure, all idle once their agents report; the stream is live.
-    expect(page.get_by_role("heading", name="Fleet")).to_be_visible()
     for eid in ENCLOSURES:
         expect(_card(page, eid).get_by_test_id("state")).to_have_text("Idle", timeout=60_000)
     expect(page.locator("#live-indicator")).to_have_text("live")
     expect(_card(page, "demo-01")).to_contain_text("Disk free")
+    # A clock that agrees with the service's within the tolerance is fine, NTP or not.
+    clock = _card(page, "demo-01").locator("dt:text('Clock') + dd")
+    expect(clock).to_have_class(re.compile(r"tone-text-ok"), timeout=30_000)
+    expect(clock).not_to_contain_text("not synced")
     page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
 
     # Filter and search.
@@ -265,6 +275,16 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
 
     # Cancel one enclosure: it ends, the other goes on.
     page.get_by_role("button", name="Cancel demo-02").click()
+    ask = page.get_by_role("dialog", name="Stop demo-02?")
+    expect(ask).to_be_visible()
+    expect(ask.get_by_role("button", name="Keep recording")).to_be_focused()
+    page.keyboard.press("Escape")  # declining changes nothing
+    expect(ask).to_have_count(0)
+    expect(rows["demo-02"].get_by_test_id("state")).to_have_text("Recording")
+    page.get_by_role("button", name="Cancel demo-02").click()
+    page.get_by_role("dialog", name="Stop demo-02?").get_by_role(
+        "button", name="Stop demo-02"
+    ).click()
     expect(rows["demo-02"].get_by_test_id("state")).to_have_text("Canceled", timeout=20_000)
     expect(rows["demo-01"].get_by_test_id("state")).to_have_text("Recording")
     expect(page.get_by_test_id("status")).to_have_text("Running")
@@ -280,15 +300,35 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
     expect(frames).not_to_have_text(before, timeout=30_000)
     _shot(page, "dashboard")
     page.set_viewport_size(PHONE)
+    # "Log out" stays on the first row, beside the brand, in one line.
+    brand = page.locator(".topbar .brand").bounding_box()
+    logout = page.get_by_role("button", name="Log out").bounding_box()
+    assert brand is not None
+    assert logout is not None
+    assert abs((logout["y"] + logout["height"] / 2) - (brand["y"] + brand["height"] / 2)) < 8
+    assert logout["x"] + logout["width"] <= PHONE["width"]
+    assert logout["height"] < 2 * brand["height"], logout
     _shot(page, "dashboard-phone")
     page.set_viewport_size(DESKTOP)
 
     # The enclosure page: charts, and a command with its result.
     _card(page, "demo-01").get_by_role("link", name="demo-01").click()
     expect(page.locator(".page-head h1")).to_contain_text("demo-01")
+    # Before the live view starts: a placeholder that says so, not a broken image.
+    expect(page.get_by_test_id("live-off")).to_be_visible()
+    expect(page.locator("img.live-img")).to_be_hidden()
     expect(page.locator("svg.chart-svg path.line").first).to_be_attached(timeout=20_000)
     page.get_by_role("button", name="Ping").click()
     expect(page.locator("table.data tbody tr").first).to_contain_text("Succeeded")
+    # Mark it expected online (alerts when lost even outside sessions): stored by the service.
+    page.get_by_test_id("expected-online").check()
+    expect(page.get_by_role("status").filter(has_text="expected online")).to_be_visible()
+    assert demo.api("GET", "/api/enclosures/demo-02")["expected_online"] is False
+    assert demo.api("GET", "/api/enclosures/demo-01")["expected_online"] is True
+    # Its recording timeline: the open file of the running session, with the session's name.
+    recordings = page.get_by_test_id("recordings")
+    expect(recordings.locator('tr[data-span="recording"]').first).to_contain_text("UI test session")
+    expect(recordings.locator(".rec-strip .rec-recording").first).to_be_attached()
     _shot(page, "enclosure")
 
     # The sessions list.
@@ -305,8 +345,26 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
     expect(_card(page, "demo-01").get_by_test_id("state")).to_have_text("Lost", timeout=30_000)
     alert = page.locator(".alert", has_text="demo-01")
     expect(alert.first).to_be_visible(timeout=30_000)
+    expect(alert.first).to_contain_text(
+        "demo-01 lost its connection during session “UI test session”"
+    )
+    expect(alert.first).not_to_contain_text("Will")
+    # Alerts are the service's, not a tab's: a second tab opened now lists the same alert,
+    # and an acknowledgement in the first removes it there too (pushed, no reload).
+    other = context.new_page()
+    other.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+    other.on("pageerror", lambda exc: console.errors.append(f"uncaught: {exc}"))
+    _login(other, demo)
+    open_lost = ".alert:not(.alert-recovered)"
+    expect(other.locator(open_lost, has_text="demo-01").first).to_be_visible()
+    other.evaluate("window.__sameDocument = true")
     alert.first.get_by_role("button", name="Acknowledge").click()
-    expect(page.locator(".alert:not(.alert-recovered)", has_text="demo-01")).to_have_count(0)
+    expect(page.locator(open_lost, has_text="demo-01")).to_have_count(0)
+    expect(other.locator(open_lost, has_text="demo-01")).to_have_count(0)
+    assert other.evaluate("window.__sameDocument") is True
+    other.close()
+    acked = demo.api("GET", "/api/alerts", params={"enclosure_id": "demo-01"})["items"]
+    assert any(a["acked_by"] == demo.email for a in acked), acked
     assert page.evaluate("window.__sameDocument") is True
 
     # Users: invite someone.

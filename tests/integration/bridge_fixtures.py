@@ -19,6 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from flask import Flask
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -376,3 +377,26 @@ def history_count(database: Database, eid: str) -> int:
 def command_row(database: Database, command_id: uuid.UUID | str) -> Command | None:
     with database.sessionmaker() as session:
         return session.get(Command, uuid.UUID(str(command_id)))
+
+
+# -- the API against the broker, for modules that import these by name --------------------------
+@pytest.fixture
+def broker_app(settings: Settings, database: Database) -> Iterator[Flask]:
+    """The app on the module's ``settings`` (pointed at its broker with ``bridge_settings``);
+    its MQTT publisher closed at teardown."""
+    from controlsvc.app import create_app
+    from controlsvc.mqtt_publisher import PUBLISHER_KEY
+
+    app = create_app(settings, database=database)
+    yield app
+    app.extensions[PUBLISHER_KEY].close()
+
+
+@pytest.fixture
+def operator(auth: Any) -> dict[str, str]:
+    return dict(auth.headers(auth.create("op@example.com", role="operator")))
+
+
+@pytest.fixture
+def viewer(auth: Any) -> dict[str, str]:
+    return dict(auth.headers(auth.create("viewer@example.com", role="viewer")))

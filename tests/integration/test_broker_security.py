@@ -152,6 +152,7 @@ def test_enclosure_cannot_publish_on_another_enclosures_topics(
         topic("enc-a", "desired"),
         f"{P}/service/state",
         f"{P}/service/alerts",
+        f"{P}/service/fleet/enc-a",
         f"{P}/enc/enc-a",
         f"{P}/enc/enc-a/status/extra",
         f"{P}/enc/enc-a/unknown",
@@ -320,6 +321,9 @@ def test_operator_reads_everything(
     assert ops.expect(topic(eid, "status")).payload == b"status for ops"
     assert ops.expect(topic(eid, "cmd")).payload == b"cmd for ops"
     assert ops.expect(f"{P}/service/alerts").payload == b"alert for ops"
+    # the fleet's derived states: the service writes them (retained), operators read them
+    assert service.publish(f"{P}/service/fleet/{eid}", b"fleet for ops", retain=True) in ACCEPTED
+    assert ops.expect(f"{P}/service/fleet/{eid}").payload == b"fleet for ops"
     assert ops.expect(topic(eid, "preview")).payload == b"jpeg"
 
 
@@ -330,6 +334,7 @@ def test_operator_reads_everything(
         *(topic("enc-a", channel) for channel in ALL_CHANNELS),
         f"{P}/service/state",
         f"{P}/service/alerts",
+        f"{P}/service/fleet/enc-a",
         "elsewhere/topic",
     ],
 )

@@ -7,6 +7,7 @@ import os
 import stat
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -19,6 +20,7 @@ from controlsvc.configfile import read_value
 from controlsvc.db import Database
 from controlsvc.models.users import User
 from tests.support.auth import PASSWORD
+from tests.support.postgres import create_database, drop_database
 
 
 @click.command(
@@ -420,7 +422,7 @@ def fake_runner(monkeypatch):
     )
     module.run_bridge = lambda settings: calls.append(("bridge", {"settings": settings}))
     monkeypatch.setitem(sys.modules, "controlsvc.runner", module)
-    monkeypatch.setattr(manage, "configure_logging", lambda level="INFO": None)
+    monkeypatch.setattr(manage, "configure_logging", lambda *args, **kwargs: None)
     return calls
 
 
@@ -460,11 +462,20 @@ def test_run_defaults_come_from_the_config(runner, workdir, fake_runner):
     )
 
 
-def test_run_in_prod_does_not_migrate_by_itself(runner, workdir, fake_runner):
-    url = f"sqlite+pysqlite:///{workdir / 'prod.sqlite'}"
+@pytest.fixture
+def empty_postgres(pg_server) -> Iterator[str]:
+    """An empty PostgreSQL database of its own (prod refuses SQLite)."""
+    url = create_database(pg_server, prefix="jaxmba_cli_prod")
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        drop_database(url)
+
+
+def test_run_in_prod_does_not_migrate_by_itself(runner, workdir, fake_runner, empty_postgres):
     env = {
         "FLASK_CONFIG": "prod",
-        "JAXMBA_DATABASE_URL": url,
+        "JAXMBA_DATABASE_URL": empty_postgres,
         "JAXMBA_SECRETS_SECRET_KEY": "a" * 64,
         "JAXMBA_SECRETS_JWT_SECRET_KEY": "b" * 64,
     }
@@ -474,6 +485,33 @@ def test_run_in_prod_does_not_migrate_by_itself(runner, workdir, fake_runner):
     assert fake_runner == []
     assert invoke(runner, ["run", "--migrate"], env=env).exit_code == 0
     assert [kind for kind, _ in fake_runner] == ["run"]
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        {"JAXMBA_DATABASE_DIALECT": "sqlite"},
+        {"JAXMBA_DATABASE_URL": "sqlite+pysqlite:///prod.sqlite"},
+    ],
+    ids=["dialect", "url"],
+)
+def test_prod_refuses_sqlite(runner, workdir, fake_runner, database):
+    env = {
+        "FLASK_CONFIG": "prod",
+        "JAXMBA_SECRETS_SECRET_KEY": "a" * 64,
+        "JAXMBA_SECRETS_JWT_SECRET_KEY": "b" * 64,
+        **database,
+    }
+    result = invoke(runner, ["run", "--migrate"], env=env)
+    assert result.exit_code == 2
+    assert "prod refuses SQLite" in result.stderr
+    assert "[DATABASE]" in result.stderr
+    assert "PostgreSQL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert fake_runner == []
+    assert not (workdir / "prod.sqlite").exists()
+    dev = invoke(runner, ["db", "current"], env={**database, "FLASK_CONFIG": "dev"})
+    assert "prod refuses" not in dev.stderr
 
 
 def test_run_refuses_a_bad_port(runner, workdir, fake_runner):
@@ -505,7 +543,7 @@ def test_runserver_runs_the_flask_app(runner, db_env, monkeypatch):
         seen.update(app=self, host=host, port=port, **options)
 
     monkeypatch.setattr(Flask, "run", fake_run)
-    monkeypatch.setattr(manage, "configure_logging", lambda level="INFO": None)
+    monkeypatch.setattr(manage, "configure_logging", lambda *args, **kwargs: None)
     result = invoke(runner, ["runserver", "--host", "127.0.0.3", "--port", "5055"], env=db_env)
     assert result.exit_code == 0, result.output
     assert (seen["host"], seen["port"], seen["threaded"]) == ("127.0.0.3", 5055, True)
@@ -558,3 +596,27 @@ def test_test_commands_run_pytest(runner, workdir, monkeypatch, args, expected):
 def test_test_command_passes_pytest_failures_on(runner, workdir, monkeypatch):
     monkeypatch.setattr(manage.subprocess, "call", lambda argv, env: 3)
     assert invoke(runner, ["test"]).exit_code == 3
+
+
+@pytest.mark.parametrize(
+    ("flags", "level", "access_log"),
+    [([], "WARNING", None), (["-v"], "INFO", "-"), (["-vv"], "DEBUG", "-")],
+)
+def test_demo_is_quiet_unless_asked(runner, workdir, monkeypatch, flags, level, access_log):
+    """The demo runs (and starts its bridge, agents and API) at WARNING; -v, -vv log more."""
+    from controlsvc import demo as demo_module
+    from controlsvc.runner import gunicorn_options, settings_env
+
+    seen = {}
+    monkeypatch.setattr(demo_module, "run_demo", lambda settings, **kw: seen.update(s=settings))
+    monkeypatch.setattr(demo_module, "quiet_demo_logging", lambda: seen.update(quiet=True))
+    monkeypatch.setattr(manage, "configure_logging", lambda level, *rest: seen.update(root=level))
+    url = f"sqlite+pysqlite:///{workdir / 'demo.sqlite'}"
+    result = invoke(runner, ["demo", *flags], env={"JAXMBA_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    assert seen["root"] == level
+    assert seen.get("quiet", False) is (not flags)  # the mails (invite links) stay visible
+    settings = seen["s"]
+    assert settings.service.log_level == level
+    assert settings_env(settings)["JAXMBA_SERVICE_LOG_LEVEL"] == level  # the bridge child
+    assert gunicorn_options(settings, "127.0.0.1", 5000, 1)["accesslog"] == access_log

@@ -297,6 +297,15 @@ def test_desired_is_the_command_and_events_drive_the_states(
     recordings = client.get(f"/api/sessions/{sid}/recordings", headers=viewer).get_json()
     assert [r["sha256"] for r in recordings["items"]] == ["a" * 64]
     assert recordings["items"][0]["enclosure_id"] == "enc-a"
+    # ... and in the inventory across sessions, with its session
+    across = client.get("/api/recordings?enclosure_id=enc-a", headers=viewer).get_json()
+    assert [(r["session_id"], r["sha256"], r["frames"]) for r in across["items"]] == [
+        (sid, "a" * 64, 20)
+    ]
+    timeline = client.get("/api/enclosures/enc-a/timeline", headers=viewer).get_json()
+    assert [(s["kind"], s["session_id"], s["frames"]) for s in timeline["spans"]] == [
+        ("recorded", sid, 20)
+    ]
     # desired cleared with a higher version
     cleared = wait_for(
         lambda: next(
@@ -387,6 +396,8 @@ def test_lost_enclosure_times_out_and_alerts(
     assert alert["kind"] == "enclosure_lost"
     assert alert["enclosure_id"] == "enc-a"
     assert alert["session_id"] == sid
+    # A sentence for lab staff: the session by its name, no MQTT words.
+    assert alert["message"] == "enc-a lost its connection during session “test session”"
     wait_enc_state(client, viewer, sid, "enc-a", "timed_out", timeout=10)
     assert "lost for more than 3 s" in enclosure_of(get(client, viewer, sid), "enc-a")["message"]
 

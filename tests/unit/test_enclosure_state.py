@@ -80,7 +80,7 @@ def test_derive_state(lifecycle, latest, expected):
 def test_reasons_say_why():
     assert derive_state(None, None)[1] == "never seen"
     assert derive_state(Lifecycle.DISCONNECTED, None)[1] == "clean shutdown"
-    assert "Will" in derive_state(Lifecycle.LOST, None)[1]
+    assert derive_state(Lifecycle.LOST, None)[1] == "connection lost"  # no MQTT words for people
     assert derive_state(Lifecycle.READY, status(last_error="disk full"))[1] == "disk full"
     assert "s1" in derive_state(Lifecycle.READY, status(recording={"session_id": "s1"}))[1]
     long_error = "x" * 500

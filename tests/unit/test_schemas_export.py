@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from schemas import CHANNEL_MODELS, Alert, ServiceState, export, parse_message
+from schemas import CHANNEL_MODELS, Alert, FleetState, ServiceState, export, parse_message
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "protocol"
 PROTOCOL_DOC = ROOT / "docs" / "protocol.md"
 EXAMPLE_RE = re.compile(r"```json (\w+)\n(.*?)```", re.DOTALL)
-MODELS_BY_LABEL = {m.label: m for m in [*CHANNEL_MODELS.values(), ServiceState, Alert]}
+MODELS_BY_LABEL = {m.label: m for m in [*CHANNEL_MODELS.values(), ServiceState, Alert, FleetState]}
 
 
 def test_committed_schemas_and_reference_are_current():

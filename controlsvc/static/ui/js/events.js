@@ -9,7 +9,7 @@ import { api } from "./api.js";
 
 const KINDS = [
   "enclosure.state", "enclosure.status", "command.updated",
-  "session.progress", "session.state", "alert",
+  "session.progress", "session.state", "alert", "alert.acked",
 ];
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 15000;

@@ -82,14 +82,18 @@ export function health(status) {
   const diskPct = sys.disk_total_bytes ? (100 * sys.disk_free_bytes) / sys.disk_total_bytes : null;
   let clockWord = "unknown";
   let clockTone = "none";
+  const offsetKnown = clock.offset_s !== null && clock.offset_s !== undefined;
   if (clock.skewed) {
     clockWord = `skewed ${fmtNumber(clock.offset_s, 2)} s`; clockTone = "bad";
   } else if (clock.ntp_synchronized === true) {
     clockWord = "synced"; clockTone = "ok";
+  } else if (offsetKnown) {
+    // Without NTP, but agreeing with the service's clock within the tolerance: not a problem.
+    clockWord = "within tolerance"; clockTone = "ok";
   } else if (clock.ntp_synchronized === false) {
     clockWord = "not synced"; clockTone = "warn";
   }
-  if (!clock.skewed && clock.offset_s !== null && clock.offset_s !== undefined) {
+  if (!clock.skewed && offsetKnown) {
     clockWord += ` (${fmtNumber(clock.offset_s * 1000, 0)} ms)`;
   }
   return {

@@ -58,10 +58,15 @@ export function enclosurePage(main, eid) {
   const message = h("p.notice", { role: "status", hidden: true });
   const buttons = h("div.buttons");
   const transitions = h("ul.timeline");
-  const liveImg = h("img.live-img", { alt: `Live view of ${eid}` });
+  const recStrip = h("div.rec-strip", { role: "img", "aria-label": "Recording timeline" });
+  const recSummary = h("p.summary");
+  const recRows = h("tbody");
+  const liveImg = h("img.live-img", { alt: `Live view of ${eid}`, hidden: true });
+  const livePlaceholder = h("p.live-off", { dataset: { testid: "live-off" } },
+    "The live view is off. Start it to watch the camera: frames are sent only while someone watches.");
   const liveButton = h("button", { type: "button", onclick: () => (liveOn ? stopLive() : startLive()) }, "Start live view");
   const livePanel = h("section.panel", { hidden: true, "aria-labelledby": "live-h" },
-    h("h2#live-h", "Live view"), liveButton, h("div.live-box", liveImg));
+    h("h2#live-h", "Live view"), liveButton, h("div.live-box", livePlaceholder, liveImg));
 
   clear(main,
     h("p.crumbs", h("a", { href: "#/" }, "Fleet"), " / ", eid),
@@ -73,6 +78,11 @@ export function enclosurePage(main, eid) {
         h("thead", h("tr", ["Sent", "Command", "Result", "Detail"].map((c) => h("th", { scope: "col" }, c)))),
         commandRows))),
     livePanel,
+    h("section.panel", { "aria-labelledby": "rec-h", dataset: { testid: "recordings" } },
+      h("h2#rec-h", "Recordings, last 7 days"), recSummary, recStrip,
+      h("div.table-wrap", h("table.data", h("caption.sr", "Recorded spans and gaps"),
+        h("thead", h("tr", ["From", "To", "Length", "What", "Session"].map((c) => h("th", { scope: "col" }, c)))),
+        recRows))),
     h("section.panel", { "aria-labelledby": "hist-h" },
       h("h2#hist-h", "Status history"), h("div.charts", charts.disk, charts.load, charts.fps)),
     h("section.panel", { "aria-labelledby": "tr-h" }, h("h2#tr-h", "State changes"), transitions));
@@ -87,6 +97,11 @@ export function enclosurePage(main, eid) {
       h("dt", "Location"), h("dd", enc.location || "–"),
       h("dt", "Last seen"), h("dd", fmtTime(enc.last_seen_at)),
       h("dt", "Agent"), h("dd", enc.agent_version || "–"),
+      h("dt", "Expected online"), h("dd", canOperate()
+        ? h("label.inline-check", h("input", { type: "checkbox", checked: enc.expected_online,
+          dataset: { testid: "expected-online" }, onchange: (ev) => setExpected(ev.target) }),
+        " alert when lost, even outside sessions")
+        : enc.expected_online ? "yes (alerts when lost)" : "no"),
       hl ? [
         h("dt", "Disk free"), h(`dd.tone-text-${hl.diskTone}`, hl.diskPct === null ? "–" : `${fmtNumber(hl.diskPct, 1)} %`),
         h("dt", "Load"), h("dd", fmtNumber(hl.load, 2)),
@@ -99,6 +114,54 @@ export function enclosurePage(main, eid) {
         hl.lastError ? [h("dt", "Last error"), h("dd.error-text", hl.lastError)] : null,
       ] : null),
       enc.notes ? h("p", enc.notes) : null);
+  }
+
+  const SPAN_WORDS = { recorded: "Recorded", recording: "Recording (open file)" };
+  const CAUSE_WORDS = {
+    agent_restart: "agent restarted", camera_stalled: "camera stalled",
+    not_recorded: "not recorded (failed or timed out)", unexplained: "files missing, no cause reported",
+  };
+
+  function renderTimeline(t) {
+    const start = Date.parse(t.window_start);
+    const width = Date.parse(t.window_end) - start;
+    const open = t.spans.filter((s) => s.kind === "recording").reduce((n, s) => n + s.duration_s, 0);
+    recSummary.textContent = `${fmtDuration(t.recorded_s)} in closed files`
+      + (open ? `, ${fmtDuration(open)} in the file being recorded` : "")
+      + `, ${fmtDuration(t.gap_s)} in gaps (${fmtTime(t.window_start)} – ${fmtTime(t.window_end)}).`;
+    clear(recStrip, t.spans.map((s) => {
+      const bar = h(`span.rec-span.rec-${s.kind}`, { title: `${SPAN_WORDS[s.kind] || "Gap"}: ${s.session_name}` });
+      bar.style.left = `${(100 * (Date.parse(s.started_at) - start)) / width}%`;
+      bar.style.width = `${Math.max(0.2, (100 * s.duration_s * 1000) / width)}%`;
+      return bar;
+    }));
+    const spans = [...t.spans].reverse().slice(0, 50); // newest first
+    clear(recRows, spans.length ? spans.map((s) => h("tr", { dataset: { span: s.kind } },
+      h("td", fmtTime(s.started_at)),
+      h("td", fmtTime(s.ended_at)),
+      h("td", fmtDuration(s.duration_s)),
+      h("td", s.kind === "gap"
+        ? h("span.badge.tone-bad", `Gap: ${CAUSE_WORDS[s.cause] || s.cause}`)
+        : [h(`span.badge.tone-${s.kind === "recording" ? "info" : "ok"}`, SPAN_WORDS[s.kind]),
+          s.segments ? ` ${s.segments} files, ${fmtNumber(s.frames)} frames` : ""]),
+      h("td", h("a", { href: `#/sessions/${encodeURIComponent(s.session_id)}` }, s.session_name))))
+      : h("tr", h("td", { colspan: 5 }, "Nothing recorded in the last 7 days.")));
+  }
+
+  async function setExpected(box) {
+    box.disabled = true;
+    try {
+      enc = await api("PATCH", `/api/enclosures/${eid}`, { expected_online: box.checked });
+      message.hidden = false;
+      message.textContent = enc.expected_online
+        ? `${eid} is expected online: losing it raises an alert, in a session or not.`
+        : `${eid} is no longer expected online.`;
+    } catch (err) {
+      box.checked = !box.checked;
+      message.hidden = false;
+      message.textContent = `Could not change it: ${err.message}`;
+    }
+    renderHead();
   }
 
   function renderCharts() {
@@ -143,6 +206,8 @@ export function enclosurePage(main, eid) {
     // The relay needs a token: a fresh single-use ticket, never the bearer token, in the URL.
     const { ticket } = await api("POST", "/api/events/ticket");
     liveImg.src = `/api/enclosures/${eid}/live?ticket=${encodeURIComponent(ticket)}`;
+    liveImg.hidden = false;
+    livePlaceholder.hidden = true;
   }
 
   function stopLive() {
@@ -151,6 +216,8 @@ export function enclosurePage(main, eid) {
     // Closing the stream is enough: the relay lets the agent stop once nobody watches (other
     // viewers may still be watching, so never send stop_live_view from here).
     liveImg.removeAttribute("src");
+    liveImg.hidden = true;
+    livePlaceholder.hidden = false;
     liveButton.textContent = "Start live view";
   }
 
@@ -173,6 +240,9 @@ export function enclosurePage(main, eid) {
       clear(buttons, h("p.muted", "Viewers cannot send commands."));
     }
     livePanel.hidden = !(await hasLiveRoute());
+    api("GET", `/api/enclosures/${eid}/timeline`).then(renderTimeline, (err) => {
+      recSummary.textContent = `Could not load the recordings: ${err.message}`;
+    });
     const [hist, cmds, trans] = await Promise.all([
       api("GET", `/api/enclosures/${eid}/status-history`, undefined, { query: { limit: HISTORY_POINTS } }),
       api("GET", `/api/enclosures/${eid}/commands`, undefined, { query: { limit: 20 } }),

@@ -1,6 +1,7 @@
 // Recording sessions: the list, the create form and one session's detail.
 
 import { api, canOperate, listAll } from "../api.js";
+import { confirmDialog } from "../dialog.js";
 import { h, clear, progressBar } from "../dom.js";
 import * as events from "../events.js";
 import { field, formError, showErrors, clearErrors } from "../forms.js";
@@ -199,8 +200,14 @@ export function sessionPage(main, id) {
         h("dt", "Gaps"), h("dd", s.totals.gap_s ? fmtDuration(s.totals.gap_s) : "none"),
         s.notes ? [h("dt", "Notes"), h("dd", s.notes)] : null),
       canOperate() ? h("div.buttons",
-        !terminal ? h("button.danger", { type: "button", onclick: () => {
-          if (confirm(`Cancel the whole session "${s.name}"?`)) act(`/api/sessions/${id}/cancel`, "Session canceled");
+        !terminal ? h("button.danger", { type: "button", onclick: async () => {
+          const sure = await confirmDialog({
+            title: "Cancel the session?",
+            message: `Every enclosure of "${s.name}" stops recording. What was recorded stays.`,
+            confirmLabel: "Cancel session",
+            cancelLabel: "Keep recording",
+          });
+          if (sure) act(`/api/sessions/${id}/cancel`, "Session canceled");
         } }, "Cancel session") : null,
         terminal && !s.archived ? h("button.secondary", { type: "button",
           onclick: () => act(`/api/sessions/${id}/archive`, "Session archived") }, "Archive") : null) : null);
@@ -212,10 +219,14 @@ export function sessionPage(main, id) {
           h("h3", h("a", { href: `#/enclosures/${e.enclosure_id}` }, e.enclosure_id)),
           h(`span.badge.tone-${tone(e.state)}`, { dataset: { testid: "state" } }, stateWord(e.state)),
           e.enclosure_state ? h("span.muted.small", `enclosure ${stateWord(e.enclosure_state).toLowerCase()}`) : null,
-          canOperate() && !done && !terminal ? h("button.secondary.small", { type: "button", onclick: () => {
-            if (confirm(`Stop ${e.enclosure_id} in this session? The others go on.`)) {
-              act(`/api/sessions/${id}/enclosures/${e.enclosure_id}/cancel`, `${e.enclosure_id} canceled`);
-            }
+          canOperate() && !done && !terminal ? h("button.secondary.small", { type: "button", onclick: async () => {
+            const sure = await confirmDialog({
+              title: `Stop ${e.enclosure_id}?`,
+              message: `${e.enclosure_id} stops recording in this session; the other enclosures go on.`,
+              confirmLabel: `Stop ${e.enclosure_id}`,
+              cancelLabel: "Keep recording",
+            });
+            if (sure) act(`/api/sessions/${id}/enclosures/${e.enclosure_id}/cancel`, `${e.enclosure_id} canceled`);
           } }, `Cancel ${e.enclosure_id}`) : null),
         progressBar(e.recorded_s / s.duration_s, `recorded share of ${e.enclosure_id}`),
         h("p.small", { dataset: { testid: "recorded" } },
