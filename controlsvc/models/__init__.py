@@ -6,6 +6,7 @@ from controlsvc.db import Base
 from controlsvc.models.commands import Command
 from controlsvc.models.enclosures import AgentEvent, Enclosure, EnclosureTransition, StatusRecord
 from controlsvc.models.events import EventRecord, EventTicket
+from controlsvc.models.ratelimit import AttemptCount
 from controlsvc.models.sessions import (
     Alert,
     DesiredVersion,
@@ -14,10 +15,11 @@ from controlsvc.models.sessions import (
     SessionGap,
     SessionSegment,
 )
-from controlsvc.models.users import EmailToken, RevokedToken, User
+from controlsvc.models.users import EmailToken, RevokedToken, RevokedTokenFamily, User
 
 __all__ = [
     "AgentEvent",
+    "AttemptCount",
     "Alert",
     "Base",
     "Command",
@@ -29,6 +31,7 @@ __all__ = [
     "EventTicket",
     "RecordingSession",
     "RevokedToken",
+    "RevokedTokenFamily",
     "SessionEnclosure",
     "SessionGap",
     "SessionSegment",
