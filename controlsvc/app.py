@@ -20,6 +20,7 @@ from controlsvc.api.errors import (
 )
 from controlsvc.config import Profile, Settings, load_settings
 from controlsvc.db import Database
+from controlsvc.proxies import TrustedProxyFix
 from schemas.rest.common import Problem
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         TESTING=settings.profile is Profile.TEST,
         JSON_SORT_KEYS=False,
     )
+    if settings.service.trusted_proxies:
+        app.wsgi_app = TrustedProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, settings.service.proxy_networks(), settings.service.proxy_count
+        )
     db = database or Database(settings.database.sqlalchemy_url(), echo=settings.database.echo)
     web.init_app(app, settings, db)
     register_error_handlers(app)

@@ -460,8 +460,19 @@ def test_login_is_rate_limited_per_address(auth, settings, database):
     assert other.status_code == 401
 
 
-def test_bad_rate_limit_setting_names_the_key(settings, database):
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("login_rate_limit", "banana"),
+        ("ratelimit_storage_uri", "postgres://elsewhere"),
+        ("trusted_proxies", "127.0.0.1, nginx.local"),
+    ],
+)
+def test_a_bad_rate_limit_setting_is_refused_at_load_naming_the_key(tmp_path, key, value):
+    from controlsvc.config import load_settings
     from controlsvc.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"\[SERVICE\] login_rate_limit"):
-        _app_with_limit(settings, database, "lots")
+    path = tmp_path / "jax-mba-service.config"
+    path.write_text(f"[SERVICE]\n{key} = {value}\n")
+    with pytest.raises(ConfigError, match=rf"\[SERVICE\] {key}: .*\(got '{value}'\)"):
+        load_settings(path, profile="test")
