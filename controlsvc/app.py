@@ -9,6 +9,7 @@ from typing import Any
 
 import flask_openapi3_swagger
 from flask import Blueprint, redirect, render_template_string
+from flask.typing import ResponseReturnValue
 from flask_openapi3 import Info, OpenAPI
 from flask_openapi3_swagger.templates import swagger_html_string
 
@@ -68,6 +69,9 @@ class _OpenAPI(OpenAPI):
     def generate_spec_json(self) -> None:
         super().generate_spec_json()  # type: ignore[no-untyped-call]
         document_validation_problems(self.spec_json, self.validation_error_status)
+
+    def dispatch_request(self) -> ResponseReturnValue:
+        return web.dispatch_retrying_reads(super().dispatch_request)
 
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> OpenAPI:

@@ -140,12 +140,14 @@ def _revoke_family(exc: users.RefreshTokenReused, subject: object) -> None:
 
 def _check(payload: Mapping[str, Any]) -> User | None:
     """The token's user, or None with the reason kept for the 401 (once per request)."""
+    session = db_session()
     cached = g.get(_CHECKED_KEY)
-    if cached is not None and cached[0] == payload.get("jti"):
+    # Valid for this request's session only (a read retried on a fresh one checks again).
+    if cached is not None and cached[0] == payload.get("jti") and cached[2] is session:
         return cast(User | None, cached[1])
     try:
         user: User | None = users.token_user(
-            db_session(),
+            session,
             subject=payload.get("sub"),
             jti=payload.get("jti"),
             issued_at_us=_issued_us(payload),
@@ -159,7 +161,7 @@ def _check(payload: Mapping[str, Any]) -> User | None:
     except Unauthorized as exc:
         user = None
         setattr(g, _REASON_KEY, exc.detail)
-    setattr(g, _CHECKED_KEY, (payload.get("jti"), user))
+    setattr(g, _CHECKED_KEY, (payload.get("jti"), user, session))
     return user
 
 
