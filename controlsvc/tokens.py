@@ -89,14 +89,19 @@ def _lifetimes(settings: Settings) -> tuple[timedelta, timedelta]:
     )
 
 
-def issue_tokens(user: User, family: uuid.UUID | None = None) -> TokenPair:
-    """A new access and refresh token for `user` (inside an app context).
-
-    `family` is that of the refresh token being rotated; None starts a new one (a login).
-    """
+def issue_tokens(
+    user: User,
+    extra_claims: Mapping[str, Any] | None = None,
+    *,
+    family: uuid.UUID | None = None,
+) -> TokenPair:
+    """A new access and refresh token for `user` (inside an app context); `extra_claims` go
+    into both. `family` is that of the refresh token being rotated; None starts a new one (a
+    login)."""
     access_life = cast(timedelta, current_app.config["JWT_ACCESS_TOKEN_EXPIRES"])
     refresh_life = cast(timedelta, current_app.config["JWT_REFRESH_TOKEN_EXPIRES"])
     claims = {
+        **(extra_claims or {}),
         ISSUED_US_CLAIM: users.micros(utcnow()),
         FAMILY_CLAIM: str(family or uuid.uuid4()),
         "role": user.role,

@@ -60,7 +60,7 @@ def user_out(user: User) -> UserOut:
 
 
 def token_response(user: User, family: uuid.UUID | None = None) -> dict[str, Any]:
-    pair = tokens.issue_tokens(user, family)
+    pair = tokens.issue_tokens(user, family=family)
     return TokenResponse(
         access_token=pair.access_token,
         refresh_token=pair.refresh_token,
