@@ -9,6 +9,7 @@ from typing import Any
 
 import flask_openapi3_swagger
 from flask import Blueprint, redirect, render_template_string
+from flask.typing import ResponseReturnValue
 from flask_openapi3 import Info, OpenAPI
 from flask_openapi3_swagger.templates import swagger_html_string
 
@@ -21,6 +22,7 @@ from controlsvc.api.errors import (
 )
 from controlsvc.config import Profile, Settings, load_settings
 from controlsvc.db import Database
+from controlsvc.proxies import TrustedProxyFix
 from schemas.rest.common import Problem
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,9 @@ class _OpenAPI(OpenAPI):
         document_validation_problems(self.spec_json, self.validation_error_status)
         document_uri_limit(self.spec_json)
 
+    def dispatch_request(self) -> ResponseReturnValue:
+        return web.dispatch_retrying_reads(super().dispatch_request)
+
 
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> OpenAPI:
     settings = settings or load_settings()
@@ -92,6 +97,10 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         TESTING=settings.profile is Profile.TEST,
         JSON_SORT_KEYS=False,
     )
+    if settings.service.trusted_proxies:
+        app.wsgi_app = TrustedProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, settings.service.proxy_networks(), settings.service.proxy_count
+        )
     db = database or Database(settings.database.sqlalchemy_url(), echo=settings.database.echo)
     web.init_app(app, settings, db)
     cors.init_app(app, settings.service.cors_origin_set())

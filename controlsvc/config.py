@@ -16,6 +16,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+from limits import parse
+from limits.storage import SCHEMES  # type: ignore[attr-defined]  # the registry of schemes
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -42,6 +44,8 @@ SECRET_BYTES = 32
 # The service's connections append "-preview-<pid>-<hex>" and the like to [MQTT] client_id.
 MAX_CLIENT_ID_BASE = 100
 _ENCLOSURE_ID_CHARS = re.compile(r"[a-z0-9-]+")  # every enclosure id (schemas.ids) is made of these
+# `[SERVICE] ratelimit_storage_uri` that keeps the rate limits' counts in the service database.
+DATABASE_STORAGE = "database"
 
 
 class Profile(StrEnum):
@@ -249,7 +253,23 @@ class ServiceSettings(_Section):
         "10/minute", description="Login attempts allowed per account and per address"
     )
     ratelimit_storage_uri: str = Field(
-        "memory://", description="flask-limiter storage (memory:// or redis://...)"
+        DATABASE_STORAGE,
+        description="Where the rate limits count: database (the service database, shared by "
+        "every worker), redis://host:port (needs the redis package), or memory:// (this "
+        "process only: each worker counts apart)",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks of the reverse proxies in front of "
+        "the API (e.g. 127.0.0.1, ::1 for nginx on this host): only from these is "
+        "X-Forwarded-For believed for the client address (empty = from nobody)",
+    )
+    proxy_count: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="How many trusted proxies in a row append to X-Forwarded-For (1: nginx alone; "
+        "2: a load balancer, then nginx)",
     )
     cors_origins: str = Field(
         "",
@@ -275,6 +295,49 @@ class ServiceSettings(_Section):
 
     def cors_origin_set(self) -> frozenset[str]:
         return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
+
+    @field_validator("login_rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(
+                "not a rate limit: use a count per period such as 10/minute or 100/hour"
+            ) from None
+        return value
+
+    @field_validator("ratelimit_storage_uri")
+    @classmethod
+    def _known_storage(cls, value: str) -> str:
+        scheme = value.partition("://")[0]
+        if value != DATABASE_STORAGE and ("://" not in value or scheme not in SCHEMES):
+            raise ValueError(
+                f"use {DATABASE_STORAGE}, memory:// or a limits storage URI such as "
+                "redis://host:6379"
+            )
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        for entry in (part.strip() for part in value.split(",")):
+            if entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{entry!r} is not an IP address or network (such as 10.0.0.0/8)"
+                    ) from None
+        return value
+
+    def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """`trusted_proxies` as networks (a lone address is a /32 or /128)."""
+        return [
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in self.trusted_proxies.split(",")
+            if part.strip()
+        ]
 
     @field_validator("log_level")
     @classmethod

@@ -76,7 +76,15 @@ status_history_days = 30
 access_token_minutes = 15
 refresh_token_days = 30
 email_token_hours = 24
+# Attempts per account and per client address (login, password reset, password change).
 login_rate_limit = 10/minute
+# Where those attempts are counted: database (shared by every worker), redis://host:6379,
+# or memory:// (this process only).
+ratelimit_storage_uri = database
+# Reverse proxies whose X-Forwarded-For names the client (nginx on this host: 127.0.0.1, ::1);
+# empty: nobody's, the peer is the client. proxy_count: proxies in a row appending to it.
+trusted_proxies = {trusted_proxies}
+proxy_count = 1
 # Shared directory for multiprocess Prometheus metrics (API workers and the bridge).
 metrics_dir = var/metrics
 
@@ -106,6 +114,8 @@ def render_template(profile: Profile) -> str:
         mqtt_port=1883 if prod else 0,
         embedded="false" if prod else "true",
         mail_backend="smtp" if prod else "console",
+        # deploy/nginx proxies from this host; dev and test serve browsers directly.
+        trusted_proxies="127.0.0.1, ::1" if prod else "",
     )
 
 

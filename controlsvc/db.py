@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +26,12 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+log = logging.getLogger(__name__)
+
+# The SQLite file holds password hashes and the token denylist: its owner's only. SQLite gives
+# the -wal and -shm files it creates the mode of the database file.
+SQLITE_FILE_MODE = 0o600
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 # SQLite writers wait this long for the lock instead of failing at once.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out.
@@ -77,7 +85,7 @@ def make_engine(url: URL | str, *, echo: bool = False) -> Engine:
         url = make_url(url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(Path(url.database))
         engine = create_engine(
             url,
             echo=echo,
@@ -107,6 +115,26 @@ def make_engine(url: URL | str, *, echo: bool = False) -> Engine:
     )
     _ping_idle_connections(engine)
     return engine
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Create the SQLite file (and its directory) readable by its owner only, and take group
+    and other access away from one made before (and from its -wal and -shm files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, SQLITE_FILE_MODE))
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_SIDE_FILES)):
+        try:
+            mode = file.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            continue
+        if not mode & 0o077:
+            continue
+        try:
+            file.chmod(mode & SQLITE_FILE_MODE)
+        except PermissionError as exc:
+            log.warning("%s is mode %o and cannot be made private: %s", file, mode, exc)
+        else:
+            log.info("%s was mode %o: made it %o", file, mode, mode & SQLITE_FILE_MODE)
 
 
 def _ping_idle_connections(engine: Engine) -> None:

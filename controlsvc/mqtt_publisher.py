@@ -342,6 +342,14 @@ class MqttPublisher:
         self._pid = os.getpid()
 
     def _ensure_started(self) -> paho.Client:
+        mqtt = self._settings.mqtt
+        if mqtt.port == 0:
+            # Port 0 stands for the embedded broker `run` starts (and then sets the port it
+            # got); `runserver` and the like start none, so there is nothing to connect to.
+            raise BrokerUnavailable(
+                "no broker to connect to: [MQTT] port is 0, which only `jaxmba-service run` "
+                "fills in (with the embedded broker it starts); set a broker's port"
+            )
         with self._lock:
             if self._client is None or self._pid != os.getpid():
                 # First use, or a forked child that inherited a client whose thread is gone.

@@ -1,10 +1,16 @@
 """JWTs (flask-jwt-extended): issuing, the checks on every request, `require_role`.
 
-Every token carries `sub` (the user id), `jti` (a uuid) and `iat_us` (issue time in microseconds;
+Every token carries `sub` (the user id), `jti` (a uuid), `iat_us` (issue time in microseconds;
 `iat` has only whole seconds, too coarse to tell a token issued just before a password change
-from one issued just after). On every request a token must not be on the denylist
-(`revoked_tokens`), its user must exist, be active, and not have changed password (or been
-disabled) after the token was issued. Every refusal is a 401 problem+json; a wrong role is 403.
+from one issued just after) and `fam` (its family: a uuid fixed at login and kept by every
+refresh). On every request a token must not be on the denylist (`revoked_tokens`) nor its
+family (`revoked_token_families`), its user must exist, be active, and not have changed password
+(or been disabled) after the token was issued. Every refusal is a 401 problem+json; a wrong role
+is 403.
+
+Refresh tokens rotate: a refresh revokes the token it was given, atomically (of parallel
+refreshes with one token exactly one succeeds, the others get 401). A refresh token presented
+after it was revoked means a copy exists: the whole family is revoked (OAuth 2.0 security BCP).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, abort, current_app, g
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
@@ -37,12 +43,13 @@ from controlsvc.config import Settings
 from controlsvc.db import utcnow
 from controlsvc.errors import Forbidden, InvalidInput, Unauthorized
 from controlsvc.models.users import User
-from controlsvc.web import db_session
+from controlsvc.web import database, db_session
 from schemas.enums import Role
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "FAMILY_CLAIM",
     "ISSUED_US_CLAIM",
     "JWT_SECURITY",
     "TokenPair",
@@ -53,9 +60,11 @@ __all__ = [
     "require_token",
     "revoke_current",
     "revoke_encoded_refresh_token",
+    "rotate_current",
 ]
 
 ISSUED_US_CLAIM = "iat_us"
+FAMILY_CLAIM = "fam"
 # The OpenAPI security requirement of every route that needs a token ("jwt" is declared in app.py).
 JWT_SECURITY: list[dict[str, list[str]]] = [{"jwt": []}]
 _CHECKED_KEY = "_jaxmba_token_user"
@@ -80,12 +89,23 @@ def _lifetimes(settings: Settings) -> tuple[timedelta, timedelta]:
     )
 
 
-def issue_tokens(user: User, extra_claims: Mapping[str, Any] | None = None) -> TokenPair:
+def issue_tokens(
+    user: User,
+    extra_claims: Mapping[str, Any] | None = None,
+    *,
+    family: uuid.UUID | None = None,
+) -> TokenPair:
     """A new access and refresh token for `user` (inside an app context); `extra_claims` go
-    into both (the JABS layer's `identity`)."""
+    into both. `family` is that of the refresh token being rotated; None starts a new one (a
+    login)."""
     access_life = cast(timedelta, current_app.config["JWT_ACCESS_TOKEN_EXPIRES"])
     refresh_life = cast(timedelta, current_app.config["JWT_REFRESH_TOKEN_EXPIRES"])
-    claims = {**(extra_claims or {}), ISSUED_US_CLAIM: users.micros(utcnow()), "role": user.role}
+    claims = {
+        **(extra_claims or {}),
+        ISSUED_US_CLAIM: users.micros(utcnow()),
+        FAMILY_CLAIM: str(family or uuid.uuid4()),
+        "role": user.role,
+    }
     return TokenPair(
         access_token=create_access_token(str(user.id), additional_claims=claims),
         refresh_token=create_refresh_token(str(user.id), additional_claims=claims),
@@ -101,22 +121,52 @@ def _issued_us(payload: Mapping[str, Any]) -> int:
     return int(payload.get("iat", 0)) * 1_000_000
 
 
+def _family(payload: Mapping[str, Any]) -> object:
+    # Tokens issued before families existed are each a family of their own.
+    return payload.get(FAMILY_CLAIM) or payload.get("jti")
+
+
+def _revoke_family(exc: users.RefreshTokenReused, subject: object) -> None:
+    """Revoke the family of a reused refresh token in a transaction of its own: the request
+    answers 401, which rolls its own transaction back."""
+    db_session().rollback()
+    now = utcnow()
+    refresh_life = cast(timedelta, current_app.config["JWT_REFRESH_TOKEN_EXPIRES"])
+    with database().session() as session:
+        # The family's newest refresh token was issued by now: it expires by now + its life.
+        users.revoke_family(
+            session,
+            family=exc.family,
+            user_id=int(str(subject)),
+            expires_at=now + refresh_life,
+            now=now,
+        )
+
+
 def _check(payload: Mapping[str, Any]) -> User | None:
     """The token's user, or None with the reason kept for the 401 (once per request)."""
+    session = db_session()
     cached = g.get(_CHECKED_KEY)
-    if cached is not None and cached[0] == payload.get("jti"):
+    # Valid for this request's session only (a read retried on a fresh one checks again).
+    if cached is not None and cached[0] == payload.get("jti") and cached[2] is session:
         return cast(User | None, cached[1])
     try:
         user: User | None = users.token_user(
-            db_session(),
+            session,
             subject=payload.get("sub"),
             jti=payload.get("jti"),
             issued_at_us=_issued_us(payload),
+            family=_family(payload),
+            refresh=payload.get("type") == "refresh",
         )
+    except users.RefreshTokenReused as exc:
+        user = None
+        _revoke_family(exc, payload.get("sub"))
+        setattr(g, _REASON_KEY, exc.detail)
     except Unauthorized as exc:
         user = None
         setattr(g, _REASON_KEY, exc.detail)
-    setattr(g, _CHECKED_KEY, (payload.get("jti"), user))
+    setattr(g, _CHECKED_KEY, (payload.get("jti"), user, session))
     return user
 
 
@@ -258,6 +308,30 @@ def revoke_current(now: datetime) -> Mapping[str, Any]:
         now=now,
     )
     return payload
+
+
+def rotate_current(now: datetime) -> tuple[User, uuid.UUID]:
+    """Revoke this request's refresh token; its user and family, to issue the next tokens.
+
+    Of parallel refreshes with one token exactly one gets here; the others get 401.
+    """
+    payload = get_jwt()
+    user = current_user()
+    claimed = users.revoke_token(
+        db_session(),
+        jti=uuid.UUID(str(payload["jti"])),
+        user_id=user.id,
+        expires_at=_expiry(payload),
+        now=now,
+    )
+    if not claimed:
+        abort(
+            _unauthorized(
+                "this refresh token was used by another request at the same moment; "
+                "use the tokens that request received"
+            )
+        )
+    return user, uuid.UUID(str(_family(payload)))
 
 
 def revoke_encoded_refresh_token(token: str, user: User, now: datetime, *, field: str) -> None:

@@ -25,8 +25,9 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from controlsvc import passwords
+from controlsvc.enclosures import insert_ignore
 from controlsvc.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from controlsvc.models.users import EmailToken, RevokedToken, User
+from controlsvc.models.users import EmailToken, RevokedToken, RevokedTokenFamily, User
 from controlsvc.pagination import BAD_CURSOR, decode_cursor, encode_cursor
 from schemas.enums import Role
 from schemas.rest.users import MAX_EMAIL_LENGTH, MAX_USER_ID, UserState
@@ -37,6 +38,7 @@ __all__ = [
     "BAD_LOGIN",
     "LINK_NOT_FOUND",
     "LinkPurpose",
+    "RefreshTokenReused",
     "UserPage",
     "accept_invite",
     "alert_recipients",
@@ -52,6 +54,7 @@ __all__ = [
     "purge_expired",
     "request_password_reset",
     "reset_password",
+    "revoke_family",
     "revoke_token",
     "state_of",
     "token_user",
@@ -64,6 +67,19 @@ LINK_NOT_FOUND = "this link is unknown, already used or expired; ask for a new o
 # Emailed tokens carry this many random bytes (43 URL-safe characters).
 LINK_TOKEN_BYTES = 32
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class RefreshTokenReused(Unauthorized):
+    """A refresh token presented again after it was rotated (or logged out): someone else may
+    hold a copy, so every token of its login (`family`) is to be revoked (OAuth 2.0 security
+    BCP, refresh token rotation)."""
+
+    def __init__(self, family: uuid.UUID) -> None:
+        super().__init__(
+            "this refresh token was already used, so every token of this login is revoked; "
+            "log in again"
+        )
+        self.family = family
 
 
 class LinkPurpose(StrEnum):
@@ -417,29 +433,51 @@ def alert_recipients(session: Session) -> list[str]:
 # --- tokens --------------------------------------------------------------------------------
 
 
-def token_user(session: Session, *, subject: object, jti: object, issued_at_us: int) -> User:
+def token_user(
+    session: Session,
+    *,
+    subject: object,
+    jti: object,
+    issued_at_us: int,
+    family: object = None,
+    refresh: bool = False,
+) -> User:
     """The user a JWT speaks for, if the token still counts; else Unauthorized saying why.
 
-    A token no longer counts when it was revoked (logout, refresh rotation), its user is gone
-    or disabled, or it was issued before the user's `tokens_valid_after` (password change).
+    A token no longer counts when it was revoked (logout, refresh rotation), its family was
+    revoked (one of its refresh tokens was used twice), its user is gone or disabled, or it was
+    issued before the user's `tokens_valid_after` (password change). A revoked `refresh` token
+    raises `RefreshTokenReused`: the caller revokes its family.
     """
     try:
         user_id = int(str(subject))
         token_id = uuid.UUID(str(jti))
+        family_id = uuid.UUID(str(family)) if family is not None else token_id
     except ValueError:
         raise Unauthorized("the token is not one of ours") from None
     user: User | None = None
-    revoked = False
+    revoked = family_revoked = False
     if 1 <= user_id <= MAX_USER_ID:
-        # Every request checks its token: the user and the denylist entry in one query.
+        # Every request checks its token: the user and both denylists in one query.
         row = session.execute(
-            select(User, exists().where(RevokedToken.jti == token_id)).where(User.id == user_id)
+            select(
+                User,
+                exists().where(RevokedToken.jti == token_id),
+                exists().where(RevokedTokenFamily.family == family_id),
+            ).where(User.id == user_id)
         ).one_or_none()
         if row is not None:
-            user, revoked = row
+            user, revoked, family_revoked = row
     if user is None:
         revoked = is_revoked(session, token_id)
+    if family_revoked:
+        raise Unauthorized(
+            "every token of this login was revoked because one of its refresh tokens was used "
+            "twice; log in again"
+        )
     if revoked:
+        if refresh and user is not None:
+            raise RefreshTokenReused(family_id)
         raise Unauthorized("the token has been revoked")
     if user is None or not user.password_hash:
         raise Unauthorized("the token's user does not exist")
@@ -457,19 +495,44 @@ def is_revoked(session: Session, jti: uuid.UUID) -> bool:
 def revoke_token(
     session: Session, *, jti: uuid.UUID, user_id: int | None, expires_at: datetime, now: datetime
 ) -> bool:
-    """Put a token id on the denylist until the token would expire; False if already there."""
-    if expires_at <= now or is_revoked(session, jti):
+    """Put a token id on the denylist until the token would expire; False if already there.
+
+    Atomic: of several requests revoking one token at once (a refresh token rotated twice in
+    parallel) exactly one gets True; the others wait for it and get False, never an error.
+    """
+    if expires_at <= now:
         return False
-    session.add(RevokedToken(jti=jti, user_id=user_id, revoked_at=now, expires_at=expires_at))
-    session.flush()
-    return True
+    row = {"jti": jti, "user_id": user_id, "revoked_at": now, "expires_at": expires_at}
+    return insert_ignore(session, RevokedToken.__table__, [row]) == 1  # type: ignore[arg-type]
+
+
+def revoke_family(
+    session: Session,
+    *,
+    family: uuid.UUID,
+    user_id: int | None,
+    expires_at: datetime,
+    now: datetime,
+) -> bool:
+    """Revoke every token of a login's family until `expires_at`; False if already revoked."""
+    row = {"family": family, "user_id": user_id, "revoked_at": now, "expires_at": expires_at}
+    inserted = insert_ignore(session, RevokedTokenFamily.__table__, [row]) == 1  # type: ignore[arg-type]
+    if inserted:
+        log.warning(
+            "a refresh token of user %s was used twice: revoked every token of its login %s",
+            user_id,
+            family,
+        )
+    return inserted
 
 
 def purge_expired(session: Session, now: datetime) -> int:
     """Delete denylist entries of expired tokens and expired emailed links; return how many."""
-    revoked = session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
-    links = session.execute(delete(EmailToken).where(EmailToken.expires_at <= now))
-    count = int(getattr(revoked, "rowcount", 0) or 0) + int(getattr(links, "rowcount", 0) or 0)
+    results = [
+        session.execute(delete(table).where(table.expires_at <= now))
+        for table in (RevokedToken, RevokedTokenFamily, EmailToken)
+    ]
+    count = sum(int(getattr(result, "rowcount", 0) or 0) for result in results)
     if count:
         log.info("purged %d expired token rows", count)
     return count

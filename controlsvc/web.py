@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import cast
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -27,6 +28,10 @@ DATABASE_KEY = "jaxmba.database"
 BROKER_PROBE_KEY = "jaxmba.broker_probe"
 # A health probe of the broker gives up after this long.
 BROKER_PROBE_TIMEOUT_S = 1.0
+# Requests that change nothing: run again once when their database connection was found dead.
+RETRIED_METHODS = frozenset({"GET", "HEAD"})
+
+T = TypeVar("T")
 
 
 def settings() -> Settings:
@@ -92,6 +97,28 @@ def _close_session(_exc: BaseException | None) -> None:
     session: Session | None = g.pop("db_session", None)
     if session is not None:
         session.close()
+
+
+def dispatch_retrying_reads(dispatch: Callable[[], T]) -> T:
+    """Run the view; a read whose pooled connection turned out dead (the database restarted,
+    or its sessions were terminated) runs once more on a fresh one instead of answering 503.
+
+    The pool has by then dropped every connection made before the failure. Writes are not
+    retried (one may have been applied before the connection died): they answer 503.
+    """
+    try:
+        return dispatch()
+    except OperationalError as exc:
+        if request.method not in RETRIED_METHODS or not exc.connection_invalidated:
+            raise
+        log.warning(
+            "database connection lost during %s %s (%s); running it again on a fresh one",
+            request.method,
+            request.path,
+            exc.orig,
+        )
+        _close_session(None)
+        return dispatch()
 
 
 def tcp_broker_probe(host: str, port: int) -> object:

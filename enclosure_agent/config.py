@@ -359,6 +359,11 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: is a directory") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "TOML files are UTF-8"
+        ) from None
 
 
 def load_config(path: Path | None, overrides: Overrides | None = None) -> AgentConfig:

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.types import UtcDatetime, utc_now
+from schemas.types import MAX_TEXT_LENGTH, UtcDatetime, utc_now
 
 __all__ = ["SCHEMA_VERSION", "StrictModel", "WireMessage", "WirePart"]
 
@@ -14,9 +14,15 @@ SCHEMA_VERSION = 1  # the ``v`` every message of this contract carries
 
 
 class WirePart(BaseModel):
-    """A frozen object inside a message; unknown fields are ignored (newer senders may add some)."""
+    """A frozen object inside a message; unknown fields are ignored (newer senders may add some).
 
-    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+    Numbers are finite and strings at most ``MAX_TEXT_LENGTH`` characters unless a field says
+    otherwise; ``schemas.codec.parse_message`` refuses NUL characters anywhere.
+    """
+
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, allow_inf_nan=False, str_max_length=MAX_TEXT_LENGTH
+    )
 
 
 class WireMessage(WirePart):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from schemas.errors import MessageError, describe_validation_error
+from schemas.types import NUL_REFUSED, unsafe_values
 
 __all__ = ["MAX_PAYLOAD_BYTES", "dump_message", "parse_message"]
 
@@ -24,7 +26,8 @@ def parse_message(model: type[M], payload: bytes | bytearray | memoryview | str)
     """Validate ``payload`` (JSON, UTF-8) as ``model``.
 
     Raises ``MessageError`` with a short reason naming the field (``status.seq: Input should be
-    >= 0``) for payloads over ``MAX_PAYLOAD_BYTES``, not UTF-8, not JSON, or failing the schema.
+    >= 0``) for payloads over ``MAX_PAYLOAD_BYTES``, not UTF-8, not JSON, holding a NUL
+    character anywhere, or failing the schema.
     """
     label = _label(model)
     size = len(payload) if not isinstance(payload, str) else len(payload.encode("utf-8", "replace"))
@@ -42,6 +45,8 @@ def parse_message(model: type[M], payload: bytes | bytearray | memoryview | str)
             raise MessageError(
                 f"{label}: payload is not UTF-8 (byte {exc.start})", category="not_utf8"
             ) from None
+    if _ESCAPED_NUL in text:
+        _refuse_nul(label, text)
     try:
         return model.model_validate_json(text)
     except ValidationError as exc:
@@ -55,6 +60,27 @@ def parse_message(model: type[M], payload: bytes | bytearray | memoryview | str)
         if len(errors) > 3:
             reason += f" (and {len(errors) - 3} more)"
         raise MessageError(reason, errors=errors) from None
+
+
+# JSON can carry a NUL only escaped: a payload without this text has none (the cheap test that
+# spares every other message a walk through its values).
+_ESCAPED_NUL = "\\u0000"
+
+
+def _refuse_nul(label: str, text: str) -> None:
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return  # not JSON: the schema's parser says why
+    errors = [
+        (f"{label}.{field}" if field else label, reason)
+        for field, reason in unsafe_values(document, max_length=None)
+        if reason == NUL_REFUSED
+    ]
+    if errors:
+        raise MessageError(
+            "; ".join(f"{field}: {reason}" for field, reason in errors[:3]), errors=errors
+        )
 
 
 def dump_message(message: BaseModel) -> bytes:

@@ -12,7 +12,17 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from schemas.base import StrictModel, WireMessage
 from schemas.enums import AckResult, CommandKind
 from schemas.errors import MessageError, describe_validation_error
-from schemas.types import MAX_RECORDING_S, FilePrefix, Fps, SessionId, UtcDatetime, utc_now
+from schemas.types import (
+    MAX_RECORDING_S,
+    FilePrefix,
+    Fps,
+    JsonObject,
+    LongJsonObject,
+    Reason,
+    SessionId,
+    UtcDatetime,
+    utc_now,
+)
 
 __all__ = [
     "COMMAND_PARAMS",
@@ -138,7 +148,7 @@ class Command(WireMessage):
 
     id: uuid.UUID = Field(description="Unique command id; the ack's command_id.")
     kind: CommandKind = Field(description="What to do.")
-    params: dict[str, Any] = Field(
+    params: JsonObject = Field(
         default_factory=dict, description="Parameters of this kind of command (see its schema)."
     )
     expires_at: UtcDatetime = Field(description="A command received after this time is not run.")
@@ -168,8 +178,10 @@ class Ack(WireMessage):
 
     command_id: uuid.UUID = Field(description="The id of the command answered.")
     result: AckResult = Field(description="accepted, rejected, succeeded, failed or expired.")
-    detail: str | None = Field(default=None, description="Human reason (always set for rejected).")
-    data: dict[str, Any] | None = Field(
+    detail: Reason | None = Field(
+        default=None, description="Human reason (always set for rejected)."
+    )
+    data: LongJsonObject | None = Field(
         default=None,
         description="Result data, e.g. {'jpeg_base64': ...} for snapshot, {'pong': true} for ping.",
     )

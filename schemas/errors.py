@@ -27,6 +27,7 @@ __all__ = [
     "MessageErrorCategory",
     "TopicError",
     "describe_validation_error",
+    "raise_field_errors",
     "raise_nested",
 ]
 
@@ -102,8 +103,14 @@ def raise_nested(field: str, exc: ValidationError) -> NoReturn:
 
     For use inside a pydantic validator; ``describe_validation_error`` expands the result.
     """
-    pairs = [[name, message] for name, message in describe_validation_error(exc, field)]
-    summary = "; ".join(f"{name}: {message}" for name, message in pairs)
+    raise_field_errors(describe_validation_error(exc, field))
+
+
+def raise_field_errors(errors: Sequence[tuple[str, str]]) -> NoReturn:
+    """Raise ``(field, message)`` pairs from inside a pydantic validator, fields relative to the
+    value validated; ``describe_validation_error`` expands them under that value's path."""
+    pairs = [[name, message] for name, message in errors]
+    summary = "; ".join(f"{name}: {message}" if name else message for name, message in pairs)
     raise PydanticCustomError(
         _NESTED_ERROR_TYPE, "{summary}", {"summary": summary, "errors": pairs}
     )

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 from pydantic import Field, ValidationError, model_validator
 
 from schemas.base import WireMessage, WirePart
 from schemas.enums import EventKind
 from schemas.errors import raise_nested
-from schemas.types import SessionId, Sha256, UtcDatetime, utc_now
+from schemas.types import JsonObject, Reason, SessionId, Sha256, UtcDatetime, utc_now
 
 __all__ = [
     "EVENT_PAYLOADS",
@@ -51,7 +51,7 @@ class RecordingStarted(EventPayload):
 class RecordingStopped(EventPayload):
     kind: ClassVar[EventKind] = EventKind.RECORDING_STOPPED
 
-    reason: str | None = Field(
+    reason: Reason | None = Field(
         default=None, description="Why: e.g. 'end reached', 'stop_recording command', 'desired'."
     )
     recorded_s: float | None = Field(default=None, ge=0, description="Seconds recorded in total.")
@@ -61,7 +61,7 @@ class RecordingStopped(EventPayload):
 class RecordingFailed(EventPayload):
     kind: ClassVar[EventKind] = EventKind.RECORDING_FAILED
 
-    reason: str = Field(description="Why the recording failed.")
+    reason: Reason = Field(description="Why the recording failed.")
 
 
 class RecordingResumed(EventPayload):
@@ -79,7 +79,7 @@ class SegmentClosed(EventPayload):
 
     kind: ClassVar[EventKind] = EventKind.SEGMENT_CLOSED
 
-    path: str = Field(description="Path of the segment file on the enclosure.")
+    path: str = Field(max_length=1024, description="Path of the segment file on the enclosure.")
     session_id: SessionId = Field(description="The session recorded.")
     started_at: UtcDatetime = Field(description="Capture time of the first frame.")
     ended_at: UtcDatetime = Field(description="Capture time of the last frame.")
@@ -87,7 +87,9 @@ class SegmentClosed(EventPayload):
     bytes: int = Field(ge=0, description="File size in bytes.")
     sha256: Sha256 = Field(description="SHA-256 of the file, lowercase hex.")
     sidecar_path: str | None = Field(
-        default=None, description="Path of the per-frame capture timestamp sidecar file."
+        default=None,
+        max_length=1024,
+        description="Path of the per-frame capture timestamp sidecar file.",
     )
 
 
@@ -96,7 +98,7 @@ class CameraStalled(EventPayload):
 
     source: str = Field(description="The camera source.")
     last_frame_at: UtcDatetime | None = Field(default=None, description="Time of the last frame.")
-    reason: str | None = Field(default=None, description="What the agent saw.")
+    reason: Reason | None = Field(default=None, description="What the agent saw.")
 
 
 class CameraRecovered(EventPayload):
@@ -169,7 +171,7 @@ class Event(WireMessage):
     session_id: SessionId | None = Field(
         default=None, description="The session concerned, for recording and segment events."
     )
-    data: dict[str, Any] = Field(
+    data: JsonObject = Field(
         default_factory=dict, description="Details; the schema depends on kind."
     )
 

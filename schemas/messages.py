@@ -137,7 +137,7 @@ class EnclosureStateMessage(WireMessage):
         description="init, ready, disconnected (clean shutdown) or lost (Will)."
     )
     boot_id: BootId = Field(description="Identifies this run of the agent (new at each start).")
-    agent_version: str = Field(description="Version of the enclosure agent.")
+    agent_version: str = Field(max_length=64, description="Version of the enclosure agent.")
     status_interval_s: float = Field(
         default=DEFAULT_STATUS_INTERVAL_S,
         ge=MIN_STATUS_INTERVAL_S,

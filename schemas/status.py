@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from schemas.base import WireMessage, WirePart
-from schemas.types import BootId, SessionId, UtcDatetime
+from schemas.types import BootId, Reason, SessionId, UtcDatetime
 
 __all__ = [
     "CameraStatus",
@@ -39,7 +39,7 @@ class CameraStatus(WirePart):
     )
     width: int | None = Field(default=None, ge=1, description="Frame width in pixels.")
     height: int | None = Field(default=None, ge=1, description="Frame height in pixels.")
-    error: str | None = Field(
+    error: Reason | None = Field(
         default=None, description="Why the camera is not working, if it is not."
     )
 
@@ -64,9 +64,9 @@ class SystemStatus(WirePart):
     temperature_c: float | None = Field(
         default=None, description="CPU temperature in degrees Celsius, where the OS reports one."
     )
-    agent_version: str = Field(description="Version of the enclosure agent.")
-    os_release: str = Field(description="Operating system and kernel release.")
-    hostname: str = Field(description="Host name of the enclosure computer.")
+    agent_version: str = Field(max_length=64, description="Version of the enclosure agent.")
+    os_release: str = Field(max_length=255, description="Operating system and kernel release.")
+    hostname: str = Field(max_length=255, description="Host name of the enclosure computer.")
 
 
 class ClockStatus(WirePart):
@@ -105,6 +105,6 @@ class Status(WireMessage):
     system: SystemStatus = Field(description="The enclosure computer.")
     clock: ClockStatus = Field(default_factory=ClockStatus, description="Clock synchronisation.")
     live_view: LiveViewStatus = Field(default_factory=LiveViewStatus, description="Live preview.")
-    last_error: str | None = Field(
+    last_error: Reason | None = Field(
         default=None, description="The latest fault the agent reports, or null when healthy."
     )

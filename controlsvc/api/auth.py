@@ -7,6 +7,7 @@ request succeeds (one transaction per request).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask_openapi3 import APIBlueprint, Tag
@@ -58,8 +59,8 @@ def user_out(user: User) -> UserOut:
     )
 
 
-def token_response(user: User) -> dict[str, Any]:
-    pair = tokens.issue_tokens(user)
+def token_response(user: User, family: uuid.UUID | None = None) -> dict[str, Any]:
+    pair = tokens.issue_tokens(user, family=family)
     return TokenResponse(
         access_token=pair.access_token,
         refresh_token=pair.refresh_token,
@@ -95,10 +96,12 @@ def login(body: LoginRequest) -> Any:
 def refresh() -> Any:
     """New tokens for a refresh token (send the refresh token as the bearer token).
 
-    The refresh token is rotated: the one sent is revoked, use the new one next time.
+    The refresh token is rotated: the one sent is revoked, use the new one next time. Of
+    parallel refreshes with one token exactly one succeeds (the others answer 401). A refresh
+    token used again after its rotation revokes every token of its login (401; log in again).
     """
-    tokens.revoke_current(utcnow())
-    return token_response(tokens.current_user())
+    user, family = tokens.rotate_current(utcnow())
+    return token_response(user, family)
 
 
 @bp.post(

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from controlsvc.errors import DomainError
+from schemas.types import unsafe_values
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,13 @@ def _check_json_body() -> Response | None:
             f"the body must be a JSON object, not {kind}",
             errors=[{"field": "body", "message": "must be a JSON object"}],
         )
+    # NUL characters (PostgreSQL cannot store them) and 1e400 (infinite), in any field; the
+    # models bound the lengths of their own fields.
+    unsafe = unsafe_values(document, max_length=None)
+    if unsafe:
+        errors = [{"field": field or "body", "message": message} for field, message in unsafe]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem(422, "Invalid input", detail, errors=errors)
     return None
 
 

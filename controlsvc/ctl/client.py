@@ -109,21 +109,27 @@ class ApiClient:
         return login
 
     def _refresh(self, login: Login) -> Login:
-        try:
-            body = self._send("POST", "/api/auth/refresh", token=login.refresh_token)
-        except ApiError as exc:
-            if exc.status == 401:
-                raise NotLoggedIn(
-                    f"the login at {self.url} has expired or was revoked; run: jaxmba-ctl "
-                    f"--url {self.url} login"
-                ) from exc
-            raise
-        return self.store.save(
-            self.url,
-            email=login.email,
-            access_token=body["access_token"],
-            refresh_token=body["refresh_token"],
-        )
+        # The service revokes a whole login when a refresh token is used twice, so jaxmba-ctl
+        # processes refresh one at a time: one that waited finds the pair another one stored.
+        with self.store.locked():
+            current = self.store.get(self.url)
+            if current is not None and current.refresh_token != login.refresh_token:
+                return current
+            try:
+                body = self._send("POST", "/api/auth/refresh", token=login.refresh_token)
+            except ApiError as exc:
+                if exc.status == 401:
+                    raise NotLoggedIn(
+                        f"the login at {self.url} has expired or was revoked; run: jaxmba-ctl "
+                        f"--url {self.url} login"
+                    ) from exc
+                raise
+            return self.store.save(
+                self.url,
+                email=login.email,
+                access_token=body["access_token"],
+                refresh_token=body["refresh_token"],
+            )
 
     def access_token(self, *, refresh: bool = False) -> str:
         """The stored access token (refreshed first when ``refresh``)."""

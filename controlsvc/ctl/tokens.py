@@ -11,9 +11,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +91,22 @@ class TokenStore:
                 raise
         except OSError as exc:
             raise CtlError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock (an advisory lock on a file next to it) against every other
+        process (and thread) of this user that takes it too."""
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+            fd = os.open(directory / ".credentials.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            raise CtlError(f"cannot lock {self.path}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def default_url(self) -> str | None:
         value = self._read().get("default_url")

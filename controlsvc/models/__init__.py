@@ -8,6 +8,7 @@ from controlsvc.models.commands import Command
 from controlsvc.models.enclosures import AgentEvent, Enclosure, EnclosureTransition, StatusRecord
 from controlsvc.models.events import EventRecord, EventTicket
 from controlsvc.models.jabs import JabsEnclosure, JabsSession
+from controlsvc.models.ratelimit import AttemptCount
 from controlsvc.models.sessions import (
     Alert,
     DesiredVersion,
@@ -16,10 +17,11 @@ from controlsvc.models.sessions import (
     SessionGap,
     SessionSegment,
 )
-from controlsvc.models.users import EmailToken, RevokedToken, User
+from controlsvc.models.users import EmailToken, RevokedToken, RevokedTokenFamily, User
 
 __all__ = [
     "AgentEvent",
+    "AttemptCount",
     "Alert",
     "Base",
     "BridgeHeartbeat",
@@ -34,6 +36,7 @@ __all__ = [
     "JabsSession",
     "RecordingSession",
     "RevokedToken",
+    "RevokedTokenFamily",
     "SessionEnclosure",
     "SessionGap",
     "SessionSegment",

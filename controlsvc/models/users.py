@@ -57,3 +57,20 @@ class RevokedToken(Base):
     )
     revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class RevokedTokenFamily(Base):
+    """A login's whole line of rotated tokens, revoked because one refresh token was used twice.
+
+    Every token carries its family (the `fam` claim, fixed at login and kept by each refresh);
+    the row stays until the family's last refresh token would have expired.
+    """
+
+    __tablename__ = "revoked_token_families"
+
+    family: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None
+    )
+    revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

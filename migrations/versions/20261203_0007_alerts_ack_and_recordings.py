@@ -7,7 +7,7 @@
   inventory and timeline of one enclosure across sessions.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03 15:45:00.000000+00:00
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 import controlsvc.db
 
 revision: str = '0007'
-down_revision: str | Sequence[str] | None = '0005'
+down_revision: str | Sequence[str] | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

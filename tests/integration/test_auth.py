@@ -185,15 +185,18 @@ def test_refresh_rotates_and_the_old_refresh_token_is_refused(auth, client):
     assert (
         client.get("/api/users/me", headers=auth.headers(second["access_token"])).status_code == 200
     )
-    # the used refresh token is revoked; the new one works once
-    again = client.post("/api/auth/refresh", headers=auth.headers(first["refresh_token"]))
-    assert_problem(again, 401, detail="revoked")
-    third = client.post("/api/auth/refresh", headers=auth.headers(second["refresh_token"]))
-    assert third.status_code == 200
     # access tokens issued before a rotation keep working until they expire
     assert (
         client.get("/api/users/me", headers=auth.headers(first["access_token"])).status_code == 200
     )
+    # the new refresh token works once
+    third = client.post("/api/auth/refresh", headers=auth.headers(second["refresh_token"]))
+    assert third.status_code == 200
+    # a used refresh token is refused, and using it revokes every token of that login
+    again = client.post("/api/auth/refresh", headers=auth.headers(first["refresh_token"]))
+    assert_problem(again, 401, detail="revoked")
+    for token in (first["access_token"], third.get_json()["access_token"]):
+        assert_problem(client.get("/api/users/me", headers=auth.headers(token)), 401)
 
 
 def test_logout_revokes_the_access_token(auth, client):
@@ -457,8 +460,19 @@ def test_login_is_rate_limited_per_address(auth, settings, database):
     assert other.status_code == 401
 
 
-def test_bad_rate_limit_setting_names_the_key(settings, database):
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("login_rate_limit", "banana"),
+        ("ratelimit_storage_uri", "postgres://elsewhere"),
+        ("trusted_proxies", "127.0.0.1, nginx.local"),
+    ],
+)
+def test_a_bad_rate_limit_setting_is_refused_at_load_naming_the_key(tmp_path, key, value):
+    from controlsvc.config import load_settings
     from controlsvc.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"\[SERVICE\] login_rate_limit"):
-        _app_with_limit(settings, database, "lots")
+    path = tmp_path / "jax-mba-service.config"
+    path.write_text(f"[SERVICE]\n{key} = {value}\n")
+    with pytest.raises(ConfigError, match=rf"\[SERVICE\] {key}: .*\(got '{value}'\)"):
+        load_settings(path, profile="test")

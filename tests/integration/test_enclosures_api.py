@@ -179,6 +179,29 @@ def test_get_patch_and_errors(client, viewer, operator, database):
     assert too_long.get_json()["errors"][0]["field"] == "name"
 
 
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ('{"notes": "first line\\u0000hidden"}', "notes"),
+        ('{"name": "Rack\\u0000 7"}', "name"),
+        ('{"location": "Room 3", "extra\\u0000": 1}', "extra\u0000"),
+        ('{"notes": 1e400}', "notes"),
+    ],
+)
+def test_nul_characters_and_infinite_numbers_are_refused_naming_the_field(
+    client, operator, database, data, field
+):
+    ingest(database, ("enc-a", "state", state_payload("ready", "b1")))
+    response = client.patch(
+        "/api/enclosures/enc-a", data=data, content_type="application/json", headers=operator
+    )
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert [e["field"] for e in response.get_json()["errors"]] == [field]
+    unchanged = client.get("/api/enclosures/enc-a", headers=operator).get_json()
+    assert (unchanged["name"], unchanged["location"], unchanged["notes"]) == ("enc-a", None, None)
+
+
 def test_retire_clears_retained_topics_and_the_account(
     client, admin, operator, broker, settings, database, make_bridge, agents
 ):

@@ -152,6 +152,8 @@ def test_missing_and_expired_tokens_are_401_then_refresh_gives_access(
     body = response.get_json()
     assert set(body) == {"access"}
     assert claims(body["access"])["identity"]["uid"] == admin.id
+    # The new access token belongs to the refresh token's login, so revoking it reaches it.
+    assert claims(body["access"])["fam"] == claims(tokens["refresh"])["fam"]
     assert client.get(f"{PREFIX}/device", headers=bearer(body["access"])).status_code == 200
     # An access token does not refresh.
     assert client.post(f"{PREFIX}/auth/refresh", headers=bearer(body["access"])).status_code == 401

@@ -130,6 +130,19 @@ def test_bad_toml_names_the_file(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml")
 
 
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_a_config_that_is_not_utf8_is_one_line_naming_the_file(
+    tmp_path: Path, command: str
+) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_bytes(b'[agent]\nenclosure_id = "enc-01"\nname = "caf\xe9"\n')  # Latin-1
+    result = CliRunner().invoke(cli, [command, "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"{path}: not UTF-8 text (byte 0xe9 at offset 43)" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_state_dir_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     data = minimal()
     data["agent"] = {"enclosure_id": "enc-01"}

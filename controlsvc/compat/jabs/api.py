@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from ipaddress import ip_address
 from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, request
-from flask_jwt_extended import verify_jwt_in_request
+from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -236,7 +237,12 @@ def make_blueprint(prefix: str) -> Blueprint:
     def refresh() -> Any:
         verify_jwt_in_request(refresh=True)
         user = tokens.current_user()
-        return {"access": tokens.issue_tokens(user, _identity(user)).access_token}
+        # The original never rotates refresh tokens: the new access token joins the refresh
+        # token's login (its family), so a logout or a detected reuse revokes it too.
+        claimed = get_jwt().get(tokens.FAMILY_CLAIM)
+        family = uuid.UUID(str(claimed)) if claimed else None
+        pair = tokens.issue_tokens(user, _identity(user), family=family)
+        return {"access": pair.access_token}
 
     # -- devices ------------------------------------------------------------------------------
     @bp.get("/device")
