@@ -29,6 +29,7 @@ from schemas.messages import (
     Desired,
     EnclosureStateMessage,
     Event,
+    ServiceEvents,
     ServiceState,
 )
 from schemas.reference import render_reference, replace_section
@@ -55,6 +56,7 @@ _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _MESSAGES: dict[str, tuple[type[BaseModel], str]] = {
     "service_state": (ServiceState, "{prefix}/service/state"),
     "alert": (Alert, "{prefix}/service/alerts"),
+    "service_events": (ServiceEvents, "{prefix}/service/events"),
     "state": (EnclosureStateMessage, "{prefix}/enc/{eid}/state"),
     "status": (Status, "{prefix}/enc/{eid}/status"),
     "desired": (Desired, "{prefix}/enc/{eid}/desired"),
