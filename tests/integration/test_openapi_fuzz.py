@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+pytestmark = pytest.mark.slow  # a schema fuzzer
+
 # Examples per operation, generation mode and backend: enough to cross the documented error paths.
 MAX_EXAMPLES = 10
 FUZZED_PATHS = r"^/api/(auth|users|health)"

@@ -321,6 +321,7 @@ def test_desired_is_the_command_and_events_drive_the_states(
     assert listed["items"][0]["enclosure_states"] == {"completed": 1, "failed": 1}
 
 
+@pytest.mark.slow  # waits for the time-outs
 def test_cancel_one_then_all_and_time_outs(client, operator, viewer, online, database):
     sid = create(client, operator, eids=("enc-a", "enc-b")).get_json()["id"]
     a, b = online
@@ -342,6 +343,7 @@ def test_cancel_one_then_all_and_time_outs(client, operator, viewer, online, dat
     assert [s["id"] for s in filtered["items"]] == [sid]
 
 
+@pytest.mark.slow  # waits for the grace to pass
 def test_lost_enclosure_times_out_and_alerts(
     client, operator, viewer, online, auth, broker, mqtt_client, database
 ):
