@@ -29,6 +29,7 @@ from schemas.messages import (
     Desired,
     EnclosureStateMessage,
     Event,
+    LoggedEvent,
     ServiceEvents,
     ServiceState,
 )
@@ -92,6 +93,7 @@ def reference_sections() -> list[tuple[str, type[BaseModel]]]:
     sections: list[tuple[str, type[BaseModel]]] = [
         (f"{stem}: `{topic}`", model) for stem, (model, topic) in _MESSAGES.items()
     ]
+    sections.append(("service_events: each of `events`", LoggedEvent))
     sections += [
         (f"cmd params: `{kind.value}`", model)
         for kind, model in COMMAND_PARAMS.items()
