@@ -1,6 +1,6 @@
 """Commands: create, publish, settle from acks, time out. No Flask, no paho.
 
-A command's life (``CommandState``)::
+A command's life (``CommandState``) is the state table of ``controlsvc.domain.command_state``::
 
     pending --publish + PUBACK--> sent --ack accepted--> accepted --ack--> succeeded | failed
        |                            |--ack rejected | succeeded | failed | expired (terminal)
@@ -11,9 +11,10 @@ a crash after the API answered 202 loses nothing: the bridge re-publishes ``pend
 still before their deadline (``republishable``). Agents treat a command id seen twice as one
 command (QoS 1 is at least once anyway).
 
-Every state change is a conditional UPDATE (``WHERE state IN (...)``), so the API marking a
-command ``sent`` and the bridge settling it from an ack can race in any order without a
-terminal state ever being overwritten; a late ack for a settled command is ignored.
+Every state change is a conditional UPDATE whose ``WHERE state IN (...)`` lists the states the
+table lets that signal change, so the API marking a command ``sent`` and the bridge settling it
+from an ack can race in any order without a terminal state ever being overwritten; a late ack
+for a settled command is ignored.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from controlsvc import eventlog
 from controlsvc.db import utcnow
+from controlsvc.domain import command_state
+from controlsvc.domain.command_state import Signal
 from controlsvc.enclosures import Page, get_enclosure
 from controlsvc.errors import Conflict, InvalidInput, NotFound
 from controlsvc.models.commands import Command
@@ -41,7 +44,7 @@ from controlsvc.publisher import MessageProperties, Publisher
 from schemas.codec import dump_message
 from schemas.commands import Ack, parse_params
 from schemas.commands import Command as CommandMessage
-from schemas.enums import AckResult, CommandKind, CommandState
+from schemas.enums import CommandKind, CommandState
 from schemas.errors import MessageError
 from schemas.ids import is_enclosure_id
 from schemas.rest.enclosures import CommandOut
@@ -77,9 +80,13 @@ ACK_GRACE_S = 1.0
 # The API publishes within milliseconds of its commit; a command still pending after this long
 # was not (the API process died or the broker was down), so the bridge publishes it.
 REPUBLISH_AFTER_S = 2.0
-UNSETTLED = (CommandState.PENDING, CommandState.SENT, CommandState.ACCEPTED)
-_UNSETTLED_VALUES = [s.value for s in UNSETTLED]
+UNSETTLED = command_state.UNSETTLED_STATES
 CONTENT_TYPE = "application/json"
+
+
+def _sources(signal: Signal) -> list[str]:
+    """The ``state`` values ``signal`` changes: its ``WHERE state IN (...)`` list."""
+    return [s.value for s in command_state.sources(signal)]
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID | None:
@@ -216,9 +223,13 @@ def mark_sent(
         update(Command)
         .where(
             Command.id.in_(target.scalar_subquery()),
-            Command.state == CommandState.PENDING.value,
+            Command.state.in_(_sources(Signal.PUBLISHED)),
         )
-        .values(state=CommandState.SENT.value, sent_at=now, publish_count=Command.publish_count + 1)
+        .values(
+            state=command_state.target(Signal.PUBLISHED).value,
+            sent_at=now,
+            publish_count=Command.publish_count + 1,
+        )
         .execution_options(synchronize_session=False)
     )
     changed = int(getattr(result, "rowcount", 0) or 0) == 1
@@ -229,9 +240,10 @@ def mark_sent(
             .values(publish_count=Command.publish_count + 1)
             .execution_options(synchronize_session=False)
         )
-    if changed or command.state == CommandState.PENDING.value:
+    sent = command_state.next_state(CommandState(command.state), Signal.PUBLISHED)
+    if changed or sent is not None:
         # What the row holds (or is about to hold), without reading it back.
-        set_committed_value(command, "state", CommandState.SENT.value)
+        set_committed_value(command, "state", command_state.target(Signal.PUBLISHED).value)
         set_committed_value(command, "sent_at", command.sent_at or now)
     if changed:
         set_committed_value(command, "publish_count", (command.publish_count or 0) + 1)
@@ -320,7 +332,7 @@ def sent_record(command: Command, now: datetime) -> CommandOut:
     """The record of ``command`` as it reads once ``mark_sent(session, command, now)`` has
     changed it (so it can be recorded before the row is touched)."""
     return command_out(command).model_copy(
-        update={"state": CommandState.SENT, "sent_at": command.sent_at or now}
+        update={"state": command_state.target(Signal.PUBLISHED), "sent_at": command.sent_at or now}
     )
 
 
@@ -349,10 +361,8 @@ def apply_ack(session: Session, eid: str, ack: Ack, received_at: datetime) -> Ac
     # columns (Core, not the ORM: this is on every command's path, and nothing here needs the
     # object); only an ack that changes nothing is looked at again, to say why.
     table = _TABLE
-    new = ack.result.command_state
-    allowed = list(_UNSETTLED_VALUES)
-    if ack.result is AckResult.ACCEPTED:
-        allowed = [CommandState.PENDING.value, CommandState.SENT.value]
+    signal = command_state.ack_signal(ack.result)
+    new = command_state.target(signal)
     values: dict[str, Any] = {
         "state": new.value,
         "detail": ack.detail,
@@ -367,7 +377,7 @@ def apply_ack(session: Session, eid: str, ack: Ack, received_at: datetime) -> Ac
         .where(
             table.c.id == ack.command_id,
             table.c.enclosure_id == eid,
-            table.c.state.in_(allowed),
+            table.c.state.in_(_sources(signal)),
         )
         .values(**values)
         .returning(*_RECORD_COLUMNS)
@@ -381,18 +391,15 @@ def apply_ack(session: Session, eid: str, ack: Ack, received_at: datetime) -> Ac
         return AckOutcome(None, "unknown")
     if current.enclosure_id != eid:
         return AckOutcome(None, "foreign")
-    if ack.result is AckResult.ACCEPTED and current.state == CommandState.ACCEPTED.value:
-        return AckOutcome(None, "duplicate")
-    return AckOutcome(None, "late")
+    # The UPDATE matched nothing, so the state refuses the signal (no transition leads back
+    # into a state the signal changes); "late" covers the impossible rest.
+    why = command_state.ignored_reason(CommandState(current.state), signal)
+    return AckOutcome(None, why or "late")
 
 
 def _timeout_detail(command: Command) -> str:
     timeout = (command.deadline_at - command.created_at).total_seconds()
-    if command.state == CommandState.PENDING.value:
-        return f"never reached the broker within {timeout:g} s"
-    if command.state == CommandState.ACCEPTED.value:
-        return f"accepted, but no outcome within {timeout:g} s"
-    return f"no answer from the enclosure within {timeout:g} s"
+    return command_state.timeout_detail(CommandState(command.state), timeout)
 
 
 def time_out_overdue(
@@ -402,7 +409,7 @@ def time_out_overdue(
     cutoff = now - timedelta(seconds=grace_s)
     overdue = session.scalars(
         select(Command)
-        .where(Command.state.in_(_UNSETTLED_VALUES), Command.deadline_at < cutoff)
+        .where(Command.state.in_(_sources(Signal.DEADLINE)), Command.deadline_at < cutoff)
         .order_by(Command.deadline_at)
         .limit(limit)
     ).all()
@@ -412,7 +419,7 @@ def time_out_overdue(
             update(Command)
             .where(Command.id == command.id, Command.state == command.state)
             .values(
-                state=CommandState.TIMED_OUT.value,
+                state=command_state.target(Signal.DEADLINE).value,
                 settled_at=now,
                 detail=_timeout_detail(command),
             )
@@ -436,7 +443,7 @@ def republishable(
         session.scalars(
             select(Command)
             .where(
-                Command.state == CommandState.PENDING.value,
+                Command.state.in_(_sources(Signal.PUBLISHED)),
                 Command.deadline_at > now,
                 Command.created_at < now - timedelta(seconds=older_than_s),
             )

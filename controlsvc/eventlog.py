@@ -2,7 +2,8 @@
 
 Writers (the bridge, the API) call `record` inside their own transaction; after the commit the
 bridge publishes `{prefix}/service/events` so every API process reads the new rows at once
-(`controlsvc.live`). Readers resume with `since(after_id)`: ids only grow, and on PostgreSQL
+(`controlsvc.live`); its topic and payload (`schemas.messages.ServiceEvents`) are part of the
+wire contract in `schemas`. Readers resume with `since(after_id)`: ids only grow, and on PostgreSQL
 event writers are serialised until they commit (see `_serialise_writers`), so a reader that has
 seen id N has also seen every committed id below N.
 
@@ -32,6 +33,9 @@ from controlsvc.db import as_utc, utcnow
 from controlsvc.models.events import EventRecord, EventTicket
 from controlsvc.models.users import User
 from controlsvc.publisher import BrokerUnavailable, Publisher
+from schemas.base import SCHEMA_VERSION
+from schemas.messages import EVENT_KIND_MAX_LENGTH, EVENT_KIND_PATTERN
+from schemas.topics import SERVICE_EVENTS_QOS, Topics
 
 # Events older than this are purged by the bridge's housekeeping; a client away longer
 # resumes with what is left (its UI reloads the current state anyway).
@@ -44,26 +48,28 @@ TICKET_TTL = timedelta(seconds=30)
 TICKET_BYTES = 32
 TICKET_MAX_LENGTH = 2 * TICKET_BYTES  # anything longer is not one of ours
 # Kinds are short dotted names, e.g. "enclosure.state", "command.updated".
-KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
-KIND_MAX_LENGTH = 64
+KIND_PATTERN = re.compile(EVENT_KIND_PATTERN)
+KIND_MAX_LENGTH = EVENT_KIND_MAX_LENGTH
 # pg_advisory_xact_lock key that orders event writers ("jaxmba" in ASCII, then 1).
 EVENTS_LOCK_KEY = 0x6A61786D626101
 _LOCKED_KEY = "jaxmba.eventlog.locked"
-# The notification says "look": QoS 0, not retained (a reader that missed one catches up with
-# the next, or with its idle check). When one transaction's events fit in this many bytes it
-# carries them too, and the API processes hand them out without reading the log.
-NOTIFICATION_QOS = 0
-NOTIFICATION_VERSION = 1
+# The notification (`schemas.messages.ServiceEvents`) says "look": QoS 0, not retained (a
+# reader that missed one catches up with the next, or with its idle check). When one
+# transaction's events fit in this many bytes it carries them too, and the API processes hand
+# them out without reading the log.
+NOTIFICATION_QOS = SERVICE_EVENTS_QOS
+NOTIFICATION_VERSION = SCHEMA_VERSION
 NOTIFICATION_EVENTS_MAX_BYTES = 32 * 1024
 
 
 def notification_topic(prefix: str) -> str:
     """`{prefix}/service/events`: published after a commit that added events."""
-    return f"{prefix}/service/events"
+    return Topics(prefix).service_events()
 
 
 def event_body(row: EventRecord) -> dict[str, Any]:
-    """An event as `GET /api/events` streams it and a notification carries it. Call it before
+    """An event as `GET /api/events` streams it and a notification carries it
+    (`schemas.messages.LoggedEvent`, built by hand: it is on every event's path). Call it before
     the commit, which expires the row; `at` is UTC as a read of the row would give it."""
     return {
         "id": row.id,
@@ -79,7 +85,8 @@ def event_body(row: EventRecord) -> dict[str, Any]:
 def notification_payload(
     last_id: int, *, at: datetime | None = None, events: Sequence[dict[str, Any]] = ()
 ) -> bytes:
-    """`{"v":1,"at":"...","last_id":N}` where N is the newest event id just committed; with
+    """A `ServiceEvents` message (built by hand: it is on every commit's path):
+    `{"v":1,"at":"...","last_id":N}` where N is the newest event id just committed; with
     `"events": [...]` (`event_body`s, id order) when given and they fit. Give only the events
     of ONE transaction: no other writer's ids fall between them (see `_serialise_writers`), so
     a reader that has seen every id below the first has seen everything up to the last."""

@@ -30,6 +30,8 @@ from schemas.messages import (
     EnclosureStateMessage,
     Event,
     FleetState,
+    LoggedEvent,
+    ServiceEvents,
     ServiceState,
 )
 from schemas.reference import render_reference, replace_section
@@ -57,6 +59,7 @@ _MESSAGES: dict[str, tuple[type[BaseModel], str]] = {
     "service_state": (ServiceState, "{prefix}/service/state"),
     "alert": (Alert, "{prefix}/service/alerts"),
     "fleet_state": (FleetState, "{prefix}/service/fleet/{eid}"),
+    "service_events": (ServiceEvents, "{prefix}/service/events"),
     "state": (EnclosureStateMessage, "{prefix}/enc/{eid}/state"),
     "status": (Status, "{prefix}/enc/{eid}/status"),
     "desired": (Desired, "{prefix}/enc/{eid}/desired"),
@@ -92,6 +95,7 @@ def reference_sections() -> list[tuple[str, type[BaseModel]]]:
     sections: list[tuple[str, type[BaseModel]]] = [
         (f"{stem}: `{topic}`", model) for stem, (model, topic) in _MESSAGES.items()
     ]
+    sections.append(("service_events: each of `events`", LoggedEvent))
     sections += [
         (f"cmd params: `{kind.value}`", model)
         for kind, model in COMMAND_PARAMS.items()

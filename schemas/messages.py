@@ -7,7 +7,8 @@ service, lifecycle, desired and alert messages and re-exports the rest, so
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+import uuid
+from typing import Any, ClassVar, Self
 
 from pydantic import Field, model_validator
 
@@ -58,6 +59,8 @@ __all__ = [
     "DEFAULT_STATUS_INTERVAL_S",
     "MAX_STATUS_INTERVAL_S",
     "MIN_STATUS_INTERVAL_S",
+    "EVENT_KIND_MAX_LENGTH",
+    "EVENT_KIND_PATTERN",
     "EVENT_PAYLOADS",
     "FleetState",
     "MAX_PAYLOAD_BYTES",
@@ -78,12 +81,14 @@ __all__ = [
     "Event",
     "EventPayload",
     "LiveViewStatus",
+    "LoggedEvent",
     "RecordingFailed",
     "RecordingResumed",
     "RecordingStarted",
     "RecordingStatus",
     "RecordingStopped",
     "SegmentClosed",
+    "ServiceEvents",
     "ServiceState",
     "SetConfigParams",
     "StartLiveViewParams",
@@ -251,6 +256,46 @@ class FleetState(WireMessage):
     )
     expected_online: bool = Field(
         default=False, description="Whether losing it raises an alert outside sessions too."
+    )
+
+
+EVENT_KIND_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+EVENT_KIND_MAX_LENGTH = 64
+
+
+class LoggedEvent(WirePart):
+    """One row of the service's event log, exactly as ``GET /api/events`` streams it."""
+
+    id: int = Field(ge=1, description="Event id; only grows (the SSE event id).")
+    kind: str = Field(
+        max_length=EVENT_KIND_MAX_LENGTH,
+        pattern=EVENT_KIND_PATTERN,
+        description="Dotted name, e.g. enclosure.state, command.updated.",
+    )
+    at: UtcDatetime = Field(description="When the event was recorded.")
+    enclosure_id: EnclosureId | None = Field(default=None, description="The enclosure concerned.")
+    session_id: SessionId | None = Field(default=None, description="The session concerned.")
+    command_id: uuid.UUID | None = Field(default=None, description="The command concerned.")
+    data: dict[str, Any] = Field(default_factory=dict, description="The kind's record.")
+
+
+class ServiceEvents(WireMessage):
+    """``{prefix}/service/events``: the event log has new rows. QoS 0, not retained.
+
+    Published by a service process after a commit that recorded events, read by the API
+    processes, which hand the events to their streams. A reader that has seen every id below the
+    first carried event may use ``events`` as they are; otherwise (or without ``events``) it
+    reads the log from its cursor. Only service and operator accounts may read it.
+    """
+
+    label: ClassVar[str] = "service_events"
+
+    last_id: int = Field(ge=0, description="Id of the newest event just committed.")
+    events: list[LoggedEvent] | None = Field(
+        default=None,
+        min_length=1,
+        description="The events of that one transaction in id order, when they fit (32 KB);"
+        " absent otherwise.",
     )
 
 

@@ -5,6 +5,7 @@
     {prefix}/service/state        service -> all      QoS 1, retained (Will: online=false)
     {prefix}/service/alerts       service -> all      QoS 1
     {prefix}/service/fleet/{eid}  service -> all      QoS 1, retained (derived enclosure state)
+    {prefix}/service/events       service -> service  QoS 0 (new rows in the event log)
     {prefix}/enc/{eid}/state      agent -> all        QoS 1, retained (Will: lost)
     {prefix}/enc/{eid}/status     agent -> service    QoS 1, retained
     {prefix}/enc/{eid}/desired    service -> agent    QoS 1, retained
@@ -29,6 +30,7 @@ __all__ = [
     "CHANNEL_QOS",
     "CHANNEL_RETAINED",
     "DEFAULT_PREFIX",
+    "SERVICE_EVENTS_QOS",
     "SERVICE_QOS",
     "Channel",
     "ParsedTopic",
@@ -71,6 +73,9 @@ CHANNEL_RETAINED: dict[Channel, bool] = {
     Channel.PREVIEW: False,
 }
 SERVICE_QOS = 1  # service/state and service/fleet/+ (retained), service/alerts (not)
+# service/events only says "look": a reader that misses one catches up with the next or reads
+# the log on its own, so QoS 0, not retained.
+SERVICE_EVENTS_QOS = 0
 
 # What an enclosure's broker account may publish to and read under its own ``enc/{eid}/``
 # (plus ``{prefix}/service/state``); the ACL is generated from these.
@@ -156,6 +161,10 @@ class Topics:
     def fleet_filter(self) -> str:
         """``{prefix}/service/fleet/+``: every enclosure's derived state."""
         return f"{self.prefix}/service/fleet/+"
+
+    def service_events(self) -> str:
+        """``{prefix}/service/events``: "the event log has new rows", between service processes."""
+        return f"{self.prefix}/service/events"
 
     # -- enclosure topics -------------------------------------------------------------------------
     def enc(self, eid: str, channel: Channel | str) -> str:

@@ -29,7 +29,7 @@ from tests.integration.test_agent_harness import (  # noqa: F401 (fixtures)
 )
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.mosquitto]
+pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]  # real agents, every command kind
 
 START = {"session_id": "s1", "file_prefix": "cage1", "duration_s": 60}
 

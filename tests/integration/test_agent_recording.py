@@ -28,7 +28,7 @@ from tests.integration.test_agent_harness import (  # noqa: F401 (fixtures)
 )
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.mosquitto]
+pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]  # agents record real video
 
 DURATION_S = 10.0
 

@@ -182,6 +182,7 @@ def test_duplicate_event_id_is_stored_once(settings, database, broker, make_brid
     assert rows[0].data == {"free_bytes": 10, "reserve_bytes": 100}
 
 
+@pytest.mark.slow  # a flood of 10,000 malformed messages
 def test_malformed_flood_then_valid_messages(settings, database, broker, make_bridge, agents):
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion

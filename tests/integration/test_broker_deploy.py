@@ -37,7 +37,7 @@ from tests.support.broker import (
 )
 from tests.support.mqtt import ACCEPTED, NOT_AUTHORIZED, ConnectRefused, MqttTestClient
 
-pytestmark = pytest.mark.mosquitto
+pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]  # TLS certificates, a broker per test
 
 MAKE_CERTS = REPO_ROOT / "deploy" / "mosquitto" / "make-certs.sh"
 HOST = "127.0.0.1"

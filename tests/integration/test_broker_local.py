@@ -36,7 +36,7 @@ from tests.support.broker import (  # noqa: F401 (fixtures; redundant once conft
 from tests.support.mqtt import ACCEPTED, NOT_AUTHORIZED, ConnectRefused, MqttTestClient
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.mosquitto
+pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]  # a broker (or several) per test
 
 Factory = Callable[..., LocalBroker]
 Connect = Callable[..., MqttTestClient]

@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from controlsvc.models.users import User
 from tests.support.auth import PASSWORD
+
+pytestmark = pytest.mark.slow  # a fresh interpreter per command
 
 # A command that does not finish in this long is stuck.
 COMMAND_TIMEOUT_S = 120

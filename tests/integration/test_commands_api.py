@@ -187,6 +187,7 @@ def test_late_ack_after_timeout_is_ignored(settings, database, client, operator,
     time.sleep(0)  # the state stays: nothing can move a settled command
 
 
+@pytest.mark.slow  # waits for the deadline
 def test_lost_enclosure_is_accepted_and_the_command_expires(
     settings, database, client, operator, make_bridge, agents
 ):
@@ -285,6 +286,7 @@ def test_broker_down_answers_202_pending(app, client, operator, database, broker
     assert command_row(database, response.get_json()["id"]).state == "pending"
 
 
+@pytest.mark.slow  # many round trips
 def test_round_trip_latency(client, operator, viewer, online):
     """REST POST -> MQTT -> agent ack -> bridge -> visible through GET ?wait (printed)."""
     samples = []

@@ -18,6 +18,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine
 
+pytestmark = pytest.mark.slow  # nginx, systemd, a PostgreSQL primary and standby, PgBouncer, Erlang
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 VENV = ROOT / ".venv"

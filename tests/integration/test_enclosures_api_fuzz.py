@@ -17,6 +17,8 @@ from controlsvc.app import create_app
 from controlsvc.enclosures import discover
 from controlsvc.mqtt_publisher import PUBLISHER_KEY
 
+pytestmark = pytest.mark.slow  # a schema fuzzer
+
 MAX_EXAMPLES = 10
 FUZZED_PATHS = r"^/api/(enclosures|commands)"
 # As in test_openapi_fuzz: generated "valid" values the API refuses with a documented 4xx

@@ -417,6 +417,7 @@ def statuses(found: dict[str, Any] | None) -> dict[str, str]:
     return {d["device"]["name"]: d["status"] for d in found["device_statuses"]}
 
 
+@pytest.mark.slow  # legacy devices and an agent through a whole session
 def test_mixed_session_with_a_per_device_stop_then_a_cancel(
     client: FlaskClient, database: Database, auth: Auth, bridge, agents
 ) -> None:
@@ -630,6 +631,7 @@ def test_cors_with_a_list_of_origins(settings: Settings, database: Database) -> 
         app.extensions[PUBLISHER_KEY].close()
 
 
+@pytest.mark.slow  # waits for down_after_s to pass
 def test_a_silent_legacy_device_goes_down_and_comes_back(
     settings: Settings, database: Database, auth: Auth, bridge
 ) -> None:

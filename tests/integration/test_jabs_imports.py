@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a fresh interpreter per module
+
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = sorted(
     f"controlsvc.compat.jabs.{path.stem}"

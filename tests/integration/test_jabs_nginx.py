@@ -26,7 +26,10 @@ from tests.integration.test_deploy import _self_signed
 from tests.support.auth import Auth
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed"),
+    pytest.mark.slow,  # runs nginx in front of the service
+]
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "jabs-ui.conf"
 INDEX = "<!doctype html><title>JABS</title><app-root></app-root>"

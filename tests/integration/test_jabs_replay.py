@@ -29,7 +29,7 @@ from tests.support.jabs_device import LegacyDevice, flask_post
 from tests.support.jabs_ui import JabsUi, check_device, check_session, flask_send
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.mosquitto
+pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]  # a whole day with device simulators
 
 API = "/jabs/"
 

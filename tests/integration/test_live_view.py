@@ -38,7 +38,7 @@ from tests.support.broker import BrokerAccount
 from tests.support.mqtt import MqttTestClient
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.mosquitto
+pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]  # HTTP server, agent, JPEG streams
 
 mosquitto = broker_fixtures.mosquitto
 broker_enclosure = broker_fixtures.broker_enclosure

@@ -11,6 +11,8 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.config._checks import NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES
 
+pytestmark = pytest.mark.slow  # a schema fuzzer
+
 # Examples per operation, generation mode and backend: enough to cross the documented error paths.
 MAX_EXAMPLES = 10
 FUZZED_PATHS = r"^/api/(auth|users|health)"

@@ -53,6 +53,8 @@ from enclosure_agent.recorder.frame import utc_now
 from enclosure_agent.recorder.sidecar import SIDECAR_HEADER
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.slow  # records and decodes real video
+
 REPO = Path(__file__).resolve().parents[2]
 FPS = 15
 SIZE = (320, 240)  # small: these tests are about frames and time, not resolution

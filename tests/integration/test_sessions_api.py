@@ -359,6 +359,7 @@ def test_an_early_stop_of_a_skewed_agent_is_not_taken_for_the_end(client, operat
     assert "camera unplugged" in enclosure_of(get(client, viewer, sid), "enc-a")["message"]
 
 
+@pytest.mark.slow  # waits for the time-outs
 def test_cancel_one_then_all_and_time_outs(client, operator, viewer, online, database):
     sid = create(client, operator, eids=("enc-a", "enc-b")).get_json()["id"]
     a, b = online
@@ -380,6 +381,7 @@ def test_cancel_one_then_all_and_time_outs(client, operator, viewer, online, dat
     assert [s["id"] for s in filtered["items"]] == [sid]
 
 
+@pytest.mark.slow  # waits for the grace to pass
 def test_lost_enclosure_times_out_and_alerts(
     client, operator, viewer, online, auth, broker, mqtt_client, database
 ):

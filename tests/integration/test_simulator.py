@@ -35,7 +35,7 @@ from tests.support.broker import mosquitto_factory, mqtt_client  # noqa: F401 (f
 from tests.support.mqtt import ACCEPTED, MqttTestClient
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.mosquitto]
+pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]  # fleets of simulated agents
 
 FLEET_SIZE = 20
 STATUS_INTERVAL_S = 0.3

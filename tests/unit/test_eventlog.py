@@ -16,6 +16,7 @@ from controlsvc.api.events import _client_gone, sse_frame
 from controlsvc.config import Settings
 from controlsvc.live import COMMAND_UPDATED, EventFilter, LiveEvent, LiveFeed
 from controlsvc.models.events import EventRecord
+from schemas import SERVICE_EVENTS_QOS, ServiceEvents, Topics, parse_message
 
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -265,6 +266,29 @@ def test_events_too_large_to_carry_are_left_to_the_log():
 def test_carried_events_in_a_strange_shape_are_not_trusted(events):
     payload = json.dumps({"v": 1, "last_id": 3, "events": events}).encode()
     assert eventlog.read_notification(payload) == eventlog.Notification(3, None)
+
+
+def test_notifications_are_the_contracts_service_events_message():
+    row = EventRecord(
+        id=7,
+        kind=COMMAND_UPDATED,
+        at=AT,
+        enclosure_id="enc-a",
+        session_id="s-1",
+        command_id=uuid.UUID(int=9),
+        data={"state": "sent"},
+    )
+    body = eventlog.event_body(row)
+    carrying = parse_message(ServiceEvents, eventlog.notification_payload(7, at=AT, events=[body]))
+    assert carrying.last_id == 7
+    assert carrying.events is not None
+    assert [e.model_dump(mode="json") for e in carrying.events] == [
+        {**body, "at": "2026-11-25T12:00:00Z"}
+    ]
+    bare = parse_message(ServiceEvents, eventlog.notification_payload(7))
+    assert (bare.v, bare.last_id, bare.events) == (1, 7, None)
+    assert eventlog.notification_topic("site/x") == Topics("site/x").service_events()
+    assert eventlog.NOTIFICATION_QOS == SERVICE_EVENTS_QOS
 
 
 def test_event_body_is_what_a_stream_sends():

@@ -6,13 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from schemas import CHANNEL_MODELS, Alert, FleetState, ServiceState, export, parse_message
+from schemas import (
+    CHANNEL_MODELS,
+    Alert,
+    FleetState,
+    ServiceEvents,
+    ServiceState,
+    export,
+    parse_message,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "protocol"
 PROTOCOL_DOC = ROOT / "docs" / "protocol.md"
 EXAMPLE_RE = re.compile(r"```json (\w+)\n(.*?)```", re.DOTALL)
-MODELS_BY_LABEL = {m.label: m for m in [*CHANNEL_MODELS.values(), ServiceState, Alert, FleetState]}
+MODELS_BY_LABEL = {
+    m.label: m for m in [*CHANNEL_MODELS.values(), ServiceState, Alert, FleetState, ServiceEvents]
+}
 
 
 def test_committed_schemas_and_reference_are_current():
@@ -39,7 +49,17 @@ def test_export_is_deterministic_and_complete(tmp_path):
     first = {p.name: p.read_text() for p in tmp_path.iterdir()}
     assert export.main(["--out", str(tmp_path), "--doc", ""]) == 0
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == first
-    for name in ("status", "desired", "cmd", "ack", "event", "state", "service_state", "alert"):
+    for name in (
+        "status",
+        "desired",
+        "cmd",
+        "ack",
+        "event",
+        "state",
+        "service_state",
+        "alert",
+        "service_events",
+    ):
         assert f"{name}.schema.json" in first
     assert "cmd.params.start_recording.schema.json" in first
     assert "event.data.segment_closed.schema.json" in first

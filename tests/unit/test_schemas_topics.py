@@ -23,6 +23,7 @@ def test_default_topic_tree():
     assert t.prefix == DEFAULT_PREFIX == "jaxmba/v1"
     assert t.service_state() == "jaxmba/v1/service/state"
     assert t.service_alerts() == "jaxmba/v1/service/alerts"
+    assert t.service_events() == "jaxmba/v1/service/events"
     assert t.state("enc-01") == "jaxmba/v1/enc/enc-01/state"
     assert t.status("enc-01") == "jaxmba/v1/enc/enc-01/status"
     assert t.desired("enc-01") == "jaxmba/v1/enc/enc-01/desired"
