@@ -29,7 +29,7 @@ subscriber's per message + the COPY's per row).
 The last line is one JSON object: {"bench": "ingest", "results": [{"enclosures": K, "lost": ...,
 "staleness_max_s": ..., "bridge_cpu_cores": ..., "bridge_rss_mb": ..., "floor": {...},
 "ratio": {...}, "cpu_ms_per_unit": {...}}, ...]}. Targets (issue 18, at K = 5,000; each K says
-how it fares): 0 lost, staleness p99 <= 2 s, bridge CPU per status <= 2 x the floor's.
+how it fares): 0 lost, staleness p99 <= 2 s, bridge CPU per status <= 3 x the floor's.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ DRAIN_QUIET_S = 60.0  # after the fleet stops: the bridge has drained once rows 
 DRAIN_CAP_S = 300.0  # ...and a bridge far behind is given at most this long (``drained``)
 TARGET_ENCLOSURES = 5000
 TARGET_STALENESS_P99_S = 2.0
-TARGET_CPU_RATIO = 2.0  # bridge CPU per status <= 2 x (bare subscriber + bare COPY)
+TARGET_CPU_RATIO = 3.0  # bridge CPU per status <= 3 x (bare subscriber + bare COPY)
 FLOOR_WINDOW_S = 10.0  # the bare subscriber drains the fleet's statuses this long (at most)
 FLOOR_ROWS = 20_000  # rows written again by the bare COPY (at most)
 
