@@ -289,10 +289,12 @@ def drain_figures(drain: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def insert_floor(engine: Engine, table: str, n: int, order_by: str = "id") -> dict[str, Any]:
+def insert_floor(
+    engine: Engine, table: str, n: int, *, batch: int = INSERT_BATCH, order_by: str = "id"
+) -> dict[str, Any]:
     """Write the first ``n`` rows of ``table`` (all columns but ``order_by``'s generated key)
-    again into ``floor_<table>`` (same columns and indexes), ``INSERT_BATCH`` rows per
-    statement and transaction; client CPU (this thread) and wall time per row."""
+    again into ``floor_<table>`` (same columns and indexes), ``batch`` rows per statement
+    and transaction; client CPU (this thread) and wall time per row."""
     floor_table = f"floor_{table}"
     postgres = engine.dialect.name == "postgresql"
     raw = engine.raw_connection()
@@ -308,12 +310,12 @@ def insert_floor(engine: Engine, table: str, n: int, order_by: str = "id") -> di
         rows = [tuple(row[i] for i in keep) for row in cursor.fetchall()]
         raw.commit()
         columns = ", ".join(names[i] for i in keep)
-        batches = [rows[i : i + INSERT_BATCH] for i in range(0, len(rows), INSERT_BATCH)]
+        batches = [rows[i : i + batch] for i in range(0, len(rows), batch)]
         cpu0, wall0 = time.thread_time(), time.perf_counter()
-        for batch in batches:
+        for chunk in batches:
             if postgres:
                 buffer = io.StringIO()
-                csv.writer(buffer).writerows(_copy_row(row) for row in batch)
+                csv.writer(buffer).writerows(_copy_row(row) for row in chunk)
                 buffer.seek(0)
                 cursor.copy_expert(
                     f"COPY {floor_table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer
@@ -322,7 +324,7 @@ def insert_floor(engine: Engine, table: str, n: int, order_by: str = "id") -> di
                 marks = ", ".join("?" * len(keep))
                 cursor.executemany(
                     f"INSERT INTO {floor_table} ({columns}) VALUES ({marks})",
-                    [_sqlite_row(row) for row in batch],
+                    [_sqlite_row(row) for row in chunk],
                 )
             raw.commit()
         cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
@@ -332,7 +334,7 @@ def insert_floor(engine: Engine, table: str, n: int, order_by: str = "id") -> di
         raw.close()
     count = max(1, len(rows))
     return {
-        "kind": "COPY per 500 rows" if postgres else "executemany per 500 rows",
+        "kind": f"{'COPY' if postgres else 'executemany'} per {batch} rows",
         "rows": len(rows),
         "cpu_ms_per_row": round(cpu * 1000 / count, 4),
         "wall_ms_per_row": round(wall * 1000 / count, 4),
@@ -403,6 +405,8 @@ def cpu_ms_per_unit(units: int, **cpu_seconds: float) -> dict[str, float]:
 
 def check_targets(bench: str, targets: Mapping[str, bool]) -> bool:
     """Print whether each target is met (stderr) and return whether all are."""
+    if not targets:
+        print(f"{bench}: no ratio target", file=sys.stderr)
     for name, met in targets.items():
         print(f"{bench}: target {name}: {'met' if met else 'NOT met'}", file=sys.stderr)
     return all(targets.values())

@@ -22,7 +22,7 @@ run's time over the floor's. ``cpu_ms_per_unit``: API and bridge CPU over the me
 
 The last line is one JSON object: {"bench": "session_fanout", "enclosures": 1000,
 "start_s": [...], "cancel_s": [...], "floor": {...}, "ratio": {...}, "cpu_ms_per_unit": {...},
-...}. Target: start and cancel each <= 5 x the floor. ``phases`` says
+...}. Target: start and cancel each <= 7 x the floor. ``phases`` says
 where each run's time went (seconds after the POST, from the rows' own timestamps): the last
 agent event (the simulator had every document and reacted), its arrival at the bridge, and
 the last enclosure the bridge confirmed; what remains after the arrival is the bridge's.
@@ -60,7 +60,9 @@ from schemas.topics import Topics  # noqa: E402
 
 STATUS_INTERVAL_S = 5.0  # the contract's default heartbeat
 POLL_S = 0.01  # how often the database is read while waiting
-TARGET_RATIO = 5.0  # start and cancel each <= 5 x publishing the same retained documents
+# Start and cancel each <= 7 x publishing the same retained documents: the issue's 1 s over a
+# floor of about 0.14 s on the machine of docs/benchmarks.md (calibration 26-28 ms).
+TARGET_RATIO = 7.0
 SESSION_S = 3600  # long enough to never end during a run
 REGISTER_TIMEOUT_S = 120.0
 WARMUP_ENCLOSURES = 10  # a first small session warms the API workers (MQTT connection, caches)
