@@ -302,8 +302,15 @@ def insert_floor(
         cursor = raw.cursor()
         if postgres:
             cursor.execute(f"CREATE TABLE {floor_table} (LIKE {table} INCLUDING ALL)")
-        else:
-            cursor.execute(f"CREATE TABLE {floor_table} AS SELECT * FROM {table} WHERE 0")
+        else:  # the table's own definition and indexes, renamed
+            cursor.execute(
+                "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL"
+                " ORDER BY type DESC",  # the table before its indexes
+                (table,),
+            )
+            for kind, name, sql in cursor.fetchall():
+                sql = sql.replace(f"{kind.upper()} {name}", f"{kind.upper()} floor_{name}", 1)
+                cursor.execute(sql.replace(f" ON {table} ", f" ON {floor_table} ", 1))
         cursor.execute(f"SELECT * FROM {table} ORDER BY {order_by} LIMIT {int(n)}")
         names = [d[0] for d in cursor.description]
         keep = [i for i, name in enumerate(names) if name != order_by]

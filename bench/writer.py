@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with database.engine.connect() as conn:
             stored = conn.execute(text("SELECT count(*) FROM status_history")).scalar_one()
         floor = insert_floor(database.engine, "status_history", stored, batch=args.batch)
-        facts = machine(database.engine)
+        facts = machine(None if args.sqlite else database.engine)  # SHOW is PostgreSQL's
         database.dispose()
     n = len(statuses)
     check_targets("writer", {})
