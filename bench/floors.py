@@ -12,6 +12,8 @@ database, so that a figure can be given as a ratio to what this machine can do a
   with the same indexes: the client CPU and wall time per row.
 - ``retained_floor``: the same retained messages published again by one paho client (QoS 1,
   paho's default window of 20 in flight, until the last PUBACK), on topics nobody reads.
+- ``encode_floor``: frames encoded by libx264 through PyAV alone with the recorder's encoder
+  settings (no capture thread, queues, sidecar, hashing or segment rotation): CPU per frame.
 - ``Sniffer``: records what the service publishes (payloads of commands, acks, ``desired``
   documents), so the floors use the same sizes and the same messages.
 
@@ -395,6 +397,56 @@ def retained_floor(broker: Broker, payloads: list[bytes]) -> dict[str, Any]:
         "messages": len(payloads),
         "bytes_p50": sorted(len(p) for p in payloads)[len(payloads) // 2] if payloads else 0,
         "seconds": round(seconds, 4),
+    }
+
+
+def encode_floor(
+    images: list[Any], fps: int, frames: int, encoder: Any, grey: bool
+) -> dict[str, Any]:
+    """Process CPU per frame to encode ``frames`` frames (``images`` over and over: numpy
+    arrays as the camera gives them) with libx264 through PyAV alone into a Matroska file,
+    with ``encoder``'s (an ``EncoderSettings``) crf, preset, x264 parameters and keyframe
+    interval, converting colour frames to yuv420p as the recorder does."""
+    import tempfile
+    from fractions import Fraction
+
+    import av
+    from av.video.frame import VideoFrame
+    from av.video.reformatter import ColorRange, Colorspace
+
+    options = {
+        "crf": str(encoder.crf),
+        "preset": encoder.preset,
+        "g": str(max(1, round(encoder.keyframe_interval_s * fps))),
+    }
+    if encoder.x264_params:
+        options["x264-params"] = encoder.x264_params
+    with tempfile.TemporaryDirectory(prefix="jaxmba-floor-") as tmp:
+        container = av.open(f"{tmp}/floor.mkv", mode="w", format="matroska")
+        stream = container.add_stream("libx264", rate=Fraction(fps), options=options)
+        stream.width, stream.height = images[0].shape[1], images[0].shape[0]
+        stream.pix_fmt = "gray" if grey else "yuv420p"
+        source_format = "gray" if grey else "rgb24"
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for i in range(frames):
+            frame = VideoFrame.from_ndarray(images[i % len(images)], format=source_format)
+            if not grey:
+                frame = frame.reformat(
+                    format="yuv420p",
+                    dst_colorspace=Colorspace.ITU601,
+                    dst_color_range=ColorRange.MPEG,
+                )
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        container.close()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return {
+        "kind": "libx264 through PyAV alone, same settings",
+        "frames": frames,
+        "cpu_ms_per_frame": round(cpu * 1000 / frames, 3),
+        "cores_at_target": round(cpu / frames * fps, 3),
+        "fps_alone": round(frames / wall, 1),
     }
 
 
