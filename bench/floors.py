@@ -197,16 +197,13 @@ class Sniffer:
 
 
 # -- floors ----------------------------------------------------------------------------------------
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))]
-
-
 def echo_floor(
     broker: Broker, n: int, request_bytes: int, response_bytes: int, warmup: int = ECHO_WARMUP
 ) -> dict[str, Any]:
     """Round trips (ms) of a QoS 1 request answered by a responder process with a QoS 1
     response, one at a time."""
+    from _support import percentile  # not at the top: the children stay lean
+
     base = f"{broker.prefix}/floor/echo"
     responder = broker.child(
         "echo", f"{base}/request", f"{base}/response", "--response-bytes", str(response_bytes)
@@ -246,9 +243,9 @@ def echo_floor(
         "n": len(rtts),
         "request_bytes": request_bytes,
         "response_bytes": response_bytes,
-        "p50_ms": round(_percentile(rtts, 0.50), 3),
-        "p95_ms": round(_percentile(rtts, 0.95), 3),
-        "p99_ms": round(_percentile(rtts, 0.99), 3),
+        "p50_ms": round(percentile(rtts, 0.50), 3),
+        "p95_ms": round(percentile(rtts, 0.95), 3),
+        "p99_ms": round(percentile(rtts, 0.99), 3),
     }
 
 
@@ -289,6 +286,13 @@ def drain_figures(drain: Mapping[str, Any]) -> dict[str, Any]:
         "received": received,
         "cpu_ms_per_msg": round(drain["cpu_s"] * 1000 / max(1, received), 4),
     }
+
+
+def status_floor(subscriber: Mapping[str, Any], insert: Mapping[str, Any]) -> dict[str, Any]:
+    """The floor of receiving and storing a status: the bare subscriber's CPU per message
+    plus the bare write's per row (``cpu_ms_per_msg``)."""
+    per_msg = subscriber["cpu_ms_per_msg"] + insert["cpu_ms_per_row"]
+    return {"subscriber": subscriber, "insert": insert, "cpu_ms_per_msg": round(per_msg, 4)}
 
 
 def insert_floor(

@@ -60,6 +60,7 @@ from floors import (  # noqa: E402
     insert_floor,
     ratio,
     stack_broker,
+    status_floor,
 )
 
 from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
@@ -159,7 +160,8 @@ def measure(enclosures: int, duration: float, keep: bool) -> tuple[dict[str, Any
         # The floor's second half: the rows the bridge stored, written by a bare COPY.
         insert = insert_floor(engine, "status_history", min(stored, FLOOR_ROWS))
     bridge_ms = usage.cores * usage.seconds * 1000 / max(1, stored_in_window)
-    floor_ms = subscriber["cpu_ms_per_msg"] + insert["cpu_ms_per_row"]
+    floor = status_floor(subscriber, insert)
+    floor_ms = floor["cpu_ms_per_msg"]
     staleness_p99 = percentile(latest, 0.99)
     targets = {
         "0 lost": counters.statuses_acked == stored,
@@ -194,7 +196,7 @@ def measure(enclosures: int, duration: float, keep: bool) -> tuple[dict[str, Any
         "drain_after_stop_s": round(drain_s, 1),
         **usage.figures("bridge"),
         "bridge_cpu_ms_per_msg": round(bridge_ms, 3),
-        "floor": {"subscriber": subscriber, "insert": insert, "cpu_ms_per_msg": round(floor_ms, 4)},
+        "floor": floor,
         "ratio": {"cpu_per_msg": ratio(bridge_ms, floor_ms)},
         "cpu_ms_per_unit": {
             "unit": "status",
