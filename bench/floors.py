@@ -18,7 +18,7 @@ database, so that a figure can be given as a ratio to what this machine can do a
   documents), so the floors use the same sizes and the same messages.
 
 Floor topics live under ``{prefix}/floor/``, which the bridge does not subscribe to. The
-clients use the service account (``readwrite {prefix}/#``).
+clients use the service account (``readwrite {prefix}/#``) on the listener the bridge uses.
 
 Run as a script, this module is the child process of ``echo_floor`` (``echo``) and of
 ``Drain`` (``drain``); the broker's address and credentials come from the environment.
@@ -135,12 +135,20 @@ class Broker:
         return child
 
 
+def service_port(local: Any) -> int:
+    """The port a ``LocalBroker`` takes the service account on: its service listener where it
+    has one (the bridge's own path), else its main listener."""
+    return int(getattr(local, "service_port", 0) or local.port)
+
+
 def stack_broker(stack: Any) -> Broker:
     """The floor clients' broker for a ``_support.Stack``: its broker, the service account."""
     from controlsvc.broker import SERVICE_USER
 
     local = stack.broker_
-    return Broker(local.host, local.port, SERVICE_USER, stack.service_password, local.prefix)
+    return Broker(
+        local.host, service_port(local), SERVICE_USER, stack.service_password, local.prefix
+    )
 
 
 def _readline(child: subprocess.Popen[str], timeout: float) -> str:

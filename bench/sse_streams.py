@@ -53,7 +53,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from _support import machine, sample_process  # noqa: E402
-from floors import Broker, check_targets, cpu_ms_per_unit, echo_floor, ratio  # noqa: E402
+from floors import (  # noqa: E402
+    Broker,
+    check_targets,
+    cpu_ms_per_unit,
+    echo_floor,
+    ratio,
+    service_port,
+)
 
 from controlsvc import eventlog, migrate, users  # noqa: E402
 from controlsvc.broker import SERVICE_USER, LocalBroker, generate_password  # noqa: E402
@@ -271,7 +278,13 @@ def main() -> None:
                 health_thread.join()  # it finishes its n requests (events keep no one waiting)
                 stop_health.set()
             floor = echo_floor(
-                Broker(broker.host, broker.port, SERVICE_USER, service_password, broker.prefix),
+                Broker(
+                    broker.host,
+                    service_port(broker),
+                    SERVICE_USER,
+                    service_password,
+                    broker.prefix,
+                ),
                 n_events,
                 len(eventlog.notification_payload(max(committed))),
                 len(eventlog.notification_payload(max(committed))),
