@@ -15,8 +15,16 @@ and the broker take them. Figures:
     .venv/bin/python bench/burst.py            # 20,000 messages from 1,000 enclosures
     .venv/bin/python bench/burst.py --quick    # 20,000 messages from 200 enclosures
 
+The floor (``floors``), in the same burst: a bare paho subscriber in its own process, subscribed
+to the same statuses before the burst, drains it (``floor.subscriber.drain_s``: first publish
+until it had the last message; it competes with the bridge for the same cores), and once the
+bridge has drained, the rows it stored are written again by a bare ``COPY`` per 500 rows.
+``ratio.drain_s`` = the bridge's drain time / the subscriber's; ``ratio.cpu_per_msg`` = the
+bridge's CPU per message / (the subscriber's + the COPY's per row).
+
 The last line is one JSON object: {"bench": "burst", "messages": 20000, "drain_rate": ...,
-"lost": ...}. Targets: drain_rate >= 5,000 msg/s, 0 lost.
+"lost": ..., "floor": {...}, "ratio": {...}, "cpu_ms_per_unit": {...}}. Targets: drain time <=
+3 x the floor's, 0 lost.
 """
 
 from __future__ import annotations
@@ -31,15 +39,26 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import Stack, machine, print_result, sample_process, start_fleet  # noqa: E402
+from floors import (  # noqa: E402
+    Drain,
+    check_targets,
+    cpu_ms_per_unit,
+    drain_figures,
+    insert_floor,
+    ratio,
+    stack_broker,
+    status_floor,
+)
 
 from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
+from schemas.topics import Topics  # noqa: E402
 
 QUIET_INTERVAL_S = 3600.0  # heartbeats out of the way: only births and the burst
 PUBLISH_TIMEOUT_S = 300.0  # the broker acknowledges the whole burst within this
 DRAIN_QUIET_S = 60.0  # the bridge has drained once the row count stops growing this long
 DRAIN_CAP_S = 900.0
 POLL_S = 0.02
-TARGET_RATE = 5000.0
+TARGET_RATIO = 3.0  # drain time <= 3 x the bare subscriber's
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -61,8 +80,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             acked_before = fleet.counters().statuses_acked
             burst = per_enclosure * args.enclosures
+            drain = Drain(
+                stack_broker(stack),
+                Topics(broker.prefix).enc_filter("status"),
+                count=burst,
+                seconds=PUBLISH_TIMEOUT_S,
+            ).start()
             with sample_process(bridge.pid) as usage:
-                started = time.monotonic()
+                started, wall_started = time.monotonic(), time.time()
                 fleet.publish_statuses(per_enclosure)
                 fleet.wait_until(
                     lambda c: c.statuses_acked >= acked_before + burst, timeout=PUBLISH_TIMEOUT_S
@@ -73,13 +98,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     expected, quiet_s=DRAIN_QUIET_S, cap_s=DRAIN_CAP_S, poll_s=POLL_S
                 )
                 drained = published + waited
+            try:
+                floor_drain = drain.result()
+            finally:
+                drain.stop()
         finally:
             fleet.stop()
         counters = fleet.counters()
         # A heartbeat may have come due meanwhile (hourly, at a random point): count it too.
         stored, _ = stack.wait_rows(counters.statuses_acked, quiet_s=DRAIN_QUIET_S, cap_s=60)
         drops = broker.log_file.read_text(errors="replace").count("messages are being dropped")
+        insert = insert_floor(engine, "status_history", stored)
     drain_s = drained - started
+    subscriber = drain_figures(floor_drain)
+    if floor_drain["received"] < burst or floor_drain["last_at"] is None:
+        raise RuntimeError(f"the floor subscriber had {floor_drain['received']} of {burst}")
+    subscriber["drain_s"] = round(floor_drain["last_at"] - wall_started, 3)
+    bridge_ms = usage.cores * usage.seconds * 1000 / burst
+    floor = status_floor(subscriber, insert)
+    floor_ms = floor["cpu_ms_per_msg"]
+    targets = {
+        f"drain <= {TARGET_RATIO:g} x floor": drain_s <= TARGET_RATIO * subscriber["drain_s"],
+        "0 lost": counters.statuses_acked == stored,
+    }
     return {
         "bench": "burst",
         "messages": burst,
@@ -92,11 +133,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "stored": stored,
         "lost": counters.statuses_acked - stored,
         "broker_drop_notices": drops,
-        "targets_met": burst / drain_s >= TARGET_RATE and counters.statuses_acked == stored,
+        "floor": floor,
+        "ratio": {
+            "drain_s": ratio(drain_s, subscriber["drain_s"]),
+            "cpu_per_msg": ratio(bridge_ms, floor_ms),
+        },
+        "targets": targets,
+        "targets_met": check_targets("burst", targets),
         **usage.figures("bridge"),
         # CPU the bridge spent per message: what caps its rate on an idle machine (one core,
         # the GIL) however busy the machine was during the run.
-        "bridge_cpu_ms_per_msg": round(usage.cores * usage.seconds * 1000 / burst, 3),
+        "bridge_cpu_ms_per_msg": round(bridge_ms, 3),
+        "cpu_ms_per_unit": {
+            "unit": "status",
+            **cpu_ms_per_unit(burst, bridge=usage.cores * usage.seconds),
+        },
         "fleet_errors": counters.errors,
         "machine": facts,
     }

@@ -12,7 +12,11 @@ spread round-robin over the enclosures.
     .venv/bin/python bench/command_rtt.py --quick    # 200 commands, under a minute
 
 The last line is one JSON object: {"bench": "command_rtt", "n": 1000, "enclosures": 200,
-"p50_ms": ..., "p95_ms": ..., "p99_ms": ...}. Targets: p50 <= 10 ms, p99 <= 50 ms.
+"p50_ms": ..., "p95_ms": ..., "p99_ms": ..., "floor": {...}, "ratio": {...},
+"cpu_ms_per_unit": {...}}. The floor is a bare paho QoS 1 request/response echo through the same
+broker with the payload sizes of the commands and acks just measured (``floors.echo_floor``),
+run while the fleet and the service are still up. Targets: p50 <= 3 x the floor's p50, p99 <=
+6 x the floor's p50.
 """
 
 from __future__ import annotations
@@ -39,13 +43,24 @@ from _support import (  # noqa: E402
     sample_process,
     start_fleet,
 )
+from floors import (  # noqa: E402
+    Sniffer,
+    check_targets,
+    cpu_ms_per_unit,
+    echo_floor,
+    ratio,
+    stack_broker,
+)
 
 from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
+from schemas.topics import Topics  # noqa: E402
 
 TERMINAL = {"rejected", "succeeded", "failed", "expired", "timed_out"}
 WAIT_S = 5  # the ?wait= of each GET
 WARMUP = 20  # commands sent first and not measured (connections, caches, JIT-free but cold)
 STATUS_INTERVAL_S = 5.0  # the contract's default heartbeat: 40 statuses/s in the background
+TARGET_P50_RATIO = 3.0  # p50 <= 3 x the floor's p50 (issue 18)
+TARGET_P99_RATIO = 6.0  # p99 <= 6 x the floor's p50
 
 
 def _ts(value: str | None) -> float | None:
@@ -130,7 +145,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 for name, ms in phase.items():
                                     phases.setdefault(name, []).append(ms)
 
-            worker(WARMUP, measured=False)
+            floor_broker = stack_broker(stack)
+            topics = Topics(floor_broker.prefix)
+            # The warm-up's commands and acks give the floor its payload sizes.
+            with (
+                Sniffer(floor_broker, topics.enc_filter("cmd")) as commands,
+                Sniffer(floor_broker, topics.enc_filter("ack")) as acks,
+            ):
+                worker(WARMUP, measured=False)
+                request_bytes, response_bytes = commands.typical_size(), acks.typical_size()
             per_thread = [args.commands // args.concurrency] * args.concurrency
             per_thread[0] += args.commands - sum(per_thread)
             assert stack.bridge_ is not None
@@ -144,9 +167,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for future in [pool.submit(worker, n, True) for n in per_thread]:
                     future.result()
             elapsed = time.monotonic() - started
+            # Same broker, same background load, same number of round trips.
+            floor = echo_floor(floor_broker, len(rtts), request_bytes, response_bytes)
             counters = fleet.counters()
         finally:
             fleet.stop()
+    p50, p99 = percentile(rtts, 0.50), percentile(rtts, 0.99)
+    ratios = {"p50": ratio(p50, floor["p50_ms"]), "p99": ratio(p99, floor["p50_ms"])}
+    targets = {
+        f"p50 <= {TARGET_P50_RATIO:g} x floor": p50 <= TARGET_P50_RATIO * floor["p50_ms"],
+        f"p99 <= {TARGET_P99_RATIO:g} x floor": p99 <= TARGET_P99_RATIO * floor["p50_ms"],
+    }
     return {
         "bench": "command_rtt",
         "n": len(rtts),
@@ -162,12 +193,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "states": dict(states),
         # Where the time goes (p50 of each phase, from the command's own timestamps).
         "phases_p50_ms": {k: round(percentile(v, 0.5), 2) for k, v in phases.items()},
-        "targets_met": percentile(rtts, 0.50) <= 10 and percentile(rtts, 0.99) <= 50,
+        # The floor's p50 is the unit of both ratios.
+        "floor": floor,
+        "ratio": ratios,
+        "targets": targets,
+        "targets_met": check_targets("command_rtt", targets),
         **bridge_usage.figures("bridge"),
         **api_usage.figures("api"),
         # CPU per command (background work included): steadier than latency on a shared machine.
         "bridge_cpu_ms_per_command": round(bridge_usage.cores * elapsed / len(rtts) * 1000, 2),
         "api_cpu_ms_per_command": round(api_usage.cores * elapsed / len(rtts) * 1000, 2),
+        "cpu_ms_per_unit": {
+            "unit": "command",
+            **cpu_ms_per_unit(
+                len(rtts),
+                api=api_usage.cores * api_usage.seconds,
+                bridge=bridge_usage.cores * bridge_usage.seconds,
+            ),
+        },
         "fleet_errors": counters.errors,
         "machine": facts,
     }

@@ -14,8 +14,15 @@ retained ``desired`` documents as the agent does). For each run:
     .venv/bin/python bench/session_fanout.py            # 1,000 enclosures, 3 runs
     .venv/bin/python bench/session_fanout.py --quick    # 1,000 enclosures, 1 run
 
+The floor (``floors.retained_floor``), after the runs on the same broker: the ``desired``
+documents the first measured start published, published again retained by one bare paho client
+(QoS 1, until the last PUBACK) on topics nobody reads. ``ratio.start`` / ``ratio.cancel``: each
+run's time over the floor's. ``cpu_ms_per_unit``: API and bridge CPU over the measured runs
+(start and cancel) per enclosure and run.
+
 The last line is one JSON object: {"bench": "session_fanout", "enclosures": 1000,
-"start_s": [...], "cancel_s": [...], ...}. Target: all recording within 2 s. ``phases`` says
+"start_s": [...], "cancel_s": [...], "floor": {...}, "ratio": {...}, "cpu_ms_per_unit": {...},
+...}. Target: start and cancel each <= 7 x the floor. ``phases`` says
 where each run's time went (seconds after the POST, from the rows' own timestamps): the last
 agent event (the simulator had every document and reacted), its arrival at the bridge, and
 the last enclosure the bridge confirmed; what remains after the arrival is the bridge's.
@@ -38,13 +45,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
 from _support import Stack, machine, print_result, sample_process, start_fleet  # noqa: E402
+from floors import (  # noqa: E402
+    Sniffer,
+    check_targets,
+    cpu_ms_per_unit,
+    ratio,
+    retained_floor,
+    stack_broker,
+)
 from sqlalchemy import text  # noqa: E402
 
 from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
+from schemas.topics import Topics  # noqa: E402
 
 STATUS_INTERVAL_S = 5.0  # the contract's default heartbeat
 POLL_S = 0.01  # how often the database is read while waiting
-TARGET_S = 2.0
+# Start and cancel each <= 7 x publishing the same retained documents: the issue's 1 s over a
+# floor of about 0.14 s on the machine of docs/benchmarks.md (calibration 26-28 ms).
+TARGET_RATIO = 7.0
 SESSION_S = 3600  # long enough to never end during a run
 REGISTER_TIMEOUT_S = 120.0
 WARMUP_ENCLOSURES = 10  # a first small session warms the API workers (MQTT connection, caches)
@@ -174,19 +192,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             url = stack.api()
             headers = {"Authorization": f"Bearer {stack.token}"}
             assert stack.bridge_ is not None
+            assert stack.api_ is not None
+            floor_broker = stack_broker(stack)
+            cpu_s = {"api": 0.0, "bridge": 0.0}
             with (
                 httpx.Client(base_url=url, headers=headers, timeout=60) as client,
                 sample_process(stack.bridge_.pid) as bridge_usage,
             ):
                 # Warm-up, not measured: the API workers' first MQTT connection, caches.
                 one_run(client, engine, fleet.ids[:WARMUP_ENCLOSURES], -1)
-                for i in range(args.runs):
-                    runs.append(one_run(client, engine, fleet.ids, i))
+                # The first measured start's documents are the floor's messages.
+                with Sniffer(
+                    floor_broker, Topics(floor_broker.prefix).enc_filter("desired"), first=True
+                ) as desired:
+                    for i in range(args.runs):
+                        with (
+                            sample_process(stack.bridge_.pid) as bridge_run,
+                            sample_process(stack.api_.pid) as api_run,
+                        ):
+                            runs.append(one_run(client, engine, fleet.ids, i))
+                        cpu_s["api"] += api_run.cores * api_run.seconds
+                        cpu_s["bridge"] += bridge_run.cores * bridge_run.seconds
+                    desired.wait(args.enclosures)
+                    documents = list(desired.payloads.values())
+            floor = retained_floor(floor_broker, documents)
             counters = fleet.counters()
         finally:
             fleet.stop()
     start = [round(r["start_s"], 3) for r in runs]
     cancel = [round(r["cancel_s"], 3) for r in runs]
+    targets = {
+        f"start <= {TARGET_RATIO:g} x floor": max(start) <= TARGET_RATIO * floor["seconds"],
+        f"cancel <= {TARGET_RATIO:g} x floor": max(cancel) <= TARGET_RATIO * floor["seconds"],
+    }
     return {
         "bench": "session_fanout",
         "enclosures": args.enclosures,
@@ -204,8 +242,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "registered_s": round(registered_s, 2),
         "start_max_s": max(start),
         "cancel_max_s": max(cancel),
-        "target_s": TARGET_S,
-        "targets_met": max(start) <= TARGET_S,
+        "floor": floor,
+        "ratio": {
+            "start": [ratio(v, floor["seconds"]) for v in start],
+            "cancel": [ratio(v, floor["seconds"]) for v in cancel],
+        },
+        "cpu_ms_per_unit": {
+            "unit": "enclosure per run (start and cancel)",
+            **cpu_ms_per_unit(args.enclosures * len(runs), **cpu_s),
+        },
+        "targets": targets,
+        "targets_met": check_targets("session_fanout", targets),
         **bridge_usage.figures("bridge"),
         "fleet_errors": counters.errors,
         "machine": facts,

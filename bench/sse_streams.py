@@ -15,6 +15,13 @@ the hooks `run` installs (multiprocess metrics, streams ended on SIGTERM). Then:
 The writer, the stream readers and the health client run in this process, on the same two
 cores as the API: the figures include that competition.
 
+The floor (``floors.echo_floor``), after step 4 on the same broker: a bare paho QoS 1
+request/response echo with the notification's payload size, two hops as an event's delivery
+has two (MQTT to the API worker, HTTP to each client); ``ratio.event_p50`` = event p50 / its
+p50. ``cpu_ms_per_unit``: the API's process CPU (workers included) per health request with
+no stream open; ``api_cpu_ms_per_event`` is its CPU per event written during step 3 (the health
+requests of that phase included). No ratio target.
+
     .venv/bin/python bench/sse_streams.py --quick
 
 The last line printed is one JSON object: {"bench": "sse_streams", "streams": 50, ...}.
@@ -43,6 +50,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _support import machine, sample_process  # noqa: E402
+from floors import (  # noqa: E402
+    Broker,
+    check_targets,
+    cpu_ms_per_unit,
+    echo_floor,
+    ratio,
+    service_port,
+)
 
 from controlsvc import eventlog, migrate, users  # noqa: E402
 from controlsvc.broker import SERVICE_USER, LocalBroker, generate_password  # noqa: E402
@@ -158,6 +176,7 @@ def main() -> None:
     n_events = args.events or (60 if args.quick else 200)
     n_health = args.health or (300 if args.quick else 2000)
 
+    facts = machine()
     with tempfile.TemporaryDirectory(prefix="jaxmba-bench-sse-") as tmp_name:
         tmp = Path(tmp_name)
         service_password = generate_password()
@@ -208,7 +227,8 @@ def main() -> None:
             login.raise_for_status()
             token = login.json()["access_token"]
 
-            idle = health_latencies(base, n_health)
+            with sample_process(api.pid) as idle_usage:
+                idle = health_latencies(base, n_health)
             print(
                 f"health, no stream:   p50 {ms(percentile(idle, 50))} ms, "
                 f"p99 {ms(percentile(idle, 99))} ms (n={len(idle)})",
@@ -235,27 +255,41 @@ def main() -> None:
                 target=lambda: busy.extend(health_latencies(base, n_health, stop_health)),
                 daemon=True,
             )
-            health_thread.start()
-            interval = 1.0 / args.rate
-            next_at = time.perf_counter()
-            for n in range(n_events):
-                with database.session() as session:
-                    event_id = eventlog.record(
-                        session, "enclosure.status", {"n": n}, enclosure_id="enc-bench"
-                    ).id
-                committed[event_id] = time.perf_counter()
-                notifier.publish(
-                    eventlog.notification_topic(PREFIX), eventlog.notification_payload(event_id)
-                )
-                next_at += interval
-                time.sleep(max(0.0, next_at - time.perf_counter()))
-            deadline = time.monotonic() + DELIVERY_TIMEOUT_S
-            while time.monotonic() < deadline and any(
-                len(s.arrivals) < len(committed) for s in streams
-            ):
-                time.sleep(0.05)
-            health_thread.join()  # it finishes its n requests (events keep no one waiting)
-            stop_health.set()
+            with sample_process(api.pid) as busy_usage:
+                health_thread.start()
+                interval = 1.0 / args.rate
+                next_at = time.perf_counter()
+                for n in range(n_events):
+                    with database.session() as session:
+                        event_id = eventlog.record(
+                            session, "enclosure.status", {"n": n}, enclosure_id="enc-bench"
+                        ).id
+                    committed[event_id] = time.perf_counter()
+                    notifier.publish(
+                        eventlog.notification_topic(PREFIX), eventlog.notification_payload(event_id)
+                    )
+                    next_at += interval
+                    time.sleep(max(0.0, next_at - time.perf_counter()))
+                deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+                while time.monotonic() < deadline and any(
+                    len(s.arrivals) < len(committed) for s in streams
+                ):
+                    time.sleep(0.05)
+                health_thread.join()  # it finishes its n requests (events keep no one waiting)
+                stop_health.set()
+            floor = echo_floor(
+                Broker(
+                    broker.host,
+                    service_port(broker),
+                    SERVICE_USER,
+                    service_password,
+                    broker.prefix,
+                ),
+                n_events,
+                len(eventlog.notification_payload(max(committed))),
+                len(eventlog.notification_payload(max(committed))),
+            )
+            check_targets("sse_streams", {})
 
             delays = [
                 arrived - committed[event_id]
@@ -307,6 +341,17 @@ def main() -> None:
                 "event_p99_ms": ms(percentile(delays, 99)),
                 "event_max_ms": ms(max(delays)) if delays else None,
                 "stop_s": round(stop_s, 2),
+                "floor": floor,
+                "ratio": {"event_p50": ratio(percentile(delays, 50) * 1000, floor["p50_ms"])},
+                "cpu_ms_per_unit": {
+                    "unit": "health request, no stream open",
+                    **cpu_ms_per_unit(len(idle), api=idle_usage.cores * idle_usage.seconds),
+                },
+                "api_cpu_ms_per_event": round(
+                    busy_usage.cores * busy_usage.seconds * 1000 / max(1, len(committed)), 3
+                ),
+                "targets_met": None,
+                "machine": facts,
             }
         finally:
             notifier.disconnect()

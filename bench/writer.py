@@ -9,7 +9,13 @@ first sends its ``state`` (ready), then statuses round-robin, ``--batch`` per tr
     .venv/bin/python bench/writer.py --quick         # 5,000 statuses, 200 enclosures
     .venv/bin/python bench/writer.py --profile out   # also write a cProfile to ``out``
 
-The last line is one JSON object: {"bench": "writer", "cpu_us_per_status": ..., ...}.
+The floor (``floors.insert_floor``): the rows just stored, written again by a bare batched
+statement per ``--batch`` rows (``COPY`` on PostgreSQL, ``executemany`` on SQLite) into a copy
+of ``status_history`` with its indexes; ``ratio`` = the writer's CPU (and wall) per status over
+the floor's per row. No target: the figure shows what Core/``COPY`` writes could gain.
+
+The last line is one JSON object: {"bench": "writer", "cpu_us_per_status": ..., "floor": {...},
+"ratio": {...}, "cpu_ms_per_unit": {...}, ...}.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import machine, print_result  # noqa: E402
+from floors import check_targets, cpu_ms_per_unit, insert_floor, ratio  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import URL  # noqa: E402
 
@@ -89,9 +96,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         with database.engine.connect() as conn:
             stored = conn.execute(text("SELECT count(*) FROM status_history")).scalar_one()
-        facts = machine(database.engine)
+        floor = insert_floor(database.engine, "status_history", stored, batch=args.batch)
+        facts = machine(None if args.sqlite else database.engine)  # SHOW is PostgreSQL's
         database.dispose()
     n = len(statuses)
+    check_targets("writer", {})
     return {
         "bench": "writer",
         "backend": "sqlite" if args.sqlite else "postgresql",
@@ -102,6 +111,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_us_per_status": round(cpu / n * 1e6, 1),
         "wall_us_per_status": round(wall / n * 1e6, 1),
         "statuses_per_s": round(n / wall, 1),
+        "floor": floor,
+        "ratio": {
+            "cpu_per_status": ratio(cpu * 1000 / n, floor["cpu_ms_per_row"]),
+            "wall_per_status": ratio(wall * 1000 / n, floor["wall_ms_per_row"]),
+        },
+        # The writer runs in this process: its CPU is this process's.
+        "cpu_ms_per_unit": {"unit": "status", **cpu_ms_per_unit(n, writer=cpu)},
+        "targets_met": None,
         "machine": facts,
     }
 
