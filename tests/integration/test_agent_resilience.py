@@ -43,7 +43,7 @@ from tests.support.waiting import wait_for
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 
 EID = "enc-a"
-VIDEO_ON_DISK_BYTES = 16 * 1024  # a segment's header is < 1 KB; clusters follow every 1-2 s
+VIDEO_ON_DISK_BYTES = 16 * 1024  # a segment's header is < 1 KB; clusters follow every 0.25 s
 
 
 def assert_same_fact_same_id(events: list[Event]) -> None:
