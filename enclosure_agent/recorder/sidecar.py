@@ -9,8 +9,8 @@ One header line, then one row per frame written to the video::
 presentation timestamp in the video (milliseconds, the Matroska time base);
 ``capture_utc`` the wall-clock capture time; ``monotonic_ns`` the host monotonic clock
 at capture; ``source_index`` the camera's own frame counter (a gap there is a frame the
-camera dropped). Rows are flushed to the OS every ``FLUSH_INTERVAL_S`` so a crash loses at
-most that much, and fsynced when the segment closes.
+camera dropped). Rows are flushed to the OS as they are written (``FLUSH_INTERVAL_S``), so after
+a crash the sidecar lists every frame the torn video holds, and fsynced when the segment closes.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from .frame import CapturedFrame
 __all__ = ["FLUSH_INTERVAL_S", "SIDECAR_HEADER", "SidecarRow", "SidecarWriter", "read_sidecar"]
 
 SIDECAR_HEADER = ("frame_index", "pts_ms", "capture_utc", "monotonic_ns", "source_index")
-FLUSH_INTERVAL_S = 1.0  # bounds what a crash loses from the sidecar to about one second
+# Every row goes to the OS as it is written (one small write per frame): the video's clusters
+# reach the file every 0.25 s, and after a crash the sidecar must list every frame they hold.
+FLUSH_INTERVAL_S = 0.0
 
 
 def format_utc(moment: datetime) -> str:

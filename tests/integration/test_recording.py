@@ -413,9 +413,11 @@ def test_kill_minus_9_loses_at_most_half_a_second(tmp_path: Path) -> None:
         child.kill()
         child.wait(WAIT_S)
     decoded = decode(video)
-    first = read_sidecar(video.with_name(video.stem + ".frames.csv"))[0].capture_utc
-    last_in_file = first + timedelta(milliseconds=decoded.pts[-1])
+    rows = read_sidecar(video.with_name(video.stem + ".frames.csv"))
+    last_in_file = rows[0].capture_utc + timedelta(milliseconds=decoded.pts[-1])
     assert killed_at - last_in_file <= timedelta(seconds=0.5), (killed_at, last_in_file)
+    # and the sidecar still gives the capture time of every frame in the file
+    assert [row.pts_ms for row in rows[: len(decoded.pts)]] == decoded.pts
 
 
 def test_write_error_fails_cleanly(tmp_path: Path) -> None:
