@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -127,13 +127,22 @@ def run_agent() -> Iterator[Callable[..., AgentThread]]:
 
 
 class AgentProcess:
-    """``python -m enclosure_agent run --config FILE`` as a child process."""
+    """``python -m enclosure_agent run --config FILE`` as a child process (``prefix``: a wrapper
+    command, e.g. ``["faketime", "+10m"]``)."""
 
-    def __init__(self, config_file: Path, log_file: Path) -> None:
+    def __init__(self, config_file: Path, log_file: Path, prefix: Sequence[str] = ()) -> None:
         self.log_file = log_file
         self._log = log_file.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "enclosure_agent", "run", "--config", str(config_file)],
+            [
+                *prefix,
+                sys.executable,
+                "-m",
+                "enclosure_agent",
+                "run",
+                "--config",
+                str(config_file),
+            ],
             cwd=REPO,
             stdout=self._log,
             stderr=subprocess.STDOUT,
