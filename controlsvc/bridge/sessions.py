@@ -34,7 +34,7 @@ from controlsvc import alerts, desired
 from controlsvc.bridge.client import BridgeClient
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.config import Settings
-from controlsvc.db import Database, utcnow
+from controlsvc.db import Database, is_down, utcnow
 from controlsvc.enclosures import insert_ignore, insert_new
 from controlsvc.mail import MailOutbox, make_mailer
 from controlsvc.models.enclosures import Enclosure
@@ -543,12 +543,13 @@ class SessionDriver:
                 task()
             except Exception as exc:
                 if self._throttle.allow(name) is not None:
+                    # The database going away is an outage the next tick retries, not a bug.
                     log.warning(
                         "bridge session %s failed: %s: %s",
                         name,
                         type(exc).__name__,
                         exc,
-                        exc_info=exc,
+                        exc_info=None if is_down(exc) else exc,
                     )
 
     # -- desired ----------------------------------------------------------------------------------
