@@ -116,7 +116,7 @@ def _ping_idle_connections(engine: Engine) -> None:
     batch, where a connection used a moment ago is as good as proven. A stale one (the server
     restarted) fails its ping, and the pool replaces it; one that goes stale within the second
     fails its statement instead, which the pool notices and replaces all connections made
-    before it (the request answers 503).
+    before it (a read request is then tried again once, anything else answers 503).
     """
 
     @event.listens_for(engine, "connect")

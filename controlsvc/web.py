@@ -65,10 +65,15 @@ def _finish_request(response: Response) -> Response:
     return response
 
 
-def _close_session(_exc: BaseException | None) -> None:
+def end_session() -> None:
+    """Close the current request's database session (the next use opens a new one)."""
     session: Session | None = g.pop("db_session", None)
     if session is not None:
         session.close()
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    end_session()
 
 
 def tcp_broker_probe(host: str, port: int) -> object:

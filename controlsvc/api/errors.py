@@ -7,7 +7,7 @@ import logging
 import re
 from typing import Any, cast
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from flask_openapi3.types import ResponseDict
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 PROBLEM_MIME = "application/problem+json"
 # Bodies are only accepted as JSON; anything else is refused before validation.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+READS = frozenset({"GET", "HEAD"})  # idempotent: safe to run twice
+_RETRIED = "jaxmba.read_retried"  # flask.g: a read is tried again once at most
 
 
 def problem(
@@ -204,6 +206,22 @@ def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def _retry_read(app: Flask, exc: OperationalError) -> Response | None:
+    """A read that met a connection the server had closed (a database restart, a terminated
+    backend) runs once more on a fresh one: the pool has already replaced its connections."""
+    if request.method not in READS or not exc.connection_invalidated or g.get(_RETRIED):
+        return None
+    from controlsvc.web import end_session
+
+    g.setdefault(_RETRIED, True)
+    end_session()
+    log.info("database connection lost on %s %s: trying again", request.method, request.path)
+    try:
+        return app.make_response(app.dispatch_request())
+    except Exception as again:  # the handlers answer it as they would have the first time
+        return app.make_response(app.handle_user_exception(again))
+
+
 def register_error_handlers(app: Flask) -> None:
     app.before_request(_check_json_body)
 
@@ -218,6 +236,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def _database_unavailable(exc: OperationalError) -> Response:
+        retried = _retry_read(app, exc)
+        if retried is not None:
+            return retried
         # The server went away (a restart: the pool replaces its connections) or refused to
         # go on (a deadlock, a lock timeout): nothing was changed, and a retry may well work.
         log.warning("database error on %s %s: %s", request.method, request.path, exc.orig)

@@ -1,11 +1,13 @@
-"""The bridge when its database connections die (a server restart, pg_terminate_backend): the
-session driver logs the outage in one line and carries on; a traceback is for bugs only."""
+"""When every database connection dies (a server restart, pg_terminate_backend): the API answers
+reads as if nothing happened (tried again once on a fresh connection), and the bridge's session
+driver logs the outage in one line and carries on (a traceback is for bugs only)."""
 
 # ruff: noqa: F811 (pytest fixtures are imported by name, then requested as parameters)
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -16,6 +18,7 @@ from controlsvc.bridge import Bridge
 from controlsvc.config import Settings
 from controlsvc.db import Database
 from tests.integration.bridge_fixtures import bridge_settings, broker  # noqa: F401 (fixture)
+from tests.support.auth import Auth
 from tests.support.broker import mosquitto_factory  # noqa: F401 (fixture)
 
 pytestmark = [
@@ -41,19 +44,31 @@ def terminate_connections(url: URL) -> int:
         server.dispose()
 
 
+@pytest.fixture
+def kill_connections(
+    db_url: URL, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[], None]]:
+    """Terminate every connection to the test database; pooled ones are then handed out as they
+    are (no ping), so the next statement meets a dead connection."""
+    monkeypatch.setattr(db_module, "PING_IDLE_S", 3600.0)
+
+    def kill() -> None:
+        assert terminate_connections(db_url) > 0, "nothing to terminate: the test proves nothing"
+
+    yield kill
+    database.engine.dispose()  # what a test left dead does not reach the next one
+
+
 def test_session_driver_logs_lost_database_connections_without_a_traceback(
     settings: Settings,
     broker,
     database: Database,
-    db_url: URL,
-    monkeypatch: pytest.MonkeyPatch,
+    kill_connections: Callable[[], None],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Pooled connections are handed out unpinged, so the dead one fails its statement.
-    monkeypatch.setattr(db_module, "PING_IDLE_S", 3600.0)
     bridge = Bridge(bridge_settings(settings, broker), database)  # not started: no threads
     bridge.sessions.run_once()  # leaves a connection in the pool
-    assert terminate_connections(db_url) > 0
+    kill_connections()
     logger = "controlsvc.bridge.sessions"
     with caplog.at_level(logging.WARNING, logger=logger):
         bridge.sessions.run_once()
@@ -65,3 +80,25 @@ def test_session_driver_logs_lost_database_connections_without_a_traceback(
     with caplog.at_level(logging.WARNING, logger=logger):
         bridge.sessions.run_once()  # the pool has replaced the connection
     assert [r for r in caplog.records if r.name == logger] == []
+
+
+def test_a_read_after_the_connections_died_is_answered(
+    client, auth: Auth, kill_connections: Callable[[], None]
+) -> None:
+    headers = auth.headers(auth.admin())
+    assert client.get("/api/users", headers=headers).status_code == 200  # pools a connection
+    kill_connections()
+    response = client.get("/api/users", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    assert client.get("/api/users", headers=headers).status_code == 200
+
+
+def test_a_write_after_the_connections_died_is_not_tried_twice(
+    client, auth: Auth, kill_connections: Callable[[], None]
+) -> None:
+    headers = auth.headers(auth.admin())
+    assert client.get("/api/users", headers=headers).status_code == 200
+    kill_connections()
+    response = client.patch("/api/users/me", json={"alert_emails": True}, headers=headers)
+    assert response.status_code == 503, response.get_json()
+    assert response.headers["Retry-After"] == "1"
