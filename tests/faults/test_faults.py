@@ -145,17 +145,18 @@ class Stack:
         )
         self.bridges: list[ServiceProcess] = []
         self.bridge = self.start_bridge()
-        self.api_process = ServiceProcess.api(self.env, tmp_path / "api.log")
-        self.api = Api(self.api_process.base)
+        # The API boots while the agents do (start_session waits for it).
+        self.api_process = ServiceProcess.api(self.env, tmp_path / "api.log", wait=False)
         self.agents = Agents(
             tmp_path, broker, width=WIDTH, height=HEIGHT, fps=FPS, segment_seconds=SEGMENT_S
         )
         self.start_at = datetime.now(UTC)
         self.sid = ""
-        # What an operator's browser does meanwhile: read the session and the fleet, often.
-        self.browser = Api(self.api_process.base)
+        self._clients: list[Api] = []
         self._browsing = threading.Event()
         self._browser_thread = threading.Thread(target=self._browse, name="browser", daemon=True)
+        self.api: Api
+        self.browser: Api
 
     def _browse(self) -> None:
         while not self._browsing.wait(BROWSE_INTERVAL_S):
@@ -170,7 +171,7 @@ class Stack:
         self._browsing.set()
         if self._browser_thread.is_alive():
             self._browser_thread.join(10)
-        return self.browser.server_errors
+        return self.browser.server_errors if self._clients else []
 
     def start_bridge(self) -> ServiceProcess:
         bridge = ServiceProcess(
@@ -181,16 +182,24 @@ class Stack:
 
     def close(self) -> None:
         self.stop_browsing()
-        self.browser.close()
+        for client in self._clients:
+            client.close()
         self.agents.close()
-        for process in [*self.bridges, self.api_process]:
+        processes = [*self.bridges, self.api_process]
+        for process in processes:
+            process.terminate()  # all at once, then wait for each
+        for process in processes:
             process.close()
-        self.api.close()
 
     # -- the session ------------------------------------------------------------------------------
     def start_session(self) -> None:
         for eid in EIDS:
             self.agents.start(eid)
+        self.api_process.wait_answering()
+        self.api = Api(self.api_process.base)
+        # What an operator's browser does meanwhile: read the session and the fleet, often.
+        self.browser = Api(self.api_process.base)
+        self._clients += [self.api, self.browser]
         wait_for(
             lambda: (
                 all(self.api.enclosure_state(eid) == "idle" for eid in EIDS) or self.agents.exited()

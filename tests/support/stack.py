@@ -77,21 +77,29 @@ class ServiceProcess:
         )
 
     @classmethod
-    def api(cls, env: Mapping[str, str], log_file: Path, workers: int = 1) -> ServiceProcess:
-        """The API under gunicorn on a free loopback port; returns once it answers."""
+    def api(
+        cls, env: Mapping[str, str], log_file: Path, workers: int = 1, *, wait: bool = True
+    ) -> ServiceProcess:
+        """The API under gunicorn on a free loopback port; returns once it answers (``wait``),
+        else at once (then ``wait_answering()`` before using it)."""
         port = find_free_port()
         args = ["gunicorn_run", "--host", "127.0.0.1", "--port", str(port)]
         api = cls([*args, "--workers", str(workers)], env, log_file)
         api.base = f"http://127.0.0.1:{port}"
-        wait_for(
-            lambda: api.answers() or api.process.poll() is not None,
-            60,
-            message=lambda: f"the API never answered:\n{api.log()[-3000:]}",
-        )
-        assert api.process.poll() is None, f"the API exited:\n{api.log()[-3000:]}"
+        if wait:
+            api.wait_answering()
         return api
 
     base = ""  # the API's URL (``api()`` only)
+
+    def wait_answering(self) -> None:
+        wait_for(
+            lambda: self.answers() or self.process.poll() is not None,
+            60,
+            interval=0.2,
+            message=lambda: f"the API never answered:\n{self.log()[-3000:]}",
+        )
+        assert self.process.poll() is None, f"the API exited:\n{self.log()[-3000:]}"
 
     def answers(self) -> bool:
         try:
@@ -103,6 +111,11 @@ class ServiceProcess:
         """kill -9."""
         self.process.kill()
         self.process.wait(10)
+
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM) without waiting: ``close()`` waits."""
+        if self.process.poll() is None:
+            self.process.terminate()
 
     def close(self) -> None:
         if self.process.poll() is None:
