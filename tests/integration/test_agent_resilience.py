@@ -59,9 +59,12 @@ def assert_same_fact_same_id(events: list[Event]) -> None:
 
 
 def segment_with_video(root: Path, session_id: str) -> Path | None:
-    """The newest segment once encoded video (not only its header) reached the disk."""
+    """The newest segment once encoded video (not only its header) reached the disk, and its
+    sidecar lists two seconds of frames (so at least one second of them is in the file)."""
     files = segments(root, session_id)
     if not files or files[-1].stat().st_size < VIDEO_ON_DISK_BYTES:
+        return None
+    if len(read_sidecar(files[-1].with_name(files[-1].stem + ".frames.csv"))) < 2 * FPS:
         return None
     return files[-1]
 
