@@ -9,10 +9,11 @@ test module brings them along.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -127,22 +128,17 @@ def run_agent() -> Iterator[Callable[..., AgentThread]]:
 
 
 class AgentProcess:
-    """``python -m enclosure_agent run --config FILE`` as a child process (``prefix``: a wrapper
-    command, e.g. ``["faketime", "+10m"]``)."""
+    """``python -m enclosure_agent run --config FILE`` as a child process (``env``: variables
+    added to its environment, e.g. ``LD_PRELOAD`` and ``FAKETIME`` for libfaketime)."""
 
-    def __init__(self, config_file: Path, log_file: Path, prefix: Sequence[str] = ()) -> None:
+    def __init__(
+        self, config_file: Path, log_file: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.log_file = log_file
         self._log = log_file.open("ab")
         self.process = subprocess.Popen(
-            [
-                *prefix,
-                sys.executable,
-                "-m",
-                "enclosure_agent",
-                "run",
-                "--config",
-                str(config_file),
-            ],
+            [sys.executable, "-m", "enclosure_agent", "run", "--config", str(config_file)],
+            env={**os.environ, **env} if env else None,
             cwd=REPO,
             stdout=self._log,
             stderr=subprocess.STDOUT,

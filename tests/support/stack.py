@@ -134,7 +134,7 @@ class Agents:
     """Enclosure agents as child processes (``python -m enclosure_agent run``), one config each.
 
     ``overrides[eid]`` are config sections merged into that agent's config (e.g. another
-    ``broker.url``); ``prefix`` runs an agent under a wrapper command (e.g. ``faketime``).
+    ``broker.url``); ``env[eid]`` are variables added to that agent's environment.
     """
 
     def __init__(
@@ -152,7 +152,7 @@ class Agents:
         self.camera = {"width": width, "height": height, "fps": fps}
         self.segment_seconds = segment_seconds
         self.overrides: dict[str, dict[str, Any]] = {}
-        self.prefix: dict[str, list[str]] = {}
+        self.env: dict[str, dict[str, str]] = {}
         self.running: dict[str, AgentProcess] = {}
         self.configs: dict[str, Path] = {}
         self.roots: dict[str, Path] = {}
@@ -177,7 +177,7 @@ class Agents:
         self.runs += 1
         log_file = self.tmp_path / f"{eid}-{self.runs}.log"
         self.logs.setdefault(eid, []).append(log_file)
-        process = AgentProcess(self.configs[eid], log_file, prefix=self.prefix.get(eid, ()))
+        process = AgentProcess(self.configs[eid], log_file, env=self.env.get(eid))
         self.running[eid] = process
         return process
 
