@@ -14,7 +14,7 @@ from typing import Any
 from pydantic_core import to_json
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -144,7 +144,7 @@ def _ping_idle_connections(engine: Engine) -> None:
     batch, where a connection used a moment ago is as good as proven. A stale one (the server
     restarted) fails its ping, and the pool replaces it; one that goes stale within the second
     fails its statement instead, which the pool notices and replaces all connections made
-    before it (the request answers 503).
+    before it (a read request is then tried again once, anything else answers 503).
     """
 
     @event.listens_for(engine, "connect")
@@ -166,6 +166,14 @@ def _ping_idle_connections(engine: Engine) -> None:
             if engine.dialect.is_disconnect(exc, dbapi_conn, None):
                 raise DisconnectionError(str(exc)) from exc  # the pool retries, afresh
             raise
+
+
+def is_down(exc: BaseException) -> bool:
+    """An error that says the database cannot be reached (not that this data is bad): a
+    server restart or a terminated connection, which the pool recovers from by itself."""
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 class Database:

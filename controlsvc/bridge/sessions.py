@@ -36,7 +36,7 @@ from controlsvc import alerts, desired
 from controlsvc.bridge.client import BridgeClient
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.config import Settings
-from controlsvc.db import Database, utcnow
+from controlsvc.db import Database, is_down, utcnow
 from controlsvc.enclosure_state import bounded_at, clock_skew, status_cause
 from controlsvc.enclosures import current_status, insert_ignore, insert_new
 from controlsvc.fleet import FleetPublisher
@@ -555,12 +555,13 @@ class SessionDriver:
                 task()
             except Exception as exc:
                 if self._throttle.allow(name) is not None:
+                    # The database going away is an outage the next tick retries, not a bug.
                     log.warning(
                         "bridge session %s failed: %s: %s",
                         name,
                         type(exc).__name__,
                         exc,
-                        exc_info=exc,
+                        exc_info=None if is_down(exc) else exc,
                     )
 
     # -- desired ----------------------------------------------------------------------------------

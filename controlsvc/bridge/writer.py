@@ -26,14 +26,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from controlsvc import alerts, commands, enclosures, eventlog
 from controlsvc.bridge import sessions as session_driver
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
-from controlsvc.db import Database, utcnow
+from controlsvc.db import Database, is_down, utcnow
 from controlsvc.enclosure_state import clock_skew, superseded_wills
 from controlsvc.enclosures import Liveness, StateChange, Verdict
 from controlsvc.models.enclosures import AgentEvent, Enclosure, StatusRecord
@@ -103,13 +102,6 @@ class _Batch:
 def _shown(payload: bytes) -> str:
     text = payload[:PAYLOAD_SHOWN].decode("utf-8", "replace")
     return text + ("..." if len(payload) > PAYLOAD_SHOWN else "")
-
-
-def _is_down(exc: BaseException) -> bool:
-    """An error that says the database cannot be reached (not that this data is bad)."""
-    if isinstance(exc, OperationalError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def _superseded_wills(parsed: Sequence[Parsed]) -> set[int]:
@@ -198,7 +190,7 @@ class Writer:
         try:
             return self._write(parsed)
         except Exception as exc:
-            if _is_down(exc):
+            if is_down(exc):
                 self.stats.add("database_errors")
                 raise DatabaseDown(str(exc)) from exc
             self.stats.add("batch_retries")
@@ -213,7 +205,7 @@ class Writer:
             try:
                 last = self._write([item])
             except Exception as exc:
-                if _is_down(exc):
+                if is_down(exc):
                     self.stats.add("database_errors")
                     raise DatabaseDown(str(exc)) from exc
                 self.stats.count("ignored", "dropped")

@@ -75,7 +75,7 @@ DENOISE_FILTERS = frozenset(  # single-input, same-size video denoisers accepted
         "vaguedenoiser",
     }
 )
-CLUSTER_TIME_LIMIT_MS = 1000  # Matroska clusters are flushed at least every second (crash loss)
+CLUSTER_TIME_LIMIT_MS = 250  # Matroska clusters are written at least every 0.25 s (crash loss)
 COLOUR_PIX_FMT = "yuv420p"  # what every H.264 decoder and player accepts
 GREY_PIX_FMT = "gray"  # libx264 encodes 4:0:0 (monochrome) H.264; greyscale stays greyscale
 AVCOL_SPC_SMPTE170M = 6  # BT.601 matrix, matching swscale's default RGB->YUV conversion

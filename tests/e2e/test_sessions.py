@@ -12,10 +12,6 @@ backends in ``tests/integration/test_sessions_api.py``). Frames are small (160x1
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,23 +25,17 @@ from sqlalchemy import func, select
 
 from controlsvc.app import create_app
 from controlsvc.bridge import Bridge
-from controlsvc.broker import SERVICE_USER, LocalBroker, find_free_port
+from controlsvc.broker import LocalBroker, find_free_port
 from controlsvc.config import Settings
 from controlsvc.db import Database
 from controlsvc.models.enclosures import AgentEvent
 from controlsvc.models.users import User
 from controlsvc.mqtt_publisher import PUBLISHER_KEY
 from tests.integration.bridge_fixtures import bridge_settings
-from tests.integration.test_agent_harness import (
-    REPO,
-    AgentProcess,
-    agent_data,
-    decode_times,
-    segments,
-    write_toml,
-)
+from tests.integration.test_agent_harness import decode_times, segments
 from tests.support.auth import Auth
 from tests.support.broker import default_accounts, mosquitto_factory  # noqa: F401
+from tests.support.stack import Agents, ServiceProcess, service_env
 from tests.support.waiting import wait_for
 
 pytestmark = [
@@ -124,45 +114,9 @@ def operator(auth: Auth, app: Flask, database: Database) -> dict[str, str]:
     return auth.headers(account)
 
 
-class Agents:
-    """The enclosure agents as child processes, one config each."""
-
-    def __init__(self, tmp_path: Path, broker: LocalBroker) -> None:
-        self.tmp_path = tmp_path
-        self.broker = broker
-        self.running: dict[str, AgentProcess] = {}
-        self.configs: dict[str, Path] = {}
-        self.roots: dict[str, Path] = {}
-        self.runs = 0
-
-    def start(self, eid: str) -> AgentProcess:
-        if eid not in self.configs:
-            data = agent_data(
-                self.tmp_path,
-                self.broker,
-                eid,
-                self.broker.accounts[eid],
-                camera={"width": 160, "height": 120, "fps": FPS},
-                recording={"root": str(self.tmp_path / f"rec-{eid}"), "segment_seconds": 5},
-            )
-            self.configs[eid] = write_toml(self.tmp_path / f"{eid}.toml", data)
-            self.roots[eid] = Path(data["recording"]["root"])
-        self.runs += 1
-        process = AgentProcess(self.configs[eid], self.tmp_path / f"{eid}-{self.runs}.log")
-        self.running[eid] = process
-        return process
-
-    def kill(self, eid: str) -> None:
-        self.running.pop(eid).close()  # kill -9, then close its log
-
-    def close(self) -> None:
-        for process in self.running.values():
-            process.close()
-
-
 @pytest.fixture
 def agents(tmp_path: Path, broker: LocalBroker) -> Iterator[Agents]:
-    made = Agents(tmp_path, broker)
+    made = Agents(tmp_path, broker, width=160, height=120, fps=FPS, segment_seconds=5)
     try:
         yield made
     finally:
@@ -180,50 +134,17 @@ def bridge(settings: Settings, database: Database) -> Iterator[Bridge]:
         bridge.stop()
 
 
-class BridgeProcess:
+def bridge_process(settings: Settings, broker: LocalBroker, log_file: Path) -> ServiceProcess:
     """``python -m controlsvc bridge`` as a child process (to kill -9)."""
-
-    def __init__(self, settings: Settings, log_file: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("JAXMBA_")}
-        env.update(
-            {
-                "FLASK_CONFIG": "prod",
-                "PYTHONPATH": str(REPO),
-                "JAXMBA_DATABASE_URL": settings.database.url,
-                "JAXMBA_MQTT_HOST": settings.mqtt.host,
-                "JAXMBA_MQTT_PORT": str(settings.mqtt.port),
-                "JAXMBA_MQTT_USERNAME": SERVICE_USER,
-                "JAXMBA_MQTT_PASSWORD": settings.mqtt.password.get_secret_value(),
-                "JAXMBA_MQTT_CLIENT_ID": settings.mqtt.client_id,
-                "JAXMBA_SECRETS_SECRET_KEY": secrets.token_hex(32),
-                "JAXMBA_SECRETS_JWT_SECRET_KEY": secrets.token_hex(32),
-                "JAXMBA_SERVICE_STATUS_INTERVAL_S": "1",
-                "JAXMBA_SERVICE_SESSION_START_TIMEOUT_S": str(START_TIMEOUT_S),
-                "JAXMBA_SERVICE_SESSION_LOST_GRACE_S": str(LOST_GRACE_S),
-                "JAXMBA_MAIL_BACKEND": "console",
-            }
-        )
-        self._log = log_file.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "controlsvc", "bridge"],
-            cwd=REPO,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
+    env = service_env(
+        settings.database.url,
+        broker,
+        client_id=settings.mqtt.client_id,
+        status_interval_s=1,
+        session_start_timeout_s=START_TIMEOUT_S,
+        session_lost_grace_s=LOST_GRACE_S,
+    )
+    return ServiceProcess(["bridge"], env, log_file)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -381,9 +302,9 @@ def test_3_agent_killed_for_good_times_out_and_alerts_by_mail(
 
 
 def test_4_bridge_killed_mid_session_and_restarted(
-    client, operator, settings, agents, database, tmp_path
+    client, operator, settings, broker, agents, database, tmp_path
 ) -> None:
-    bridge = BridgeProcess(settings, tmp_path / "bridge-1.log")
+    bridge = bridge_process(settings, broker, tmp_path / "bridge-1.log")
     try:
         for eid in EIDS[:2]:
             agents.start(eid)
@@ -394,7 +315,7 @@ def test_4_bridge_killed_mid_session_and_restarted(
         wait_enc(client, operator, sid, "enc-b", {"recording"})
         bridge.kill()
         bridge.close()
-        bridge = BridgeProcess(settings, tmp_path / "bridge-2.log")
+        bridge = bridge_process(settings, broker, tmp_path / "bridge-2.log")
         done = wait_status(client, operator, sid, {"completed"}, duration + 40)
         for eid in EIDS[:2]:
             assert enc(done, eid)["segments"] == len(segments(agents.roots[eid], sid))

@@ -43,7 +43,7 @@ from tests.support.waiting import wait_for
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 
 EID = "enc-a"
-VIDEO_ON_DISK_BYTES = 16 * 1024  # a segment's header is < 1 KB; clusters follow every 1-2 s
+VIDEO_ON_DISK_BYTES = 16 * 1024  # a segment's header is < 1 KB; clusters follow every 0.25 s
 
 
 def assert_same_fact_same_id(events: list[Event]) -> None:
@@ -59,9 +59,12 @@ def assert_same_fact_same_id(events: list[Event]) -> None:
 
 
 def segment_with_video(root: Path, session_id: str) -> Path | None:
-    """The newest segment once encoded video (not only its header) reached the disk."""
+    """The newest segment once encoded video (not only its header) reached the disk, and its
+    sidecar lists two seconds of frames (so at least one second of them is in the file)."""
     files = segments(root, session_id)
     if not files or files[-1].stat().st_size < VIDEO_ON_DISK_BYTES:
+        return None
+    if len(read_sidecar(files[-1].with_name(files[-1].stem + ".frames.csv"))) < 2 * FPS:
         return None
     return files[-1]
 

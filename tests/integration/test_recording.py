@@ -354,7 +354,8 @@ def test_stalled_camera_is_detected_and_recovered(tmp_path: Path, events: Events
     assert gap == pytest.approx(events.recovered[0], abs=0.01)
 
 
-def test_kill_minus_9_leaves_a_playable_segment(tmp_path: Path) -> None:
+def _recording_child(tmp_path: Path) -> subprocess.Popen[bytes]:
+    """A process recording the test pattern into ``tmp_path / "s"`` until killed."""
     script = textwrap.dedent(
         f"""
         from pathlib import Path
@@ -366,15 +367,21 @@ def test_kill_minus_9_leaves_a_playable_segment(tmp_path: Path) -> None:
         recorder.wait()
         """
     )
-    child = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+    return subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+
+
+def _sidecar_rows(session: Path) -> int:
+    sidecars = list(session.glob("*.frames.csv")) if session.exists() else []
+    return len(read_sidecar(sidecars[0])) if sidecars else 0
+
+
+def test_kill_minus_9_leaves_a_playable_segment(tmp_path: Path) -> None:
+    child = _recording_child(tmp_path)
     try:
         session = tmp_path / "s"
-
-        def sidecar_rows() -> int:
-            sidecars = list(session.glob("*.frames.csv")) if session.exists() else []
-            return len(read_sidecar(sidecars[0])) if sidecars else 0
-
-        wait_for(lambda: sidecar_rows() >= 3 * FPS, timeout=WAIT_S, message="child not recording")
+        wait_for(
+            lambda: _sidecar_rows(session) >= 3 * FPS, timeout=WAIT_S, message="child not recording"
+        )
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.kill()
@@ -386,6 +393,32 @@ def test_kill_minus_9_leaves_a_playable_segment(tmp_path: Path) -> None:
     assert decoded.codes == list(range(len(decoded.codes)))
     rows = read_sidecar(video.with_name(video.stem + ".frames.csv"))
     assert len(rows) >= len(decoded.pts)  # the sidecar may list a few frames the file lacks
+    assert [row.pts_ms for row in rows[: len(decoded.pts)]] == decoded.pts
+
+
+def test_kill_minus_9_loses_at_most_half_a_second(tmp_path: Path) -> None:
+    """The frames a crash takes with it are those not yet in the file: at most the open Matroska
+    cluster and the encoder's delay. Killed well into a cluster (0.6 s after the file last
+    grew), the torn file still holds every frame up to 0.5 s before the kill."""
+    child = _recording_child(tmp_path)
+    session = tmp_path / "s"
+    try:
+        wait_for(lambda: _sidecar_rows(session) >= 2 * FPS, WAIT_S, message="child not recording")
+        (video,) = session.glob("*.mkv")
+        size = video.stat().st_size
+        wait_for(lambda: video.stat().st_size != size, WAIT_S, message="the file never grew")
+        grew = utc_now()
+        wait_for(lambda: utc_now() >= grew + timedelta(seconds=0.6), WAIT_S)
+        killed_at = utc_now()
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(WAIT_S)
+    decoded = decode(video)
+    rows = read_sidecar(video.with_name(video.stem + ".frames.csv"))
+    last_in_file = rows[0].capture_utc + timedelta(milliseconds=decoded.pts[-1])
+    assert killed_at - last_in_file <= timedelta(seconds=0.5), (killed_at, last_in_file)
+    # and the sidecar still gives the capture time of every frame in the file
     assert [row.pts_ms for row in rows[: len(decoded.pts)]] == decoded.pts
 
 
