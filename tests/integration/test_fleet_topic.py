@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from controlsvc.broker import OPERATOR_USER
+from controlsvc.broker import OPERATOR_USER, SERVICE_USER
 from controlsvc.config import Settings
 from controlsvc.models.enclosures import Enclosure
 from schemas import FleetState, parse_message
@@ -80,7 +80,9 @@ def test_a_fresh_subscriber_sees_the_whole_fleet(
     a = agents("enc-a", interval=1.0)
     a.online()
     wait_state(database, "enc-a", "idle")
-    watcher = mqtt_client(broker, OPERATOR_USER)
+    # The test watches as the service (its own listener): mosquitto_sub below logs in as the
+    # operator, whose client id is its user name, and would take over an operator watcher.
+    watcher = mqtt_client(broker, SERVICE_USER)
     watcher.subscribe(f"{FLEET}/+")
     wait_for(lambda: watcher.received(f"{FLEET}/enc-never"), message="enc-never not published")
     wait_for(

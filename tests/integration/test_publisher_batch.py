@@ -25,7 +25,11 @@ PREFIX = "jaxmba/v1"
 def _publisher(settings: Settings, broker: LocalBroker, user: str) -> MqttPublisher:
     base = bridge_settings(settings, broker)
     mqtt = base.mqtt.model_copy(
-        update={"username": user, "password": SecretStr(broker.accounts[user])}
+        update={
+            "username": user,
+            "password": SecretStr(broker.accounts[user]),
+            "port": broker.port_for(user),  # only the service logs in on the service's listener
+        }
     )
     return MqttPublisher(base.model_copy(update={"mqtt": mqtt}), publish_timeout=10)
 

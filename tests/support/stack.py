@@ -49,10 +49,10 @@ def service_env(
             "PYTHONPATH": str(REPO),
             "JAXMBA_DATABASE_URL": db_url,
             "JAXMBA_MQTT_HOST": broker.host,
-            "JAXMBA_MQTT_PORT": str(broker.port),
+            "JAXMBA_MQTT_PORT": str(broker.port_for(SERVICE_USER)),  # the service's listener
             "JAXMBA_MQTT_USERNAME": SERVICE_USER,
             "JAXMBA_MQTT_PASSWORD": broker.accounts[SERVICE_USER],
-            "JAXMBA_MQTT_CLIENT_ID": client_id or f"jaxmba-test-{secrets.token_hex(3)}",
+            "JAXMBA_MQTT_CLIENT_ID": client_id or f"jaxmba_test_{secrets.token_hex(3)}",
             "JAXMBA_SECRETS_SECRET_KEY": secrets.token_hex(32),
             "JAXMBA_SECRETS_JWT_SECRET_KEY": secrets.token_hex(32),
             "JAXMBA_MAIL_BACKEND": "console",
