@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from controlsvc.manage import main  # noqa: E402 - after the checkout is on the path
+from controlsvc.ops.manage import main  # noqa: E402 - after the checkout is on the path
 
 if __name__ == "__main__":
     main(sys.argv[1:])

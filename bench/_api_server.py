@@ -1,4 +1,4 @@
-"""The API under gunicorn for the benchmarks: ``controlsvc.runner.gunicorn_options`` without
+"""The API under gunicorn for the benchmarks: ``controlsvc.ops.runner.gunicorn_options`` without
 the access log (one line per request would cost the workers more than some requests do).
 
     python bench/_api_server.py HOST PORT WORKERS     (settings from JAXMBA_* variables)
@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gunicorn.app.base import BaseApplication  # noqa: E402
 
-from controlsvc.config import Settings, load_settings  # noqa: E402
-from controlsvc.runner import gunicorn_options  # noqa: E402
+from controlsvc.config.settings import Settings, load_settings  # noqa: E402
+from controlsvc.ops.runner import gunicorn_options  # noqa: E402
 
 
 class BenchApi(BaseApplication):  # type: ignore[misc]
@@ -29,7 +29,7 @@ class BenchApi(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from controlsvc.app import create_app
+        from controlsvc.ops.app import create_app
 
         return create_app(self._settings)
 
@@ -42,12 +42,13 @@ def main() -> None:
     options["loglevel"] = "warning"
     # The hooks `run` installs where the modules offer them (event streams end on SIGTERM,
     # per-worker metrics are cleaned up).
-    from controlsvc import live, metrics
+    from controlsvc import metrics
+    from controlsvc.api import event_feed
 
     if hasattr(metrics, "setup_process"):
         metrics.setup_process(settings)
-    if hasattr(live, "gunicorn_post_worker_init"):
-        options["post_worker_init"] = live.gunicorn_post_worker_init
+    if hasattr(event_feed, "gunicorn_post_worker_init"):
+        options["post_worker_init"] = event_feed.gunicorn_post_worker_init
     if hasattr(metrics, "gunicorn_child_exit"):
         options["child_exit"] = metrics.gunicorn_child_exit
     BenchApi(settings, options).run()

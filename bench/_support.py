@@ -9,7 +9,7 @@ the end, in reverse order:
 - ``database()``: a fresh PostgreSQL database (the server of ``JAXMBA_TEST_DATABASE_URL``, else
   127.0.0.1:5432, else a throwaway ``initdb`` cluster), migrated to head, dropped at the end;
 - ``bridge()``: ``python -m controlsvc bridge`` in a child process (its own CPU and RSS);
-- ``api()``: the API under gunicorn (``controlsvc.runner.gunicorn_options``, no access log) in a
+- ``api()``: the API under gunicorn (``controlsvc.ops.runner.gunicorn_options``, no access log) in a
   child process, and an admin's access token.
 
 Children run with ``FLASK_CONFIG=prod`` and ``JAXMBA_*`` variables only (no config file), and
@@ -314,7 +314,7 @@ class Stack:
         return broker
 
     def database(self) -> Engine:
-        from controlsvc import migrate
+        from controlsvc.store import migrate
 
         server = self._exit.enter_context(postgres_server())
         url = create_database(server, prefix="jaxmba_bench")
@@ -428,8 +428,8 @@ class Stack:
         return self.api_url
 
     def _create_admin(self) -> None:
-        from controlsvc import users
-        from controlsvc.db import Database
+        from controlsvc.store import users
+        from controlsvc.store.db import Database
 
         assert self.db_url is not None
         database = Database(self.db_url)

@@ -2,7 +2,7 @@
 """Benchmark: the API under gunicorn (gthread) stays responsive with 50 event streams open.
 
 Sets up its own Mosquitto, database (SQLite in a temporary directory unless --database-url),
-and the API under `controlsvc.runner.gunicorn_options` (the workers and threads of `run`), with
+and the API under `controlsvc.ops.runner.gunicorn_options` (the workers and threads of `run`), with
 the hooks `run` installs (multiprocess metrics, streams ended on SIGTERM). Then:
 
 1. `GET /api/health` latency with no stream open (baseline);
@@ -62,9 +62,9 @@ from floors import (  # noqa: E402
     service_port,
 )
 
-from controlsvc import eventlog, migrate, users  # noqa: E402
 from controlsvc.broker import SERVICE_USER, LocalBroker, generate_password  # noqa: E402
-from controlsvc.db import Database  # noqa: E402
+from controlsvc.store import eventlog, migrate, users  # noqa: E402
+from controlsvc.store.db import Database  # noqa: E402
 
 PREFIX = "jaxmba/v1"
 EMAIL = "bench@example.org"
@@ -76,14 +76,15 @@ STOP_TIMEOUT_S = 60.0
 # What `run` does: multiprocess metrics, then gunicorn with the runner's options plus the hooks.
 SERVE = """
 import sys
-from controlsvc import live, metrics
-from controlsvc.config import load_settings
-from controlsvc.runner import _Gunicorn, gunicorn_options
+from controlsvc.api import event_feed
+from controlsvc import metrics
+from controlsvc.config.settings import load_settings
+from controlsvc.ops.runner import _Gunicorn, gunicorn_options
 settings = load_settings(profile="prod")
 metrics.setup_process(settings)
 options = gunicorn_options(settings, "127.0.0.1", int(sys.argv[1]), settings.service.workers)
 options.update(
-    post_worker_init=live.gunicorn_post_worker_init,
+    post_worker_init=event_feed.gunicorn_post_worker_init,
     child_exit=metrics.gunicorn_child_exit,
     accesslog=None,
     loglevel="warning",

@@ -37,14 +37,14 @@ from floors import check_targets, cpu_ms_per_unit, insert_floor, ratio  # noqa: 
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import URL  # noqa: E402
 
-from controlsvc import migrate  # noqa: E402
 from controlsvc.bridge.inbound import Inbound  # noqa: E402
 from controlsvc.bridge.stats import BridgeStats  # noqa: E402
 from controlsvc.bridge.writer import Writer  # noqa: E402
-from controlsvc.db import Database, utcnow  # noqa: E402
-from controlsvc.enclosure_state import Liveness  # noqa: E402
+from controlsvc.domain.enclosure_state import Liveness  # noqa: E402
 from controlsvc.simulator.accounts import fleet_ids  # noqa: E402
 from controlsvc.simulator.agent import AgentOptions, SimulatedAgent  # noqa: E402
+from controlsvc.store import migrate  # noqa: E402
+from controlsvc.store.db import Database, utcnow  # noqa: E402
 from schemas.enums import Lifecycle  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 from tests.support.postgres import create_database, drop_database, postgres_server  # noqa: E402

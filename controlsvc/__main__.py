@@ -1,5 +1,5 @@
 """`python -m controlsvc` is `jaxmba-service`."""
 
-from controlsvc.manage import main
+from controlsvc.ops.manage import main
 
 main()

@@ -41,7 +41,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controlsvc.config import Settings
+from controlsvc.config.settings import Settings
 
 log = logging.getLogger(__name__)
 

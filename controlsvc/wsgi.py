@@ -8,8 +8,8 @@ else in the package does work at import.
 from __future__ import annotations
 
 from controlsvc import metrics
-from controlsvc.app import create_app
-from controlsvc.config import load_settings
+from controlsvc.config.settings import load_settings
+from controlsvc.ops.app import create_app
 
 settings = load_settings()
 metrics.setup_process(settings)

@@ -7,8 +7,8 @@ import logging.config
 from alembic import context
 from sqlalchemy import Connection
 
-from controlsvc.db import make_engine
-from controlsvc.models import Base
+from controlsvc.store.db import make_engine
+from controlsvc.store.models import Base
 
 config = context.config
 if config.config_file_name and not config.attributes.get("skip_logging_config"):
@@ -21,7 +21,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from controlsvc.config import load_settings
+    from controlsvc.config.settings import load_settings
 
     return load_settings().database.sqlalchemy_url().render_as_string(hide_password=False)
 

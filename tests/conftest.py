@@ -13,10 +13,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
-from controlsvc import migrate
-from controlsvc.config import Settings
-from controlsvc.db import Database
-from controlsvc.models import Base
+from controlsvc.config.settings import Settings
+from controlsvc.store import migrate
+from controlsvc.store.db import Database
+from controlsvc.store.models import Base
 from tests.support.auth import Auth
 from tests.support.postgres import (
     TEST_URL_ENV,
@@ -43,7 +43,7 @@ def _fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Cheap argon2 parameters (the real ones take ~0.5 s per hash on a small CI machine)."""
     from argon2 import PasswordHasher
 
-    from controlsvc import passwords
+    from controlsvc.domain import passwords
 
     monkeypatch.setattr(
         passwords, "HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -114,7 +114,7 @@ def settings(db_url: URL, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings, database: Database) -> Flask:
-    from controlsvc.app import create_app
+    from controlsvc.ops.app import create_app
 
     return create_app(settings, database=database)
 

@@ -12,12 +12,14 @@ from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field, StringConstraints
 
-from controlsvc import alerts, eventlog, mqtt_publisher, tokens
+from controlsvc.api import tokens
 from controlsvc.api.enclosures import EDITORS, READERS
 from controlsvc.api.errors import problem_responses
-from controlsvc.config import Settings
-from controlsvc.db import utcnow
-from controlsvc.web import db_session, settings
+from controlsvc.api.web import db_session, settings
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt import publisher as mqtt_publisher
+from controlsvc.store import alerts, eventlog
+from controlsvc.store.db import utcnow
 from schemas.base import StrictModel
 from schemas.rest.alerts import ALERT_ID_PATTERN, AlertListQuery, AlertOut
 from schemas.rest.common import Page

@@ -12,12 +12,15 @@ from typing import Any
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from controlsvc import mail, ratelimit, tokens, users
+from controlsvc.api import mail as api_mail
+from controlsvc.api import ratelimit, tokens
 from controlsvc.api.errors import problem_responses
-from controlsvc.config import Settings
-from controlsvc.db import utcnow
-from controlsvc.models.users import User
-from controlsvc.web import db_session, settings
+from controlsvc.api.web import db_session, settings
+from controlsvc.config.settings import Settings
+from controlsvc.domain import mail as domain_mail
+from controlsvc.store import users
+from controlsvc.store.db import utcnow
+from controlsvc.store.models.users import User
 from schemas.enums import Role
 from schemas.rest.auth import (
     LinkTokenPath,
@@ -141,8 +144,9 @@ def request_password_reset(body: PasswordResetRequest) -> Any:
     if found is not None:
         user, token = found
         link = f"{config.public_url.rstrip('/')}/reset-password/{token}"
-        mail.send_after_commit(
-            session, mail.reset_mail(to=user.email, link=link, hours=config.email_token_hours)
+        api_mail.send_after_commit(
+            session,
+            domain_mail.reset_mail(to=user.email, link=link, hours=config.email_token_hours),
         )
     return PasswordResetAccepted(detail=RESET_ACCEPTED).model_dump(), 202
 
@@ -177,6 +181,6 @@ def accept_invite(path: LinkTokenPath, body: SetPasswordRequest) -> Any:
 
 def register(app: Any, app_settings: Settings) -> None:
     tokens.init_app(app, app_settings)
-    mail.init_app(app, app_settings)
+    api_mail.init_app(app, app_settings)
     ratelimit.init_app(app, app_settings)
     app.register_api(bp)

@@ -20,14 +20,17 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field, ValidationError
 from sqlalchemy.orm import Session
 
-from controlsvc import commands, mqtt_publisher, tokens
+from controlsvc.api import event_feed, tokens
 from controlsvc.api.enclosures import READERS, EnclosurePath
 from controlsvc.api.errors import problem_responses
-from controlsvc.config import Settings
-from controlsvc.db import utcnow
-from controlsvc.models.commands import Command
-from controlsvc.publisher import BrokerUnavailable, Publisher
-from controlsvc.web import db_session, settings
+from controlsvc.api.web import db_session, settings
+from controlsvc.config.settings import Settings
+from controlsvc.domain.publisher import BrokerUnavailable, Publisher
+from controlsvc.mqtt import publisher as mqtt_publisher
+from controlsvc.mqtt.event_feed import EventFeed
+from controlsvc.store import commands
+from controlsvc.store.db import utcnow
+from controlsvc.store.models.commands import Command
 from schemas.base import StrictModel
 from schemas.enums import CommandState, Role
 from schemas.logs import log_ids
@@ -125,16 +128,12 @@ def list_commands(path: EnclosurePath, query: PageQuery) -> Any:
     return {"items": [_out(c) for c in page.items], "next_cursor": page.next_cursor}
 
 
-def _live_feed() -> Any | None:
-    """The process's live event feed when it is connected (else the view polls)."""
+def _connected_feed() -> EventFeed | None:
+    """The process's event feed when it is connected (else the view polls)."""
     try:
-        from controlsvc import live
-    except ImportError:  # pragma: no cover - the feed is optional
-        return None
-    try:
-        feed = live.get_feed(current_app)
+        feed = event_feed.get_feed(current_app)
     except Exception as exc:  # the feed is an optimisation: fall back to polling
-        log.debug("live feed unavailable: %s", exc)
+        log.debug("event feed unavailable: %s", exc)
         return None
     return feed if feed.broker_connected else None
 
@@ -154,7 +153,7 @@ def _terminal_update(data: dict[str, Any] | None) -> dict[str, Any] | None:
 def _wait_settled(session: Session, command_id: uuid.UUID, wait_s: float) -> dict[str, Any]:
     """The command as soon as it is settled, or as it is after ``wait_s``."""
     deadline = time.monotonic() + wait_s
-    feed = _live_feed()
+    feed = _connected_feed()
     # Watch first, then read: an update between the read and the wait is not missed.
     watch = feed.watch_command(command_id) if feed is not None else None
     try:

@@ -13,11 +13,14 @@ from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from controlsvc import broker_accounts, enclosures, mqtt_publisher, tokens
+from controlsvc.api import tokens
 from controlsvc.api.errors import problem_responses
-from controlsvc.config import Settings
-from controlsvc.db import utcnow
-from controlsvc.web import db_session, settings
+from controlsvc.api.web import db_session, settings
+from controlsvc.broker import accounts as broker_accounts
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt import publisher as mqtt_publisher
+from controlsvc.store import enclosures
+from controlsvc.store.db import utcnow
 from schemas.base import StrictModel
 from schemas.enums import EnclosureState, Role
 from schemas.ids import ENCLOSURE_ID_PATTERN, validate_enclosure_id

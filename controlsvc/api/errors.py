@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from controlsvc.errors import DomainError
+from controlsvc.domain.errors import DomainError
 from schemas.types import unsafe_values
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def problem(
 
 
 # Path plus query of a request, in bytes. Well under what gunicorn's request line allows
-# (controlsvc.runner.GUNICORN_REQUEST_LINE_BYTES), so the API answers first, as a problem.
+# (controlsvc.ops.runner.GUNICORN_REQUEST_LINE_BYTES), so the API answers first, as a problem.
 MAX_URI_BYTES = 4096
 
 # --- OpenAPI: every error response is documented as a problem+json `Problem` ---------------

@@ -30,15 +30,18 @@ from flask_jwt_extended import verify_jwt_in_request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from controlsvc import eventlog, tokens
+from controlsvc.api import tokens
 from controlsvc.api.errors import problem, problem_responses
-from controlsvc.config import Settings
-from controlsvc.db import Database
-from controlsvc.errors import InvalidInput, Unauthorized, Unavailable
-from controlsvc.live import EventFilter, LiveEvent, LiveFeed, get_feed
+from controlsvc.api.event_feed import get_feed
+from controlsvc.api.web import database, db_session, settings
+from controlsvc.config.settings import Settings
+from controlsvc.domain.errors import InvalidInput, Unauthorized, Unavailable
 from controlsvc.metrics import SSE_EVENTS_SENT, SSE_STREAMS
-from controlsvc.models.users import User
-from controlsvc.web import database, db_session, settings
+from controlsvc.mqtt.event_feed import EventFeed
+from controlsvc.mqtt.event_streams import EventFilter, FeedEvent
+from controlsvc.store import eventlog
+from controlsvc.store.db import Database
+from controlsvc.store.models.users import User
 from schemas.ids import validate_enclosure_id
 
 __all__ = ["bp", "register", "sse_frame"]
@@ -108,7 +111,7 @@ class TicketOut(BaseModel):
     expires_at: datetime = Field(description="The ticket is refused after this time")
 
 
-def sse_frame(event: LiveEvent) -> bytes:
+def sse_frame(event: FeedEvent) -> bytes:
     return f"id: {event.id}\nevent: {event.kind}\ndata: {event.json}\n\n".encode()
 
 
@@ -164,7 +167,7 @@ def _max_streams(settings: Settings) -> int:
 
 
 def _stream(
-    feed: LiveFeed,
+    feed: EventFeed,
     db: Database,
     event_filter: EventFilter,
     after: int | None,
@@ -183,7 +186,7 @@ def _stream(
                 rows = eventlog.since(
                     session, after, kinds=sub.filter.kinds, enclosure_id=sub.filter.enclosure_id
                 )
-                backlog = [LiveEvent.from_record(row) for row in rows]
+                backlog = [FeedEvent.from_record(row) for row in rows]
             if backlog:
                 yield b"".join(sse_frame(event) for event in backlog)
                 SSE_EVENTS_SENT.inc(len(backlog))

@@ -13,19 +13,15 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from controlsvc import __version__, bridge_health
-from controlsvc.db import utcnow
-from controlsvc.web import database
+from controlsvc import __version__
+from controlsvc.api.web import database
+from controlsvc.mqtt.health import ComponentHealth
+from controlsvc.store import bridge_health
+from controlsvc.store.db import utcnow
 
 log = logging.getLogger(__name__)
 
 bp = APIBlueprint("health", __name__, url_prefix="/api", abp_tags=[Tag(name="health")])
-
-
-class ComponentHealth(BaseModel):
-    ok: bool = Field(description="Reachable and working")
-    latency_ms: float | None = Field(None, description="Round trip of the check")
-    detail: str | None = Field(None, description="Why it is not ok")
 
 
 class BridgeHealth(BaseModel):

@@ -2,7 +2,7 @@
 
 ``/live`` answers ``multipart/x-mixed-replace; boundary=frame``: one part per JPEG the agent
 publishes on ``{prefix}/enc/{eid}/preview``, relayed through the process's one
-`controlsvc.mqtt_preview.PreviewRelay` (one subscription per watched enclosure, however many
+`controlsvc.mqtt.preview.PreviewRelay` (one subscription per watched enclosure, however many
 viewers). While anyone watches, a ``start_live_view`` command (``duration_s`` LIVE_VIEW_S) is
 sent at once and again every ``REFRESH_S``, so the agent keeps publishing; when the last viewer
 leaves, the agent stops by itself when that duration runs out. The stream ends when the client
@@ -31,17 +31,20 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from controlsvc import commands, eventlog, mqtt_preview, mqtt_publisher, tokens
+from controlsvc.api import tokens
 from controlsvc.api.enclosures import EnclosurePath
 from controlsvc.api.errors import problem, problem_responses
 from controlsvc.api.events import RESERVED_THREADS, TOKEN_PARAMS, _client_gone
-from controlsvc.config import Settings
-from controlsvc.db import Database, utcnow
-from controlsvc.enclosures import get_enclosure
-from controlsvc.errors import DomainError, Unauthorized, Unavailable
-from controlsvc.models.users import User
-from controlsvc.publisher import BrokerUnavailable, Publisher
-from controlsvc.web import database, db_session, settings
+from controlsvc.api.web import database, db_session, settings
+from controlsvc.config.settings import Settings
+from controlsvc.domain.errors import DomainError, Unauthorized, Unavailable
+from controlsvc.domain.publisher import BrokerUnavailable, Publisher
+from controlsvc.mqtt import preview as mqtt_preview
+from controlsvc.mqtt import publisher as mqtt_publisher
+from controlsvc.store import commands, eventlog
+from controlsvc.store.db import Database, utcnow
+from controlsvc.store.enclosures import get_enclosure
+from controlsvc.store.models.users import User
 from schemas.enums import CommandKind, CommandState, EnclosureState
 from schemas.topics import Topics
 
@@ -91,7 +94,7 @@ def get_relay(app: Flask) -> mqtt_preview.PreviewRelay:
     """The started relay of `app` in this process (a forked child makes its own)."""
     relay = cast("mqtt_preview.PreviewRelay | None", app.extensions.get(RELAY_KEY))
     if relay is None or relay.pid != os.getpid() or relay.closed:
-        from controlsvc.web import SETTINGS_KEY
+        from controlsvc.api.web import SETTINGS_KEY
 
         relay = mqtt_preview.PreviewRelay(app.extensions[SETTINGS_KEY])
         app.extensions[RELAY_KEY] = relay

@@ -19,12 +19,13 @@ from flask_openapi3 import APIBlueprint, Tag
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from controlsvc import metrics, tokens
+from controlsvc import metrics
+from controlsvc.api import tokens
 from controlsvc.api.errors import problem_responses
-from controlsvc.config import Settings
-from controlsvc.errors import Forbidden
-from controlsvc.models.enclosures import Enclosure
-from controlsvc.web import db_session, settings
+from controlsvc.api.web import db_session, settings
+from controlsvc.config.settings import Settings
+from controlsvc.domain.errors import Forbidden
+from controlsvc.store.models.enclosures import Enclosure
 from schemas.enums import EnclosureState, Role
 
 __all__ = ["bp", "register"]

@@ -11,12 +11,13 @@ from typing import Any
 from flask import Response, stream_with_context
 from flask_openapi3 import APIBlueprint, Tag
 
-from controlsvc import recordings, tokens
+from controlsvc.api import tokens
 from controlsvc.api.enclosures import READERS, EnclosurePath
 from controlsvc.api.errors import problem_responses
-from controlsvc.config import Settings
-from controlsvc.db import utcnow
-from controlsvc.web import database, db_session
+from controlsvc.api.web import database, db_session
+from controlsvc.config.settings import Settings
+from controlsvc.store import recordings
+from controlsvc.store.db import utcnow
 from schemas.rest.common import Page
 from schemas.rest.recordings import (
     ExportFormat,

@@ -16,15 +16,17 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from controlsvc import desired, eventlog, mqtt_publisher, sessions, tokens
+from controlsvc.api import tokens
 from controlsvc.api.enclosures import EDITORS, READERS, PathEnclosureId
 from controlsvc.api.errors import problem_responses
-from controlsvc.config import Settings
-from controlsvc.db import utcnow
-from controlsvc.desired import Outgoing
-from controlsvc.models.sessions import RecordingSession
-from controlsvc.publisher import Publisher
-from controlsvc.web import db_session, settings
+from controlsvc.api.web import db_session, settings
+from controlsvc.config.settings import Settings
+from controlsvc.domain.publisher import Publisher
+from controlsvc.mqtt import publisher as mqtt_publisher
+from controlsvc.store import desired, eventlog, recordings, session_views, sessions
+from controlsvc.store.db import utcnow
+from controlsvc.store.desired import Outgoing
+from controlsvc.store.models.sessions import RecordingSession
 from schemas.base import StrictModel
 from schemas.rest.common import Page
 from schemas.rest.sessions import (
@@ -72,7 +74,7 @@ def _topics() -> Topics:
 
 
 def _out(session: Session, rs: RecordingSession) -> dict[str, Any]:
-    return sessions.session_out(session, rs).model_dump(mode="json")
+    return session_views.session_out(session, rs).model_dump(mode="json")
 
 
 def _notify(publisher: Publisher, session: Session) -> None:
@@ -118,7 +120,7 @@ def create_session(body: SessionCreate) -> Any:
 @tokens.require_role(*READERS)
 def list_sessions(query: SessionListQuery) -> Any:
     """Sessions, newest first; filter by ``status`` and ``archived`` (default: not archived)."""
-    page = sessions.list_sessions(
+    page = session_views.list_sessions(
         db_session(),
         limit=query.limit,
         cursor=query.cursor,
@@ -137,7 +139,7 @@ def get_session(path: SessionPath) -> Any:
     """A session with every enclosure's progress (recorded seconds, frames, bytes, segments,
     last frame, gaps) and the totals."""
     session = db_session()
-    return _out(session, sessions.get_session(session, path.id))
+    return _out(session, session_views.get_session(session, path.id))
 
 
 @bp.get("/<string:id>/recordings", responses={200: SegmentPage, **problem_responses(404, 422)})
@@ -145,7 +147,7 @@ def get_session(path: SessionPath) -> Any:
 def list_recordings(path: SessionPath, query: RecordingsQuery) -> Any:
     """Every segment file of the session with its evidence (path, span, frames, bytes,
     SHA-256), by start time."""
-    page = sessions.list_recordings(
+    page = recordings.session_recordings(
         db_session(),
         path.id,
         limit=query.limit,

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, send_from_directory
 
-from controlsvc.config import Settings
+from controlsvc.config.settings import Settings
 
 __all__ = ["CONTENT_SECURITY_POLICY", "STATIC_DIR", "bp", "register"]
 

@@ -6,13 +6,16 @@ from typing import Any
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from controlsvc import mail, ratelimit, tokens, users
+from controlsvc.api import mail as api_mail
+from controlsvc.api import ratelimit, tokens
 from controlsvc.api.auth import BODY_PROBLEMS, token_response, user_out
 from controlsvc.api.errors import problem_responses
-from controlsvc.config import Settings
-from controlsvc.db import utcnow
-from controlsvc.errors import Forbidden
-from controlsvc.web import db_session, settings
+from controlsvc.api.web import db_session, settings
+from controlsvc.config.settings import Settings
+from controlsvc.domain import mail as domain_mail
+from controlsvc.domain.errors import Forbidden
+from controlsvc.store import users
+from controlsvc.store.db import utcnow
 from schemas.enums import Role
 from schemas.rest.auth import TokenResponse
 from schemas.rest.users import (
@@ -122,9 +125,9 @@ def invite(body: InviteRequest) -> Any:
         hours=config.email_token_hours,
     )
     link = f"{config.public_url.rstrip('/')}/invite/{token}"
-    mail.send_after_commit(
+    api_mail.send_after_commit(
         session,
-        mail.invite_mail(
+        domain_mail.invite_mail(
             to=user.email,
             link=link,
             role=user.role,
@@ -164,6 +167,6 @@ def patch_user(path: UserPath, body: UserPatch) -> Any:
 
 def register(app: Any, app_settings: Settings) -> None:
     tokens.init_app(app, app_settings)
-    mail.init_app(app, app_settings)
+    api_mail.init_app(app, app_settings)
     ratelimit.init_app(app, app_settings)
     app.register_api(bp)

@@ -2,18 +2,18 @@
 
 ::
 
-    JaxmbaError (controlsvc.errors)
+    JaxmbaError (controlsvc.domain.errors)
     └── BridgeError             the bridge cannot run
         └── BrokerRefused       the broker refused the service's connection for good
                                 (bad credentials, not authorized, banned): retrying cannot help
 
-``BrokerUnavailable`` (``controlsvc.publisher``) is what a publish raises while the broker is
+``BrokerUnavailable`` (``controlsvc.domain.publisher``) is what a publish raises while the broker is
 away; the bridge keeps reconnecting in that case.
 """
 
 from __future__ import annotations
 
-from controlsvc.errors import JaxmbaError
+from controlsvc.domain.errors import JaxmbaError
 
 __all__ = ["BridgeError", "BrokerRefused"]
 

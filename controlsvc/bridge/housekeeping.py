@@ -25,13 +25,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from controlsvc import __version__, bridge_health, commands, enclosures, eventlog
-from controlsvc.bridge.client import SERVICE_HEARTBEAT_S, BridgeClient
+from controlsvc import __version__
+from controlsvc.bridge.mqtt_client import SERVICE_HEARTBEAT_S, BridgeClient
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
-from controlsvc.db import Database, utcnow
-from controlsvc.enclosures import Liveness
-from controlsvc.models.commands import Command
-from controlsvc.publisher import BrokerUnavailable
+from controlsvc.domain.publisher import BrokerUnavailable
+from controlsvc.store import bridge_health, commands, enclosures, eventlog
+from controlsvc.store.db import Database, utcnow
+from controlsvc.store.enclosures import Liveness
+from controlsvc.store.models.commands import Command
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from enum import Enum
 
 import paho.mqtt.client as paho
 
-from controlsvc.db import utcnow
+from controlsvc.store.db import utcnow
 
 __all__ = ["Inbound", "Link"]
 

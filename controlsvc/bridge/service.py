@@ -49,18 +49,18 @@ from datetime import datetime
 from types import FrameType
 
 from controlsvc import metrics
-from controlsvc.bridge.client import STATUSES, BridgeClient
 from controlsvc.bridge.errors import BrokerRefused
 from controlsvc.bridge.housekeeping import Housekeeping
 from controlsvc.bridge.inbound import Inbound, Link
 from controlsvc.bridge.inbox import Inbox
 from controlsvc.bridge.linger import OutcomeWait
-from controlsvc.bridge.sessions import SessionDriver
+from controlsvc.bridge.mqtt_client import STATUSES, BridgeClient
+from controlsvc.bridge.session_driver import SessionDriver
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.bridge.writer import DatabaseDown, Writer
-from controlsvc.config import Settings
-from controlsvc.db import Database
-from controlsvc.enclosures import Liveness
+from controlsvc.config.settings import Settings
+from controlsvc.store.db import Database
+from controlsvc.store.enclosures import Liveness
 from schemas.topics import Channel, Topics
 
 log = logging.getLogger(__name__)

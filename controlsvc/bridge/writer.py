@@ -28,15 +28,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from controlsvc import alerts, commands, enclosures, eventlog
-from controlsvc.bridge import sessions as session_driver
+from controlsvc.bridge import session_events
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
-from controlsvc.db import Database, is_down, utcnow
-from controlsvc.enclosure_state import clock_skew, superseded_wills
-from controlsvc.enclosures import Liveness, StateChange, Verdict
-from controlsvc.models.enclosures import AgentEvent, Enclosure, StatusRecord
-from controlsvc.models.events import EventRecord
+from controlsvc.domain.enclosure_state import clock_skew, superseded_wills
+from controlsvc.store import alerts, commands, enclosures, eventlog
+from controlsvc.store.db import Database, is_down, utcnow
+from controlsvc.store.enclosures import Liveness, StateChange, Verdict
+from controlsvc.store.models.enclosures import AgentEvent, Enclosure, StatusRecord
+from controlsvc.store.models.events import EventRecord
 from schemas.codec import parse_message
 from schemas.commands import Ack
 from schemas.errors import MessageError, TopicError
@@ -413,5 +413,5 @@ class Writer:
                 batch.bump(batch.written, "events")
             else:
                 batch.bump(batch.ignored, "duplicate")
-        if fresh:  # recording sessions (controlsvc.bridge.sessions)
-            session_driver.on_events(session, fresh, batch.events)
+        if fresh:  # recording sessions (controlsvc.bridge.session_driver)
+            session_events.on_events(session, fresh, batch.events)

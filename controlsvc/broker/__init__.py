@@ -23,7 +23,6 @@ from controlsvc.broker.acl import (
     render_acl,
     validate_prefix,
 )
-from controlsvc.broker.config import BrokerConfig, render_config
 from controlsvc.broker.errors import (
     BrokerAlreadyRunning,
     BrokerError,
@@ -34,7 +33,8 @@ from controlsvc.broker.errors import (
     PortInUseError,
 )
 from controlsvc.broker.local import LocalBroker
-from controlsvc.broker.passwords import (
+from controlsvc.broker.mosquitto_config import BrokerConfig, render_config
+from controlsvc.broker.password_file import (
     add_or_update_account,
     generate_password,
     hash_password,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 
 from controlsvc.broker.errors import InvalidBrokerSetting
-from controlsvc.broker.passwords import validate_username
+from controlsvc.broker.password_file import validate_username
 from schemas.ids import DEFAULT_OPERATOR_USERNAME, DEFAULT_SERVICE_USERNAME, is_enclosure_id
 from schemas.topics import AGENT_PUBLISHES, AGENT_SUBSCRIBES, DEFAULT_PREFIX, Topics
 

@@ -7,7 +7,7 @@ Used by the tests, the demo and ``jaxmba-service run`` with the embedded broker:
         print(broker.service_url)    # mqtt://127.0.0.1:<another>: the service account alone
 
 On ``port`` the client id is forced to the user name; the service, which runs many connections
-under one account, has ``service_port`` to itself (see ``controlsvc.broker.config``).
+under one account, has ``service_port`` to itself (see ``controlsvc.broker.mosquitto_config``).
 The directory holds ``mosquitto.conf``, ``passwd`` (every account but the service's),
 ``passwd-service`` (the service account), ``acl`` (unless another ACL file is given),
 ``data/`` (persistence), ``mosquitto.log``, ``mosquitto.out`` (the process's stderr) and
@@ -27,7 +27,6 @@ from pathlib import Path
 from types import TracebackType
 
 from controlsvc.broker.acl import DEFAULT_PREFIX, OPERATOR_USER, SERVICE_USER, render_acl
-from controlsvc.broker.config import BrokerConfig, render_config
 from controlsvc.broker.errors import (
     BrokerAlreadyRunning,
     BrokerError,
@@ -35,7 +34,8 @@ from controlsvc.broker.errors import (
     InvalidBrokerSetting,
     PortInUseError,
 )
-from controlsvc.broker.passwords import (
+from controlsvc.broker.mosquitto_config import BrokerConfig, render_config
+from controlsvc.broker.password_file import (
     add_or_update_account,
     atomic_write,
     hash_password,

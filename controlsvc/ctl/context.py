@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from controlsvc.ctl.client import DEFAULT_URL, ApiClient
+from controlsvc.ctl.api_client import DEFAULT_URL, ApiClient
 from controlsvc.ctl.tokens import TokenStore, normalize_url
 from schemas.ids import validate_enclosure_id
 

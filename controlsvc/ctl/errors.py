@@ -6,7 +6,7 @@
      +-- ServiceUnreachable     the service cannot be reached (connection refused, DNS, timeout)
      +-- NotLoggedIn            no stored login for the URL, or it expired beyond refresh
      +-- ApiError               the service answered a problem+json (status, title, detail, errors)
-     +-- BrokerError            the MQTT broker refused us or cannot be reached
+     +-- BrokerConnectionError  the MQTT broker refused us or cannot be reached
      +-- ProvisionError         provisioning cannot proceed (bad id, unwritable file, ...)
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = [
     "ApiError",
-    "BrokerError",
+    "BrokerConnectionError",
     "CtlError",
     "NotLoggedIn",
     "ProvisionError",
@@ -45,7 +45,7 @@ class NotLoggedIn(CtlError):
     pass
 
 
-class BrokerError(CtlError):
+class BrokerConnectionError(CtlError):
     pass
 
 

@@ -25,7 +25,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from controlsvc.ctl.errors import BrokerError, CtlError
+from controlsvc.ctl.errors import BrokerConnectionError, CtlError
 from schemas.errors import TopicError
 from schemas.topics import DEFAULT_PREFIX, valid_publish_topic
 
@@ -152,7 +152,9 @@ class Connection:
             self._client.connect(target.host, target.port, keepalive=KEEPALIVE_S)
         except (OSError, ssl.SSLError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise BrokerError(f"cannot reach the broker at {target.address}: {why}") from exc
+            raise BrokerConnectionError(
+                f"cannot reach the broker at {target.address}: {why}"
+            ) from exc
         sock = self._client.socket()
         if isinstance(sock, socket.socket):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -161,11 +163,13 @@ class Connection:
             reason = self._connack.get(timeout=self.timeout)
         except queue.Empty:
             self._stop()
-            raise BrokerError(f"no answer from the broker at {target.address}") from None
+            raise BrokerConnectionError(f"no answer from the broker at {target.address}") from None
         if _code(reason) >= 0x80:
             self._stop()
             who = target.username or "anonymous"
-            raise BrokerError(f"the broker at {target.address} refused {who}: {_name(reason)}")
+            raise BrokerConnectionError(
+                f"the broker at {target.address} refused {who}: {_name(reason)}"
+            )
         return self
 
     def __exit__(
@@ -186,30 +190,34 @@ class Connection:
     def subscribe(self, filters: Sequence[str], qos: int) -> None:
         result, mid = self._client.subscribe([(f, qos) for f in filters])
         if result != paho.MQTT_ERR_SUCCESS or mid is None:
-            raise BrokerError(f"subscribe failed: {paho.error_string(result)}")
+            raise BrokerConnectionError(f"subscribe failed: {paho.error_string(result)}")
         with self._lock:
             answer = self._subacks.setdefault(mid, queue.Queue())
         try:
             reasons = answer.get(timeout=self.timeout)
         except queue.Empty:
-            raise BrokerError("no SUBACK from the broker") from None
+            raise BrokerConnectionError("no SUBACK from the broker") from None
         refused = [f for f, r in zip(filters, reasons, strict=False) if _code(r) >= 0x80]
         if refused:
-            raise BrokerError(f"the broker refused the subscription to {', '.join(refused)}")
+            raise BrokerConnectionError(
+                f"the broker refused the subscription to {', '.join(refused)}"
+            )
 
     def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise BrokerError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+            raise BrokerConnectionError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
         with self._lock:
             answer = self._pubacks.setdefault(info.mid, queue.Queue())
         try:
             reason = answer.get(timeout=self.timeout)
         except queue.Empty:
-            raise BrokerError(f"the broker did not acknowledge the publish to {topic}") from None
+            raise BrokerConnectionError(
+                f"the broker did not acknowledge the publish to {topic}"
+            ) from None
         if qos > 0 and _code(reason) >= 0x80:
             who = self.target.username or "anonymous"
-            raise BrokerError(
+            raise BrokerConnectionError(
                 f"the broker refused the publish to {topic} by {who}: {_name(reason)}"
             )
 
@@ -257,7 +265,9 @@ def subscribe(
                 message = conn.messages.get(timeout=wait)
             except queue.Empty:
                 if not conn.is_connected():
-                    raise BrokerError(f"lost the connection to {target.address}") from None
+                    raise BrokerConnectionError(
+                        f"lost the connection to {target.address}"
+                    ) from None
                 continue
             on_message(message)
             received += 1

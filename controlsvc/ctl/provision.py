@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from controlsvc.broker import BrokerError as BrokerFileError
-from controlsvc.broker import add_or_update_account, generate_password
+from controlsvc.broker import BrokerError, add_or_update_account, generate_password
 from controlsvc.ctl.errors import ProvisionError
 from controlsvc.ctl.mqtt import parse_broker_url
 from enclosure_agent.configfile import render_config, write_config
@@ -99,7 +98,7 @@ def provision(
     )
     try:
         new_account = add_or_update_account(password_file, eid, password)
-    except BrokerFileError as exc:
+    except BrokerError as exc:
         raise ProvisionError(f"cannot update {password_file}: {exc}") from exc
     except OSError as exc:
         raise ProvisionError(f"cannot update {password_file}: {exc.strerror or exc}") from exc

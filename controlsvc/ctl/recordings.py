@@ -12,7 +12,7 @@ import click
 import httpx
 
 from controlsvc.ctl import output
-from controlsvc.ctl.client import unreachable
+from controlsvc.ctl.api_client import unreachable
 from controlsvc.ctl.context import ENCLOSURE_ID, CtlContext, json_option, pass_ctl
 from controlsvc.ctl.errors import CtlError
 from controlsvc.ctl.output import human_bytes, human_seconds, local_time, parse_time, text

@@ -19,7 +19,7 @@ import click
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from controlsvc.ctl import output
-from controlsvc.ctl.client import ApiClient
+from controlsvc.ctl.api_client import ApiClient
 from controlsvc.ctl.context import CtlContext, json_option, pass_ctl
 from controlsvc.ctl.errors import CtlError
 from controlsvc.ctl.output import dig, human_bytes, human_seconds, local_time, text

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from controlsvc.ctl.client import ApiClient, unreachable
+from controlsvc.ctl.api_client import ApiClient, unreachable
 from controlsvc.ctl.errors import ApiError, ServiceUnreachable
 
 __all__ = ["SseEvent", "follow", "parse_stream"]

@@ -15,7 +15,7 @@ command not yet accepted: a second ``accepted`` is a duplicate. Terminal states 
 
 Each signal has one target state, whatever the state it comes from, so every change is one
 conditional UPDATE: ``SET state = target(signal) WHERE state IN sources(signal)``
-(``controlsvc.commands``). The race between the API's mark of ``sent``, the bridge's ack and
+(``controlsvc.store.commands``). The race between the API's mark of ``sent``, the bridge's ack and
 the bridge's timer is then decided by the database, and no terminal state is overwritten.
 """
 

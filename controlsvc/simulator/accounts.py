@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from controlsvc.broker.passwords import (
+from controlsvc.broker.password_file import (
     atomic_write,
     generate_password,
     hash_password,

@@ -23,15 +23,15 @@ forwarded_allow_ips = "127.0.0.1"
 def on_starting(server):
     """Multiprocess metrics: the workers and the bridge share one directory."""
     from controlsvc import metrics
-    from controlsvc.config import load_settings
+    from controlsvc.config.settings import load_settings
 
     metrics.setup_process(load_settings())
 
 
 def post_worker_init(worker):
-    from controlsvc import live
+    from controlsvc.api import event_feed
 
-    live.gunicorn_post_worker_init(worker)
+    event_feed.gunicorn_post_worker_init(worker)
 
 
 def child_exit(server, worker):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import controlsvc.db
+import controlsvc.store.db
 
 
 revision: str = '0001'
@@ -30,9 +30,9 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('disabled', sa.Boolean(), nullable=False),
     sa.Column('alert_emails', sa.Boolean(), nullable=False),
-    sa.Column('created_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('tokens_valid_after', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('last_login_at', controlsvc.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('tokens_valid_after', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_login_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('email', name=op.f('uq_users_email'))
     )
@@ -42,9 +42,9 @@ def upgrade() -> None:
     sa.Column('purpose', sa.String(length=16), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('used_at', controlsvc.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_email_tokens_created_by_id_users'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_email_tokens_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_email_tokens')),
@@ -56,8 +56,8 @@ def upgrade() -> None:
     op.create_table('revoked_tokens',
     sa.Column('jti', sa.Uuid(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=True),
-    sa.Column('revoked_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_revoked_tokens_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('jti', name=op.f('pk_revoked_tokens'))
     )

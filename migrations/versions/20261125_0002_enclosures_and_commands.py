@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import controlsvc.db
+import controlsvc.store.db
 
 
 revision: str = '0002'
@@ -25,7 +25,7 @@ depends_on: str | Sequence[str] | None = None
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit keys.
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
-UTC = controlsvc.db.UTCDateTime(timezone=True)
+UTC = controlsvc.store.db.UTCDateTime(timezone=True)
 
 
 def _enclosure_fk(table: str) -> sa.ForeignKeyConstraint:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import controlsvc.db
+import controlsvc.store.db
 
 
 revision: str = '0003'
@@ -24,7 +24,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table('events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('kind', sa.String(length=64), nullable=False),
     sa.Column('enclosure_id', sa.String(length=63), nullable=True),
     sa.Column('session_id', sa.String(length=64), nullable=True),
@@ -42,9 +42,9 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ticket_hash', sa.String(length=64), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
-    sa.Column('created_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('used_at', controlsvc.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_event_tickets_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_event_tickets')),
     sa.UniqueConstraint('ticket_hash', name=op.f('uq_event_tickets_ticket_hash'))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import controlsvc.db
+import controlsvc.store.db
 
 
 revision: str = '0006'
@@ -28,8 +28,8 @@ def upgrade() -> None:
     op.create_table('revoked_token_families',
     sa.Column('family', sa.Uuid(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=True),
-    sa.Column('revoked_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_revoked_token_families_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('family', name=op.f('pk_revoked_token_families'))
     )
@@ -40,7 +40,7 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=200), nullable=False),
     sa.Column('window_index', sa.BigInteger(), nullable=False),
     sa.Column('hits', sa.Integer(), nullable=False),
-    sa.Column('expires_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('key', 'window_index', name=op.f('pk_attempt_counts'))
     )
     with op.batch_alter_table('attempt_counts', schema=None) as batch_op:

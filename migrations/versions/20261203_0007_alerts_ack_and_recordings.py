@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import controlsvc.db
+import controlsvc.store.db
 
 revision: str = '0007'
 down_revision: str | Sequence[str] | None = '0006'
@@ -28,7 +28,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table('alerts', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('acked_at', controlsvc.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('acked_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('acked_by_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('acked_by', sa.String(length=320), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_alerts_acked_by_id_users'), 'users', ['acked_by_id'], ['id'], ondelete='SET NULL')

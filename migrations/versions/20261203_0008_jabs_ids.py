@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import controlsvc.db
+import controlsvc.store.db
 
 revision: str = '0008'
 down_revision: str | Sequence[str] | None = '0007'
@@ -26,9 +26,9 @@ def upgrade() -> None:
     sa.Column('enclosure_id', sa.String(length=64), nullable=False),
     sa.Column('hostname', sa.String(length=255), nullable=True),
     sa.Column('token_hash', sa.String(length=64), nullable=True),
-    sa.Column('registered_at', controlsvc.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('stream_requested_at', controlsvc.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('registered_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('stream_requested_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['enclosure_id'], ['enclosures.id'], name=op.f('fk_jabs_enclosures_enclosure_id_enclosures'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_jabs_enclosures')),
     sa.UniqueConstraint('enclosure_id', name=op.f('uq_jabs_enclosures_enclosure_id')),
@@ -38,7 +38,7 @@ def upgrade() -> None:
     op.create_table('jabs_sessions',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('session_id', sa.String(length=64), nullable=False),
-    sa.Column('created_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['session_id'], ['sessions.id'], name=op.f('fk_jabs_sessions_session_id_sessions'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_jabs_sessions')),
     sa.UniqueConstraint('session_id', name=op.f('uq_jabs_sessions_session_id')),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import controlsvc.db
+import controlsvc.store.db
 
 
 revision: str = '0010'
@@ -25,9 +25,9 @@ def upgrade() -> None:
     op.create_table('bridge_heartbeats',
     sa.Column('bridge_id', sa.String(length=255), nullable=False),
     sa.Column('version', sa.String(length=64), nullable=False),
-    sa.Column('started_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('beat_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('stopped_at', controlsvc.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('beat_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('stopped_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('bridge_id', name=op.f('pk_bridge_heartbeats'))
     )
 

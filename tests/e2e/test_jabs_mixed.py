@@ -15,8 +15,8 @@ import pytest
 from flask import Flask
 
 from controlsvc.compat.jabs import legacy
-from controlsvc.config import Settings
-from controlsvc.db import Database
+from controlsvc.config.settings import Settings
+from controlsvc.store.db import Database
 from tests.e2e.test_sessions import (  # noqa: F401 (fixtures)
     FPS,
     agents,
@@ -191,7 +191,7 @@ def test_mixed_session_legacy_devices_and_agents(
     assert times["enc-a"] >= duration - 3
     wait_for(lambda: fleet.state("box-1") == (None, False), 20, message="box-1 kept its session")
     # The agent recorded real video for it.
-    from controlsvc.models.jabs import JabsSession
+    from controlsvc.store.models.jabs import JabsSession
 
     with database.session() as session:
         row = session.get(JabsSession, jid)

@@ -23,14 +23,14 @@ from aiosmtpd.controller import Controller
 from flask import Flask
 from sqlalchemy import func, select
 
-from controlsvc.app import create_app
 from controlsvc.bridge import Bridge
 from controlsvc.broker import LocalBroker, find_free_port
-from controlsvc.config import Settings
-from controlsvc.db import Database
-from controlsvc.models.enclosures import AgentEvent
-from controlsvc.models.users import User
-from controlsvc.mqtt_publisher import PUBLISHER_KEY
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt.publisher import PUBLISHER_KEY
+from controlsvc.ops.app import create_app
+from controlsvc.store.db import Database
+from controlsvc.store.models.enclosures import AgentEvent
+from controlsvc.store.models.users import User
 from tests.integration.bridge_fixtures import bridge_settings
 from tests.integration.test_agent_harness import decode_times, segments
 from tests.support.auth import Auth

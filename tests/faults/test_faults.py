@@ -39,10 +39,10 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import URL
 
-from controlsvc import migrate, users
 from controlsvc.broker import LocalBroker
-from controlsvc.db import Database
-from controlsvc.models.enclosures import AgentEvent
+from controlsvc.store import migrate, users
+from controlsvc.store.db import Database
+from controlsvc.store.models.enclosures import AgentEvent
 from enclosure_agent.recorder import read_sidecar, sidecar_path_for
 from tests.integration.test_agent_harness import decode_times, segments
 from tests.support.auth import PASSWORD

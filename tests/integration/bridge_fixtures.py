@@ -28,10 +28,10 @@ from sqlalchemy import func, select
 
 from controlsvc.bridge import Bridge
 from controlsvc.broker import SERVICE_USER, LocalBroker
-from controlsvc.config import Settings
-from controlsvc.db import Database
-from controlsvc.models.commands import Command
-from controlsvc.models.enclosures import Enclosure, EnclosureTransition, StatusRecord
+from controlsvc.config.settings import Settings
+from controlsvc.store.db import Database
+from controlsvc.store.models.commands import Command
+from controlsvc.store.models.enclosures import Enclosure, EnclosureTransition, StatusRecord
 from tests.support.broker import mosquitto_factory  # noqa: F401 (a fixture)
 from tests.support.waiting import wait_for
 
@@ -384,8 +384,8 @@ def command_row(database: Database, command_id: uuid.UUID | str) -> Command | No
 def broker_app(settings: Settings, database: Database) -> Iterator[Flask]:
     """The app on the module's ``settings`` (pointed at its broker with ``bridge_settings``);
     its MQTT publisher closed at teardown."""
-    from controlsvc.app import create_app
-    from controlsvc.mqtt_publisher import PUBLISHER_KEY
+    from controlsvc.mqtt.publisher import PUBLISHER_KEY
+    from controlsvc.ops.app import create_app
 
     app = create_app(settings, database=database)
     yield app

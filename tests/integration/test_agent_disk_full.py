@@ -25,7 +25,7 @@ import av.error
 import pytest
 
 from controlsvc.broker import LocalBroker
-from controlsvc.enclosure_state import derive_state
+from controlsvc.domain.enclosure_state import derive_state
 from enclosure_agent.recorder import read_sidecar, sidecar_path_for
 from schemas.enums import EnclosureState, Lifecycle
 from schemas.events import Event

@@ -13,15 +13,15 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from controlsvc import alerts
-from controlsvc.config import Settings
-from controlsvc.db import Database
-from controlsvc.mail import Mail
-from controlsvc.models.enclosures import Enclosure
-from controlsvc.models.events import EventRecord
-from controlsvc.models.sessions import Alert
-from controlsvc.models.users import User
-from controlsvc.mqtt_publisher import MqttPublisher
+from controlsvc.config.settings import Settings
+from controlsvc.domain.mail import Mail
+from controlsvc.mqtt.publisher import MqttPublisher
+from controlsvc.store import alerts
+from controlsvc.store.db import Database
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.events import EventRecord
+from controlsvc.store.models.sessions import Alert
+from controlsvc.store.models.users import User
 from schemas.topics import Topics
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,

@@ -10,9 +10,9 @@ import pytest
 from argon2 import PasswordHasher
 from flask_jwt_extended import create_access_token, create_refresh_token
 
-from controlsvc import passwords
-from controlsvc.models.users import User
-from controlsvc.web import database
+from controlsvc.api.web import database
+from controlsvc.domain import passwords
+from controlsvc.store.models.users import User
 from tests.conftest import TEST_SECRET
 from tests.support.auth import PASSWORD
 
@@ -267,7 +267,7 @@ def test_logout_purges_expired_denylist_rows(auth, client, app):
     import uuid
     from datetime import UTC, datetime
 
-    from controlsvc.models.users import RevokedToken
+    from controlsvc.store.models.users import RevokedToken
 
     account = auth.create("purge@example.com")
     old = uuid.uuid4()
@@ -402,7 +402,7 @@ def test_no_token_is_401_before_the_body_is_validated(client):
 
 
 def _app_with_limit(settings, database, limit):
-    from controlsvc.app import create_app
+    from controlsvc.ops.app import create_app
 
     service = settings.service.model_copy(update={"login_rate_limit": limit})
     return create_app(settings.model_copy(update={"service": service}), database=database)
@@ -469,8 +469,8 @@ def test_login_is_rate_limited_per_address(auth, settings, database):
     ],
 )
 def test_a_bad_rate_limit_setting_is_refused_at_load_naming_the_key(tmp_path, key, value):
-    from controlsvc.config import load_settings
-    from controlsvc.errors import ConfigError
+    from controlsvc.config.settings import load_settings
+    from controlsvc.domain.errors import ConfigError
 
     path = tmp_path / "jax-mba-service.config"
     path.write_text(f"[SERVICE]\n{key} = {value}\n")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from controlsvc.app import create_app
-from controlsvc.models.users import EmailToken, User
-from controlsvc.web import database
+from controlsvc.api.web import database
+from controlsvc.ops.app import create_app
+from controlsvc.store.models.users import EmailToken, User
 from tests.integration.test_auth import assert_problem
 from tests.support.auth import PASSWORD
 

@@ -14,10 +14,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import select
 
-from controlsvc.app import create_app
-from controlsvc.mail import MAILER_KEY, SmtpMailer
-from controlsvc.models.users import EmailToken
-from controlsvc.web import database
+from controlsvc.api.mail import MAILER_KEY
+from controlsvc.api.web import database
+from controlsvc.mailer.delivery import SmtpMailer
+from controlsvc.ops.app import create_app
+from controlsvc.store.models.users import EmailToken
 from tests.integration.test_auth import assert_problem
 
 NEW_PASSWORD = "fresh-quartz-harbor"

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from controlsvc import users
+from controlsvc.store import users
 from tests.support.server import serve
 
 PARALLEL = 6

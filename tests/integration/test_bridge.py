@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from controlsvc import eventlog
-from controlsvc.models.enclosures import AgentEvent, StatusRecord
-from controlsvc.models.events import EventRecord
-from controlsvc.models.sessions import Alert
+from controlsvc.store import eventlog
+from controlsvc.store.models.enclosures import AgentEvent, StatusRecord
+from controlsvc.store.models.events import EventRecord
+from controlsvc.store.models.sessions import Alert
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
     agents,
@@ -240,7 +240,7 @@ def test_bridge_restart_while_messages_are_in_flight(
 ):
     """Statuses and acks published while the bridge is down (cleanly stopped, then killed)
     arrive after it restarts: nothing lost, nothing stored twice."""
-    from controlsvc import commands as command_domain
+    from controlsvc.store import commands as command_domain
     from schemas.enums import CommandKind
 
     config = bridge_settings(settings, broker)

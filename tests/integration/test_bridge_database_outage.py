@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from controlsvc import db as db_module
 from controlsvc.bridge import Bridge
-from controlsvc.config import Settings
-from controlsvc.db import Database
+from controlsvc.config.settings import Settings
+from controlsvc.store import db as db_module
+from controlsvc.store.db import Database
 from tests.integration.bridge_fixtures import bridge_settings, broker  # noqa: F401 (fixture)
 from tests.support.broker import mosquitto_factory  # noqa: F401 (fixture)
 
@@ -68,7 +68,7 @@ def test_session_driver_logs_lost_database_connections_without_a_traceback(
     bridge = Bridge(bridge_settings(settings, broker), database)  # not started: no threads
     bridge.sessions.run_once()  # leaves a connection in the pool
     kill_connections()
-    logger = "controlsvc.bridge.sessions"
+    logger = "controlsvc.bridge.session_driver"
     with caplog.at_level(logging.WARNING, logger=logger):
         bridge.sessions.run_once()
     warnings = [r for r in caplog.records if r.name == logger]

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 import pytest
 from flask import Flask
 
-from controlsvc import bridge_health
-from controlsvc.app import create_app
-from controlsvc.config import Settings
-from controlsvc.db import Database, utcnow
+from controlsvc.config.settings import Settings
+from controlsvc.ops.app import create_app
+from controlsvc.store import bridge_health
+from controlsvc.store.db import Database, utcnow
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     bridge_settings,
     broker,

@@ -8,7 +8,7 @@ import pytest
 
 from controlsvc.bridge import Bridge
 from controlsvc.bridge.inbound import Inbound
-from controlsvc.db import utcnow
+from controlsvc.store.db import utcnow
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
     Agent,

@@ -27,12 +27,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from controlsvc import commands as command_domain
 from controlsvc.broker import LocalBroker
-from controlsvc.config import SecretsSettings, Settings
-from controlsvc.db import Database
-from controlsvc.models.commands import Command
-from controlsvc.models.enclosures import AgentEvent, Enclosure
+from controlsvc.config.sections import SecretsSettings
+from controlsvc.config.settings import Settings
+from controlsvc.store import commands as command_domain
+from controlsvc.store.db import Database
+from controlsvc.store.models.commands import Command
+from controlsvc.store.models.enclosures import AgentEvent, Enclosure
 from schemas.enums import CommandKind
 from tests.conftest import TEST_SECRET
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
@@ -128,7 +129,7 @@ def fleet_broker(mosquitto_factory: Callable[..., LocalBroker]) -> LocalBroker: 
 
 @pytest.fixture
 def scrape(settings: Settings, database: Database) -> Callable[[], str]:
-    from controlsvc.app import create_app
+    from controlsvc.ops.app import create_app
 
     secrets_ = SecretsSettings(
         secret_key=SecretStr(TEST_SECRET),

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from controlsvc.models.enclosures import AgentEvent
+from controlsvc.store.models.enclosures import AgentEvent
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
     agents,

@@ -9,15 +9,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from controlsvc import commands, enclosures
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats
 from controlsvc.bridge.writer import Writer
-from controlsvc.db import utcnow
-from controlsvc.enclosures import Liveness
-from controlsvc.models.commands import Command
-from controlsvc.models.enclosures import Enclosure, StatusRecord
-from controlsvc.models.events import EventRecord
+from controlsvc.store import commands, enclosures
+from controlsvc.store.db import utcnow
+from controlsvc.store.enclosures import Liveness
+from controlsvc.store.models.commands import Command
+from controlsvc.store.models.enclosures import Enclosure, StatusRecord
+from controlsvc.store.models.events import EventRecord
 from schemas.enums import CommandKind
 from schemas.topics import Topics
 from tests.integration.bridge_fixtures import (

@@ -28,8 +28,8 @@ from controlsvc.broker import (
     LocalBroker,
     add_or_update_account,
 )
-from controlsvc.config import Settings
-from controlsvc.embedded import EmbeddedBroker
+from controlsvc.config.settings import Settings
+from controlsvc.ops.embedded import EmbeddedBroker
 from tests.integration.test_broker_deploy import HOST, Deployed, deployed  # noqa: F401
 from tests.support.broker import default_accounts, require_mosquitto
 from tests.support.mqtt import ACCEPTED, NOT_AUTHORIZED, ConnectRefused, MqttTestClient

@@ -14,11 +14,12 @@ import click
 import pytest
 from sqlalchemy import select
 
-from controlsvc import manage, migrate
-from controlsvc.config import load_settings
-from controlsvc.configfile import read_value
-from controlsvc.db import Database
-from controlsvc.models.users import User
+from controlsvc.config.configfile import read_value
+from controlsvc.config.settings import load_settings
+from controlsvc.ops import manage
+from controlsvc.store import migrate
+from controlsvc.store.db import Database
+from controlsvc.store.models.users import User
 from tests.support.auth import PASSWORD
 from tests.support.postgres import create_database, drop_database
 
@@ -110,7 +111,7 @@ def test_init_config_writes_a_private_file_with_secrets(runner, workdir):
 
 def test_a_tiny_status_interval_is_refused_naming_the_key(runner, workdir):
     """1e-9 s would make every enclosure lost between two of its statuses."""
-    from controlsvc.errors import ConfigError
+    from controlsvc.domain.errors import ConfigError
 
     assert invoke(runner, ["init_config"]).exit_code == 0
     with pytest.raises(ConfigError, match=r"\[SERVICE\] status_interval_s.*greater than or"):
@@ -415,13 +416,13 @@ def test_env_database_url_wins_for_the_cli(runner, workdir, db_env, database):
 @pytest.fixture
 def fake_runner(monkeypatch):
     calls: list[tuple[str, dict]] = []
-    module = types.ModuleType("controlsvc.runner")
+    module = types.ModuleType("controlsvc.ops.runner")
     module.run_service = lambda settings, **kw: calls.append(("run", {"settings": settings, **kw}))
     module.serve_gunicorn = lambda settings, **kw: calls.append(
         ("gunicorn", {"settings": settings, **kw})
     )
     module.run_bridge = lambda settings: calls.append(("bridge", {"settings": settings}))
-    monkeypatch.setitem(sys.modules, "controlsvc.runner", module)
+    monkeypatch.setitem(sys.modules, "controlsvc.ops.runner", module)
     monkeypatch.setattr(manage, "configure_logging", lambda *args, **kwargs: None)
     return calls
 
@@ -604,8 +605,8 @@ def test_test_command_passes_pytest_failures_on(runner, workdir, monkeypatch):
 )
 def test_demo_is_quiet_unless_asked(runner, workdir, monkeypatch, flags, level, access_log):
     """The demo runs (and starts its bridge, agents and API) at WARNING; -v, -vv log more."""
-    from controlsvc import demo as demo_module
-    from controlsvc.runner import gunicorn_options, settings_env
+    from controlsvc.ops import demo as demo_module
+    from controlsvc.ops.runner import gunicorn_options, settings_env
 
     seen = {}
     monkeypatch.setattr(demo_module, "run_demo", lambda settings, **kw: seen.update(s=settings))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from controlsvc.models.users import User
+from controlsvc.store.models.users import User
 from tests.support.auth import PASSWORD
 
 pytestmark = pytest.mark.slow  # a fresh interpreter per command
@@ -104,8 +104,8 @@ def test_fresh_directory_to_first_admin(tmp_path):
     assert "already exists" in duplicate.stderr
 
     # the admin can log in with what was set through the CLI
-    from controlsvc.app import create_app
-    from controlsvc.config import load_settings
+    from controlsvc.config.settings import load_settings
+    from controlsvc.ops.app import create_app
 
     cwd = os.getcwd()
     os.chdir(tmp_path)

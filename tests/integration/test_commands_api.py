@@ -12,12 +12,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from controlsvc import commands as command_domain
-from controlsvc.app import create_app
-from controlsvc.config import Settings
-from controlsvc.db import Database
-from controlsvc.models.events import EventRecord
-from controlsvc.mqtt_publisher import PUBLISHER_KEY
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt.publisher import PUBLISHER_KEY
+from controlsvc.ops.app import create_app
+from controlsvc.store import commands as command_domain
+from controlsvc.store.db import Database
+from controlsvc.store.models.events import EventRecord
 from schemas.enums import CommandKind
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
@@ -46,9 +46,9 @@ def app(settings: Settings, database: Database) -> Iterator[Flask]:
     app = create_app(settings, database=database)
     yield app
     app.extensions[PUBLISHER_KEY].close()
-    from controlsvc import live
+    from controlsvc.api import event_feed
 
-    live.close_feed(app)
+    event_feed.close_feed(app)
 
 
 @pytest.fixture
@@ -275,7 +275,7 @@ def test_pending_command_is_published_by_the_bridge(settings, database, online):
 
 
 def test_broker_down_answers_202_pending(app, client, operator, database, broker, settings):
-    from controlsvc.enclosures import discover
+    from controlsvc.store.enclosures import discover
 
     with database.session() as session:
         discover(session, "enc-a")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from controlsvc.app import create_app
-from controlsvc.config import ServiceSettings, Settings
-from controlsvc.db import Database
+from controlsvc.config.sections import ServiceSettings
+from controlsvc.config.settings import Settings
+from controlsvc.ops.app import create_app
+from controlsvc.store.db import Database
 from tests.support.auth import Auth
 
 LAB = "https://lab.example.org"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from controlsvc.ctl.client import ApiClient
+from controlsvc.ctl.api_client import ApiClient
 from controlsvc.ctl.tokens import TokenStore
 from tests.support.server import serve
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from controlsvc import db as db_module
-from controlsvc.db import Database
+from controlsvc.store import db as db_module
+from controlsvc.store.db import Database
 
 
 @pytest.fixture

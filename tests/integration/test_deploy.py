@@ -321,16 +321,16 @@ def test_pgbouncer_ini_pools_the_services_writes(pg_server: URL) -> None:
     """The shipped pgbouncer.ini (transaction pooling) in front of a real PostgreSQL, and the
     service's own writes through it: the bridge's Writer (row locks, multi-row INSERTs, the
     event log's transaction-level advisory lock), a session's creation (its advisory lock, bulk
-    inserts) and the live feed's autocommit reads."""
-    from controlsvc import eventlog, migrate
+    inserts) and the event feed's autocommit reads."""
     from controlsvc.bridge.inbound import Inbound
     from controlsvc.bridge.stats import BridgeStats
     from controlsvc.bridge.writer import Writer
     from controlsvc.broker import find_free_port
-    from controlsvc.db import Database, utcnow
-    from controlsvc.enclosure_state import Liveness
-    from controlsvc.sessions import create_session
+    from controlsvc.domain.enclosure_state import Liveness
     from controlsvc.simulator.agent import AgentOptions, SimulatedAgent
+    from controlsvc.store import eventlog, migrate
+    from controlsvc.store.db import Database, utcnow
+    from controlsvc.store.sessions import create_session
     from schemas.enums import Lifecycle
     from schemas.rest.sessions import SessionCreate, SessionEnclosureIn
     from schemas.topics import Topics

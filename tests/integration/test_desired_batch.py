@@ -1,6 +1,6 @@
-"""``controlsvc.desired`` in batches (a session's fan-out and its cancel), SQLite and PostgreSQL:
-one version per enclosure that only grows, clearing only what still names the session, and
-``published_version`` never moving down."""
+"""``controlsvc.store.desired`` in batches (a session's fan-out and its cancel), SQLite and
+PostgreSQL: one version per enclosure that only grows, clearing only what still names the session,
+and ``published_version`` never moving down."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from controlsvc import desired
-from controlsvc.db import Database, utcnow
-from controlsvc.models.enclosures import Enclosure
-from controlsvc.models.sessions import DesiredVersion
+from controlsvc.store import desired
+from controlsvc.store.db import Database, utcnow
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.sessions import DesiredVersion
 from schemas.codec import parse_message
 from schemas.messages import Desired, DesiredRecording
 from schemas.topics import Topics

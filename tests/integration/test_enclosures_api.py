@@ -8,14 +8,14 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 
-from controlsvc.app import create_app
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats
 from controlsvc.bridge.writer import Writer
-from controlsvc.config import Settings
-from controlsvc.db import Database, utcnow
-from controlsvc.enclosures import Liveness
-from controlsvc.mqtt_publisher import PUBLISHER_KEY
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt.publisher import PUBLISHER_KEY
+from controlsvc.ops.app import create_app
+from controlsvc.store.db import Database, utcnow
+from controlsvc.store.enclosures import Liveness
 from schemas.topics import Topics
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,

@@ -14,9 +14,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.config._checks import NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES
 
-from controlsvc.app import create_app
-from controlsvc.enclosures import discover
-from controlsvc.mqtt_publisher import PUBLISHER_KEY
+from controlsvc.mqtt.publisher import PUBLISHER_KEY
+from controlsvc.ops.app import create_app
+from controlsvc.store.enclosures import discover
 
 pytestmark = pytest.mark.slow  # a schema fuzzer
 

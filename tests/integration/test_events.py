@@ -28,11 +28,15 @@ from pydantic import SecretStr
 from sqlalchemy import event as sa_event
 from werkzeug.serving import make_server
 
-from controlsvc import eventlog, live, metrics, tokens, users
+from controlsvc import metrics
+from controlsvc.api import event_feed, tokens
 from controlsvc.api import events as events_api
 from controlsvc.broker import SERVICE_USER, LocalBroker
-from controlsvc.config import MqttSettings, Settings
-from controlsvc.db import Database, utcnow
+from controlsvc.config.sections import MqttSettings
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt.event_feed import FALLBACK_READ_S, RECONNECT_MAX_S, shutdown_all
+from controlsvc.store import eventlog, users
+from controlsvc.store.db import Database, utcnow
 from tests.support import broker as broker_fixtures
 from tests.support.waiting import wait_for
 
@@ -133,7 +137,7 @@ def live_settings(settings: Settings, mosquitto: LocalBroker) -> Settings:
 
 
 def _make_app(app_settings: Settings, database: Database) -> Flask:
-    from controlsvc.app import create_app
+    from controlsvc.ops.app import create_app
 
     return create_app(app_settings, database=database)
 
@@ -144,7 +148,7 @@ def live_app(live_settings: Settings, database: Database) -> Iterator[Flask]:
     try:
         yield app
     finally:
-        live.close_feed(app)
+        event_feed.close_feed(app)
 
 
 def _serve(app: Flask) -> Iterator[str]:
@@ -154,7 +158,7 @@ def _serve(app: Flask) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
-        live.close_feed(app)  # ends open streams first, so their threads finish
+        event_feed.close_feed(app)  # ends open streams first, so their threads finish
         server.shutdown()
         server.server_close()
         thread.join(10)
@@ -408,7 +412,7 @@ def test_disconnecting_ends_the_generator(base_url, bearer, live_app):
     streams_before = metrics.SSE_STREAMS._value.get()
     stream = SseStream(base_url, headers=bearer)
     stream.wait_connected()
-    feed = live_app.extensions[live.EXTENSION_KEY]
+    feed = live_app.extensions[event_feed.EXTENSION_KEY]
     assert feed.subscriber_count == 1
     assert metrics.SSE_STREAMS._value.get() == streams_before + 1
     stream.close()
@@ -420,7 +424,7 @@ def test_disconnecting_ends_the_generator(base_url, bearer, live_app):
 def test_stopping_the_worker_ends_streams(base_url, bearer, live_app):
     stream = SseStream(base_url, headers=bearer)
     stream.wait_connected()
-    live.shutdown_all()  # what SIGTERM does in a gunicorn worker
+    shutdown_all()  # what SIGTERM does in a gunicorn worker
     last = stream.next_event()
     assert last["event"] == "reconnect"
     assert json.loads(last["data"])["reason"] == "server stopping"
@@ -452,7 +456,7 @@ def test_one_query_per_notification_whatever_the_number_of_streams(
     try:
         for stream in streams:
             stream.wait_connected()
-        feed = live_app.extensions[live.EXTENSION_KEY]
+        feed = live_app.extensions[event_feed.EXTENSION_KEY]
         wait_for(lambda: feed.broker_connected)
         warm_up = record(_state(0))  # after the read the feed does when it connects
         for stream in streams:
@@ -471,7 +475,7 @@ def test_one_query_per_notification_whatever_the_number_of_streams(
 def test_wait_for_command_wakes_on_its_update(live_app, record):
     cid = uuid.uuid4()
     with live_app.app_context():
-        feed = live.current_feed()
+        feed = event_feed.current_feed()
     woke: list[bool] = []
     waiter = threading.Thread(target=lambda: woke.append(feed.wait_for_command(cid, 10)))
     waiter.start()
@@ -492,16 +496,16 @@ def test_without_a_broker_the_feed_reads_the_log_every_second(
         update={"mqtt": MqttSettings(host="127.0.0.1", port=dead_port, topic_prefix=PREFIX)}
     )
     app = _make_app(no_broker, database)
-    caplog.set_level(logging.WARNING, logger="controlsvc.live")
+    caplog.set_level(logging.WARNING, logger="controlsvc.mqtt.event_feed")
     serving = _serve(app)
     url = next(serving)
     try:
         stream = SseStream(url, headers=bearer)
         stream.wait_connected()
         ids = record(_state(1), notify=False)
-        assert stream.next_event(timeout=live.FALLBACK_READ_S + 5)["id"] == str(ids[0])
+        assert stream.next_event(timeout=FALLBACK_READ_S + 5)["id"] == str(ids[0])
         ids = record(_state(2), notify=False)
-        assert stream.next_event(timeout=live.FALLBACK_READ_S + 5)["id"] == str(ids[0])
+        assert stream.next_event(timeout=FALLBACK_READ_S + 5)["id"] == str(ids[0])
         stream.close()
         unavailable = [r for r in caplog.records if "unavailable" in r.getMessage()]
         assert len(unavailable) == 1  # logged once, not once per retry
@@ -521,25 +525,25 @@ def test_feed_reconnects_and_catches_up_after_a_broker_restart(
         topic_prefix=PREFIX,
     )
     app = _make_app(settings.model_copy(update={"mqtt": mqtt}), database)
-    caplog.set_level(logging.WARNING, logger="controlsvc.live")
+    caplog.set_level(logging.WARNING, logger="controlsvc.mqtt.event_feed")
     serving = _serve(app)
     url = next(serving)
     try:
         stream = SseStream(url, headers=bearer)
         stream.wait_connected()
-        feed = app.extensions[live.EXTENSION_KEY]
+        feed = app.extensions[event_feed.EXTENSION_KEY]
         wait_for(lambda: feed.broker_connected)
         broker.restart()
         with database.session() as session:
             event_id = eventlog.record(session, "enclosure.state", {"n": 1}).id
         assert stream.next_event()["id"] == str(event_id)  # by fallback or after reconnecting
-        wait_for(lambda: feed.broker_connected, timeout=live.RECONNECT_MAX_S)
+        wait_for(lambda: feed.broker_connected, timeout=RECONNECT_MAX_S)
         notifier = Notifier(broker)
         try:
             with database.session() as session:
                 event_id = eventlog.record(session, "enclosure.state", {"n": 2}).id
             notifier.notify(event_id)
-            assert stream.next_event(timeout=live.FALLBACK_READ_S)["id"] == str(event_id)
+            assert stream.next_event(timeout=FALLBACK_READ_S)["id"] == str(event_id)
         finally:
             notifier.close()
         stream.close()
@@ -553,7 +557,7 @@ def test_feed_reconnects_and_catches_up_after_a_broker_restart(
 @pytest.mark.slow
 def test_sigterm_ends_streams_at_once_under_gunicorn(settings, database, db_url, tmp_path):
     """gunicorn waits its graceful timeout for open requests; streams must not make it wait."""
-    from controlsvc.runner import GUNICORN_GRACEFUL_TIMEOUT_S
+    from controlsvc.ops.runner import GUNICORN_GRACEFUL_TIMEOUT_S
     from tests.integration.test_metrics import start_gunicorn
 
     token = _token(_make_app(settings, database), database)

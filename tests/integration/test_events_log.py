@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from controlsvc import eventlog, users
-from controlsvc.db import Database, utcnow
-from controlsvc.models.events import EventRecord, EventTicket
+from controlsvc.store import eventlog, users
+from controlsvc.store.db import Database, utcnow
+from controlsvc.store.models.events import EventRecord, EventTicket
 
 
 def _user(database: Database, role: str = "viewer", email: str = "viewer@example.org") -> int:

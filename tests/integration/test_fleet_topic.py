@@ -16,8 +16,8 @@ import pytest
 from flask import Flask
 
 from controlsvc.broker import OPERATOR_USER, SERVICE_USER
-from controlsvc.config import Settings
-from controlsvc.models.enclosures import Enclosure
+from controlsvc.config.settings import Settings
+from controlsvc.store.models.enclosures import Enclosure
 from schemas import FleetState, parse_message
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,

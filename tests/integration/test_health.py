@@ -33,7 +33,7 @@ def test_swagger_json_and_ui_are_local(client):
 def test_health_reports_a_broker_at_port_0_as_down_not_500(settings, database):
     """The dev profile's [MQTT] port 0 (the embedded broker `run` starts) under `runserver`,
     which starts none: the broker is down, with the reason, and the answer is no 500."""
-    from controlsvc.app import create_app
+    from controlsvc.ops.app import create_app
 
     mqtt = settings.mqtt.model_copy(update={"port": 0})
     app = create_app(settings.model_copy(update={"mqtt": mqtt}), database=database)

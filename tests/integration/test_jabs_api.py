@@ -18,11 +18,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import create_access_token
 
-from controlsvc.app import create_app
 from controlsvc.compat.jabs import legacy
-from controlsvc.config import Settings
-from controlsvc.db import Database
-from controlsvc.mqtt_publisher import PUBLISHER_KEY
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt.publisher import PUBLISHER_KEY
+from controlsvc.ops.app import create_app
+from controlsvc.store.db import Database
 from tests.integration.bridge_fixtures import PREFIX as PREFIX_TOPICS
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     agents,
@@ -326,7 +326,7 @@ def test_heartbeats_need_registration_and_a_network_or_token(
     assert box07["last_update"].endswith("+00:00")
 
     # A retired enclosure's device is refused (and gone from the list).
-    from controlsvc.models.enclosures import Enclosure
+    from controlsvc.store.models.enclosures import Enclosure
 
     with database.session() as session:
         enc = session.get(Enclosure, "box-07")
@@ -366,7 +366,7 @@ def test_bad_heartbeats_get_a_clear_400_never_a_crash(
     an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.1234567Z")
     extra = {**good, "timestamp": an_hour_ago, "firmware": {"x": 1}}
     assert client.post(f"{PREFIX}/device/heartbeat", json=extra).status_code == 204
-    from controlsvc.models.enclosures import Enclosure
+    from controlsvc.store.models.enclosures import Enclosure
 
     with database.session() as session:
         enc = session.get(Enclosure, "box-09")
@@ -381,7 +381,7 @@ def test_bad_heartbeats_get_a_clear_400_never_a_crash(
 
 
 def our_session_id(database: Database, jid: int) -> str:
-    from controlsvc.models.jabs import JabsSession
+    from controlsvc.store.models.jabs import JabsSession
 
     with database.session() as session:
         row = session.get(JabsSession, jid)
@@ -551,7 +551,7 @@ def test_mixed_session_with_a_per_device_stop_then_a_cancel(
 
 
 def agent_state(database: Database, eid: str) -> str | None:
-    from controlsvc.models.enclosures import Enclosure
+    from controlsvc.store.models.enclosures import Enclosure
 
     with database.session() as session:
         enc = session.get(Enclosure, eid)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from controlsvc.config import load_settings
-from controlsvc.errors import ConfigError
+from controlsvc.config.settings import load_settings
+from controlsvc.domain.errors import ConfigError
 from tests.integration.test_cli import db_env, entry, invoke, workdir  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,13 +14,13 @@ from flask import Flask
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import URL
 
-from controlsvc.app import create_app
-from controlsvc.config import Settings
-from controlsvc.db import Database
-from controlsvc.models.enclosures import Enclosure
-from controlsvc.models.sessions import RecordingSession
-from controlsvc.models.users import User
-from controlsvc.mqtt_publisher import PUBLISHER_KEY
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt.publisher import PUBLISHER_KEY
+from controlsvc.ops.app import create_app
+from controlsvc.store.db import Database
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.sessions import RecordingSession
+from controlsvc.store.models.users import User
 from tests.integration.test_cli import db_env, entry, invoke, workdir  # noqa: F401 (fixtures)
 from tests.support.postgres import create_database, drop_database
 

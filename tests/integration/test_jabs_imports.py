@@ -1,5 +1,5 @@
 """Each module of the JABS layer imports on its own, first, in a fresh interpreter (its tables
-once made an import cycle with ``controlsvc.models`` when imported before it)."""
+once made an import cycle with ``controlsvc.store.models`` when imported before it)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ MODULES = sorted(
     f"controlsvc.compat.jabs.{path.stem}"
     for path in (ROOT / "controlsvc" / "compat" / "jabs").glob("*.py")
     if path.stem != "__init__"
-) + ["controlsvc.models.jabs"]
+) + ["controlsvc.store.models.jabs"]
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -18,10 +18,10 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from controlsvc.app import create_app
-from controlsvc.config import Settings
-from controlsvc.db import Database
-from controlsvc.mqtt_publisher import PUBLISHER_KEY
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt.publisher import PUBLISHER_KEY
+from controlsvc.ops.app import create_app
+from controlsvc.store.db import Database
 from tests.integration.test_deploy import _self_signed
 from tests.support.auth import Auth
 from tests.support.waiting import wait_for

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from flask_jwt_extended import create_access_token
 
 from controlsvc.compat.jabs import legacy
-from controlsvc.db import Database
+from controlsvc.store.db import Database
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     agents,
     broker,

@@ -19,13 +19,14 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from controlsvc import enclosures, live, tokens, users
+from controlsvc.api import event_feed, tokens
 from controlsvc.api import live as live_api
-from controlsvc.app import create_app
 from controlsvc.broker import LocalBroker
-from controlsvc.config import Settings
-from controlsvc.db import Database
-from controlsvc.mqtt_publisher import PUBLISHER_KEY
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt.publisher import PUBLISHER_KEY
+from controlsvc.ops.app import create_app
+from controlsvc.store import enclosures, users
+from controlsvc.store.db import Database
 from enclosure_agent.recorder import encode_jpeg
 from schemas.codec import dump_message, parse_message
 from schemas.commands import Ack
@@ -193,7 +194,7 @@ def live_app(live_settings: Settings, database: Database) -> Iterator[Flask]:
         yield app
     finally:
         live_api.close_relay(app)
-        live.close_feed(app)
+        event_feed.close_feed(app)
         publisher = app.extensions.get(PUBLISHER_KEY)
         if publisher is not None:
             publisher.close()
@@ -306,7 +307,7 @@ def test_two_viewers_share_one_subscription_and_one_command(base_url, bearer, ag
 def test_start_live_view_is_resent_while_watching(
     base_url, bearer, agent, eid, monkeypatch, live_app
 ):
-    from controlsvc import mqtt_preview
+    from controlsvc.mqtt import preview as mqtt_preview
 
     monkeypatch.setattr(mqtt_preview, "REFRESH_S", 0.5)
     agent.publish_s = 10.0
@@ -361,7 +362,7 @@ def test_stream_ends_when_the_worker_stops(base_url, bearer, agent, eid, live_ap
     try:
         stream.take(1)
         started = time.monotonic()
-        from controlsvc import mqtt_preview
+        from controlsvc.mqtt import preview as mqtt_preview
 
         mqtt_preview.shutdown_all()
         assert stream.ended.wait(5)

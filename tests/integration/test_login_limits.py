@@ -25,7 +25,7 @@ PROBLEM = "application/problem+json"
 
 def _worker(settings, database, **service):
     """Another API worker: its own app (and, before counts were shared, its own counts)."""
-    from controlsvc.app import create_app
+    from controlsvc.ops.app import create_app
 
     changed = settings.service.model_copy(update={"login_rate_limit": LIMIT, **service})
     return create_app(settings.model_copy(update={"service": changed}), database=database)

@@ -16,10 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
-from controlsvc import metrics, tokens, users
-from controlsvc.config import SecretsSettings, Settings
-from controlsvc.db import Database, utcnow
-from controlsvc.models.enclosures import Enclosure
+from controlsvc import metrics
+from controlsvc.api import tokens
+from controlsvc.config.sections import SecretsSettings
+from controlsvc.config.settings import Settings
+from controlsvc.store import users
+from controlsvc.store.db import Database, utcnow
+from controlsvc.store.models.enclosures import Enclosure
 from tests.conftest import TEST_SECRET
 from tests.support.waiting import wait_for
 
@@ -30,17 +33,19 @@ SERVER_START_TIMEOUT_S = 30.0
 # A port found free can be taken by another process before gunicorn binds it.
 PORT_RETRIES = 3
 
-# What `run` does before starting gunicorn (controlsvc.runner), with the hooks this feature needs.
+# What `run` does before starting gunicorn (controlsvc.ops.runner), with the hooks this feature
+# needs.
 SERVE = """
 import sys
-from controlsvc import live, metrics
-from controlsvc.config import load_settings
-from controlsvc.runner import _Gunicorn, gunicorn_options
+from controlsvc.api import event_feed
+from controlsvc import metrics
+from controlsvc.config.settings import load_settings
+from controlsvc.ops.runner import _Gunicorn, gunicorn_options
 settings = load_settings(profile="test")
 metrics.setup_process(settings)
 options = gunicorn_options(settings, "127.0.0.1", int(sys.argv[1]), int(sys.argv[2]))
 options.update(
-    post_worker_init=live.gunicorn_post_worker_init,
+    post_worker_init=event_feed.gunicorn_post_worker_init,
     child_exit=metrics.gunicorn_child_exit,
     accesslog=None,
     loglevel="warning",
@@ -91,7 +96,7 @@ def scrape_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def scrape_app(scrape_settings: Settings, database: Database) -> Flask:
-    from controlsvc.app import create_app
+    from controlsvc.ops.app import create_app
 
     return create_app(scrape_settings, database=database)
 

@@ -12,9 +12,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import URL, make_url
 
-from controlsvc import migrate
-from controlsvc.db import make_engine
-from controlsvc.models import Base
+from controlsvc.store import migrate
+from controlsvc.store.db import make_engine
+from controlsvc.store.models import Base
 from tests.support.postgres import create_database, drop_database
 
 

@@ -105,7 +105,7 @@ def test_a_too_long_url_is_a_documented_414_problem(client, auth, admin):
     """Every operation documents 414, and the API answers it (as a problem) before gunicorn's
     own limit would answer it in plain text."""
     from controlsvc.api.errors import MAX_URI_BYTES
-    from controlsvc.runner import GUNICORN_REQUEST_LINE_BYTES
+    from controlsvc.ops.runner import GUNICORN_REQUEST_LINE_BYTES
 
     assert MAX_URI_BYTES < GUNICORN_REQUEST_LINE_BYTES - 100
     spec = client.get("/swagger.json").get_json()

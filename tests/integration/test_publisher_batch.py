@@ -8,11 +8,11 @@ import secrets
 import pytest
 from pydantic import SecretStr
 
-from controlsvc import desired
 from controlsvc.broker import OPERATOR_USER, SERVICE_USER, LocalBroker
-from controlsvc.config import Settings
-from controlsvc.mqtt_publisher import MqttPublisher
-from controlsvc.publisher import BatchPublisher, BrokerUnavailable, PublishRefused
+from controlsvc.config.settings import Settings
+from controlsvc.domain.publisher import BatchPublisher, BrokerUnavailable, PublishRefused
+from controlsvc.mqtt.publisher import MqttPublisher
+from controlsvc.store import desired
 from tests.integration.bridge_fixtures import bridge_settings
 from tests.support.broker import mosquitto  # noqa: F401 (fixture)
 from tests.support.mqtt import MqttTestClient

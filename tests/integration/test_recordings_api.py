@@ -11,15 +11,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controlsvc.db import Database
-from controlsvc.models.enclosures import Enclosure
-from controlsvc.models.sessions import (
+from controlsvc.store.db import Database
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.sessions import (
     RecordingSession,
     SessionEnclosure,
     SessionGap,
     SessionSegment,
 )
-from controlsvc.recordings import CSV_COLUMNS
+from controlsvc.store.recordings import CSV_COLUMNS
 from tests.support.auth import Auth
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)

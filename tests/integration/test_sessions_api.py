@@ -18,12 +18,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from controlsvc.app import create_app
-from controlsvc.config import Settings
-from controlsvc.db import Database
-from controlsvc.models.enclosures import AgentEvent
-from controlsvc.models.sessions import Alert, DesiredVersion
-from controlsvc.mqtt_publisher import PUBLISHER_KEY
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt.publisher import PUBLISHER_KEY
+from controlsvc.ops.app import create_app
+from controlsvc.store.db import Database
+from controlsvc.store.models.enclosures import AgentEvent
+from controlsvc.store.models.sessions import Alert, DesiredVersion
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
     Agent,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from controlsvc.db import make_engine
+from controlsvc.store.db import make_engine
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controlsvc import users
-from controlsvc.errors import Conflict, InvalidInput
-from controlsvc.models.users import EmailToken, RevokedToken
-from controlsvc.web import database
+from controlsvc.api.web import database
+from controlsvc.domain.errors import Conflict, InvalidInput
+from controlsvc.store import users
+from controlsvc.store.models.users import EmailToken, RevokedToken
 from tests.integration.test_auth import assert_problem
 
 

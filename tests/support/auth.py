@@ -8,10 +8,13 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from controlsvc import tokens, users
-from controlsvc.mail import MAILER_KEY, OUTBOX_KEY, ConsoleMailer, Mail
-from controlsvc.models.users import User
-from controlsvc.web import database
+from controlsvc.api import tokens
+from controlsvc.api.mail import MAILER_KEY, OUTBOX_KEY
+from controlsvc.api.web import database
+from controlsvc.domain.mail import Mail
+from controlsvc.mailer.delivery import ConsoleMailer
+from controlsvc.store import users
+from controlsvc.store.models.users import User
 
 PASSWORD = "bumpy-lantern-42"  # passes the policy
 

@@ -7,7 +7,7 @@ import uuid
 
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.linger import OutcomeWait
-from controlsvc.db import utcnow
+from controlsvc.store.db import utcnow
 
 ACK = "jaxmba/v1/enc/enc-a/ack"
 

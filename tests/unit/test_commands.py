@@ -6,8 +6,8 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from controlsvc.commands import outgoing
-from controlsvc.models.commands import Command
+from controlsvc.store.commands import outgoing
+from controlsvc.store.models.commands import Command
 from schemas.codec import parse_message
 from schemas.commands import Command as CommandMessage
 from schemas.enums import CommandState

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controlsvc.enclosure_state import (
+from controlsvc.domain.enclosure_state import (
     FUTURE_TOLERANCE_S,
     Liveness,
     Verdict,

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from controlsvc import eventlog, metrics
+from controlsvc import metrics
 from controlsvc.api.events import _client_gone, sse_frame
-from controlsvc.config import Settings
-from controlsvc.live import COMMAND_UPDATED, EventFilter, LiveEvent, LiveFeed
-from controlsvc.models.events import EventRecord
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt.event_feed import COMMAND_UPDATED, EventFeed
+from controlsvc.mqtt.event_streams import EventFilter, FeedEvent
+from controlsvc.store import eventlog
+from controlsvc.store.models.events import EventRecord
 from schemas import SERVICE_EVENTS_QOS, ServiceEvents, Topics, parse_message
 
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -26,7 +28,7 @@ def _event(
     kind: str = "enclosure.state",
     enclosure_id: str | None = "enc-a",
     command_id: uuid.UUID | None = None,
-) -> LiveEvent:
+) -> FeedEvent:
     row = EventRecord(
         id=event_id,
         kind=kind,
@@ -36,12 +38,12 @@ def _event(
         command_id=command_id,
         data={"state": "idle", "note": "ünïcode\nline"},
     )
-    return LiveEvent.from_record(row)
+    return FeedEvent.from_record(row)
 
 
-def _feed() -> LiveFeed:
+def _feed() -> EventFeed:
     """A feed that is never started: dispatch works without a database or broker."""
-    return LiveFeed(Settings(), database=None)  # type: ignore[arg-type]
+    return EventFeed(Settings(), database=None)  # type: ignore[arg-type]
 
 
 # -- notifications --------------------------------------------------------------------------------
@@ -124,7 +126,7 @@ def test_dispatch_reaches_matching_subscribers_in_order():
     assert a.get(0) == []
 
 
-def feed_subscribe(feed: LiveFeed, event_filter: EventFilter, maxsize: int = 10):
+def feed_subscribe(feed: EventFeed, event_filter: EventFilter, maxsize: int = 10):
     """Subscribe without starting the feed (no database in unit tests)."""
     feed._started = True
     return feed.subscribe(event_filter, maxsize=maxsize)
@@ -304,10 +306,10 @@ def test_event_body_is_what_a_stream_sends():
     body = eventlog.event_body(row)
     assert body["at"] == "2026-11-25T13:00:00+00:00"
     assert body["command_id"] == str(uuid.UUID(int=9))
-    assert LiveEvent.from_body(body) == LiveEvent.from_record(row)
+    assert FeedEvent.from_body(body) == FeedEvent.from_record(row)
 
 
-def _carry(feed: LiveFeed, *ids: int) -> None:
+def _carry(feed: EventFeed, *ids: int) -> None:
     bodies = [_body(i) for i in ids]
     payload = eventlog.notification_payload(ids[-1], events=bodies)
     feed._on_message(None, None, _Msg(payload))  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from controlsvc.compat.jabs.heartbeat import (
     decide,
 )
 from controlsvc.compat.jabs.shapes import parse_device_time
-from controlsvc.session_state import EncState
+from controlsvc.domain.session_state import EncState
 
 S, OTHER = "20261203-100000-aaaaaa", "20261203-090000-bbbbbb"
 START, STOP, COMPLETE, STREAM = (

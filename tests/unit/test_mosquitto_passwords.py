@@ -1,4 +1,4 @@
-"""Mosquitto password hashes and password file edits (controlsvc.broker.passwords)."""
+"""Mosquitto password hashes and password file edits (controlsvc.broker.password_file)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from argon2 import PasswordHasher
 
-from controlsvc import passwords
-from controlsvc.errors import InvalidInput
+from controlsvc.domain import passwords
+from controlsvc.domain.errors import InvalidInput
 
 
 def test_hash_and_verify_round_trip():

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from controlsvc.session_state import (
+from controlsvc.domain.session_state import (
     ACTIVE_ENCLOSURE_STATES,
     EncState,
     Signal,

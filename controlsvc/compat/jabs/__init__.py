@@ -2,7 +2,7 @@
 heartbeats and the import of a JABS database, over this service's own domain.
 
 - ``ids``: the stable integer ids of enclosures and sessions (tables in
-  ``controlsvc.models.jabs``, with the registered legacy devices);
+  ``controlsvc.store.models.jabs``, with the registered legacy devices);
 - ``shapes``: the original's JSON shapes, built from our rows;
 - ``heartbeat``: the original server's decision order, as a pure function;
 - ``gateway``: a heartbeat turned into the same telemetry and events as an MQTT agent's;

@@ -22,21 +22,25 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlsvc import eventlog, mail, mqtt_publisher, ratelimit, sessions, tokens, users
+from controlsvc.api import mail as api_mail
+from controlsvc.api import ratelimit, tokens
 from controlsvc.api.errors import PROBLEM_MIME
 from controlsvc.api.sessions import commit_and_publish
+from controlsvc.api.web import DATABASE_KEY, db_session, settings
 from controlsvc.bridge.writer import DatabaseDown
 from controlsvc.compat.jabs import ids, shapes
 from controlsvc.compat.jabs.gateway import Gateway
-from controlsvc.config import Settings
-from controlsvc.db import utcnow
-from controlsvc.errors import Conflict, DomainError, Forbidden, NotFound, Unauthorized
-from controlsvc.models.enclosures import AgentEvent, Enclosure
-from controlsvc.models.jabs import JabsEnclosure
-from controlsvc.models.sessions import RecordingSession, SessionEnclosure
-from controlsvc.models.users import User
-from controlsvc.session_state import ACTIVE_ENCLOSURE_STATES
-from controlsvc.web import DATABASE_KEY, db_session, settings
+from controlsvc.config.settings import Settings
+from controlsvc.domain import mail as domain_mail
+from controlsvc.domain.errors import Conflict, DomainError, Forbidden, NotFound, Unauthorized
+from controlsvc.domain.session_state import ACTIVE_ENCLOSURE_STATES
+from controlsvc.mqtt import publisher as mqtt_publisher
+from controlsvc.store import eventlog, sessions, users
+from controlsvc.store.db import utcnow
+from controlsvc.store.models.enclosures import AgentEvent, Enclosure
+from controlsvc.store.models.jabs import JabsEnclosure
+from controlsvc.store.models.sessions import RecordingSession, SessionEnclosure
+from controlsvc.store.models.users import User
 from schemas.enums import EventKind, Role
 from schemas.rest.sessions import SessionCreate
 from schemas.topics import Topics
@@ -390,9 +394,9 @@ def make_blueprint(prefix: str) -> Blueprint:
             session, email=body.email, role=role, invited_by=admin, now=utcnow(), hours=hours
         )
         link = f"{_ui_url()}/password-reset/{user.id}/{token}"
-        mail.send_after_commit(
+        api_mail.send_after_commit(
             session,
-            mail.invite_mail(
+            domain_mail.invite_mail(
                 to=user.email, link=link, role=user.role, invited_by=admin.email, hours=hours
             ),
         )
@@ -408,7 +412,9 @@ def make_blueprint(prefix: str) -> Blueprint:
         if found is not None:
             user, token = found
             link = f"{_ui_url()}/password-reset/{user.id}/{token}"
-            mail.send_after_commit(session, mail.reset_mail(to=user.email, link=link, hours=hours))
+            api_mail.send_after_commit(
+                session, domain_mail.reset_mail(to=user.email, link=link, hours=hours)
+            )
         return {"message": RESET_ACCEPTED}, 202
 
     @bp.post("/user/<int:uid>/reset_password/<string:token>")
@@ -500,7 +506,7 @@ def register(app: Flask, app_settings: Settings) -> None:
     if not app_settings.jabs.enabled:
         return
     tokens.init_app(app, app_settings)
-    mail.init_app(app, app_settings)
+    api_mail.init_app(app, app_settings)
     ratelimit.init_app(app, app_settings)
     mqtt_publisher.init_app(app, app_settings)
     app.extensions[GATEWAY_KEY] = Gateway(app_settings, app.extensions[DATABASE_KEY])

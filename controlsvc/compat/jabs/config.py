@@ -11,9 +11,9 @@ from __future__ import annotations
 import configparser
 from dataclasses import dataclass, field
 
-from controlsvc.config import Profile
-from controlsvc.configfile import render_template, set_values
-from controlsvc.errors import ConfigError
+from controlsvc.config.configfile import render_template, set_values
+from controlsvc.config.settings import Profile
+from controlsvc.domain.errors import ConfigError
 
 __all__ = ["MAPPING", "ORIGINAL_SECTIONS", "Conversion", "convert", "is_original"]
 

@@ -35,14 +35,14 @@ from controlsvc.compat.jabs.heartbeat import (
     decide,
 )
 from controlsvc.compat.jabs.shapes import KIB, MIB, HeartbeatIn
-from controlsvc.config import Settings
-from controlsvc.db import Database, as_utc, utcnow
-from controlsvc.enclosure_state import Liveness
-from controlsvc.errors import Forbidden
-from controlsvc.models.enclosures import Enclosure
-from controlsvc.models.jabs import JabsEnclosure, JabsSession
-from controlsvc.models.sessions import DesiredVersion, SessionEnclosure
-from controlsvc.session_state import EncState
+from controlsvc.config.settings import Settings
+from controlsvc.domain.enclosure_state import Liveness
+from controlsvc.domain.errors import Forbidden
+from controlsvc.domain.session_state import EncState
+from controlsvc.store.db import Database, as_utc, utcnow
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.jabs import JabsEnclosure, JabsSession
+from controlsvc.store.models.sessions import DesiredVersion, SessionEnclosure
 from schemas.codec import dump_message
 from schemas.enums import Lifecycle
 from schemas.events import Event, RecordingFailed, RecordingStarted, RecordingStopped

@@ -19,7 +19,7 @@ to) and the device's part in the session it reports. In order:
    started; then STREAM while a live view was asked recently, else nothing.
 
 The outcomes become the same agent events an MQTT agent sends (``gateway``); the session
-state machine (``controlsvc.session_state``) decides what they do to the session.
+state machine (``controlsvc.domain.session_state``) decides what they do to the session.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from controlsvc.session_state import EncState
+from controlsvc.domain.session_state import EncState
 
 __all__ = [
     "LEFT_MESSAGE",

@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from controlsvc.db import utcnow
-from controlsvc.enclosures import insert_ignore
-from controlsvc.errors import NotFound
-from controlsvc.models.jabs import JabsEnclosure, JabsSession
+from controlsvc.domain.errors import NotFound
+from controlsvc.store.db import utcnow
+from controlsvc.store.enclosures import insert_ignore
+from controlsvc.store.models.jabs import JabsEnclosure, JabsSession
 from schemas.ids import ENCLOSURE_ID_MAX_LENGTH
 
 __all__ = [

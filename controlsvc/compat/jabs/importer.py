@@ -29,14 +29,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from controlsvc import enclosures, passwords
 from controlsvc.compat.jabs import ids
-from controlsvc.db import as_utc, utcnow
-from controlsvc.errors import ConfigError
-from controlsvc.models.enclosures import AgentEvent, Enclosure
-from controlsvc.models.jabs import JabsEnclosure, JabsSession
-from controlsvc.models.sessions import MESSAGE_LENGTH, RecordingSession, SessionEnclosure
-from controlsvc.models.users import User
+from controlsvc.domain import passwords
+from controlsvc.domain.errors import ConfigError
+from controlsvc.store import enclosures
+from controlsvc.store.db import as_utc, utcnow
+from controlsvc.store.models.enclosures import AgentEvent, Enclosure
+from controlsvc.store.models.jabs import JabsEnclosure, JabsSession
+from controlsvc.store.models.sessions import MESSAGE_LENGTH, RecordingSession, SessionEnclosure
+from controlsvc.store.models.users import User
 from schemas.enums import EventKind, Role, SessionStatus
 from schemas.rest.enclosures import EnclosureCreate
 

@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlsvc import enclosures
 from controlsvc.compat.jabs import ids
 from controlsvc.compat.jabs.gateway import token_hash
-from controlsvc.db import utcnow
-from controlsvc.errors import Conflict, InvalidInput, NotFound
-from controlsvc.models.enclosures import Enclosure
-from controlsvc.models.jabs import HOSTNAME_LENGTH, JabsEnclosure
+from controlsvc.domain.errors import Conflict, InvalidInput, NotFound
+from controlsvc.store import enclosures
+from controlsvc.store.db import utcnow
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.jabs import HOSTNAME_LENGTH, JabsEnclosure
 from schemas.rest.enclosures import EnclosureCreate
 
 __all__ = ["LegacyDevice", "list_legacy", "register_legacy", "unregister_legacy"]

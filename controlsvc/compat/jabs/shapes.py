@@ -24,10 +24,10 @@ from pydantic import (
     field_validator,
 )
 
-from controlsvc.db import as_utc
-from controlsvc.models.enclosures import Enclosure
-from controlsvc.models.sessions import RecordingSession, SessionEnclosure
-from controlsvc.session_state import EncState
+from controlsvc.domain.session_state import EncState
+from controlsvc.store.db import as_utc
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.sessions import RecordingSession, SessionEnclosure
 from schemas.enums import EnclosureState, SessionStatus
 from schemas.types import MAX_RECORDING_S
 

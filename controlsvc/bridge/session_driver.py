@@ -1,0 +1,552 @@
+"""The bridge's side of recording sessions: it alone moves them forward.
+
+- the agents' events move them in the writer's transaction (``controlsvc.bridge.session_events``);
+- ``SessionDriver`` (a thread, every ``TICK_S``): start times, progress and confirmation from
+  the latest status, lost enclosures (alert, then ``timed_out`` after
+  ``[SERVICE] session_lost_grace_s``), start and end time-outs
+  (``[SERVICE] session_start_timeout_s``), the session's status (``sessions.settle``), clearing
+  ``desired`` of enclosures that are done; then publishing ``desired`` documents the broker
+  has not acknowledged, all active ones again after every (re)connection, ``enclosure_lost``
+  alerts for enclosures expected online (``alerts.watch_expected_online``), the pending
+  alerts (MQTT, mail), and each enclosure's derived state on ``service/fleet/{eid}``
+  (``controlsvc.bridge.fleet_publisher``).
+
+Everything it decides is in the database, so a restarted bridge carries on. Several bridges may
+run: the timer locks rows with SKIP LOCKED and every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from controlsvc.bridge.fleet_publisher import FleetPublisher
+from controlsvc.bridge.mqtt_client import BridgeClient
+from controlsvc.bridge.stats import BridgeStats, LogThrottle
+from controlsvc.config.settings import Settings
+from controlsvc.domain.enclosure_state import status_cause
+from controlsvc.domain.session_state import (
+    ACTIVE_ENCLOSURE_STATES,
+    EncState,
+    Signal,
+    derive_session,
+    next_state,
+)
+from controlsvc.mailer.delivery import MailOutbox, make_mailer
+from controlsvc.store import alerts, desired
+from controlsvc.store.db import Database, is_down, utcnow
+from controlsvc.store.enclosures import current_status
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.sessions import (
+    DesiredVersion,
+    RecordingSession,
+    SessionEnclosure,
+)
+from controlsvc.store.sessions import (
+    ACTIVE_SESSION_VALUES,
+    DONE_STATES,
+    OFFLINE_STATES,
+    EventIntent,
+    apply,
+    record_events,
+    settle,
+)
+from schemas.enums import EnclosureState, SessionStatus
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TICK_S", "SessionDriver"]
+
+# The timer runs this often: start times and time-outs are decided within half a second.
+TICK_S = 0.5
+# Desired documents the broker has not acknowledged are looked for this often.
+REPUBLISH_EVERY_S = 2.0
+# The timer locks at most this many enclosures of a session per transaction (the writer may be
+# waiting for one of them).
+STEP_CHUNK = 100
+# A running session's totals go to the event log this often.
+PROGRESS_EVERY_S = 5.0
+# After an error, the timer logs it at most once per this many seconds.
+ERROR_LOG_PERIOD_S = 60.0
+
+# -- the timer -----------------------------------------------------------------------------------
+
+
+def _when(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _observed(
+    se: SessionEnclosure, enc: Enclosure, rs: RecordingSession
+) -> tuple[float | None, int, datetime | None, bool] | None:
+    """What the enclosure's latest status says about its recording of ``rs``: the open
+    segment's seconds (None: unknown), frames written, the newer last frame (None: not newer),
+    whether frames flow; None when it is not recording ``rs`` (or is away)."""
+    status = enc.status or {}
+    recording = status.get("recording")
+    live = EnclosureState(enc.state) not in OFFLINE_STATES
+    if not (live and isinstance(recording, dict) and recording.get("session_id") == rs.id):
+        return None
+    camera = status.get("camera") or {}
+    last_frame = _when(camera.get("last_frame_at"))
+    segment_start = _when(recording.get("segment_started_at"))
+    live_s = None
+    if last_frame is not None and segment_start is not None:
+        live_s = max(0.0, (last_frame - segment_start).total_seconds())
+    if last_frame is not None and se.last_frame_at is not None and last_frame <= se.last_frame_at:
+        last_frame = None
+    frames = camera.get("frames_written") or 0
+    return live_s, int(frames), last_frame, frames > 0 and bool(camera.get("recording"))
+
+
+class SessionDriver:
+    """The sessions' timer thread of one bridge; ``run_once`` is callable directly (tests)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        client: BridgeClient,
+        stats: BridgeStats,
+        *,
+        tick_s: float = TICK_S,
+        send_mail: Callable[[Any], None] | None = None,
+    ) -> None:
+        self._db = database
+        self._client = client
+        self.stats = stats
+        self.topics = client.topics
+        self.tick_s = tick_s
+        self.start_timeout = timedelta(seconds=settings.service.session_start_timeout_s)
+        self.lost_grace = timedelta(seconds=settings.service.session_lost_grace_s)
+        self._outbox = MailOutbox(make_mailer(settings.mail)) if send_mail is None else None
+        self._send_mail = send_mail or (self._outbox.put if self._outbox else None)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._throttle = LogThrottle(ERROR_LOG_PERIOD_S)
+        self._generation = -1  # the connection whose active documents were re-published
+        self._next_republish = 0.0
+        self.fleet = FleetPublisher(database, client, self.topics)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name="jaxmba-bridge-sessions", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def flush_mail(self, timeout: float = 10.0) -> bool:
+        return self._outbox.flush(timeout) if self._outbox is not None else True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            self.run_once()
+
+    def run_once(self, now: datetime | None = None) -> None:
+        for name, task in (
+            ("desired", self.publish_desired),
+            ("sessions", lambda: self.advance(now)),
+            ("expected online", lambda: self.watch_expected_online(now)),
+            ("alerts", lambda: self.deliver_alerts(now)),
+            ("fleet", lambda: self.fleet.run_once(now)),
+        ):
+            try:
+                task()
+            except Exception as exc:
+                if self._throttle.allow(name) is not None:
+                    # The database going away is an outage the next tick retries, not a bug.
+                    log.warning(
+                        "bridge session %s failed: %s: %s",
+                        name,
+                        type(exc).__name__,
+                        exc,
+                        exc_info=None if is_down(exc) else exc,
+                    )
+
+    # -- desired ----------------------------------------------------------------------------------
+    def _publish(self, messages: Sequence[desired.Outgoing]) -> int:
+        if not messages:
+            return 0
+        published = desired.publish_all(self._client, messages)
+        if published:
+            with self._db.sessionmaker() as session:
+                desired.mark_published(session, published)
+                session.commit()
+        return len(published)
+
+    def publish_desired(self) -> None:
+        """After each (re)connection every active document again (a broker that lost its
+        retained messages converges); every ``REPUBLISH_EVERY_S`` the unacknowledged ones."""
+        if not self._client.connected:
+            return
+        generation = self._client.generation
+        clock = time.monotonic()
+        if generation != self._generation:
+            with self._db.sessionmaker() as session:
+                messages = desired.active_documents(session, self.topics)
+            n = self._publish(messages)
+            if n == len(messages):
+                self._generation = generation
+            if messages:
+                log.info("re-published %d active desired documents after connecting", n)
+        elif clock >= self._next_republish:
+            self._next_republish = clock + REPUBLISH_EVERY_S
+            with self._db.sessionmaker() as session:
+                messages = desired.unpublished(session, self.topics)
+            n = self._publish(messages)
+            if n:
+                log.info("published %d desired documents the broker did not have", n)
+
+    # -- sessions ---------------------------------------------------------------------------------
+    def advance(self, now: datetime | None = None) -> int:
+        """One round over the active sessions; how many were looked at.
+
+        The writer applies agent events under the same rows' locks and must wait for them (an
+        event applies exactly once), so the timer never holds many rows for long: it reads
+        without locks to find the enclosures that have something to do, steps those in small
+        transactions (``STEP_CHUNK`` rows, ``SKIP LOCKED``), and locks every enclosure of a
+        session only when its status changes or ``desired`` documents must be cleared."""
+        now = now or utcnow()
+        with self._db.sessionmaker() as session:
+            ids = list(
+                session.scalars(
+                    select(RecordingSession.id)
+                    .where(RecordingSession.status.in_(ACTIVE_SESSION_VALUES))
+                    .order_by(RecordingSession.id)
+                )
+            )
+        newest: int | None = None
+        for sid in ids:
+            for last in self._advance(sid, now):
+                newest = max(newest or 0, last)
+        if newest is not None:
+            self._client.notify_events(newest)
+        return len(ids)
+
+    def _advance(self, sid: str, now: datetime) -> list[int]:
+        """Step the enclosures of session ``sid`` that need it, then settle; the newest
+        event-log ids recorded."""
+        with self._db.sessionmaker() as session:
+            rs = session.get(RecordingSession, sid)
+            if rs is None or rs.status not in ACTIVE_SESSION_VALUES:
+                return []
+            ses = list(
+                session.scalars(select(SessionEnclosure).where(SessionEnclosure.session_id == sid))
+            )
+            encs = self._enclosures(session, ses)
+            due = sorted(
+                se.id
+                for se in ses
+                if se.enclosure_id in encs and self._due(rs, se, encs[se.enclosure_id], now)
+            )
+        newest = []
+        for i in range(0, len(due), STEP_CHUNK):
+            last = self._step_chunk(sid, due[i : i + STEP_CHUNK], now)
+            if last is not None:
+                newest.append(last)
+        last = self._settle(sid, now)
+        if last is not None:
+            newest.append(last)
+        return newest
+
+    @staticmethod
+    def _enclosures(session: Session, ses: Sequence[SessionEnclosure]) -> dict[str, Enclosure]:
+        ids = [se.enclosure_id for se in ses]
+        return {
+            enc.id: enc for enc in session.scalars(select(Enclosure).where(Enclosure.id.in_(ids)))
+        }
+
+    def _due(
+        self, rs: RecordingSession, se: SessionEnclosure, enc: Enclosure, now: datetime
+    ) -> bool:
+        """Whether ``_step`` may change ``se`` (when in doubt, yes): read without locks."""
+        state = EncState(se.state)
+        if state is EncState.PENDING and now >= rs.start_at:
+            return True
+        if EnclosureState(enc.state) in OFFLINE_STATES or se.lost_since is not None:
+            return True  # lost: alerts and the grace (rare; not worth predicting)
+        if state is EncState.STARTING and (
+            se.starting_at is None or now - se.starting_at > self.start_timeout
+        ):
+            return True
+        if state in ACTIVE_ENCLOSURE_STATES and now > rs.end_at + self.start_timeout:
+            return True
+        seen = _observed(se, enc, rs)
+        if seen is None:
+            return se.live_s != 0.0
+        live_s, live_frames, last_frame_at, flowing = seen
+        if flowing and next_state(state, Signal.FRAMES, ended=now >= rs.end_at) is not None:
+            return True
+        return (
+            (live_s is not None and live_s != se.live_s)
+            or live_frames != se.live_frames
+            or (last_frame_at is not None and last_frame_at != se.last_frame_at)
+        )
+
+    def _step_chunk(self, sid: str, ids: Sequence[int], now: datetime) -> int | None:
+        events: list[EventIntent] = []
+        with self._db.sessionmaker() as session:
+            rs = session.get(RecordingSession, sid)  # read only: _step does not change it
+            if rs is None:  # pragma: no cover - sessions are never deleted
+                return None
+            ses = list(
+                session.scalars(
+                    select(SessionEnclosure)
+                    .where(SessionEnclosure.id.in_(ids))
+                    .order_by(SessionEnclosure.enclosure_id)
+                    .with_for_update(skip_locked=True)
+                    .execution_options(populate_existing=True)
+                )
+            )
+            encs = self._enclosures(session, ses)
+            for se in ses:
+                enc = encs.get(se.enclosure_id)
+                if enc is not None:
+                    self._step(session, rs, se, enc, now, events)
+            newest = record_events(session, events)
+            session.commit()
+        return newest
+
+    def _settle(self, sid: str, now: datetime) -> int | None:
+        """The session's status and the ``desired`` clearing (``sessions.settle``) with every
+        enclosure locked, when a look without locks says there is something to settle; the
+        progress totals every ``PROGRESS_EVERY_S``."""
+        events: list[EventIntent] = []
+        outgoing: list[desired.Outgoing] = []
+        with self._db.sessionmaker() as session:
+            rs = session.get(RecordingSession, sid)
+            if rs is None or rs.status not in ACTIVE_SESSION_VALUES:
+                return None
+            if not (self._unsettled(session, rs, now) or self._progress_due(rs, now)):
+                return None
+            rs = session.scalars(
+                select(RecordingSession)
+                .where(RecordingSession.id == sid)
+                .with_for_update(skip_locked=True)
+                .execution_options(populate_existing=True)
+            ).one_or_none()
+            if rs is None or rs.status not in ACTIVE_SESSION_VALUES:
+                return None  # another bridge has it, or it finished meanwhile
+            if self._unsettled(session, rs, now):
+                total = session.scalar(
+                    select(func.count())
+                    .select_from(SessionEnclosure)
+                    .where(SessionEnclosure.session_id == sid)
+                )
+                ses = list(
+                    session.scalars(
+                        select(SessionEnclosure)
+                        .where(SessionEnclosure.session_id == sid)
+                        .order_by(SessionEnclosure.enclosure_id)
+                        .with_for_update(skip_locked=True)
+                        .execution_options(populate_existing=True)
+                    )
+                )
+                if len(ses) == (total or 0):  # else the writer holds some: next round
+                    outgoing = settle(session, self.topics, rs, ses, now, events)
+            if rs.status in ACTIVE_SESSION_VALUES and self._progress_due(rs, now):
+                rs.progress_at = now
+                ses = list(
+                    session.scalars(
+                        select(SessionEnclosure).where(SessionEnclosure.session_id == sid)
+                    )
+                )
+                events.append(("session.progress", self._totals(rs, ses), None, None))
+            newest = record_events(session, events)
+            session.commit()
+        self._publish(outgoing)
+        return newest
+
+    @staticmethod
+    def _progress_due(rs: RecordingSession, now: datetime) -> bool:
+        return now >= rs.start_at and (
+            rs.progress_at is None or now - rs.progress_at >= timedelta(seconds=PROGRESS_EVERY_S)
+        )
+
+    @staticmethod
+    def _unsettled(session: Session, rs: RecordingSession, now: datetime) -> bool:
+        """Whether ``settle`` would change something, from the states as they are now."""
+        states = [
+            EncState(s)
+            for s in session.scalars(
+                select(SessionEnclosure.state).where(SessionEnclosure.session_id == rs.id)
+            )
+        ]
+        status = derive_session(
+            SessionStatus(rs.status),
+            states,
+            started=now >= rs.start_at,
+            ended=now >= rs.end_at,
+            canceled=rs.cancel_requested_at is not None,
+        )
+        if status.value != rs.status:
+            return True
+        if not any(s in DONE_STATES for s in states):
+            return False
+        # Done enclosures whose desired still names the session: settle clears it.
+        named = session.scalar(
+            select(func.count())
+            .select_from(DesiredVersion)
+            .join(
+                SessionEnclosure,
+                (SessionEnclosure.enclosure_id == DesiredVersion.enclosure_id)
+                & (SessionEnclosure.session_id == rs.id),
+            )
+            .where(
+                DesiredVersion.session_id == rs.id,
+                SessionEnclosure.state.in_([s.value for s in DONE_STATES]),
+            )
+        )
+        return bool(named)
+
+    @staticmethod
+    def _totals(rs: RecordingSession, ses: Sequence[SessionEnclosure]) -> dict[str, Any]:
+        return {
+            "session_id": rs.id,
+            "status": rs.status,
+            "recorded_s": round(sum(se.recorded_s for se in ses), 3),
+            "frames": sum(se.frames for se in ses),
+            "bytes": sum(se.bytes for se in ses),
+            "segments": sum(se.segments for se in ses),
+            "gap_s": round(sum(se.gap_s for se in ses), 3),
+            "enclosures": len(ses),
+            "recording": sum(1 for se in ses if se.state == EncState.RECORDING.value),
+        }
+
+    def _step(
+        self,
+        session: Session,
+        rs: RecordingSession,
+        se: SessionEnclosure,
+        enc: Enclosure,
+        now: datetime,
+        events: list[EventIntent],
+    ) -> None:
+        ended = now >= rs.end_at
+        eid = se.enclosure_id
+
+        def signal(sig: Signal, reason: str | None = None) -> bool:
+            return apply(
+                se, next_state(EncState(se.state), sig, ended=ended, reason=reason), now, events
+            )
+
+        if now >= rs.start_at:
+            signal(Signal.START_TIME)
+        self._status(se, enc, rs, signal)
+        state = EncState(se.state)
+        if state.is_terminal and not (state is EncState.TIMED_OUT and not ended):
+            return
+        away = EnclosureState(enc.state) in OFFLINE_STATES
+        if away:
+            if se.lost_since is None:
+                se.lost_since = enc.state_changed_at or now
+            lost_alert = alerts.open_alert(session, eid, "enclosure_lost")
+            if state in ACTIVE_ENCLOSURE_STATES and now >= rs.start_at and lost_alert is None:
+                alerts.raise_alert(
+                    session,
+                    "enclosure_lost",
+                    eid,
+                    f"{alerts.away_sentence(enc)} during session “{rs.name}”",
+                    events,
+                    session_id=rs.id,
+                    now=now,
+                )
+            if now - se.lost_since > self.lost_grace:
+                grace = self.lost_grace.total_seconds()
+                if signal(Signal.LOST_TIMEOUT, f"{enc.state} for more than {grace:g} s"):
+                    self._timed_out_alert(session, se, events, now)
+        elif se.lost_since is not None:
+            se.lost_since = None
+            alerts.recover(session, "enclosure_lost", eid, events, now=now)
+        state = EncState(se.state)
+        if state is EncState.STARTING and se.starting_at is not None:
+            waited = now - se.starting_at
+            cause = status_cause(current_status(enc))
+            if waited > self.start_timeout and signal(
+                Signal.START_TIMEOUT,
+                f"not recording {self.start_timeout.total_seconds():g} s after the start"
+                + (f" ({cause})" if cause else ""),
+            ):
+                self._timed_out_alert(session, se, events, now)
+        if state in ACTIVE_ENCLOSURE_STATES and now > rs.end_at + self.start_timeout:
+            reason = f"no final report {self.start_timeout.total_seconds():g} s after the end"
+            if signal(Signal.END_TIMEOUT, reason):
+                self._timed_out_alert(session, se, events, now)
+
+    @staticmethod
+    def _timed_out_alert(
+        session: Session, se: SessionEnclosure, events: list[EventIntent], now: datetime
+    ) -> None:
+        alerts.raise_alert(
+            session,
+            "recording_timed_out",
+            se.enclosure_id,
+            f"{se.enclosure_id} timed out in session {se.session_id}: {se.message}",
+            events,
+            session_id=se.session_id,
+            now=now,
+        )
+
+    @staticmethod
+    def _status(
+        se: SessionEnclosure,
+        enc: Enclosure,
+        rs: RecordingSession,
+        signal: Callable[[Signal], bool],
+    ) -> None:
+        """Progress and confirmation from the enclosure's latest status."""
+        seen = _observed(se, enc, rs)
+        if seen is None:
+            se.live_s = 0.0
+            return
+        live_s, live_frames, last_frame_at, flowing = seen
+        if last_frame_at is not None:
+            se.last_frame_at = last_frame_at
+        if live_s is not None:
+            se.live_s = live_s
+        se.live_frames = live_frames
+        if flowing:
+            signal(Signal.FRAMES)
+
+    # -- alerts -----------------------------------------------------------------------------------
+    def watch_expected_online(self, now: datetime | None = None) -> int:
+        """``enclosure_lost`` alerts for enclosures expected online (after the sessions, so an
+        enclosure lost in a session gets that session's alert)."""
+        events: list[EventIntent] = []
+        with self._db.sessionmaker() as session:
+            n = alerts.watch_expected_online(session, events, now=now)
+            newest = record_events(session, events)
+            session.commit()
+        if newest is not None:
+            self._client.notify_events(newest)
+        return n
+
+    def deliver_alerts(self, now: datetime | None = None) -> int:
+        if not self._client.connected or self._send_mail is None:
+            return 0
+        mails: list[Any] = []
+        with self._db.sessionmaker() as session:
+            n = alerts.deliver_pending(session, self._client, self.topics, mails.append, now=now)
+            session.commit()
+        for mail in mails:  # after the commit: never a mail for an alert that was rolled back
+            self._send_mail(mail)
+        return n

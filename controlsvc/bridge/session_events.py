@@ -1,0 +1,422 @@
+"""Recording sessions moved by the agents' events, inside the bridge's batch transaction.
+
+``on_event`` / ``on_events`` (called by the ``Writer`` for each NEW agent event, inside the batch's
+transaction, so an event applies exactly once): recording started/resumed -> ``recording``;
+segment closed -> the evidence row and the counters; recording stopped -> ``completed`` (end
+reached) or ``failed`` (early); recording failed -> ``failed`` with the agent's reason;
+camera stalled/recovered and disk low -> alerts and gaps. The timer's side is
+``controlsvc.bridge.session_driver``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlsvc.domain.enclosure_state import bounded_at, clock_skew
+from controlsvc.domain.session_state import (
+    ACTIVE_ENCLOSURE_STATES,
+    EncState,
+    Signal,
+    next_state,
+)
+from controlsvc.store import alerts
+from controlsvc.store.db import utcnow
+from controlsvc.store.enclosures import current_status, insert_ignore, insert_new
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.sessions import (
+    Alert,
+    RecordingSession,
+    SessionEnclosure,
+    SessionGap,
+    SessionSegment,
+)
+from controlsvc.store.sessions import (
+    EventIntent,
+    apply,
+)
+from schemas.enums import EventKind
+from schemas.events import (
+    CameraRecovered,
+    RecordingFailed,
+    RecordingResumed,
+    RecordingStopped,
+    SegmentClosed,
+    event_payload,
+)
+from schemas.events import Event as AgentEventMessage
+
+log = logging.getLogger(__name__)
+
+__all__ = ["END_TOLERANCE_S", "on_event", "on_events"]
+
+
+# A stop this close to the end counts as reaching it (agent and service clocks differ a bit).
+END_TOLERANCE_S = 2.0
+_SESSION_KINDS = frozenset(
+    {
+        EventKind.RECORDING_STARTED,
+        EventKind.RECORDING_RESUMED,
+        EventKind.SEGMENT_CLOSED,
+        EventKind.RECORDING_STOPPED,
+        EventKind.RECORDING_FAILED,
+    }
+)
+_ENCLOSURE_KINDS = frozenset(
+    {EventKind.CAMERA_STALLED, EventKind.CAMERA_RECOVERED, EventKind.DISK_LOW}
+)
+_ACTIVE = [s.value for s in ACTIVE_ENCLOSURE_STATES]
+# Alerts an enclosure's frames flowing again closes.
+_RECOVERED_BY_FRAMES = ("recording_timed_out", "recording_failed")
+_FRAMES_AGAIN = (EventKind.RECORDING_STARTED, EventKind.RECORDING_RESUMED)
+_RS_CACHE_KEY = "jaxmba.bridge.sessions.rs"
+
+
+# -- events (the writer's transaction) -----------------------------------------------------------
+
+
+def _session_enclosures(
+    session: Session, pairs: set[tuple[str, str]]
+) -> dict[tuple[str, str], SessionEnclosure]:
+    """The ``(session id, enclosure id)`` rows, locked, in the order the API's cancel locks
+    them (session, enclosure), so the two never deadlock."""
+    if not pairs:
+        return {}
+    query = (
+        select(SessionEnclosure)
+        .where(
+            SessionEnclosure.session_id.in_(sorted({sid for sid, _ in pairs})),
+            SessionEnclosure.enclosure_id.in_(sorted({eid for _, eid in pairs})),
+        )
+        .order_by(SessionEnclosure.session_id, SessionEnclosure.enclosure_id)
+        .with_for_update()
+    )
+    # A few rows beyond the pairs may match (another of these enclosures in the same
+    # session): locked for this short transaction, not used.
+    rows = {(se.session_id, se.enclosure_id): se for se in session.scalars(query)}
+    return {key: se for key, se in rows.items() if key in pairs}
+
+
+def _recording_session(session: Session, session_id: str) -> RecordingSession | None:
+    """The session, loaded once per transaction: the identity map holds objects weakly, so
+    ``session.get`` would read the row again for each of a fan-out's 1,000 events."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_RS_CACHE_KEY)
+    if cached is None or cached[0] is not transaction:
+        cached = session.info[_RS_CACHE_KEY] = (transaction, {})
+    known: dict[str, RecordingSession | None] = cached[1]
+    if session_id not in known:
+        known[session_id] = session.get(RecordingSession, session_id)
+    return known[session_id]
+
+
+def _active_enclosure(session: Session, eid: str) -> SessionEnclosure | None:
+    """The enclosure's part in the session it is recording now, if any."""
+    return session.scalar(
+        select(SessionEnclosure)
+        .where(SessionEnclosure.enclosure_id == eid, SessionEnclosure.state.in_(_ACTIVE))
+        .order_by(SessionEnclosure.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+
+
+def _add_gap(
+    session: Session,
+    se: SessionEnclosure,
+    event_id: str,
+    cause: str,
+    started_at: datetime,
+    ended_at: datetime,
+    gap_s: float,
+) -> None:
+    inserted = insert_ignore(
+        session,
+        SessionGap.__table__,  # type: ignore[arg-type]
+        [
+            {
+                "session_id": se.session_id,
+                "enclosure_id": se.enclosure_id,
+                "event_id": event_id,
+                "cause": cause,
+                "started_at": started_at,
+                "ended_at": ended_at,
+                "gap_s": gap_s,
+            }
+        ],
+    )
+    if inserted:
+        se.gap_s += gap_s
+        se.gaps += 1
+
+
+def _progress(se: SessionEnclosure) -> dict[str, Any]:
+    return {
+        "session_id": se.session_id,
+        "enclosure_id": se.enclosure_id,
+        "state": se.state,
+        "recorded_s": round(se.recorded_s, 3),
+        "frames": se.frames,
+        "bytes": se.bytes,
+        "segments": se.segments,
+        "last_frame_at": se.last_frame_at,
+        "gap_s": round(se.gap_s, 3),
+    }
+
+
+@dataclass
+class _BatchFacts:
+    """What ``on_events`` looked up for a whole batch at once (a fan-out or a cancel brings
+    a thousand events; one statement each, with its autoflush, was most of their cost)."""
+
+    new_segments: set[tuple[str, str, str]]  # (session, enclosure, path) inserted just now
+    open_frame_alerts: dict[str, set[str]]  # enclosure -> open alerts that frames recover
+    changed_alerts: set[str] = field(default_factory=set)  # enclosures: look again
+
+
+def _segment_key(se: SessionEnclosure, seg: SegmentClosed) -> tuple[str, str, str]:
+    return (se.session_id, se.enclosure_id, seg.path)
+
+
+def _insert_segments(
+    session: Session, closed: Sequence[tuple[SessionEnclosure, AgentEventMessage, datetime]]
+) -> set[tuple[str, str, str]]:
+    """Store the evidence of these ``segment_closed`` events in one statement; the keys of
+    the segments not known before (a segment is stored once per path)."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for se, event, received_at in closed:
+        seg = event_payload(event)
+        assert isinstance(seg, SegmentClosed)
+        rows.setdefault(
+            _segment_key(se, seg),
+            {
+                "session_id": se.session_id,
+                "enclosure_id": se.enclosure_id,
+                "event_id": event.event_id,
+                "path": seg.path,
+                "started_at": seg.started_at,
+                "ended_at": seg.ended_at,
+                "frames": seg.frames,
+                "bytes": seg.bytes,
+                "sha256": seg.sha256,
+                "sidecar_path": seg.sidecar_path,
+                "received_at": received_at,
+            },
+        )
+    return insert_new(
+        session,
+        SessionSegment.__table__,  # type: ignore[arg-type]
+        list(rows.values()),
+        key=("session_id", "enclosure_id", "path"),
+    )
+
+
+def _open_frame_alerts(session: Session, eids: set[str]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    if eids:
+        rows = session.execute(
+            select(Alert.enclosure_id, Alert.kind).where(
+                Alert.enclosure_id.in_(sorted(eids)),
+                Alert.kind.in_(_RECOVERED_BY_FRAMES),
+                Alert.recovered_at.is_(None),
+            )
+        )
+        for eid, kind in rows:
+            if eid is not None:
+                found.setdefault(eid, set()).add(kind)
+    return found
+
+
+def _segment(se: SessionEnclosure, event: AgentEventMessage, facts: _BatchFacts) -> None:
+    seg = event_payload(event)
+    assert isinstance(seg, SegmentClosed)
+    key = _segment_key(se, seg)
+    if key not in facts.new_segments:
+        return
+    facts.new_segments.discard(key)  # a second copy in the same batch is a duplicate
+    se.segments += 1
+    se.frames += seg.frames
+    se.bytes += seg.bytes
+    se.segments_s += max(0.0, (seg.ended_at - seg.started_at).total_seconds())
+    se.live_s = 0.0  # the next status reports the new open segment
+    if se.last_frame_at is None or seg.ended_at > se.last_frame_at:
+        se.last_frame_at = seg.ended_at
+
+
+def on_event(
+    session: Session,
+    eid: str,
+    event: AgentEventMessage,
+    received_at: datetime,
+    events: list[EventIntent],
+) -> None:
+    """Apply one newly stored agent event to its session (the writer's transaction);
+    event-log entries are added to ``events`` (recorded by the writer last)."""
+    on_events(session, [(eid, event, received_at)], events)
+
+
+def on_events(
+    session: Session,
+    items: Sequence[tuple[str, AgentEventMessage, datetime]],
+    events: list[EventIntent],
+) -> None:
+    """``on_event`` for a batch of newly stored events ``(enclosure id, event, received
+    at)``, applied in order, with ONE locking read of their sessions' enclosures (a fan-out
+    brings 1,000 ``recording_started`` at once; one round trip each is most of their cost)."""
+    pairs = {
+        (event.session_id, eid)
+        for eid, event, _ in items
+        if event.kind in _SESSION_KINDS and event.session_id is not None
+    }
+    ses = _session_enclosures(session, pairs)
+    mine = [
+        (se, eid, event, received_at)
+        for eid, event, received_at in items
+        if event.session_id is not None and (se := ses.get((event.session_id, eid))) is not None
+    ]
+    facts = _BatchFacts(
+        new_segments=_insert_segments(
+            session,
+            [(se, e, at) for se, _, e, at in mine if e.kind is EventKind.SEGMENT_CLOSED],
+        ),
+        open_frame_alerts=_open_frame_alerts(
+            session, {eid for _, eid, e, _ in mine if e.kind in _FRAMES_AGAIN}
+        ),
+    )
+    for eid, event, received_at in items:
+        if event.kind in _ENCLOSURE_KINDS:
+            _enclosure_event(session, eid, event, events)
+        elif event.kind in _SESSION_KINDS and event.session_id is not None:
+            se = ses.get((event.session_id, eid))
+            if se is not None:  # else a recording outside any session (a direct command)
+                _session_event(session, se, eid, event, received_at, events, facts)
+
+
+def _session_event(
+    session: Session,
+    se: SessionEnclosure,
+    eid: str,
+    event: AgentEventMessage,
+    received_at: datetime,
+    events: list[EventIntent],
+    facts: _BatchFacts,
+) -> None:
+    rs = _recording_session(session, se.session_id)
+    if rs is None:  # pragma: no cover - the foreign key forbids it
+        return
+    now = utcnow()
+    # The agent's time on the service's clock (its reported skew, never after arrival + 5 s):
+    # a skewed agent's early stop must not pass for the end.
+    enc = session.get(Enclosure, eid)
+    skew = clock_skew(current_status(enc)) if enc is not None else None
+    at = bounded_at(event.at, received_at, skew)
+    ended = at >= rs.end_at - timedelta(seconds=END_TOLERANCE_S)
+    state = EncState(se.state)
+    kind = event.kind
+    payload = event_payload(event)
+    if kind is EventKind.SEGMENT_CLOSED:
+        _segment(se, event, facts)
+        apply(se, next_state(state, Signal.FRAMES, ended=ended), now, events)
+        events.append(("session.progress", _progress(se), eid, None))
+        return
+    if kind in (EventKind.RECORDING_STARTED, EventKind.RECORDING_RESUMED):
+        if isinstance(payload, RecordingResumed):
+            _add_gap(
+                session,
+                se,
+                event.event_id,
+                "agent_restart",
+                payload.gap_started_at,
+                payload.gap_ended_at,
+                payload.gap_s,
+            )
+        if apply(se, next_state(state, Signal.FRAMES, ended=ended), now, events):
+            # Looked up for the whole batch, unless an earlier event of this batch may have
+            # raised one (then ``recover`` looks itself).
+            open_kinds: Collection[str] = (
+                _RECOVERED_BY_FRAMES
+                if eid in facts.changed_alerts
+                else facts.open_frame_alerts.get(eid, set())
+            )
+            for kind_ in _RECOVERED_BY_FRAMES:
+                if kind_ in open_kinds:
+                    alerts.recover(session, kind_, eid, events, now=now)
+        return
+    if isinstance(payload, RecordingStopped):
+        facts.changed_alerts.add(eid)  # may raise recording_failed below
+        ended = ended or payload.reason == "end reached"
+        se.stopped_at = at
+        se.live_s = 0.0
+        apply(
+            se, next_state(state, Signal.STOPPED, ended=ended, reason=payload.reason), now, events
+        )
+        if se.state == EncState.FAILED.value:
+            alerts.raise_alert(
+                session,
+                "recording_failed",
+                eid,
+                f"{eid} stopped recording session {se.session_id} early: {payload.reason}",
+                events,
+                session_id=se.session_id,
+                now=now,
+            )
+        return
+    if isinstance(payload, RecordingFailed):
+        se.live_s = 0.0
+        if apply(
+            se, next_state(state, Signal.FAILED, ended=ended, reason=payload.reason), now, events
+        ):
+            alerts.raise_alert(
+                session,
+                "recording_failed",
+                eid,
+                f"{eid} failed to record session {se.session_id}: {payload.reason}",
+                events,
+                session_id=se.session_id,
+                now=now,
+            )
+
+
+def _enclosure_event(
+    session: Session, eid: str, event: AgentEventMessage, events: list[EventIntent]
+) -> None:
+    se = _active_enclosure(session, eid)
+    if se is None:
+        return  # alerts are for enclosures in an active session
+    now = utcnow()
+    payload = event_payload(event)
+    if event.kind is EventKind.CAMERA_STALLED:
+        alerts.raise_alert(
+            session,
+            "camera_stalled",
+            eid,
+            f"the camera of {eid} stopped delivering frames (session {se.session_id})",
+            events,
+            session_id=se.session_id,
+            now=now,
+        )
+    elif isinstance(payload, CameraRecovered):
+        alerts.recover(session, "camera_stalled", eid, events, now=now)
+        if payload.stalled_s:
+            start = event.at - timedelta(seconds=payload.stalled_s)
+            _add_gap(
+                session, se, event.event_id, "camera_stalled", start, event.at, payload.stalled_s
+            )
+    elif event.kind is EventKind.DISK_LOW:
+        data = event.data
+        alerts.raise_alert(
+            session,
+            "disk_low",
+            eid,
+            f"the recording disk of {eid} is below its reserve: {data.get('free_bytes')} bytes "
+            f"free (session {se.session_id})",
+            events,
+            session_id=se.session_id,
+            now=now,
+        )

@@ -1,0 +1,1 @@
+"""Delivering outgoing mail: SMTP or the log, on a background thread (``delivery``)."""

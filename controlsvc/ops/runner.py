@@ -1,0 +1,205 @@
+"""Process wiring for `run`, `gunicorn_run` and `bridge`.
+
+`run` on one machine: an embedded Mosquitto when [MQTT] embedded is on, the bridge as a child
+process, and the API under gunicorn (threaded workers, so SSE streams don't pin a process each).
+Ctrl-C or SIGTERM stops all of them, API first, broker last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from controlsvc.config.settings import Settings
+from controlsvc.domain.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# A child that ignores SIGTERM for this long is killed.
+CHILD_STOP_TIMEOUT_S = 15
+# gunicorn's default 30 s worker timeout is about silent workers; SSE keeps them busy, not silent.
+GUNICORN_WORKER_TIMEOUT_S = 60
+GUNICORN_GRACEFUL_TIMEOUT_S = 10
+# The longest request line gunicorn reads (its 414 is plain text): above the API's own limit,
+# controlsvc.api.errors.MAX_URI_BYTES, which answers a problem+json 414 first.
+GUNICORN_REQUEST_LINE_BYTES = 8190
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self._settings = settings
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from controlsvc.ops.app import create_app
+
+        return create_app(self._settings)
+
+
+def gunicorn_options(settings: Settings, host: str, port: int, workers: int) -> dict[str, Any]:
+    from controlsvc import metrics
+    from controlsvc.api import event_feed
+
+    return {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": settings.service.threads,
+        "timeout": GUNICORN_WORKER_TIMEOUT_S,
+        "graceful_timeout": GUNICORN_GRACEFUL_TIMEOUT_S,
+        # One line per request at INFO and DEBUG (quiet below, e.g. the demo without -v).
+        "accesslog": "-" if settings.service.log_level in ("DEBUG", "INFO") else None,
+        "errorlog": "-",
+        "loglevel": settings.service.log_level.lower(),
+        "limit_request_line": GUNICORN_REQUEST_LINE_BYTES,
+        **_gunicorn_json_logs(settings),
+        "proc_name": "jaxmba-api",
+        # End a stopping worker's event streams at once instead of after the graceful timeout.
+        "post_worker_init": event_feed.gunicorn_post_worker_init,
+        "child_exit": metrics.gunicorn_child_exit,
+    }
+
+
+def _gunicorn_json_logs(settings: Settings) -> dict[str, Any]:
+    """With [SERVICE] log_format = json, gunicorn's own loggers (errors, access) write JSON
+    lines too."""
+    if settings.service.log_format != "json":
+        return {}
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "stream": "ext://sys.stderr",
+    }
+    logger = {"level": settings.service.log_level, "handlers": ["json"], "propagate": False}
+    return {
+        "logconfig_dict": {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"json": {"()": "schemas.logs.JsonFormatter", "process": "api"}},
+            "handlers": {"json": handler},
+            "loggers": {"gunicorn.error": logger, "gunicorn.access": logger},
+            # gunicorn merges this over its own defaults, whose root names their handler
+            "root": {"level": settings.service.log_level, "handlers": ["json"]},
+        }
+    }
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse at once, with the reason, when another process holds the API's port."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} (another process uses "
+                "it? choose another with --port or [SERVICE] port)"
+            ) from None
+
+
+def serve_gunicorn(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    from controlsvc import metrics
+
+    ensure_port_free(host, port)
+    metrics.setup_process(settings)
+    log.info("API listening on http://%s:%d (%d workers)", host, port, workers)
+    _Gunicorn(settings, gunicorn_options(settings, host, port, workers)).run()
+
+
+def run_bridge(settings: Settings) -> None:
+    from controlsvc import metrics
+    from controlsvc.bridge.service import run as run_bridge_service
+
+    metrics.setup_process(settings)
+    run_bridge_service(settings)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment for a child `jaxmba-service` that must see this process's settings."""
+    env = dict(os.environ)
+    env["FLASK_CONFIG"] = settings.profile.value
+    env["JAXMBA_SERVICE_LOG_LEVEL"] = settings.service.log_level
+    env["JAXMBA_SERVICE_LOG_FORMAT"] = settings.service.log_format
+    env["JAXMBA_MQTT_HOST"] = settings.mqtt.host
+    env["JAXMBA_MQTT_PORT"] = str(settings.mqtt.port)
+    env["JAXMBA_MQTT_USERNAME"] = settings.mqtt.username
+    env["JAXMBA_MQTT_PASSWORD"] = settings.mqtt.password.get_secret_value()
+    env["JAXMBA_DATABASE_URL"] = settings.database.sqlalchemy_url().render_as_string(
+        hide_password=False
+    )
+    env["JAXMBA_SECRETS_SECRET_KEY"] = settings.secrets.secret_key.get_secret_value()
+    env["JAXMBA_SECRETS_JWT_SECRET_KEY"] = settings.secrets.jwt_secret_key.get_secret_value()
+    return env
+
+
+@contextmanager
+def child_process(
+    argv: list[str], env: dict[str, str], name: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    from controlsvc import metrics
+
+    proc = subprocess.Popen(argv, env=env)  # noqa: S603 - our own interpreter and module
+    log.info("started %s (pid %d)", name, proc.pid)
+    try:
+        yield proc
+    finally:
+        metrics.process_exited(proc.pid)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(CHILD_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("%s ignored SIGTERM for %d s: killing it", name, CHILD_STOP_TIMEOUT_S)
+                proc.kill()
+                proc.wait()
+        log.info("%s stopped (exit %s)", name, proc.returncode)
+
+
+@contextmanager
+def embedded_broker(settings: Settings) -> Iterator[Settings]:
+    """Start the local Mosquitto when [MQTT] embedded is on; yield settings pointing at it."""
+    if not settings.mqtt.embedded:
+        yield settings
+        return
+    from controlsvc.ops.embedded import EmbeddedBroker
+
+    broker = EmbeddedBroker.from_settings(settings)
+    with broker.running() as effective:
+        yield effective
+
+
+def run_service(
+    settings: Settings, *, host: str, port: int, workers: int, with_bridge: bool
+) -> None:
+    from controlsvc import metrics
+
+    ensure_port_free(host, port)
+    # Before any child starts: the bridge inherits the multiprocess metrics directory.
+    metrics.setup_process(settings)
+    with embedded_broker(settings) as effective:
+        if not with_bridge:
+            serve_gunicorn(effective, host=host, port=port, workers=workers)
+            return
+        argv = [sys.executable, "-m", "controlsvc"]
+        if effective.config_path:
+            argv += ["--config", str(Path(effective.config_path).resolve())]
+        with child_process([*argv, "bridge"], settings_env(effective), "bridge"):
+            serve_gunicorn(effective, host=host, port=port, workers=workers)

@@ -1,0 +1,76 @@
+"""Opaque keyset cursors for paginated lists (``next_cursor`` -> ``cursor``).
+
+A cursor is the sort key of the last item of a page, as URL-safe base64 of a small JSON object,
+so a page never skips or repeats rows when others are inserted meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from controlsvc.domain.errors import InvalidInput
+
+__all__ = [
+    "BAD_CURSOR",
+    "cursor_datetime",
+    "cursor_int",
+    "cursor_uuid",
+    "decode_cursor",
+    "encode_cursor",
+]
+
+BAD_CURSOR = "not a cursor of this list (pass next_cursor as given)"
+
+
+def encode_cursor(key: Mapping[str, Any]) -> str:
+    """``key`` (JSON-able values; datetimes and UUIDs as strings) as an opaque cursor."""
+    document = {
+        name: value.isoformat() if isinstance(value, datetime) else value
+        for name, value in key.items()
+    }
+    document = {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in document.items()}
+    raw = json.dumps(document, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *names: str) -> dict[str, Any]:
+    """The key of ``cursor``; ``InvalidInput`` on field ``cursor`` unless it has every name."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        document = json.loads(raw)
+    except (binascii.Error, ValueError, RecursionError):
+        document = None
+    if not isinstance(document, dict) or any(name not in document for name in names):
+        raise InvalidInput(BAD_CURSOR, field="cursor")
+    return document
+
+
+def cursor_datetime(value: Any) -> datetime:
+    """A timezone-aware datetime from a cursor value, or ``InvalidInput``."""
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise InvalidInput(BAD_CURSOR, field="cursor")
+    return parsed
+
+
+def cursor_int(value: Any) -> int:
+    """An integer key from a cursor value, or ``InvalidInput``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput(BAD_CURSOR, field="cursor")
+    return value
+
+
+def cursor_uuid(value: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise InvalidInput(BAD_CURSOR, field="cursor") from None

@@ -1,0 +1,185 @@
+"""Reading recording sessions: one with its enclosures' progress, gaps and totals
+(``session_out``), the list of sessions and the list of recordings. Reading never changes
+anything; ``controlsvc.store.sessions`` creates sessions and moves them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from controlsvc.domain.errors import NotFound
+from controlsvc.store.enclosures import Page
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.sessions import (
+    RecordingSession,
+    SessionEnclosure,
+    SessionGap,
+)
+from controlsvc.store.pagination import cursor_datetime, decode_cursor, encode_cursor
+from schemas.enums import SessionStatus
+from schemas.rest.sessions import (
+    GapOut,
+    SessionEnclosureOut,
+    SessionOut,
+    SessionSummary,
+    SessionTotals,
+)
+
+log = logging.getLogger(__name__)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def get_session(session: Session, session_id: str) -> RecordingSession:
+    rs = session.get(RecordingSession, session_id) if len(session_id) <= 64 else None
+    if rs is None:
+        raise NotFound(f"no session {session_id!r}", field="id")
+    return rs
+
+
+def get_session_enclosure(session: Session, session_id: str, eid: str) -> SessionEnclosure:
+    """The enclosure's part in the session; ``NotFound`` saying which is missing."""
+    get_session(session, session_id)
+    se = session.scalar(
+        select(SessionEnclosure).where(
+            SessionEnclosure.session_id == session_id, SessionEnclosure.enclosure_id == eid
+        )
+    )
+    if se is None:
+        raise NotFound(f"enclosure {eid!r} is not part of session {session_id!r}", field="eid")
+    return se
+
+
+def _enclosures_of(session: Session, session_id: str) -> list[SessionEnclosure]:
+    return list(
+        session.scalars(
+            select(SessionEnclosure)
+            .where(SessionEnclosure.session_id == session_id)
+            .order_by(SessionEnclosure.enclosure_id)
+        )
+    )
+
+
+def _summary_fields(rs: RecordingSession) -> dict[str, Any]:
+    return {
+        "id": rs.id,
+        "name": rs.name,
+        "notes": rs.notes,
+        "status": rs.status,
+        "duration_s": rs.duration_s,
+        "start_at": rs.start_at,
+        "end_at": rs.end_at,
+        "target_fps": rs.target_fps,
+        "fragment_hourly": rs.fragment_hourly,
+        "segment_minutes": rs.segment_minutes,
+        "apply_filter": rs.apply_filter,
+        "created_at": rs.created_at,
+        "started_at": rs.started_at,
+        "finished_at": rs.finished_at,
+        "archived": rs.archived_at is not None,
+    }
+
+
+def session_out(session: Session, rs: RecordingSession) -> SessionOut:
+    """The session with every enclosure's progress, gaps and the totals."""
+    ses = _enclosures_of(session, rs.id)
+    gaps: dict[str, list[GapOut]] = {}
+    for gap in session.scalars(
+        select(SessionGap)
+        .where(SessionGap.session_id == rs.id)
+        .order_by(SessionGap.enclosure_id, SessionGap.started_at)
+    ):
+        gaps.setdefault(gap.enclosure_id, []).append(GapOut.model_validate(gap))
+    states: dict[str, str] = dict(
+        session.execute(
+            select(Enclosure.id, Enclosure.state).where(
+                Enclosure.id.in_([se.enclosure_id for se in ses])
+            )
+        ).all()
+    )
+    out = []
+    for se in ses:
+        out.append(
+            SessionEnclosureOut(
+                enclosure_id=se.enclosure_id,
+                file_prefix=se.file_prefix,
+                state=se.state,
+                message=se.message,
+                state_changed_at=se.state_changed_at,
+                confirmed_at=se.confirmed_at,
+                enclosure_state=states.get(se.enclosure_id),
+                lost_since=se.lost_since,
+                recorded_s=round(se.recorded_s, 3),
+                frames=se.frames,
+                bytes=se.bytes,
+                segments=se.segments,
+                last_frame_at=se.last_frame_at,
+                gap_s=round(se.gap_s, 3),
+                gaps=gaps.get(se.enclosure_id, []),
+            )
+        )
+    totals = SessionTotals(
+        recorded_s=round(sum(se.recorded_s for se in ses), 3),
+        frames=sum(se.frames for se in ses),
+        bytes=sum(se.bytes for se in ses),
+        segments=sum(se.segments for se in ses),
+        gap_s=round(sum(se.gap_s for se in ses), 3),
+    )
+    return SessionOut(
+        **_summary_fields(rs),
+        enclosure_states=dict(Counter(se.state for se in ses)),
+        enclosures=out,
+        totals=totals,
+    )
+
+
+def list_sessions(
+    session: Session,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: SessionStatus | None = None,
+    archived: bool | None = False,
+) -> Page:
+    """Sessions, newest first, as ``SessionSummary`` items."""
+    query = select(RecordingSession)
+    if status is not None:
+        query = query.where(RecordingSession.status == status.value)
+    if archived is True:
+        query = query.where(RecordingSession.archived_at.is_not(None))
+    elif archived is False:
+        query = query.where(RecordingSession.archived_at.is_(None))
+    if cursor is not None:
+        key = decode_cursor(cursor, "created_at", "id")
+        at = cursor_datetime(key["created_at"])
+        query = query.where(
+            or_(
+                RecordingSession.created_at < at,
+                and_(RecordingSession.created_at == at, RecordingSession.id < str(key["id"])),
+            )
+        )
+    query = query.order_by(RecordingSession.created_at.desc(), RecordingSession.id.desc())
+    rows = list(session.scalars(query.limit(limit + 1)))
+    items = rows[:limit]
+    counts: dict[str, Counter[str]] = {rs.id: Counter() for rs in items}
+    if items:
+        for sid, state, n in session.execute(
+            select(SessionEnclosure.session_id, SessionEnclosure.state, func.count())
+            .where(SessionEnclosure.session_id.in_(list(counts)))
+            .group_by(SessionEnclosure.session_id, SessionEnclosure.state)
+        ).all():
+            counts[sid][state] = n
+    summaries = [
+        SessionSummary(**_summary_fields(rs), enclosure_states=dict(counts[rs.id])) for rs in items
+    ]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = encode_cursor({"created_at": last.created_at, "id": last.id})
+    return Page(items=summaries, next_cursor=next_cursor)
