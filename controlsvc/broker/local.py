@@ -37,7 +37,6 @@ from controlsvc.broker.errors import (
 from controlsvc.broker.mosquitto_config import BrokerConfig, render_config
 from controlsvc.broker.password_file import (
     add_or_update_account,
-    atomic_write,
     hash_password,
     read_password_file,
     remove_account,
@@ -52,6 +51,7 @@ from controlsvc.broker.process import (
     find_free_port,
     running_broker_pid,
 )
+from controlsvc.files import atomic_write
 
 __all__ = ["LocalBroker"]
 

@@ -23,17 +23,15 @@ import logging
 import os
 import re
 import secrets
-import stat
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from controlsvc.broker.errors import InvalidBrokerSetting, PasswordFileError
+from controlsvc.files import atomic_write
 
 __all__ = [
     "PBKDF2_ITERATIONS",
     "add_or_update_account",
-    "atomic_write",
     "generate_password",
     "hash_password",
     "read_password_file",
@@ -226,54 +224,3 @@ def _locked(path: Path) -> Iterator[None]:
 def _write_hashes(path: Path, hashes: Mapping[str, str]) -> None:
     text = "".join(f"{user}:{password_hash}\n" for user, password_hash in hashes.items())
     atomic_write(path, text, mode=NEW_FILE_MODE)
-
-
-def atomic_write(path: Path, text: str, *, mode: int) -> None:
-    """Replace ``path`` with ``text`` atomically.
-
-    A file being replaced keeps its owner, group and mode (without any access for others), so a
-    password file that the ``mosquitto`` group may read stays readable to the broker. A new file
-    gets ``mode``.
-    """
-    owner: tuple[int, int] | None = None
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        pass
-    else:
-        mode = stat.S_IMODE(st.st_mode) & 0o770
-        owner = (st.st_uid, st.st_gid)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), mode)
-            if owner is not None and owner != (os.geteuid(), os.getegid()):
-                try:
-                    os.fchown(handle.fileno(), *owner)
-                except PermissionError:
-                    logger.warning(
-                        "cannot keep owner %d:%d of %s (not permitted); the new file belongs"
-                        " to %d:%d",
-                        owner[0],
-                        owner[1],
-                        path,
-                        os.geteuid(),
-                        os.getegid(),
-                    )
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

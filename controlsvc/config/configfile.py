@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from controlsvc.config.sections import SECRET_BYTES
 from controlsvc.config.settings import Profile
+from controlsvc.files import atomic_write
 
 CONFIG_FILE_MODE = 0o600
 
@@ -121,20 +121,9 @@ def render_template(profile: Profile) -> str:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Atomically write `text` to `path`, readable by its owner only."""
+    """Atomically write `text` to `path`, readable by its owner only (whatever it was before)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, CONFIG_FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    os.chmod(path, CONFIG_FILE_MODE)
+    atomic_write(path, text, mode=CONFIG_FILE_MODE, keep_existing=False)
 
 
 _SECTION_RE = re.compile(r"^\s*\[(?P<name>[^\]]+)\]\s*$")

@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from controlsvc.ctl.errors import CtlError
+from controlsvc.files import atomic_write
 
 __all__ = ["DIR_MODE", "FILE_MODE", "Login", "TokenStore", "default_path", "normalize_url"]
 
@@ -76,19 +76,10 @@ class TokenStore:
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
             os.chmod(directory, DIR_MODE)
-            fd, tmp = tempfile.mkstemp(prefix=".credentials-", dir=directory)
-            try:
-                os.fchmod(fd, FILE_MODE)
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(data, handle, indent=2)
-                    handle.write("\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            text = json.dumps(data, indent=2) + "\n"
+            atomic_write(
+                self.path, text, mode=FILE_MODE, keep_existing=False, prefix=".credentials-"
+            )
         except OSError as exc:
             raise CtlError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controlsvc.broker import OPERATOR_USER, add_or_update_account
-from controlsvc.broker.password_file import atomic_write
 from controlsvc.config.settings import Settings
+from controlsvc.files import atomic_write
 from controlsvc.ops.embedded import EmbeddedBroker
 from controlsvc.ops.runner import child_process, ensure_port_free, serve_gunicorn, settings_env
 from controlsvc.store.db import Database

@@ -28,8 +28,8 @@ from controlsvc.broker import (
     LocalBroker,
     probe,
 )
-from controlsvc.broker.password_file import atomic_write
 from controlsvc.config.settings import Settings
+from controlsvc.files import atomic_write
 
 log = logging.getLogger(__name__)
 

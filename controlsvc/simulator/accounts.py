@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Protocol
 
 from controlsvc.broker.password_file import (
-    atomic_write,
     generate_password,
     hash_password,
     read_password_file,
     write_password_hashes,
 )
+from controlsvc.files import atomic_write
 from controlsvc.simulator.errors import AccountsError
 from schemas.ids import validate_enclosure_id
 
