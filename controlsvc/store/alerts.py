@@ -32,11 +32,16 @@ from controlsvc.domain.mail import Mail
 from controlsvc.domain.publisher import BrokerUnavailable, Publisher
 from controlsvc.store import users
 from controlsvc.store.db import utcnow
-from controlsvc.store.enclosures import Page
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.models.sessions import MESSAGE_LENGTH, Alert
 from controlsvc.store.models.users import User
-from controlsvc.store.pagination import cursor_datetime, cursor_int, decode_cursor, encode_cursor
+from controlsvc.store.pagination import (
+    Page,
+    cursor_datetime,
+    cursor_int,
+    decode_cursor,
+    encode_cursor,
+)
 from schemas.codec import dump_message
 from schemas.enums import AlertSeverity, EnclosureState
 from schemas.logs import log_ids

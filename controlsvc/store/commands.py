@@ -37,10 +37,16 @@ from controlsvc.domain.errors import Conflict, InvalidInput, NotFound
 from controlsvc.domain.publisher import MessageProperties, Publisher
 from controlsvc.store import eventlog
 from controlsvc.store.db import utcnow
-from controlsvc.store.enclosures import Page, get_enclosure
+from controlsvc.store.enclosures import get_enclosure
 from controlsvc.store.models.commands import Command
 from controlsvc.store.models.enclosures import Enclosure
-from controlsvc.store.pagination import cursor_datetime, cursor_uuid, decode_cursor, encode_cursor
+from controlsvc.store.pagination import (
+    Page,
+    cursor_datetime,
+    cursor_uuid,
+    decode_cursor,
+    encode_cursor,
+)
 from schemas.codec import dump_message
 from schemas.commands import Ack, parse_params
 from schemas.commands import Command as CommandMessage

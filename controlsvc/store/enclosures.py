@@ -40,7 +40,13 @@ from controlsvc.domain.errors import Conflict, NotFound
 from controlsvc.domain.publisher import Publisher
 from controlsvc.store.db import utcnow
 from controlsvc.store.models.enclosures import Enclosure, EnclosureTransition, StatusRecord
-from controlsvc.store.pagination import cursor_datetime, cursor_int, decode_cursor, encode_cursor
+from controlsvc.store.pagination import (
+    Page,
+    cursor_datetime,
+    cursor_int,
+    decode_cursor,
+    encode_cursor,
+)
 from schemas.enums import EnclosureState, Lifecycle
 from schemas.ids import is_enclosure_id
 from schemas.messages import EnclosureStateMessage
@@ -407,12 +413,6 @@ def purge_status_history(session: Session, before: datetime, *, chunk: int = PUR
 
 
 # -- registry (the REST API) --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[Any]
-    next_cursor: str | None
 
 
 def enclosure_out(enc: Enclosure) -> EnclosureOut:

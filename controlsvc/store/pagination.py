@@ -1,4 +1,4 @@
-"""Opaque keyset cursors for paginated lists (``next_cursor`` -> ``cursor``).
+"""Pages of a list and their opaque keyset cursors (``next_cursor`` -> ``cursor``).
 
 A cursor is the sort key of the last item of a page, as URL-safe base64 of a small JSON object,
 so a page never skips or repeats rows when others are inserted meanwhile.
@@ -11,6 +11,7 @@ import binascii
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from controlsvc.domain.errors import InvalidInput
 
 __all__ = [
     "BAD_CURSOR",
+    "Page",
     "cursor_datetime",
     "cursor_int",
     "cursor_uuid",
@@ -26,6 +28,14 @@ __all__ = [
 ]
 
 BAD_CURSOR = "not a cursor of this list (pass next_cursor as given)"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a list: its items and the cursor of the next page (None on the last)."""
+
+    items: list[Any]
+    next_cursor: str | None
 
 
 def encode_cursor(key: Mapping[str, Any]) -> str:

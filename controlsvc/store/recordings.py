@@ -23,14 +23,20 @@ from sqlalchemy.orm import Session
 from controlsvc.domain.errors import InvalidInput
 from controlsvc.domain.session_state import EncState
 from controlsvc.store.db import Database, utcnow
-from controlsvc.store.enclosures import Page, get_enclosure
+from controlsvc.store.enclosures import get_enclosure
 from controlsvc.store.models.sessions import (
     RecordingSession,
     SessionEnclosure,
     SessionGap,
     SessionSegment,
 )
-from controlsvc.store.pagination import cursor_datetime, cursor_int, decode_cursor, encode_cursor
+from controlsvc.store.pagination import (
+    Page,
+    cursor_datetime,
+    cursor_int,
+    decode_cursor,
+    encode_cursor,
+)
 from controlsvc.store.session_views import get_session, get_session_enclosure
 from schemas.rest.recordings import (
     MAX_TIMELINE_WINDOW,

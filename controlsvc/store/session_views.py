@@ -13,14 +13,13 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.errors import NotFound
-from controlsvc.store.enclosures import Page
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.models.sessions import (
     RecordingSession,
     SessionEnclosure,
     SessionGap,
 )
-from controlsvc.store.pagination import cursor_datetime, decode_cursor, encode_cursor
+from controlsvc.store.pagination import Page, cursor_datetime, decode_cursor, encode_cursor
 from schemas.enums import SessionStatus
 from schemas.rest.sessions import (
     GapOut,
