@@ -15,6 +15,7 @@ from pydantic import Field, StringConstraints
 from controlsvc.api import tokens
 from controlsvc.api.enclosures import EDITORS, READERS
 from controlsvc.api.errors import problem_responses
+from controlsvc.api.pages import page_body
 from controlsvc.api.web import db_session, settings
 from controlsvc.config.settings import Settings
 from controlsvc.mqtt import publisher as mqtt_publisher
@@ -59,10 +60,7 @@ def list_alerts(query: AlertListQuery) -> Any:
         enclosure_id=query.enclosure_id,
         session_id=query.session_id,
     )
-    return {
-        "items": [a.model_dump(mode="json") for a in page.items],
-        "next_cursor": page.next_cursor,
-    }
+    return page_body(page)
 
 
 @bp.get("/<string:alert_id>", responses={200: AlertOut, **problem_responses(404, 422)})

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from controlsvc.api import event_feed, tokens
 from controlsvc.api.enclosures import READERS, EnclosurePath
 from controlsvc.api.errors import problem_responses
+from controlsvc.api.pages import page_body
 from controlsvc.api.web import db_session, settings
 from controlsvc.config.settings import Settings
 from controlsvc.domain.publisher import BrokerUnavailable, Publisher
@@ -125,7 +126,7 @@ def send_command(path: EnclosurePath, body: CommandCreate) -> Any:
 def list_commands(path: EnclosurePath, query: PageQuery) -> Any:
     """Commands sent to an enclosure, newest first."""
     page = commands.list_commands(db_session(), path.eid, limit=query.limit, cursor=query.cursor)
-    return {"items": [_out(c) for c in page.items], "next_cursor": page.next_cursor}
+    return page_body(page, _out)
 
 
 def _connected_feed() -> EventFeed | None:

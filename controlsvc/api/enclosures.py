@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 
 from controlsvc.api import tokens
 from controlsvc.api.errors import problem_responses
+from controlsvc.api.pages import page_body
 from controlsvc.api.web import db_session, settings
 from controlsvc.broker import accounts as broker_accounts
 from controlsvc.config.settings import Settings
@@ -94,7 +95,7 @@ def list_enclosures(query: EnclosureListQuery) -> Any:
         q=query.q,
         include_retired=query.include_retired,
     )
-    return {"items": [_out(e) for e in page.items], "next_cursor": page.next_cursor}
+    return page_body(page, _out)
 
 
 @bp.post("", responses={201: EnclosureRegistered, **problem_responses(409, 503, *BODY_PROBLEMS)})
@@ -170,8 +171,9 @@ def status_history(path: EnclosurePath, query: StatusHistoryQuery) -> Any:
         since=query.since,
         until=query.until,
     )
-    items = [StatusHistoryItem.model_validate(row).model_dump(mode="json") for row in page.items]
-    return {"items": items, "next_cursor": page.next_cursor}
+    return page_body(
+        page, lambda row: StatusHistoryItem.model_validate(row).model_dump(mode="json")
+    )
 
 
 @bp.get(
@@ -184,8 +186,7 @@ def transitions(path: EnclosurePath, query: PageQuery) -> Any:
     page = enclosures.list_transitions(
         db_session(), path.eid, limit=query.limit, cursor=query.cursor
     )
-    items = [TransitionOut.model_validate(row).model_dump(mode="json") for row in page.items]
-    return {"items": items, "next_cursor": page.next_cursor}
+    return page_body(page, lambda row: TransitionOut.model_validate(row).model_dump(mode="json"))
 
 
 def register(app: Any, app_settings: Settings) -> None:

@@ -14,6 +14,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from controlsvc.api import tokens
 from controlsvc.api.enclosures import READERS, EnclosurePath
 from controlsvc.api.errors import problem_responses
+from controlsvc.api.pages import page_body
 from controlsvc.api.web import database, db_session
 from controlsvc.config.settings import Settings
 from controlsvc.store import recordings
@@ -61,10 +62,7 @@ def list_recordings(query: RecordingListQuery) -> Any:
     page = recordings.list_recordings(
         db_session(), _filter(query), limit=query.limit, cursor=query.cursor
     )
-    return {
-        "items": [r.model_dump(mode="json") for r in page.items],
-        "next_cursor": page.next_cursor,
-    }
+    return page_body(page)
 
 
 @bp.get(

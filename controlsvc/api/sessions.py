@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from controlsvc.api import tokens
 from controlsvc.api.enclosures import EDITORS, READERS, PathEnclosureId
 from controlsvc.api.errors import problem_responses
+from controlsvc.api.pages import page_body
 from controlsvc.api.web import db_session, settings
 from controlsvc.config.settings import Settings
 from controlsvc.domain.publisher import Publisher
@@ -127,10 +128,7 @@ def list_sessions(query: SessionListQuery) -> Any:
         status=query.status,
         archived=query.archived,
     )
-    return {
-        "items": [s.model_dump(mode="json") for s in page.items],
-        "next_cursor": page.next_cursor,
-    }
+    return page_body(page)
 
 
 @bp.get("/<string:id>", responses={200: SessionOut, **problem_responses(404, 422)})
@@ -154,10 +152,7 @@ def list_recordings(path: SessionPath, query: RecordingsQuery) -> Any:
         cursor=query.cursor,
         enclosure_id=query.enclosure_id,
     )
-    return {
-        "items": [s.model_dump(mode="json") for s in page.items],
-        "next_cursor": page.next_cursor,
-    }
+    return page_body(page)
 
 
 @bp.post("/<string:id>/cancel", responses={200: SessionOut, **problem_responses(404, 409, 422)})
