@@ -37,10 +37,11 @@ from controlsvc.store.models.sessions import MESSAGE_LENGTH, Alert
 from controlsvc.store.models.users import User
 from controlsvc.store.pagination import (
     Page,
+    after_key,
     cursor_datetime,
     cursor_int,
     decode_cursor,
-    encode_cursor,
+    next_cursor,
 )
 from schemas.codec import dump_message
 from schemas.enums import AlertSeverity, EnclosureState
@@ -355,16 +356,11 @@ def list_alerts(
     if cursor is not None:
         key = decode_cursor(cursor, "raised_at", "id")
         at, last_id = cursor_datetime(key["raised_at"]), cursor_int(key["id"])
-        query = query.where(
-            or_(Alert.raised_at < at, and_(Alert.raised_at == at, Alert.id < last_id))
-        )
+        query = query.where(after_key(Alert.raised_at, Alert.id, at, last_id))
     query = query.order_by(Alert.raised_at.desc(), Alert.id.desc()).limit(limit + 1)
     rows = list(session.scalars(query))
-    items = rows[:limit]
-    next_cursor = None
-    if len(rows) > limit:
-        next_cursor = encode_cursor({"raised_at": items[-1].raised_at, "id": items[-1].id})
-    return Page([alert_out(a) for a in items], next_cursor)
+    after = next_cursor(rows, limit, lambda a: {"raised_at": a.raised_at, "id": a.id})
+    return Page([alert_out(a) for a in rows[:limit]], after)
 
 
 def acknowledge(

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, func, literal, or_, select, text, update
+from sqlalchemy import Row, Table, func, literal, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -42,10 +42,11 @@ from controlsvc.store.models.commands import Command
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.pagination import (
     Page,
+    after_key,
     cursor_datetime,
     cursor_uuid,
     decode_cursor,
-    encode_cursor,
+    next_cursor,
 )
 from schemas.codec import dump_message
 from schemas.commands import Ack, parse_params
@@ -480,11 +481,6 @@ def list_commands(
     if cursor:
         key = decode_cursor(cursor, "at", "id")
         at, last_id = cursor_datetime(key["at"]), cursor_uuid(key["id"])
-        query = query.where(
-            or_(Command.created_at < at, and_(Command.created_at == at, Command.id < last_id))
-        )
+        query = query.where(after_key(Command.created_at, Command.id, at, last_id))
     rows = list(session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor({"at": rows[-1].created_at, "id": rows[-1].id}) if more else None
-    return Page(rows, next_cursor)
+    return Page(rows[:limit], next_cursor(rows, limit, lambda c: {"at": c.created_at, "id": c.id}))

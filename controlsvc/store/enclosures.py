@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Table, and_, delete, or_, select
+from sqlalchemy import Table, delete, or_, select
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.enclosure_state import (
@@ -42,10 +42,12 @@ from controlsvc.store.db import utcnow
 from controlsvc.store.models.enclosures import Enclosure, EnclosureTransition, StatusRecord
 from controlsvc.store.pagination import (
     Page,
+    after_key,
     cursor_datetime,
     cursor_int,
     decode_cursor,
     encode_cursor,
+    next_cursor,
 )
 from schemas.enums import EnclosureState, Lifecycle
 from schemas.ids import is_enclosure_id
@@ -550,14 +552,9 @@ def status_history(
     if cursor:
         key = decode_cursor(cursor, "at", "id")
         at, last_id = cursor_datetime(key["at"]), cursor_int(key["id"])
-        query = query.where(
-            or_(StatusRecord.at < at, and_(StatusRecord.at == at, StatusRecord.id < last_id))
-        )
+        query = query.where(after_key(StatusRecord.at, StatusRecord.id, at, last_id))
     rows = list(session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor({"at": rows[-1].at, "id": rows[-1].id}) if more else None
-    return Page(rows, next_cursor)
+    return Page(rows[:limit], next_cursor(rows, limit, lambda s: {"at": s.at, "id": s.id}))
 
 
 def list_transitions(session: Session, eid: str, *, limit: int, cursor: str | None = None) -> Page:

@@ -10,10 +10,12 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, and_, or_
 
 from controlsvc.domain.errors import InvalidInput
 
@@ -23,11 +25,15 @@ __all__ = [
     "cursor_datetime",
     "cursor_int",
     "cursor_uuid",
+    "after_key",
+    "next_cursor",
     "decode_cursor",
     "encode_cursor",
 ]
 
 BAD_CURSOR = "not a cursor of this list (pass next_cursor as given)"
+
+Row = TypeVar("Row")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +90,21 @@ def cursor_uuid(value: Any) -> uuid.UUID:
         return uuid.UUID(str(value))
     except ValueError:
         raise InvalidInput(BAD_CURSOR, field="cursor") from None
+
+
+def after_key(
+    time_col: Any, id_col: Any, at: datetime, last_id: Any, *, descending: bool = True
+) -> ColumnElement[bool]:
+    """The keyset condition of the next page of a list ordered by (time, id): the rows after
+    the cursor's (at, last_id), newest first unless ``descending`` is False."""
+    if descending:
+        return or_(time_col < at, and_(time_col == at, id_col < last_id))
+    return or_(time_col > at, and_(time_col == at, id_col > last_id))
+
+
+def next_cursor(
+    rows: Sequence[Row], limit: int, key: Callable[[Row], Mapping[str, Any]]
+) -> str | None:
+    """The cursor after a page's last row when the query (``limit + 1`` rows) found more than
+    ``limit``, else None (the last page); ``key`` is that row's sort key."""
+    return encode_cursor(key(rows[limit - 1])) if len(rows) > limit else None

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.errors import InvalidInput
@@ -32,10 +32,11 @@ from controlsvc.store.models.sessions import (
 )
 from controlsvc.store.pagination import (
     Page,
+    after_key,
     cursor_datetime,
     cursor_int,
     decode_cursor,
-    encode_cursor,
+    next_cursor,
 )
 from controlsvc.store.session_views import get_session, get_session_enclosure
 from schemas.rest.recordings import (
@@ -142,10 +143,7 @@ def _page(
     if after is not None:
         at, last_id = after
         query = query.where(
-            or_(
-                SessionSegment.started_at > at,
-                and_(SessionSegment.started_at == at, SessionSegment.id > last_id),
-            )
+            after_key(SessionSegment.started_at, SessionSegment.id, at, last_id, descending=False)
         )
     query = query.order_by(SessionSegment.started_at, SessionSegment.id).limit(limit)
     return [(row[0], row[1]) for row in session.execute(query)]
@@ -161,12 +159,8 @@ def list_recordings(
         key = decode_cursor(cursor, "started_at", "id")
         after = (cursor_datetime(key["started_at"]), cursor_int(key["id"]))
     rows = _page(session, where, limit + 1, after)
-    items = rows[:limit]
-    next_cursor = None
-    if len(rows) > limit:
-        last = items[-1][0]
-        next_cursor = encode_cursor({"started_at": last.started_at, "id": last.id})
-    return Page([_out(seg, name) for seg, name in items], next_cursor)
+    following = next_cursor(rows, limit, lambda r: {"started_at": r[0].started_at, "id": r[0].id})
+    return Page([_out(seg, name) for seg, name in rows[:limit]], following)
 
 
 def _all(database: Database, where: Filter) -> Iterator[RecordingOut]:

@@ -9,7 +9,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.errors import NotFound
@@ -19,7 +19,13 @@ from controlsvc.store.models.sessions import (
     SessionEnclosure,
     SessionGap,
 )
-from controlsvc.store.pagination import Page, cursor_datetime, decode_cursor, encode_cursor
+from controlsvc.store.pagination import (
+    Page,
+    after_key,
+    cursor_datetime,
+    decode_cursor,
+    next_cursor,
+)
 from schemas.enums import SessionStatus
 from schemas.rest.sessions import (
     GapOut,
@@ -158,10 +164,7 @@ def list_sessions(
         key = decode_cursor(cursor, "created_at", "id")
         at = cursor_datetime(key["created_at"])
         query = query.where(
-            or_(
-                RecordingSession.created_at < at,
-                and_(RecordingSession.created_at == at, RecordingSession.id < str(key["id"])),
-            )
+            after_key(RecordingSession.created_at, RecordingSession.id, at, str(key["id"]))
         )
     query = query.order_by(RecordingSession.created_at.desc(), RecordingSession.id.desc())
     rows = list(session.scalars(query.limit(limit + 1)))
@@ -177,8 +180,5 @@ def list_sessions(
     summaries = [
         SessionSummary(**_summary_fields(rs), enclosure_states=dict(counts[rs.id])) for rs in items
     ]
-    next_cursor = None
-    if len(rows) > limit:
-        last = items[-1]
-        next_cursor = encode_cursor({"created_at": last.created_at, "id": last.id})
-    return Page(items=summaries, next_cursor=next_cursor)
+    after = next_cursor(rows, limit, lambda rs: {"created_at": rs.created_at, "id": rs.id})
+    return Page(items=summaries, next_cursor=after)
