@@ -13,7 +13,7 @@ from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from controlsvc import broker_accounts, enclosures, mqtt_publisher, tokens
+from controlsvc import broker_accounts, enclosures, mqtt_publisher, session_progress, tokens
 from controlsvc.api.errors import problem_responses
 from controlsvc.config import Settings
 from controlsvc.db import utcnow
@@ -75,8 +75,20 @@ StatusHistoryPage = Page[StatusHistoryItem]
 TransitionPage = Page[TransitionOut]
 
 
+def _outs(encs: list[Any]) -> list[dict[str, Any]]:
+    """Enclosures with their part in the session they record for now."""
+    grace = settings().service.session_lost_grace_s
+    parts = session_progress.enclosure_sessions(db_session(), encs, grace)
+    return [
+        enclosures.enclosure_out(enc)
+        .model_copy(update={"session": parts.get(enc.id)})
+        .model_dump(mode="json")
+        for enc in encs
+    ]
+
+
 def _out(enc: Any) -> dict[str, Any]:
-    return enclosures.enclosure_out(enc).model_dump(mode="json")
+    return _outs([enc])[0]
 
 
 @bp.get("", responses={200: EnclosurePage, **problem_responses(422)})
@@ -91,7 +103,7 @@ def list_enclosures(query: EnclosureListQuery) -> Any:
         q=query.q,
         include_retired=query.include_retired,
     )
-    return {"items": [_out(e) for e in page.items], "next_cursor": page.next_cursor}
+    return {"items": _outs(page.items), "next_cursor": page.next_cursor}
 
 
 @bp.post("", responses={201: EnclosureRegistered, **problem_responses(409, 503, *BODY_PROBLEMS)})

@@ -72,7 +72,8 @@ def _topics() -> Topics:
 
 
 def _out(session: Session, rs: RecordingSession) -> dict[str, Any]:
-    return sessions.session_out(session, rs).model_dump(mode="json")
+    grace = settings().service.session_lost_grace_s
+    return sessions.session_out(session, rs, lost_grace_s=grace).model_dump(mode="json")
 
 
 def _notify(publisher: Publisher, session: Session) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from controlsvc import alerts, desired
+from controlsvc import alert_words, alerts, desired
 from controlsvc.bridge.client import BridgeClient
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.config import Settings
@@ -50,6 +50,7 @@ from controlsvc.models.sessions import (
     SessionGap,
     SessionSegment,
 )
+from controlsvc.session_progress import progress_of, totals_of
 from controlsvc.session_state import (
     ACTIVE_ENCLOSURE_STATES,
     EncState,
@@ -152,6 +153,18 @@ def _recording_session(session: Session, session_id: str) -> RecordingSession | 
     return known[session_id]
 
 
+def _who(session: Session, eid: str) -> str:
+    """The enclosure as alerts name it (its display name, and the id once)."""
+    enc = session.get(Enclosure, eid)
+    return alert_words.who(eid, enc.name if enc is not None else None)
+
+
+def _named(session: Session, se: SessionEnclosure) -> tuple[str | None, str]:
+    """(session name, session id) for an alert's sentence."""
+    rs = _recording_session(session, se.session_id)
+    return (rs.name if rs is not None else None), se.session_id
+
+
 def _active_enclosure(session: Session, eid: str) -> SessionEnclosure | None:
     """The enclosure's part in the session it is recording now, if any."""
     return session.scalar(
@@ -193,15 +206,12 @@ def _add_gap(
 
 
 def _progress(se: SessionEnclosure) -> dict[str, Any]:
+    """The ``session.progress`` event of one enclosure: the figures the API shows."""
     return {
         "session_id": se.session_id,
         "enclosure_id": se.enclosure_id,
         "state": se.state,
-        "recorded_s": round(se.recorded_s, 3),
-        "frames": se.frames,
-        "bytes": se.bytes,
-        "segments": se.segments,
-        "last_frame_at": se.last_frame_at,
+        **progress_of(se).model_dump(),
         "gap_s": round(se.gap_s, 3),
     }
 
@@ -397,7 +407,9 @@ def _session_event(
                 session,
                 "recording_failed",
                 eid,
-                f"{eid} stopped recording session {se.session_id} early: {payload.reason}",
+                alert_words.stopped_early(
+                    _who(session, eid), *_named(session, se), payload.reason or "?"
+                ),
                 events,
                 session_id=se.session_id,
                 now=now,
@@ -412,7 +424,7 @@ def _session_event(
                 session,
                 "recording_failed",
                 eid,
-                f"{eid} failed to record session {se.session_id}: {payload.reason}",
+                alert_words.failed(_who(session, eid), *_named(session, se), payload.reason),
                 events,
                 session_id=se.session_id,
                 now=now,
@@ -432,7 +444,7 @@ def _enclosure_event(
             session,
             "camera_stalled",
             eid,
-            f"the camera of {eid} stopped delivering frames (session {se.session_id})",
+            alert_words.camera_stalled(_who(session, eid), *_named(session, se)),
             events,
             session_id=se.session_id,
             now=now,
@@ -450,8 +462,7 @@ def _enclosure_event(
             session,
             "disk_low",
             eid,
-            f"the recording disk of {eid} is below its reserve: {data.get('free_bytes')} bytes "
-            f"free (session {se.session_id})",
+            alert_words.disk_low(_who(session, eid), data.get("free_bytes"), *_named(session, se)),
             events,
             session_id=se.session_id,
             now=now,
@@ -475,8 +486,8 @@ def _observed(
     se: SessionEnclosure, enc: Enclosure, rs: RecordingSession
 ) -> tuple[float | None, int, datetime | None, bool] | None:
     """What the enclosure's latest status says about its recording of ``rs``: the open
-    segment's seconds (None: unknown), frames written, the newer last frame (None: not newer),
-    whether frames flow; None when it is not recording ``rs`` (or is away)."""
+    segment's seconds (None: unknown), the open segment's frames, the newer last frame (None:
+    not newer), whether frames flow; None when it is not recording ``rs`` (or is away)."""
     status = enc.status or {}
     recording = status.get("recording")
     live = EnclosureState(enc.state) not in OFFLINE_STATES
@@ -491,7 +502,21 @@ def _observed(
     if last_frame is not None and se.last_frame_at is not None and last_frame <= se.last_frame_at:
         last_frame = None
     frames = camera.get("frames_written") or 0
-    return live_s, int(frames), last_frame, frames > 0 and bool(camera.get("recording"))
+    return (
+        live_s,
+        _open_frames(recording, frames),
+        last_frame,
+        frames > 0 and bool(camera.get("recording")),
+    )
+
+
+def _open_frames(recording: dict[str, Any], frames_written: int) -> int:
+    """Frames in the open segment file: as the agent says, else (an agent from before
+    ``segment_frames``) all its frames while it has closed none, else unknown (0)."""
+    segment = recording.get("segment_frames")
+    if isinstance(segment, int) and segment >= 0:
+        return segment
+    return int(frames_written) if not recording.get("segments_closed") else 0
 
 
 class SessionDriver:
@@ -802,14 +827,11 @@ class SessionDriver:
 
     @staticmethod
     def _totals(rs: RecordingSession, ses: Sequence[SessionEnclosure]) -> dict[str, Any]:
+        totals = totals_of((progress_of(se) for se in ses), sum(se.gap_s for se in ses))
         return {
             "session_id": rs.id,
             "status": rs.status,
-            "recorded_s": round(sum(se.recorded_s for se in ses), 3),
-            "frames": sum(se.frames for se in ses),
-            "bytes": sum(se.bytes for se in ses),
-            "segments": sum(se.segments for se in ses),
-            "gap_s": round(sum(se.gap_s for se in ses), 3),
+            **totals.model_dump(),
             "enclosures": len(ses),
             "recording": sum(1 for se in ses if se.state == EncState.RECORDING.value),
         }
@@ -882,7 +904,7 @@ class SessionDriver:
             session,
             "recording_timed_out",
             se.enclosure_id,
-            f"{se.enclosure_id} timed out in session {se.session_id}: {se.message}",
+            alert_words.timed_out(_who(session, se.enclosure_id), *_named(session, se), se.message),
             events,
             session_id=se.session_id,
             now=now,
@@ -895,7 +917,11 @@ class SessionDriver:
         rs: RecordingSession,
         signal: Callable[[Signal], bool],
     ) -> None:
-        """Progress and confirmation from the enclosure's latest status."""
+        """Progress and confirmation from the enclosure's latest status. While the enclosure
+        is away its open file's figures stay as last reported (the file is on its disk; the
+        page says the enclosure is lost), rather than dropping to the closed segments'."""
+        if EnclosureState(enc.state) in OFFLINE_STATES:
+            return
         seen = _observed(se, enc, rs)
         if seen is None:
             se.live_s = 0.0

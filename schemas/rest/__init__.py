@@ -36,7 +36,10 @@ from schemas.rest.recordings import (
     TimelineSpan,
 )
 from schemas.rest.sessions import (
+    EnclosureSessionOut,
     GapOut,
+    ProgressBasis,
+    RecordingProgress,
     RecordingsQuery,
     SegmentOut,
     SessionCreate,
@@ -72,7 +75,10 @@ __all__ = [
     "EnclosurePatch",
     "EnclosureRegistered",
     "FieldError",
+    "EnclosureSessionOut",
     "GapOut",
+    "ProgressBasis",
+    "RecordingProgress",
     "Page",
     "PageQuery",
     "Problem",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
@@ -14,7 +14,10 @@ from schemas.types import MAX_RECORDING_S, FilePrefix, Fps, SessionId, UtcDateti
 
 __all__ = [
     "MAX_SESSION_ENCLOSURES",
+    "EnclosureSessionOut",
     "GapOut",
+    "ProgressBasis",
+    "RecordingProgress",
     "RecordingsQuery",
     "SegmentOut",
     "SessionCreate",
@@ -27,6 +30,7 @@ __all__ = [
 ]
 
 MAX_SESSION_ENCLOSURES = 5000  # a site's whole fleet in one session, with room to spare
+ProgressBasis = Literal["live", "evidence"]
 
 
 class SessionEnclosureIn(StrictModel):
@@ -113,9 +117,28 @@ class GapOut(RestOut):
     cause: str = Field(description="agent_restart, camera_stalled or not_recorded.")
 
 
+class RecordingProgress(RestOut):
+    """What one enclosure recorded in a session, the same figures everywhere they are shown
+    (session page, enclosure page, fleet, ``jaxmba-ctl``): ``controlsvc.session_progress``."""
+
+    basis: ProgressBasis = Field(
+        description="live: the closed segments plus the open file as the agent last reported "
+        "it (the enclosure still records the session); evidence: the closed segments only, "
+        "each proven by its segment_closed report (the enclosure is done with the session)."
+    )
+    recorded_s: float = Field(description="Seconds recorded.")
+    frames: int = Field(description="Frames recorded.")
+    bytes: int = Field(description="Bytes in closed segments (the open file's size is unknown).")
+    segments: int = Field(description="Closed segments.")
+    last_frame_at: UtcDatetime | None = Field(default=None, description="Latest frame time.")
+
+
 class SessionTotals(RestOut):
+    basis: ProgressBasis = Field(
+        description="live while any enclosure's figures are (see RecordingProgress), else evidence."
+    )
     recorded_s: float = Field(description="Seconds recorded, summed over the enclosures.")
-    frames: int = Field(description="Frames in closed segments.")
+    frames: int = Field(description="Frames recorded, summed over the enclosures.")
     bytes: int = Field(description="Bytes in closed segments.")
     segments: int = Field(description="Closed segments.")
     gap_s: float = Field(description="Seconds not recorded because of crashes or outages.")
@@ -123,6 +146,7 @@ class SessionTotals(RestOut):
 
 class SessionEnclosureOut(RestOut):
     enclosure_id: EnclosureId = Field(description="The enclosure.")
+    enclosure_name: str | None = Field(default=None, description="Its display name.")
     file_prefix: FilePrefix = Field(description="Its file prefix.")
     state: SessionEnclosureStatus = Field(description="Its outcome in this session.")
     message: str | None = Field(default=None, description="Why, when not plain.")
@@ -143,6 +167,34 @@ class SessionEnclosureOut(RestOut):
     last_frame_at: UtcDatetime | None = Field(default=None, description="Latest frame time.")
     gap_s: float = Field(description="Seconds not recorded (summed gaps).")
     gaps: list[GapOut] = Field(default_factory=list, description="Every gap.")
+    progress: RecordingProgress = Field(
+        description="What it recorded, live or evidence: the figures every page shows."
+    )
+    lost: bool = Field(
+        default=False,
+        description="True while the enclosure is lost or offline and still active in the "
+        "session: it counts as timed out at fails_at unless it comes back.",
+    )
+    fails_at: UtcDatetime | None = Field(
+        default=None,
+        description="When a lost enclosure counts as timed out (lost_since + the grace period).",
+    )
+
+
+class EnclosureSessionOut(RestOut):
+    """An enclosure's part in the session it records for now (``GET /api/enclosures``)."""
+
+    session_id: SessionId = Field(description="The session.")
+    session_name: str = Field(description="Its name.")
+    session_status: SessionStatus = Field(description="scheduled or running.")
+    duration_s: int = Field(description="The session's length in seconds.")
+    state: SessionEnclosureStatus = Field(description="The enclosure's state in the session.")
+    lost: bool = Field(description="Lost or offline while active in the session.")
+    lost_since: UtcDatetime | None = Field(default=None, description="Lost since.")
+    fails_at: UtcDatetime | None = Field(
+        default=None, description="When it counts as timed out unless it comes back."
+    )
+    progress: RecordingProgress = Field(description="What it recorded (as the session shows).")
 
 
 class SessionSummary(RestOut):

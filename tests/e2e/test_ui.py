@@ -261,6 +261,7 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
 
     # The detail page: both enclosures start, and progress arrives without a reload.
     expect(page.get_by_role("heading", name="UI test session")).to_be_visible()
+    session_hash = "#" + page.url.split("#", 1)[1]
     rows = {eid: page.locator(f'article.enc-row[data-enclosure="{eid}"]') for eid in ENCLOSURES}
     for eid in ("demo-01", "demo-02"):
         expect(rows[eid].get_by_test_id("state")).to_have_text("Recording", timeout=30_000)
@@ -349,6 +350,19 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
         "demo-01 lost its connection during session “UI test session”"
     )
     expect(alert.first).not_to_contain_text("Will")
+    # Every page tells the same truth: the session page shows demo-01 lost at once, with the
+    # time it will count as failed, and the same figures as its enclosure page.
+    page.evaluate("hash => { location.hash = hash; }", session_hash)
+    lost_row = page.locator('article.enc-row[data-enclosure="demo-01"]')
+    expect(lost_row.get_by_test_id("state")).to_have_text("Lost")
+    expect(lost_row.get_by_test_id("lost")).to_contain_text("counts as failed at")
+    figures = " · ".join(lost_row.get_by_test_id("recorded").inner_text().split(" · ")[:2])
+    assert re.fullmatch(r".+ recorded · [\d,]+ frames", figures), figures
+    assert not figures.startswith("0 s"), figures
+    _shot(page, "session-lost")
+    page.evaluate("location.hash = '#/enclosures/demo-01'")
+    expect(page.get_by_test_id("session-progress")).to_contain_text(figures)
+    expect(page.get_by_test_id("session-progress")).to_contain_text("Lost")
     # Alerts are the service's, not a tab's: a second tab opened now lists the same alert,
     # and an acknowledgement in the first removes it there too (pushed, no reload).
     other = context.new_page()

@@ -6,6 +6,7 @@ import { h, clear, progressBar } from "../dom.js";
 import * as events from "../events.js";
 import { field, formError, showErrors, clearErrors } from "../forms.js";
 import { fmtBytes, fmtDuration, fmtNumber, fmtTime, stateWord, tone } from "../format.js";
+import { BASIS_WORDS, displayName, lostWords, progressDetail } from "../progress.js";
 
 const ACTIVE = new Set(["scheduled", "running"]);
 const DURATION_UNITS = { s: 1, min: 60, h: 3600, d: 86400 };
@@ -180,10 +181,12 @@ export function sessionPage(main, id) {
   }
 
   const members = new Set();
+  const names = new Map(); // enclosure id -> display name
   function render(s) {
     members.clear();
-    s.enclosures.forEach((e) => members.add(e.enclosure_id));
+    s.enclosures.forEach((e) => { members.add(e.enclosure_id); names.set(e.enclosure_id, displayName(e.enclosure_id, e.enclosure_name)); });
     const terminal = !ACTIVE.has(s.status);
+    const lost = s.enclosures.filter((e) => e.lost);
     clear(head,
       h("div.page-head", h("h1", s.name), h(`span.badge.tone-${tone(s.status)}`, { dataset: { testid: "status" } },
         stateWord(s.status)), s.archived ? h("span.badge.tone-none", "Archived") : null),
@@ -196,8 +199,10 @@ export function sessionPage(main, id) {
         h("dt", "Files"), h("dd", s.fragment_hourly ? "hourly" : s.segment_minutes ? `every ${s.segment_minutes} min` : "agent default"),
         h("dt", "Filter"), h("dd", s.apply_filter ? "on" : "off"),
         h("dt", "Recorded"), h("dd", { dataset: { testid: "total-recorded" } },
-          `${fmtDuration(s.totals.recorded_s)} · ${fmtNumber(s.totals.frames)} frames · ${fmtBytes(s.totals.bytes)} · ${s.totals.segments} segments`),
-        h("dt", "Gaps"), h("dd", s.totals.gap_s ? fmtDuration(s.totals.gap_s) : "none"),
+          `${fmtDuration(s.totals.recorded_s)} · ${fmtNumber(s.totals.frames)} frames · ${fmtBytes(s.totals.bytes)} · ${s.totals.segments} closed files`,
+          h("span.muted", ` (${BASIS_WORDS[s.totals.basis] || s.totals.basis})`)),
+        h("dt", "Gaps"), h("dd", { dataset: { testid: "gaps" } }, s.totals.gap_s ? fmtDuration(s.totals.gap_s)
+          : lost.length ? `none closed yet; ${lost.length} lost now` : "none"),
         s.notes ? [h("dt", "Notes"), h("dd", s.notes)] : null),
       canOperate() ? h("div.buttons",
         !terminal ? h("button.danger", { type: "button", onclick: async () => {
@@ -214,11 +219,15 @@ export function sessionPage(main, id) {
 
     clear(encBody, s.enclosures.map((e) => {
       const done = ["completed", "failed", "canceled", "timed_out"].includes(e.state);
-      return h(`article.enc-row.tone-${tone(e.state)}`, { dataset: { enclosure: e.enclosure_id, state: e.state } },
+      // A lost enclosure shows as such at once: its state in the session only changes when the
+      // grace period ends (timed out), but nobody should read "Recording" meanwhile.
+      const shown = e.lost ? "lost" : e.state;
+      const label = displayName(e.enclosure_id, e.enclosure_name);
+      return h(`article.enc-row.tone-${e.lost ? "bad" : tone(e.state)}`, { dataset: { enclosure: e.enclosure_id, state: shown } },
         h("div.enc-row-head",
-          h("h3", h("a", { href: `#/enclosures/${e.enclosure_id}` }, e.enclosure_id)),
-          h(`span.badge.tone-${tone(e.state)}`, { dataset: { testid: "state" } }, stateWord(e.state)),
-          e.enclosure_state ? h("span.muted.small", `enclosure ${stateWord(e.enclosure_state).toLowerCase()}`) : null,
+          h("h3", h("a", { href: `#/enclosures/${e.enclosure_id}` }, label)),
+          h(`span.badge.tone-${e.lost ? "bad" : tone(e.state)}`, { dataset: { testid: "state" } }, stateWord(shown)),
+          e.enclosure_state && !e.lost ? h("span.muted.small", `enclosure ${stateWord(e.enclosure_state).toLowerCase()}`) : null,
           canOperate() && !done && !terminal ? h("button.secondary.small", { type: "button", onclick: async () => {
             const sure = await confirmDialog({
               title: `Stop ${e.enclosure_id}?`,
@@ -228,11 +237,11 @@ export function sessionPage(main, id) {
             });
             if (sure) act(`/api/sessions/${id}/enclosures/${e.enclosure_id}/cancel`, `${e.enclosure_id} canceled`);
           } }, `Cancel ${e.enclosure_id}`) : null),
-        progressBar(e.recorded_s / s.duration_s, `recorded share of ${e.enclosure_id}`),
+        progressBar(e.progress.recorded_s / s.duration_s, `recorded share of ${e.enclosure_id}`),
         h("p.small", { dataset: { testid: "recorded" } },
-          `${fmtDuration(e.recorded_s)} of ${fmtDuration(s.duration_s)} recorded · ${fmtNumber(e.frames)} frames · ${e.segments} segments · ${fmtBytes(e.bytes)} · prefix ${e.file_prefix}`),
+          `${progressDetail(e.progress, s.duration_s)} · prefix ${e.file_prefix}`),
         e.message ? h(`p.small${e.state === "failed" || e.state === "timed_out" ? ".error-text" : ""}`, e.message) : null,
-        e.lost_since ? h("p.small.error-text", `Unreachable since ${fmtTime(e.lost_since)}`) : null,
+        e.lost ? h("p.small.error-text", { dataset: { testid: "lost" } }, lostWords(e)) : null,
         e.gaps.length ? h("details", h("summary", `${e.gaps.length} gaps, ${fmtDuration(e.gap_s)} not recorded`),
           h("ul", e.gaps.map((g) => h("li", `${fmtTime(g.started_at)} → ${fmtTime(g.ended_at)}: ${fmtDuration(g.gap_s)} (${g.cause.replaceAll("_", " ")})`)))) : null);
     }));
@@ -241,7 +250,7 @@ export function sessionPage(main, id) {
   async function loadSegments() {
     const page = await api("GET", `/api/sessions/${id}/recordings`, undefined, { query: { limit: 200 } });
     clear(segBody, page.items.length ? page.items.map((g) => h("tr",
-      h("td", g.enclosure_id), h("td.path", g.path), h("td", fmtTime(g.started_at)), h("td", fmtTime(g.ended_at)),
+      h("td", names.get(g.enclosure_id) || g.enclosure_id), h("td.path", g.path), h("td", fmtTime(g.started_at)), h("td", fmtTime(g.ended_at)),
       h("td", fmtNumber(g.frames)), h("td", fmtBytes(g.bytes)), h("td.hash", { title: g.sha256 }, `${g.sha256.slice(0, 12)}…`)))
       : h("tr", h("td", { colspan: 7, class: "muted" }, "No closed segment yet.")));
     if (page.next_cursor) segBody.append(h("tr", h("td", { colspan: 7, class: "muted" }, "Showing the first 200 segments.")));
