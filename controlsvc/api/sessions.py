@@ -40,7 +40,7 @@ from schemas.types import SessionId
 
 log = logging.getLogger(__name__)
 
-__all__ = ["bp", "commit_and_publish", "register"]
+__all__ = ["SessionPath", "bp", "commit_and_publish", "register", "session_body"]
 
 BODY_PROBLEMS = (400, 413, 415, 422)
 
@@ -69,6 +69,11 @@ SegmentPage = Page[SegmentOut]
 
 def _topics() -> Topics:
     return Topics(settings().mqtt.topic_prefix)
+
+
+def session_body(session: Session, rs: RecordingSession) -> dict[str, Any]:
+    """The session as ``GET /api/sessions/{id}`` answers it."""
+    return _out(session, rs)
 
 
 def _out(session: Session, rs: RecordingSession) -> dict[str, Any]:

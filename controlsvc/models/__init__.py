@@ -9,6 +9,7 @@ from controlsvc.models.enclosures import AgentEvent, Enclosure, EnclosureTransit
 from controlsvc.models.events import EventRecord, EventTicket
 from controlsvc.models.jabs import JabsEnclosure, JabsSession
 from controlsvc.models.ratelimit import AttemptCount
+from controlsvc.models.session_templates import SessionTemplate
 from controlsvc.models.sessions import (
     Alert,
     DesiredVersion,
@@ -38,6 +39,7 @@ __all__ = [
     "RevokedToken",
     "RevokedTokenFamily",
     "SessionEnclosure",
+    "SessionTemplate",
     "SessionGap",
     "SessionSegment",
     "StatusRecord",

@@ -35,6 +35,7 @@ from schemas.rest.recordings import (
     TimelineQuery,
     TimelineSpan,
 )
+from schemas.rest.session_templates import TemplateCreate, TemplateListQuery, TemplateOut
 from schemas.rest.sessions import (
     EnclosureSessionOut,
     GapOut,
@@ -47,6 +48,8 @@ from schemas.rest.sessions import (
     SessionEnclosureOut,
     SessionListQuery,
     SessionOut,
+    SessionSpec,
+    SessionStart,
     SessionSummary,
     SessionTotals,
 )
@@ -90,8 +93,13 @@ __all__ = [
     "SessionEnclosureOut",
     "SessionListQuery",
     "SessionOut",
+    "SessionSpec",
+    "SessionStart",
     "SessionSummary",
     "SessionTotals",
+    "TemplateCreate",
+    "TemplateListQuery",
+    "TemplateOut",
     "StatusHistoryItem",
     "StatusHistoryQuery",
     "field_errors",

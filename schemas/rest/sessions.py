@@ -25,6 +25,8 @@ __all__ = [
     "SessionEnclosureOut",
     "SessionListQuery",
     "SessionOut",
+    "SessionSpec",
+    "SessionStart",
     "SessionSummary",
     "SessionTotals",
 ]
@@ -38,10 +40,9 @@ class SessionEnclosureIn(StrictModel):
     file_prefix: FilePrefix = Field(description="First part of this enclosure's file names.")
 
 
-class SessionCreate(StrictModel):
-    """``POST /api/sessions``."""
+class SessionSpec(StrictModel):
+    """What a session records, where and how: shared by sessions and their templates."""
 
-    name: str = Field(min_length=1, max_length=200, description="Name of the session.")
     enclosures: list[SessionEnclosureIn] = Field(
         min_length=1,
         max_length=MAX_SESSION_ENCLOSURES,
@@ -64,14 +65,7 @@ class SessionCreate(StrictModel):
         default=None, description="Frames per second, 1-120 (null: the agent's default)."
     )
     apply_filter: StrictBool = Field(default=False, description="Apply the image (denoise) filter.")
-    start_at: UtcDatetime | None = Field(
-        default=None, description="When to start, in the future (null: now)."
-    )
     notes: str | None = Field(default=None, max_length=10_000, description="Free notes.")
-    allow_offline: StrictBool = Field(
-        default=False,
-        description="Accept lost or offline enclosures (they start when they come back).",
-    )
 
     @field_validator("enclosures")
     @classmethod
@@ -89,6 +83,31 @@ class SessionCreate(StrictModel):
         if self.fragment_hourly and self.segment_minutes is not None:
             raise ValueError("choose either fragment_hourly or segment_minutes, not both")
         return self
+
+
+class SessionStart(StrictModel):
+    """When and under which name a session starts (``POST /api/sessions/{id}/clone``,
+    ``POST /api/session-templates/{id}/sessions``)."""
+
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Name of the new session (null: the template's or the session's name).",
+    )
+    start_at: UtcDatetime | None = Field(
+        default=None, description="When to start, in the future (null: now)."
+    )
+    allow_offline: StrictBool = Field(
+        default=False,
+        description="Accept lost or offline enclosures (they start when they come back).",
+    )
+
+
+class SessionCreate(SessionSpec, SessionStart):
+    """``POST /api/sessions``."""
+
+    name: str = Field(min_length=1, max_length=200, description="Name of the session.")
 
 
 class SessionListQuery(PageQuery):

@@ -419,6 +419,68 @@ def test_serves_the_ui_without_breaking_the_api(demo: Demo) -> None:
     assert httpx.get(f"{demo.base}/metrics", timeout=10).status_code == 401
 
 
+def _axe(page: Any) -> list[dict[str, Any]]:
+    """The serious and critical axe-core violations of what the page shows now. axe-core comes
+    from the local file the axe-playwright-python package ships (the dev extra), no CDN."""
+    axe = pytest.importorskip("axe_playwright_python", reason="the dev extra brings axe-core")
+    page.add_script_tag(path=str(Path(axe.__file__).parent / "axe.min.js"))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {
+            "rule": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [n["target"] for n in v["nodes"]][:5],
+        }
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_pages_have_no_serious_accessibility_violations(demo: Demo, browser: Any) -> None:
+    """axe-core on every main page: 0 serious or critical violations."""
+    # axe is injected as a script of the page's own: the test's context lets it past the CSP.
+    context = browser.new_context(viewport=DESKTOP, bypass_csp=True)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    wait_for(
+        lambda: demo.api("GET", "/api/enclosures/demo-03")["state"] == "idle",
+        60,
+        message="demo-03 never idle",
+    )
+    sid = demo.api(
+        "POST",
+        "/api/sessions",
+        json={
+            "name": "Accessibility check",
+            "duration_s": 120,
+            "enclosures": [{"id": "demo-03", "file_prefix": "axe"}],
+        },
+    )["id"]
+    found: dict[str, list[dict[str, Any]]] = {}
+    page.goto(f"{demo.base}/")
+    expect(page.get_by_role("heading", name="Log in to jaxmba")).to_be_visible()
+    found["login"] = _axe(page)
+    _login(page, demo)
+    expect(_card(page, "demo-03").get_by_test_id("state")).to_be_visible()
+    found["fleet"] = _axe(page)
+    pages = {
+        "enclosure": ("#/enclosures/demo-03", page.locator("svg.chart-svg").first),
+        "sessions": ("#/sessions", page.get_by_role("link", name="Accessibility check").first),
+        "session detail": (f"#/sessions/{sid}", page.locator("article.enc-row").first),
+        "new session": ("#/sessions/new", page.locator('[data-pick="demo-03"]')),
+        "users": ("#/users", page.locator("tr[data-user]").first),
+    }
+    for name, (where, ready) in pages.items():
+        page.evaluate("hash => { location.hash = hash; }", where)
+        expect(ready).to_be_visible()
+        found[name] = _axe(page)
+    demo.api("POST", f"/api/sessions/{sid}/cancel")
+    context.close()
+    bad = {name: v for name, v in found.items() if v}
+    assert not bad, json.dumps(bad, indent=1)
+
+
 def test_a_dead_bridge_shows_a_banner(demo: Demo, browser: Any) -> None:
     """Last in this module: it kills the demo's bridge for good."""
     context, page, console = _new_page(browser)
