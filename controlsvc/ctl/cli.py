@@ -28,6 +28,7 @@ from controlsvc.ctl.output import ago, dig, human_bytes, human_seconds, local_ti
 from controlsvc.ctl.progress import lost_text, progress_text, state_text
 from controlsvc.ctl.recordings import recordings
 from controlsvc.ctl.sessions import sessions
+from controlsvc.ctl.templates import templates
 from schemas.enums import CommandKind, CommandState, EnclosureState
 
 __all__ = ["cli", "main"]
@@ -415,6 +416,7 @@ def command_show(ctl: CtlContext, command_id: str, wait_s: float) -> None:
 
 # -- the rest ------------------------------------------------------------------------------------
 cli.add_command(sessions)
+cli.add_command(templates)
 cli.add_command(alerts)
 cli.add_command(recordings)
 cli.add_command(watch)

@@ -129,7 +129,18 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     log_path = tmp / "demo.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [*cli, "demo", "--enclosures", str(len(ENCLOSURES)), "--port", str(port)],
+            # Agents stay dead when killed here (the lost enclosure is what is looked at);
+            # tests/e2e/test_demo.py sees them restarted.
+            [
+                *cli,
+                "demo",
+                "--enclosures",
+                str(len(ENCLOSURES)),
+                "--port",
+                str(port),
+                "--restart-agents-after",
+                "0",
+            ],
             cwd=tmp,
             env=env,
             stdout=log,
@@ -417,6 +428,60 @@ def test_serves_the_ui_without_breaking_the_api(demo: Demo) -> None:
     assert httpx.get(f"{demo.base}/api/enclosures", timeout=10).status_code == 401
     assert httpx.get(f"{demo.base}/swagger.json", timeout=10).status_code == 200
     assert httpx.get(f"{demo.base}/metrics", timeout=10).status_code == 401
+
+
+def test_templates_clone_and_coverage(demo: Demo, browser: Any) -> None:
+    """Save a session as a template from the form, start it from the Sessions page (the form
+    comes filled in), see its coverage strip, cancel it and start it again from its page."""
+    context, page, console = _new_page(browser)
+    wait_for(
+        lambda: demo.api("GET", "/api/enclosures/demo-03")["state"] == "idle",
+        60,
+        message="demo-03 never idle",
+    )
+    _login(page, demo)
+    page.get_by_role("link", name="Sessions").click()
+    page.get_by_role("link", name="New session").click()
+    page.get_by_label("Name").fill("Template test")
+    page.locator('[data-pick="demo-03"]').check()
+    page.locator('[data-prefix="demo-03"]').fill("tpl3")
+    page.get_by_label("Duration", exact=True).fill("2")
+    page.get_by_label("Duration unit").select_option("min")
+    page.get_by_role("button", name="Save as template").click()
+    expect(page.get_by_test_id("form-note")).to_contain_text('Saved as template "Template test"')
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Sessions").click()
+    templates = page.get_by_test_id("templates")
+    expect(templates.locator("tr", has_text="Template test")).to_contain_text("demo-03 (tpl3)")
+    templates.get_by_role("link", name="Start a session from Template test").click()
+    expect(page.get_by_test_id("form-note")).to_contain_text("template")
+    expect(page.get_by_label("Name")).to_have_value("Template test")
+    expect(page.locator('[data-pick="demo-03"]')).to_be_checked()
+    expect(page.locator('[data-prefix="demo-03"]')).to_have_value("tpl3")
+    expect(page.get_by_label("Duration unit")).to_have_value("min")
+    page.get_by_role("button", name="Start session").click()
+    expect(page.get_by_role("heading", name="Template test")).to_be_visible()
+    row = page.locator('article.enc-row[data-enclosure="demo-03"]')
+    expect(row.get_by_test_id("state")).to_have_text("Recording", timeout=30_000)
+    strip = page.get_by_test_id("coverage").locator('[data-enclosure="demo-03"] .rec-strip')
+    expect(strip).to_have_attribute("aria-label", re.compile(r"recorded"))
+    expect(strip.locator(".rec-span").first).to_be_attached(timeout=30_000)
+    _shot(page, "session-coverage")
+
+    page.get_by_role("button", name="Cancel session").click()
+    page.get_by_role("dialog", name="Cancel the session?").get_by_role(
+        "button", name="Cancel session"
+    ).click()
+    expect(page.get_by_test_id("status")).to_have_text("Canceled", timeout=20_000)
+    page.get_by_role("link", name="Start again").click()
+    expect(page.get_by_label("Name")).to_have_value("Template test")
+    expect(page.locator('[data-pick="demo-03"]')).to_be_checked()
+    page.get_by_role("button", name="Start session").click()
+    expect(page.get_by_role("heading", name="Template test")).to_be_visible()
+    expect(page.locator('article.enc-row[data-enclosure="demo-03"]')).to_be_visible()
+    demo.api("POST", f"/api/sessions/{page.url.split('#/sessions/', 1)[1]}/cancel")
+    context.close()
+    assert console.errors == [], f"browser console errors: {console.errors}"
 
 
 def _axe(page: Any) -> list[dict[str, Any]]:
