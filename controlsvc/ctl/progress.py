@@ -7,7 +7,7 @@ from typing import Any
 
 from controlsvc.ctl.output import human_seconds, local_time, text
 
-__all__ = ["BASIS_WORDS", "lost_text", "progress_text", "state_text"]
+__all__ = ["BASIS_WORDS", "enclosure_text", "lost_text", "progress_text", "state_text"]
 
 BASIS_WORDS = {
     "live": "live: closed files and the file being written",
@@ -24,6 +24,13 @@ def progress_text(progress: Any) -> str:
         f"{human_seconds(float(progress.get('recorded_s') or 0))} recorded, "
         f"{text(progress.get('frames'))} frames ({BASIS_WORDS.get(basis, basis)})"
     )
+
+
+def enclosure_text(part: dict[str, Any]) -> str:
+    """``Cage 7 (demo-01)``, or the id alone when the display name is the id."""
+    eid = text(part.get("enclosure_id"))
+    name = part.get("enclosure_name")
+    return f"{name} ({eid})" if name and name != eid else eid
 
 
 def state_text(part: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from controlsvc.ctl.client import ApiClient
 from controlsvc.ctl.context import CtlContext, json_option, pass_ctl
 from controlsvc.ctl.errors import CtlError
 from controlsvc.ctl.output import dig, human_bytes, human_seconds, local_time, text
-from controlsvc.ctl.progress import lost_text, progress_text, state_text
+from controlsvc.ctl.progress import enclosure_text, lost_text, progress_text, state_text
 from controlsvc.ctl.sse import follow
 from schemas.enums import SessionEnclosureStatus, SessionStatus
 from schemas.ids import validate_enclosure_id
@@ -268,7 +268,7 @@ def _show(session: dict[str, Any]) -> None:
     output.print_pairs(pairs, title=f"Session {text(session.get('id'))}")
     rows = [
         [
-            _eid(e),
+            enclosure_text(e),
             text(e.get("file_prefix")),
             state_text(e),
             human_seconds(float(dig(e, "progress", "recorded_s") or 0)),
