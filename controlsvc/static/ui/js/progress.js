@@ -19,7 +19,11 @@ export function progressWords(p, durationS) {
 /** The longer form: files and bytes too, and where the figures come from. */
 export function progressDetail(p, durationS) {
   if (!p) return "–";
-  return `${progressWords(p, durationS)} · ${p.segments} closed files · ${fmtBytes(p.bytes)} (${BASIS_WORDS[p.basis] || p.basis})`;
+  return `${progressWords(p, durationS)} · ${closedFiles(p.segments)} · ${fmtBytes(p.bytes)} (${BASIS_WORDS[p.basis] || p.basis})`;
+}
+
+export function closedFiles(n) {
+  return `${n} closed file${n === 1 ? "" : "s"}`;
 }
 
 /** "Lost since 12:00:01; counts as failed at 12:01:01 unless it comes back." */

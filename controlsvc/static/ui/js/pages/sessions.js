@@ -6,7 +6,7 @@ import { h, clear, progressBar } from "../dom.js";
 import * as events from "../events.js";
 import { field, formError, showErrors, clearErrors } from "../forms.js";
 import { fmtBytes, fmtDuration, fmtNumber, fmtTime, stateWord, tone } from "../format.js";
-import { BASIS_WORDS, displayName, lostWords, progressDetail } from "../progress.js";
+import { BASIS_WORDS, closedFiles, displayName, lostWords, progressDetail } from "../progress.js";
 
 const ACTIVE = new Set(["scheduled", "running"]);
 const DURATION_UNITS = { s: 1, min: 60, h: 3600, d: 86400 };
@@ -321,7 +321,7 @@ export function sessionPage(main, id) {
         h("dt", "Files"), h("dd", s.fragment_hourly ? "hourly" : s.segment_minutes ? `every ${s.segment_minutes} min` : "agent default"),
         h("dt", "Filter"), h("dd", s.apply_filter ? "on" : "off"),
         h("dt", "Recorded"), h("dd", { dataset: { testid: "total-recorded" } },
-          `${fmtDuration(s.totals.recorded_s)} · ${fmtNumber(s.totals.frames)} frames · ${fmtBytes(s.totals.bytes)} · ${s.totals.segments} closed files`,
+          `${fmtDuration(s.totals.recorded_s)} · ${fmtNumber(s.totals.frames)} frames · ${fmtBytes(s.totals.bytes)} · ${closedFiles(s.totals.segments)}`,
           h("span.muted", ` (${BASIS_WORDS[s.totals.basis] || s.totals.basis})`)),
         h("dt", "Gaps"), h("dd", { dataset: { testid: "gaps" } }, s.totals.gap_s ? fmtDuration(s.totals.gap_s)
           : lost.length ? `none closed yet; ${lost.length} lost now` : "none"),
