@@ -127,4 +127,5 @@ class StatusBuilder:
             segment_started_at=stats.segment_started_at or recording.started_at,
             recorded_s=round(stats.recorded_s, 3),
             segments_closed=stats.segments_closed,
+            segment_frames=stats.segment_frames,
         )

@@ -50,6 +50,12 @@ class RecordingStatus(WirePart):
     segment_started_at: UtcDatetime = Field(description="When the current segment started.")
     recorded_s: float = Field(ge=0, description="Seconds recorded in this session so far.")
     segments_closed: int = Field(default=0, ge=0, description="Segments closed in this session.")
+    segment_frames: int | None = Field(
+        default=None,
+        ge=0,
+        description="Frames written to the current segment file (null: an agent that does not "
+        "say; the service then counts only closed segments' frames).",
+    )
 
 
 class SystemStatus(WirePart):

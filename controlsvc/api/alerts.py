@@ -60,14 +60,20 @@ def list_alerts(query: AlertListQuery) -> Any:
         enclosure_id=query.enclosure_id,
         session_id=query.session_id,
     )
-    return page_body(page)
+    items = alert_context.with_context(db_session(), page.items)
+    return {
+        "items": [a.model_dump(mode="json") for a in items],
+        "next_cursor": page.next_cursor,
+    }
 
 
 @bp.get("/<string:alert_id>", responses={200: AlertOut, **problem_responses(404, 422)})
 @tokens.require_role(*READERS)
 def get_alert(path: AlertPath) -> Any:
     """One alert."""
-    return alerts.alert_out(alerts.get_alert(db_session(), path.alert_id)).model_dump(mode="json")
+    session = db_session()
+    out = alerts.alert_out(alerts.get_alert(session, path.alert_id))
+    return alert_context.with_context(session, [out])[0].model_dump(mode="json")
 
 
 @bp.post("/<string:alert_id>/ack", responses={200: AlertOut, **problem_responses(404, 422)})
@@ -79,7 +85,7 @@ def acknowledge(path: AlertPath) -> Any:
     events: list[eventlog.Intent] = []
     alert = alerts.acknowledge(session, path.alert_id, tokens.current_user(), events, now=utcnow())
     newest = eventlog.record_intents(session, events)
-    out = alerts.alert_out(alert).model_dump(mode="json")
+    out = alert_context.with_context(session, [alerts.alert_out(alert)])[0].model_dump(mode="json")
     session.commit()
     if newest is not None:  # the other tabs drop it at once
         eventlog.notify(

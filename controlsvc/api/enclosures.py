@@ -20,7 +20,7 @@ from controlsvc.api.web import db_session, settings
 from controlsvc.broker import accounts as broker_accounts
 from controlsvc.config.settings import Settings
 from controlsvc.mqtt import publisher as mqtt_publisher
-from controlsvc.store import enclosures
+from controlsvc.store import enclosures, session_progress
 from controlsvc.store.db import utcnow
 from schemas.base import StrictModel
 from schemas.enums import EnclosureState, Role
@@ -79,8 +79,20 @@ StatusHistoryPage = Page[StatusHistoryItem]
 TransitionPage = Page[TransitionOut]
 
 
+def _outs(encs: list[Any]) -> list[dict[str, Any]]:
+    """Enclosures with their part in the session they record for now."""
+    grace = settings().service.session_lost_grace_s
+    parts = session_progress.enclosure_sessions(db_session(), encs, grace)
+    return [
+        enclosures.enclosure_out(enc)
+        .model_copy(update={"session": parts.get(enc.id)})
+        .model_dump(mode="json")
+        for enc in encs
+    ]
+
+
 def _out(enc: Any) -> dict[str, Any]:
-    return enclosures.enclosure_out(enc).model_dump(mode="json")
+    return _outs([enc])[0]
 
 
 @bp.get("", responses={200: EnclosurePage, **problem_responses(422)})
@@ -95,7 +107,7 @@ def list_enclosures(query: EnclosureListQuery) -> Any:
         q=query.q,
         include_retired=query.include_retired,
     )
-    return page_body(page, _out)
+    return {"items": _outs(page.items), "next_cursor": page.next_cursor}
 
 
 @bp.post("", responses={201: EnclosureRegistered, **problem_responses(409, 503, *BODY_PROBLEMS)})

@@ -43,7 +43,7 @@ from schemas.types import SessionId
 
 log = logging.getLogger(__name__)
 
-__all__ = ["bp", "commit_and_publish", "register"]
+__all__ = ["SessionPath", "bp", "commit_and_publish", "register", "session_body"]
 
 BODY_PROBLEMS = (400, 413, 415, 422)
 
@@ -74,8 +74,14 @@ def _topics() -> Topics:
     return Topics(settings().mqtt.topic_prefix)
 
 
+def session_body(session: Session, rs: RecordingSession) -> dict[str, Any]:
+    """The session as ``GET /api/sessions/{id}`` answers it."""
+    return _out(session, rs)
+
+
 def _out(session: Session, rs: RecordingSession) -> dict[str, Any]:
-    return session_views.session_out(session, rs).model_dump(mode="json")
+    grace = settings().service.session_lost_grace_s
+    return session_views.session_out(session, rs, lost_grace_s=grace).model_dump(mode="json")
 
 
 def _notify(publisher: Publisher, session: Session) -> None:

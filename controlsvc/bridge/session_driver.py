@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from controlsvc.bridge.fleet_publisher import FleetPublisher
 from controlsvc.bridge.mqtt_client import BridgeClient
+from controlsvc.bridge.session_events import alert_subject, session_named
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.config.settings import Settings
 from controlsvc.domain.enclosure_state import status_cause
@@ -40,7 +41,9 @@ from controlsvc.domain.session_state import (
     next_state,
 )
 from controlsvc.mailer.delivery import MailOutbox, make_mailer
+from controlsvc.domain import alert_words
 from controlsvc.store import alerts, desired
+from controlsvc.store.session_progress import progress_of, totals_of
 from controlsvc.store.db import Database, is_down, utcnow
 from controlsvc.store.enclosures import current_status
 from controlsvc.store.models.enclosures import Enclosure
@@ -93,8 +96,8 @@ def _observed(
     se: SessionEnclosure, enc: Enclosure, rs: RecordingSession
 ) -> tuple[float | None, int, datetime | None, bool] | None:
     """What the enclosure's latest status says about its recording of ``rs``: the open
-    segment's seconds (None: unknown), frames written, the newer last frame (None: not newer),
-    whether frames flow; None when it is not recording ``rs`` (or is away)."""
+    segment's seconds (None: unknown), the open segment's frames, the newer last frame (None:
+    not newer), whether frames flow; None when it is not recording ``rs`` (or is away)."""
     status = enc.status or {}
     recording = status.get("recording")
     live = EnclosureState(enc.state) not in OFFLINE_STATES
@@ -109,7 +112,21 @@ def _observed(
     if last_frame is not None and se.last_frame_at is not None and last_frame <= se.last_frame_at:
         last_frame = None
     frames = camera.get("frames_written") or 0
-    return live_s, int(frames), last_frame, frames > 0 and bool(camera.get("recording"))
+    return (
+        live_s,
+        _open_frames(recording, frames),
+        last_frame,
+        frames > 0 and bool(camera.get("recording")),
+    )
+
+
+def _open_frames(recording: dict[str, Any], frames_written: int) -> int:
+    """Frames in the open segment file: as the agent says, else (an agent from before
+    ``segment_frames``) all its frames while it has closed none, else unknown (0)."""
+    segment = recording.get("segment_frames")
+    if isinstance(segment, int) and segment >= 0:
+        return segment
+    return int(frames_written) if not recording.get("segments_closed") else 0
 
 
 class SessionDriver:
@@ -420,14 +437,11 @@ class SessionDriver:
 
     @staticmethod
     def _totals(rs: RecordingSession, ses: Sequence[SessionEnclosure]) -> dict[str, Any]:
+        totals = totals_of((progress_of(se) for se in ses), sum(se.gap_s for se in ses))
         return {
             "session_id": rs.id,
             "status": rs.status,
-            "recorded_s": round(sum(se.recorded_s for se in ses), 3),
-            "frames": sum(se.frames for se in ses),
-            "bytes": sum(se.bytes for se in ses),
-            "segments": sum(se.segments for se in ses),
-            "gap_s": round(sum(se.gap_s for se in ses), 3),
+            **totals.model_dump(),
             "enclosures": len(ses),
             "recording": sum(1 for se in ses if se.state == EncState.RECORDING.value),
         }
@@ -500,7 +514,7 @@ class SessionDriver:
             session,
             "recording_timed_out",
             se.enclosure_id,
-            f"{se.enclosure_id} timed out in session {se.session_id}: {se.message}",
+            alert_words.timed_out(alert_subject(session, se.enclosure_id), *session_named(session, se), se.message),
             events,
             session_id=se.session_id,
             now=now,
@@ -513,7 +527,11 @@ class SessionDriver:
         rs: RecordingSession,
         signal: Callable[[Signal], bool],
     ) -> None:
-        """Progress and confirmation from the enclosure's latest status."""
+        """Progress and confirmation from the enclosure's latest status. While the enclosure
+        is away its open file's figures stay as last reported (the file is on its disk; the
+        page says the enclosure is lost), rather than dropping to the closed segments'."""
+        if EnclosureState(enc.state) in OFFLINE_STATES:
+            return
         seen = _observed(se, enc, rs)
         if seen is None:
             se.live_s = 0.0

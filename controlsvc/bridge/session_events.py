@@ -26,7 +26,9 @@ from controlsvc.domain.session_state import (
     Signal,
     next_state,
 )
+from controlsvc.domain import alert_words
 from controlsvc.store import alerts
+from controlsvc.store.session_progress import progress_of
 from controlsvc.store.db import utcnow
 from controlsvc.store.enclosures import current_status, insert_ignore, insert_new
 from controlsvc.store.models.enclosures import Enclosure
@@ -116,6 +118,18 @@ def _recording_session(session: Session, session_id: str) -> RecordingSession | 
     return known[session_id]
 
 
+def alert_subject(session: Session, eid: str) -> str:
+    """The enclosure as alerts name it (its display name, and the id once)."""
+    enc = session.get(Enclosure, eid)
+    return alert_words.who(eid, enc.name if enc is not None else None)
+
+
+def session_named(session: Session, se: SessionEnclosure) -> tuple[str | None, str]:
+    """(session name, session id) for an alert's sentence."""
+    rs = _recording_session(session, se.session_id)
+    return (rs.name if rs is not None else None), se.session_id
+
+
 def _active_enclosure(session: Session, eid: str) -> SessionEnclosure | None:
     """The enclosure's part in the session it is recording now, if any."""
     return session.scalar(
@@ -157,15 +171,12 @@ def _add_gap(
 
 
 def _progress(se: SessionEnclosure) -> dict[str, Any]:
+    """The ``session.progress`` event of one enclosure: the figures the API shows."""
     return {
         "session_id": se.session_id,
         "enclosure_id": se.enclosure_id,
         "state": se.state,
-        "recorded_s": round(se.recorded_s, 3),
-        "frames": se.frames,
-        "bytes": se.bytes,
-        "segments": se.segments,
-        "last_frame_at": se.last_frame_at,
+        **progress_of(se).model_dump(),
         "gap_s": round(se.gap_s, 3),
     }
 
@@ -361,7 +372,9 @@ def _session_event(
                 session,
                 "recording_failed",
                 eid,
-                f"{eid} stopped recording session {se.session_id} early: {payload.reason}",
+                alert_words.stopped_early(
+                    alert_subject(session, eid), *session_named(session, se), payload.reason or "?"
+                ),
                 events,
                 session_id=se.session_id,
                 now=now,
@@ -376,7 +389,7 @@ def _session_event(
                 session,
                 "recording_failed",
                 eid,
-                f"{eid} failed to record session {se.session_id}: {payload.reason}",
+                alert_words.failed(alert_subject(session, eid), *session_named(session, se), payload.reason),
                 events,
                 session_id=se.session_id,
                 now=now,
@@ -396,7 +409,7 @@ def _enclosure_event(
             session,
             "camera_stalled",
             eid,
-            f"the camera of {eid} stopped delivering frames (session {se.session_id})",
+            alert_words.camera_stalled(alert_subject(session, eid), *session_named(session, se)),
             events,
             session_id=se.session_id,
             now=now,
@@ -414,8 +427,7 @@ def _enclosure_event(
             session,
             "disk_low",
             eid,
-            f"the recording disk of {eid} is below its reserve: {data.get('free_bytes')} bytes "
-            f"free (session {se.session_id})",
+            alert_words.disk_low(alert_subject(session, eid), data.get("free_bytes"), *session_named(session, se)),
             events,
             session_id=se.session_id,
             now=now,

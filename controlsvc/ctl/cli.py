@@ -25,8 +25,10 @@ from controlsvc.ctl.context import ENCLOSURE_ID, CtlContext, json_option, parse_
 from controlsvc.ctl.errors import CtlError
 from controlsvc.ctl.events import watch
 from controlsvc.ctl.output import ago, dig, human_bytes, human_seconds, local_time, text
+from controlsvc.ctl.progress import lost_text, progress_text, state_text
 from controlsvc.ctl.recordings import recordings
 from controlsvc.ctl.sessions import sessions
+from controlsvc.ctl.templates import templates
 from schemas.enums import CommandKind, CommandState, EnclosureState
 
 __all__ = ["cli", "main"]
@@ -155,12 +157,24 @@ def enclosures_list(ctl: CtlContext, state: str | None, search: str | None) -> N
                 _state(e.get("state")),
                 text(e.get("location")),
                 ago(e.get("last_seen_at")),
-                text(dig(e, "status", "recording", "session_id")),
+                text(dig(e, "session", "session_id")),
                 human_bytes(dig(e, "status", "system", "disk_free_bytes")),
             ]
             for e in items
         ],
     )
+
+
+def _session_text(part: Any) -> str:
+    """The session it records for, with the figures ``sessions show`` gives."""
+    if not isinstance(part, dict):
+        return "none"
+    words = [
+        f"{text(part.get('session_name'))} ({text(part.get('session_id'))})",
+        state_text(part),
+        progress_text(part.get("progress")),
+    ]
+    return ", ".join(words + ([lost_text(part)] if part.get("lost") else []))
 
 
 def _status_pairs(status: dict[str, Any]) -> list[tuple[str, str]]:
@@ -240,6 +254,7 @@ def enclosures_show(ctl: CtlContext, eid: str) -> None:
             ),
             ("agent", f"{text(enc.get('agent_version'))} (boot {text(enc.get('boot_id'))})"),
             ("registered", local_time(enc.get("registered_at"))),
+            ("session", _session_text(enc.get("session"))),
         ],
         title=f"Enclosure {eid}",
     )
@@ -401,6 +416,7 @@ def command_show(ctl: CtlContext, command_id: str, wait_s: float) -> None:
 
 # -- the rest ------------------------------------------------------------------------------------
 cli.add_command(sessions)
+cli.add_command(templates)
 cli.add_command(alerts)
 cli.add_command(recordings)
 cli.add_command(watch)

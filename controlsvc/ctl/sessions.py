@@ -23,6 +23,7 @@ from controlsvc.ctl.api_client import ApiClient
 from controlsvc.ctl.context import CtlContext, json_option, pass_ctl
 from controlsvc.ctl.errors import CtlError
 from controlsvc.ctl.output import dig, human_bytes, human_seconds, local_time, text
+from controlsvc.ctl.progress import enclosure_text, lost_text, progress_text, state_text
 from controlsvc.ctl.sse import follow
 from schemas.enums import SessionEnclosureStatus, SessionStatus
 from schemas.ids import validate_enclosure_id
@@ -259,8 +260,7 @@ def _show(session: dict[str, Any]) -> None:
         pairs.append(
             (
                 "totals",
-                f"{human_seconds(float(totals.get('recorded_s') or 0))} recorded, "
-                f"{text(totals.get('frames'))} frames, {human_bytes(totals.get('bytes'))}, "
+                f"{progress_text(totals)}, {human_bytes(totals.get('bytes'))}, "
                 f"{text(totals.get('segments'))} segments, "
                 f"{human_seconds(float(totals.get('gap_s') or 0))} gaps",
             )
@@ -268,21 +268,32 @@ def _show(session: dict[str, Any]) -> None:
     output.print_pairs(pairs, title=f"Session {text(session.get('id'))}")
     rows = [
         [
-            _eid(e),
+            enclosure_text(e),
             text(e.get("file_prefix")),
-            text(e.get("state")),
-            human_seconds(float(e.get("recorded_s") or 0)),
-            text(e.get("frames")),
+            state_text(e),
+            human_seconds(float(dig(e, "progress", "recorded_s") or 0)),
+            text(dig(e, "progress", "frames")),
+            text(dig(e, "progress", "basis")),
             text(e.get("segments")),
             human_seconds(float(e.get("gap_s") or 0)),
-            text(e.get("message")),
+            "; ".join(x for x in (lost_text(e), e.get("message") or "") if x) or "-",
         ]
         for e in _enclosures_of(session)
     ]
     if rows:
         output.console.print()
         output.print_table(
-            ["ENCLOSURE", "PREFIX", "STATE", "RECORDED", "FRAMES", "SEGMENTS", "GAPS", "MESSAGE"],
+            [
+                "ENCLOSURE",
+                "PREFIX",
+                "STATE",
+                "RECORDED",
+                "FRAMES",
+                "FIGURES",
+                "SEGMENTS",
+                "GAPS",
+                "MESSAGE",
+            ],
             rows,
         )
 
@@ -360,7 +371,7 @@ def _finished(session: dict[str, Any]) -> bool:
 
 
 def _bar_state(item: dict[str, Any], total: float, fetched: float) -> tuple[float, str]:
-    recorded = float(item.get("recorded_s") or 0)
+    recorded = float(dig(item, "progress", "recorded_s") or item.get("recorded_s") or 0)
     status = str(item.get("state") or "?")
     if status == SessionEnclosureStatus.RECORDING.value:
         recorded += time.monotonic() - fetched  # keeps moving between updates

@@ -24,6 +24,7 @@ from controlsvc.files import atomic_write
 from controlsvc.ops.embedded import EmbeddedBroker
 from controlsvc.ops.runner import child_process, ensure_port_free, serve_gunicorn, settings_env
 from controlsvc.store.db import Database
+from controlsvc.ops.supervisor import supervised
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ ADMIN_PASSWORD_ENV = "JAXMBA_DEMO_ADMIN_PASSWORD"  # noqa: S105 - a variable nam
 PRIVATE_MODE = 0o600
 # Small frames keep N encoders within a 2-core laptop; real cameras set their own size.
 DEMO_WIDTH, DEMO_HEIGHT, DEMO_FPS = 320, 240, 15
+# A dead agent is started again after this pause (doubling while it keeps dying): long enough
+# to see the enclosure go lost, short enough to see it come back.
+AGENT_RESTART_S = 5.0
 # The agent's production reserve (GiBs) would refuse to record on a small laptop disk.
 DEMO_DISK_RESERVE_BYTES = 256 * 1024 * 1024
 # The agent's --log-level knows no CRITICAL.
@@ -213,7 +217,11 @@ def banner(settings: Settings, email: str, password: str, ids: list[str], broker
 
 
 @contextmanager
-def agents_running(settings: Settings, paths: DemoPaths, ids: list[str]) -> Iterator[None]:
+def agents_running(
+    settings: Settings, paths: DemoPaths, ids: list[str], *, restart_after_s: float
+) -> Iterator[None]:
+    """The agents, each restarted ``restart_after_s`` after it dies (its log says how it
+    died), as a lab computer's service manager would restart a real one."""
     with ExitStack() as stack:
         env = dict(os.environ)
         for eid in ids:
@@ -227,11 +235,21 @@ def agents_running(settings: Settings, paths: DemoPaths, ids: list[str]) -> Iter
                 "--log-level",
                 _AGENT_LEVELS.get(settings.service.log_level, settings.service.log_level),
             ]
-            stack.enter_context(child_process(argv, env, f"agent {eid}"))
+            stack.enter_context(
+                supervised(argv, env, f"agent {eid}", restart_after_s=restart_after_s)
+            )
         yield
 
 
-def run_demo(settings: Settings, *, count: int, host: str, port: int, workers: int) -> None:
+def run_demo(
+    settings: Settings,
+    *,
+    count: int,
+    host: str,
+    port: int,
+    workers: int,
+    restart_agents_after_s: float = AGENT_RESTART_S,
+) -> None:
     ensure_port_free(host, port)
     # Invite and reset links point at this demo's port, whatever [SERVICE] public_url says.
     settings = settings.model_copy(
@@ -250,7 +268,7 @@ def run_demo(settings: Settings, *, count: int, host: str, port: int, workers: i
             argv += ["--config", str(Path(effective.config_path).resolve())]
         with (
             child_process([*argv, "bridge"], settings_env(effective), "bridge"),
-            agents_running(effective, paths, ids),
+            agents_running(effective, paths, ids, restart_after_s=restart_agents_after_s),
         ):
             print(banner(effective, email, password, ids, embedded.agent_port), flush=True)
             serve_gunicorn(effective, host=host, port=port, workers=workers)

@@ -357,7 +357,18 @@ def bridge_cmd() -> None:
     help="Log more: -v the service's log ([SERVICE] log_level), -vv everything at DEBUG "
     "(default: warnings, and the mails the demo would send).",
 )
-def demo(count: int, host: str | None, port: int | None, verbose: int) -> None:
+@click.option(
+    "--restart-agents-after",
+    "restart_after",
+    type=click.FloatRange(0, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds before an agent that died is started again (its death is logged with its "
+    "exit code or signal); 0: leave it dead.",
+)
+def demo(
+    count: int, host: str | None, port: int | None, verbose: int, restart_after: float
+) -> None:
     """The whole system on this machine: embedded broker, database, admin, bridge, agents, API."""
     from controlsvc.ops.demo import demo_log_level, quiet_demo_logging, run_demo
 
@@ -378,6 +389,7 @@ def demo(count: int, host: str | None, port: int | None, verbose: int) -> None:
         host=host or settings.service.host,
         port=settings.service.port if port is None else port,
         workers=settings.service.workers,
+        restart_agents_after_s=restart_after,
     )
 
 

@@ -264,6 +264,7 @@ class SimulatedAgent:
                 "segment_started_at": _iso(rec.started_at),
                 "recorded_s": round(rec.elapsed_s(now), 3),
                 "segments_closed": 0,
+                "segment_frames": rec.frames(now),
             }
         live_until = self.live_view_until
         live_active = live_until is not None and live_until > now

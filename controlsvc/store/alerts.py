@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from controlsvc.domain.errors import NotFound
 from controlsvc.domain.mail import Mail
 from controlsvc.domain.publisher import BrokerUnavailable, Publisher
+from controlsvc.domain import alert_words
 from controlsvc.store import users
 from controlsvc.store.db import utcnow
 from controlsvc.store.models.enclosures import Enclosure
@@ -107,13 +108,19 @@ def open_alert(session: Session, enclosure_id: str, kind: str) -> Alert | None:
 
 def away_sentence(enc: Enclosure) -> str:
     """What happened to a lost or offline enclosure, as lab staff say it (no MQTT words)."""
+    name = alert_words.who(enc.id, enc.name)
     if enc.state == EnclosureState.LOST.value:
         if enc.lifecycle == "lost":
-            return f"{enc.id} lost its connection"
-        return f"{enc.id} stopped reporting ({enc.state_reason or 'silent'})"
+            return f"{name} lost its connection"
+        return f"{name} stopped reporting ({enc.state_reason or 'silent'})"
     if enc.lifecycle is None:
-        return f"{enc.id} has never connected"
-    return f"{enc.id} was shut down"
+        return f"{name} has never connected"
+    return f"{name} was shut down"
+
+
+def _who(session: Session, eid: str) -> str:
+    enc = session.get(Enclosure, eid)
+    return alert_words.who(eid, enc.name if enc is not None else None)
 
 
 def alert_out(alert: Alert) -> AlertOut:
@@ -185,9 +192,7 @@ def clock_skew(
             session,
             "clock_skew",
             enclosure_id,
-            f"the clock of {enclosure_id} is {after:+.1f} s off the service's: its recording"
-            " windows are judged by the service's clock, but its file and frame times follow"
-            " its own; check its time synchronisation (NTP)",
+            alert_words.clock_skew(_who(session, enclosure_id), after),
             events,
             now=now,
         )

@@ -425,7 +425,9 @@ def enclosure_out(enc: Enclosure) -> EnclosureOut:
     except ValidationError as exc:
         log.warning("enclosure %s: stored status does not fit the schema: %s", enc.id, exc)
         fields = {
-            name: getattr(enc, name) for name in EnclosureOut.model_fields if name != "status"
+            name: getattr(enc, name)
+            for name in EnclosureOut.model_fields
+            if name not in ("status", "session")
         }
         return EnclosureOut.model_validate({**fields, "status": None})
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.errors import NotFound
+from controlsvc.store import session_progress
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.models.sessions import (
     RecordingSession,
@@ -32,7 +33,6 @@ from schemas.rest.sessions import (
     SessionEnclosureOut,
     SessionOut,
     SessionSummary,
-    SessionTotals,
 )
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,9 @@ def _summary_fields(rs: RecordingSession) -> dict[str, Any]:
     }
 
 
-def session_out(session: Session, rs: RecordingSession) -> SessionOut:
-    """The session with every enclosure's progress, gaps and the totals."""
+def session_out(session: Session, rs: RecordingSession, *, lost_grace_s: float = 0.0) -> SessionOut:
+    """The session with every enclosure's progress (``session_progress``: the same figures
+    the enclosure pages show), whether it is lost, its gaps, and the totals."""
     ses = _enclosures_of(session, rs.id)
     gaps: dict[str, list[GapOut]] = {}
     for gap in session.scalars(
@@ -101,15 +102,17 @@ def session_out(session: Session, rs: RecordingSession) -> SessionOut:
         .order_by(SessionGap.enclosure_id, SessionGap.started_at)
     ):
         gaps.setdefault(gap.enclosure_id, []).append(GapOut.model_validate(gap))
-    states: dict[str, str] = dict(
-        session.execute(
-            select(Enclosure.id, Enclosure.state).where(
-                Enclosure.id.in_([se.enclosure_id for se in ses])
-            )
-        ).all()
-    )
+    encs = {
+        enc.id: enc
+        for enc in session.scalars(
+            select(Enclosure).where(Enclosure.id.in_([se.enclosure_id for se in ses]))
+        )
+    }
     out = []
     for se in ses:
+        enc = encs.get(se.enclosure_id)
+        lost = session_progress.is_lost(se, enc.state if enc else None)
+        since = session_progress.lost_since(se, enc)
         out.append(
             SessionEnclosureOut(
                 enclosure_id=se.enclosure_id,
@@ -118,8 +121,9 @@ def session_out(session: Session, rs: RecordingSession) -> SessionOut:
                 message=se.message,
                 state_changed_at=se.state_changed_at,
                 confirmed_at=se.confirmed_at,
-                enclosure_state=states.get(se.enclosure_id),
-                lost_since=se.lost_since,
+                enclosure_name=enc.name if enc else None,
+                enclosure_state=enc.state if enc else None,
+                lost_since=since,
                 recorded_s=round(se.recorded_s, 3),
                 frames=se.frames,
                 bytes=se.bytes,
@@ -127,15 +131,12 @@ def session_out(session: Session, rs: RecordingSession) -> SessionOut:
                 last_frame_at=se.last_frame_at,
                 gap_s=round(se.gap_s, 3),
                 gaps=gaps.get(se.enclosure_id, []),
+                progress=session_progress.progress_of(se),
+                lost=lost,
+                fails_at=session_progress.fails_at(since, lost_grace_s) if lost else None,
             )
         )
-    totals = SessionTotals(
-        recorded_s=round(sum(se.recorded_s for se in ses), 3),
-        frames=sum(se.frames for se in ses),
-        bytes=sum(se.bytes for se in ses),
-        segments=sum(se.segments for se in ses),
-        gap_s=round(sum(se.gap_s for se in ses), 3),
-    )
+    totals = session_progress.totals_of((e.progress for e in out), sum(se.gap_s for se in ses))
     return SessionOut(
         **_summary_fields(rs),
         enclosure_states=dict(Counter(se.state for se in ses)),

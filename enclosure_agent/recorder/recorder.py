@@ -120,6 +120,7 @@ class RecorderStats:
     segment_started_at: datetime | None
     recorded_s: float  # time covered by written frames, over all segments
     segments_closed: int
+    segment_frames: int  # frames in the open segment file (0: none open)
     error: str | None
 
 
@@ -239,6 +240,7 @@ class Recorder:
                 segment_started_at=writer.started_at if writer else None,
                 recorded_s=self._closed_span_s + current_span,
                 segments_closed=len(self._segments),
+                segment_frames=writer.frames if writer else 0,
                 error=self._error,
             )
 

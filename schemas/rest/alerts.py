@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from schemas.enums import AlertSeverity
+from schemas.enums import AlertSeverity, SessionStatus
 from schemas.ids import EnclosureId
 from schemas.rest.common import PageQuery, RestOut
 from schemas.types import SessionId, UtcDatetime
@@ -50,6 +50,17 @@ class AlertOut(RestOut):
     enclosure_id: EnclosureId | None = Field(default=None, description="The enclosure concerned.")
     session_id: SessionId | None = Field(
         default=None, description="The session it happened in (null: outside sessions)."
+    )
+    enclosure_name: str | None = Field(
+        default=None, description="The enclosure's display name (lists and GET only)."
+    )
+    session_name: str | None = Field(
+        default=None, description="The session's name (lists and GET only)."
+    )
+    session_status: SessionStatus | None = Field(
+        default=None,
+        description="The session's status now (lists and GET only): an alert raised in a "
+        "session canceled since says so.",
     )
     message: str = Field(description="What happened, in words.")
     raised_at: UtcDatetime = Field(description="When the condition was first seen.")

@@ -13,6 +13,7 @@ from schemas.enums import CommandKind, CommandState, EnclosureState, Lifecycle
 from schemas.errors import raise_nested
 from schemas.ids import EnclosureId
 from schemas.rest.common import PageQuery, RestOut
+from schemas.rest.sessions import EnclosureSessionOut
 from schemas.status import Status
 from schemas.types import BootId, UtcDatetime
 
@@ -62,6 +63,11 @@ class EnclosureOut(RestOut):
     expected_online: bool = Field(
         default=False,
         description="Expected to be online: lost or offline raises an alert even outside sessions.",
+    )
+    session: EnclosureSessionOut | None = Field(
+        default=None,
+        description="Its part in the session it records for now (null: none): state, lost, "
+        "and what it recorded, the same figures as GET /api/sessions/{id}.",
     )
 
 

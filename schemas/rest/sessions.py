@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
@@ -14,7 +14,10 @@ from schemas.types import MAX_RECORDING_S, FilePrefix, Fps, SessionId, UtcDateti
 
 __all__ = [
     "MAX_SESSION_ENCLOSURES",
+    "EnclosureSessionOut",
     "GapOut",
+    "ProgressBasis",
+    "RecordingProgress",
     "RecordingsQuery",
     "SegmentOut",
     "SessionCreate",
@@ -22,11 +25,14 @@ __all__ = [
     "SessionEnclosureOut",
     "SessionListQuery",
     "SessionOut",
+    "SessionSpec",
+    "SessionStart",
     "SessionSummary",
     "SessionTotals",
 ]
 
 MAX_SESSION_ENCLOSURES = 5000  # a site's whole fleet in one session, with room to spare
+ProgressBasis = Literal["live", "evidence"]
 
 
 class SessionEnclosureIn(StrictModel):
@@ -34,10 +40,9 @@ class SessionEnclosureIn(StrictModel):
     file_prefix: FilePrefix = Field(description="First part of this enclosure's file names.")
 
 
-class SessionCreate(StrictModel):
-    """``POST /api/sessions``."""
+class SessionSpec(StrictModel):
+    """What a session records, where and how: shared by sessions and their templates."""
 
-    name: str = Field(min_length=1, max_length=200, description="Name of the session.")
     enclosures: list[SessionEnclosureIn] = Field(
         min_length=1,
         max_length=MAX_SESSION_ENCLOSURES,
@@ -60,14 +65,7 @@ class SessionCreate(StrictModel):
         default=None, description="Frames per second, 1-120 (null: the agent's default)."
     )
     apply_filter: StrictBool = Field(default=False, description="Apply the image (denoise) filter.")
-    start_at: UtcDatetime | None = Field(
-        default=None, description="When to start, in the future (null: now)."
-    )
     notes: str | None = Field(default=None, max_length=10_000, description="Free notes.")
-    allow_offline: StrictBool = Field(
-        default=False,
-        description="Accept lost or offline enclosures (they start when they come back).",
-    )
 
     @field_validator("enclosures")
     @classmethod
@@ -85,6 +83,31 @@ class SessionCreate(StrictModel):
         if self.fragment_hourly and self.segment_minutes is not None:
             raise ValueError("choose either fragment_hourly or segment_minutes, not both")
         return self
+
+
+class SessionStart(StrictModel):
+    """When and under which name a session starts (``POST /api/sessions/{id}/clone``,
+    ``POST /api/session-templates/{id}/sessions``)."""
+
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Name of the new session (null: the template's or the session's name).",
+    )
+    start_at: UtcDatetime | None = Field(
+        default=None, description="When to start, in the future (null: now)."
+    )
+    allow_offline: StrictBool = Field(
+        default=False,
+        description="Accept lost or offline enclosures (they start when they come back).",
+    )
+
+
+class SessionCreate(SessionSpec, SessionStart):
+    """``POST /api/sessions``."""
+
+    name: str = Field(min_length=1, max_length=200, description="Name of the session.")
 
 
 class SessionListQuery(PageQuery):
@@ -113,9 +136,28 @@ class GapOut(RestOut):
     cause: str = Field(description="agent_restart, camera_stalled or not_recorded.")
 
 
+class RecordingProgress(RestOut):
+    """What one enclosure recorded in a session, the same figures everywhere they are shown
+    (session page, enclosure page, fleet, ``jaxmba-ctl``): ``controlsvc.session_progress``."""
+
+    basis: ProgressBasis = Field(
+        description="live: the closed segments plus the open file as the agent last reported "
+        "it (the enclosure still records the session); evidence: the closed segments only, "
+        "each proven by its segment_closed report (the enclosure is done with the session)."
+    )
+    recorded_s: float = Field(description="Seconds recorded.")
+    frames: int = Field(description="Frames recorded.")
+    bytes: int = Field(description="Bytes in closed segments (the open file's size is unknown).")
+    segments: int = Field(description="Closed segments.")
+    last_frame_at: UtcDatetime | None = Field(default=None, description="Latest frame time.")
+
+
 class SessionTotals(RestOut):
+    basis: ProgressBasis = Field(
+        description="live while any enclosure's figures are (see RecordingProgress), else evidence."
+    )
     recorded_s: float = Field(description="Seconds recorded, summed over the enclosures.")
-    frames: int = Field(description="Frames in closed segments.")
+    frames: int = Field(description="Frames recorded, summed over the enclosures.")
     bytes: int = Field(description="Bytes in closed segments.")
     segments: int = Field(description="Closed segments.")
     gap_s: float = Field(description="Seconds not recorded because of crashes or outages.")
@@ -123,6 +165,7 @@ class SessionTotals(RestOut):
 
 class SessionEnclosureOut(RestOut):
     enclosure_id: EnclosureId = Field(description="The enclosure.")
+    enclosure_name: str | None = Field(default=None, description="Its display name.")
     file_prefix: FilePrefix = Field(description="Its file prefix.")
     state: SessionEnclosureStatus = Field(description="Its outcome in this session.")
     message: str | None = Field(default=None, description="Why, when not plain.")
@@ -143,6 +186,34 @@ class SessionEnclosureOut(RestOut):
     last_frame_at: UtcDatetime | None = Field(default=None, description="Latest frame time.")
     gap_s: float = Field(description="Seconds not recorded (summed gaps).")
     gaps: list[GapOut] = Field(default_factory=list, description="Every gap.")
+    progress: RecordingProgress = Field(
+        description="What it recorded, live or evidence: the figures every page shows."
+    )
+    lost: bool = Field(
+        default=False,
+        description="True while the enclosure is lost or offline and still active in the "
+        "session: it counts as timed out at fails_at unless it comes back.",
+    )
+    fails_at: UtcDatetime | None = Field(
+        default=None,
+        description="When a lost enclosure counts as timed out (lost_since + the grace period).",
+    )
+
+
+class EnclosureSessionOut(RestOut):
+    """An enclosure's part in the session it records for now (``GET /api/enclosures``)."""
+
+    session_id: SessionId = Field(description="The session.")
+    session_name: str = Field(description="Its name.")
+    session_status: SessionStatus = Field(description="scheduled or running.")
+    duration_s: int = Field(description="The session's length in seconds.")
+    state: SessionEnclosureStatus = Field(description="The enclosure's state in the session.")
+    lost: bool = Field(description="Lost or offline while active in the session.")
+    lost_since: UtcDatetime | None = Field(default=None, description="Lost since.")
+    fails_at: UtcDatetime | None = Field(
+        default=None, description="When it counts as timed out unless it comes back."
+    )
+    progress: RecordingProgress = Field(description="What it recorded (as the session shows).")
 
 
 class SessionSummary(RestOut):

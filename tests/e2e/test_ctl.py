@@ -512,6 +512,58 @@ def test_sessions_create_list_show_cancel(env: dict[str, str], demo: Demo) -> No
     assert "ghost-01" in one_error_line(busy)
 
 
+def test_templates_start_and_clone(env: dict[str, str]) -> None:
+    """A template saved, listed, started; the session shows each enclosure's figures with
+    where they come from; a clone starts it again; the template is deleted."""
+    saved = run_ctl(
+        env,
+        "--json",
+        "templates",
+        "create",
+        "--name",
+        "ctl template",
+        "--enclosure",
+        "demo-01:tpl1",
+        "--duration",
+        "5m",
+        "--segment-minutes",
+        "1",
+    )
+    assert saved.returncode == 0, saved.stderr
+    template_id = str(json.loads(saved.stdout)["id"])
+    listed = run_ctl(env, "templates", "list")
+    assert "ctl template" in listed.stdout
+    assert "demo-01:tpl1" in listed.stdout
+    started = run_ctl(env, "--json", "templates", "start", template_id, "--name", "from tpl")
+    assert started.returncode == 0, started.stderr
+    session = json.loads(started.stdout)
+    assert session["name"] == "from tpl"
+    assert session["segment_minutes"] == 1
+    assert [(e["enclosure_id"], e["file_prefix"]) for e in session["enclosures"]] == [
+        ("demo-01", "tpl1")
+    ]
+    shown = run_ctl(env, "sessions", "show", session["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert "FIGURES" in shown.stdout
+    assert "live" in shown.stdout
+    assert run_ctl(env, "sessions", "cancel", session["id"]).returncode == 0
+    cloned = run_ctl(env, "--json", "sessions", "clone", session["id"])
+    assert cloned.returncode == 0, cloned.stderr
+    clone = json.loads(cloned.stdout)
+    assert clone["id"] != session["id"]
+    assert clone["name"] == "from tpl"
+    assert [(e["enclosure_id"], e["file_prefix"]) for e in clone["enclosures"]] == [
+        ("demo-01", "tpl1")
+    ]
+    assert run_ctl(env, "sessions", "cancel", clone["id"]).returncode == 0
+    shown = run_ctl(env, "sessions", "show", clone["id"])
+    assert "evidence" in shown.stdout
+    assert run_ctl(env, "templates", "delete", template_id).returncode == 0
+    gone = run_ctl(env, "templates", "start", template_id)
+    assert gone.returncode == 1
+    assert "404" in one_error_line(gone)
+
+
 def _api(
     demo: Demo, env: dict[str, str], method: str, path: str, **kwargs: object
 ) -> httpx.Response:

@@ -175,6 +175,36 @@ def test_demo_runs_records_and_stops_cleanly(tmp_path: Path) -> None:
             timeout=30,
             message="demo-01 never went back to idle",
         )
+
+        # An agent that dies is started again, and the demo's log says how it died.
+        def agent(eid: str) -> psutil.Process | None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    if any(arg.endswith(f"{eid}.toml") for arg in child.cmdline()):
+                        return child
+                except psutil.NoSuchProcess:
+                    continue
+            return None
+
+        victim = agent("demo-02")
+        assert victim is not None
+        victim.send_signal(signal.SIGKILL)
+        said = f"agent demo-02 (pid {victim.pid}) died: killed by signal SIGKILL (9); restarting"
+        wait_for(
+            lambda: said in log_path.read_text(),
+            timeout=30,
+            message=lambda: f"no word of the death:\n{log_path.read_text()[-2000:]}",
+        )
+        wait_for(
+            lambda: (a := agent("demo-02")) is not None and a.pid != victim.pid,
+            timeout=60,
+            message="demo-02's agent was not started again",
+        )
+        wait_for(
+            lambda: next(e for e in enclosures() if e["id"] == "demo-02")["state"] == "idle",
+            timeout=60,
+            message="demo-02 never came back",
+        )
     finally:
         stack.close()
         children = []

@@ -129,7 +129,18 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     log_path = tmp / "demo.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [*cli, "demo", "--enclosures", str(len(ENCLOSURES)), "--port", str(port)],
+            # Agents stay dead when killed here (the lost enclosure is what is looked at);
+            # tests/e2e/test_demo.py sees them restarted.
+            [
+                *cli,
+                "demo",
+                "--enclosures",
+                str(len(ENCLOSURES)),
+                "--port",
+                str(port),
+                "--restart-agents-after",
+                "0",
+            ],
             cwd=tmp,
             env=env,
             stdout=log,
@@ -261,6 +272,7 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
 
     # The detail page: both enclosures start, and progress arrives without a reload.
     expect(page.get_by_role("heading", name="UI test session")).to_be_visible()
+    session_hash = "#" + page.url.split("#", 1)[1]
     rows = {eid: page.locator(f'article.enc-row[data-enclosure="{eid}"]') for eid in ENCLOSURES}
     for eid in ("demo-01", "demo-02"):
         expect(rows[eid].get_by_test_id("state")).to_have_text("Recording", timeout=30_000)
@@ -349,6 +361,19 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
         "demo-01 lost its connection during session “UI test session”"
     )
     expect(alert.first).not_to_contain_text("Will")
+    # Every page tells the same truth: the session page shows demo-01 lost at once, with the
+    # time it will count as failed, and the same figures as its enclosure page.
+    page.evaluate("hash => { location.hash = hash; }", session_hash)
+    lost_row = page.locator('article.enc-row[data-enclosure="demo-01"]')
+    expect(lost_row.get_by_test_id("state")).to_have_text("Lost")
+    expect(lost_row.get_by_test_id("lost")).to_contain_text("counts as failed at")
+    figures = " · ".join(lost_row.get_by_test_id("recorded").inner_text().split(" · ")[:2])
+    assert re.fullmatch(r".+ recorded · [\d,]+ frames", figures), figures
+    assert not figures.startswith("0 s"), figures
+    _shot(page, "session-lost")
+    page.evaluate("location.hash = '#/enclosures/demo-01'")
+    expect(page.get_by_test_id("session-progress")).to_contain_text(figures)
+    expect(page.get_by_test_id("session-progress")).to_contain_text("Lost")
     # Alerts are the service's, not a tab's: a second tab opened now lists the same alert,
     # and an acknowledgement in the first removes it there too (pushed, no reload).
     other = context.new_page()
@@ -403,6 +428,122 @@ def test_serves_the_ui_without_breaking_the_api(demo: Demo) -> None:
     assert httpx.get(f"{demo.base}/api/enclosures", timeout=10).status_code == 401
     assert httpx.get(f"{demo.base}/swagger.json", timeout=10).status_code == 200
     assert httpx.get(f"{demo.base}/metrics", timeout=10).status_code == 401
+
+
+def test_templates_clone_and_coverage(demo: Demo, browser: Any) -> None:
+    """Save a session as a template from the form, start it from the Sessions page (the form
+    comes filled in), see its coverage strip, cancel it and start it again from its page."""
+    context, page, console = _new_page(browser)
+    wait_for(
+        lambda: demo.api("GET", "/api/enclosures/demo-03")["state"] == "idle",
+        60,
+        message="demo-03 never idle",
+    )
+    _login(page, demo)
+    page.get_by_role("link", name="Sessions").click()
+    page.get_by_role("link", name="New session").click()
+    page.get_by_label("Name").fill("Template test")
+    page.locator('[data-pick="demo-03"]').check()
+    page.locator('[data-prefix="demo-03"]').fill("tpl3")
+    page.get_by_label("Duration", exact=True).fill("2")
+    page.get_by_label("Duration unit").select_option("min")
+    page.get_by_role("button", name="Save as template").click()
+    expect(page.get_by_test_id("form-note")).to_contain_text('Saved as template "Template test"')
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Sessions").click()
+    templates = page.get_by_test_id("templates")
+    expect(templates.locator("tr", has_text="Template test")).to_contain_text("demo-03 (tpl3)")
+    templates.get_by_role("link", name="Start a session from Template test").click()
+    expect(page.get_by_test_id("form-note")).to_contain_text("template")
+    expect(page.get_by_label("Name")).to_have_value("Template test")
+    expect(page.locator('[data-pick="demo-03"]')).to_be_checked()
+    expect(page.locator('[data-prefix="demo-03"]')).to_have_value("tpl3")
+    expect(page.get_by_label("Duration unit")).to_have_value("min")
+    page.get_by_role("button", name="Start session").click()
+    expect(page.get_by_role("heading", name="Template test")).to_be_visible()
+    row = page.locator('article.enc-row[data-enclosure="demo-03"]')
+    expect(row.get_by_test_id("state")).to_have_text("Recording", timeout=30_000)
+    strip = page.get_by_test_id("coverage").locator('[data-enclosure="demo-03"] .rec-strip')
+    expect(strip).to_have_attribute("aria-label", re.compile(r"recorded"))
+    expect(strip.locator(".rec-span").first).to_be_attached(timeout=30_000)
+    _shot(page, "session-coverage")
+
+    page.get_by_role("button", name="Cancel session").click()
+    page.get_by_role("dialog", name="Cancel the session?").get_by_role(
+        "button", name="Cancel session"
+    ).click()
+    expect(page.get_by_test_id("status")).to_have_text("Canceled", timeout=20_000)
+    page.get_by_role("link", name="Start again").click()
+    expect(page.get_by_label("Name")).to_have_value("Template test")
+    expect(page.locator('[data-pick="demo-03"]')).to_be_checked()
+    page.get_by_role("button", name="Start session").click()
+    expect(page.get_by_role("heading", name="Template test")).to_be_visible()
+    expect(page.locator('article.enc-row[data-enclosure="demo-03"]')).to_be_visible()
+    demo.api("POST", f"/api/sessions/{page.url.split('#/sessions/', 1)[1]}/cancel")
+    context.close()
+    assert console.errors == [], f"browser console errors: {console.errors}"
+
+
+def _axe(page: Any) -> list[dict[str, Any]]:
+    """The serious and critical axe-core violations of what the page shows now. axe-core comes
+    from the local file the axe-playwright-python package ships (the dev extra), no CDN."""
+    axe = pytest.importorskip("axe_playwright_python", reason="the dev extra brings axe-core")
+    page.add_script_tag(path=str(Path(axe.__file__).parent / "axe.min.js"))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {
+            "rule": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [n["target"] for n in v["nodes"]][:5],
+        }
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_pages_have_no_serious_accessibility_violations(demo: Demo, browser: Any) -> None:
+    """axe-core on every main page: 0 serious or critical violations."""
+    # axe is injected as a script of the page's own: the test's context lets it past the CSP.
+    context = browser.new_context(viewport=DESKTOP, bypass_csp=True)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    wait_for(
+        lambda: demo.api("GET", "/api/enclosures/demo-03")["state"] == "idle",
+        60,
+        message="demo-03 never idle",
+    )
+    sid = demo.api(
+        "POST",
+        "/api/sessions",
+        json={
+            "name": "Accessibility check",
+            "duration_s": 120,
+            "enclosures": [{"id": "demo-03", "file_prefix": "axe"}],
+        },
+    )["id"]
+    found: dict[str, list[dict[str, Any]]] = {}
+    page.goto(f"{demo.base}/")
+    expect(page.get_by_role("heading", name="Log in to jaxmba")).to_be_visible()
+    found["login"] = _axe(page)
+    _login(page, demo)
+    expect(_card(page, "demo-03").get_by_test_id("state")).to_be_visible()
+    found["fleet"] = _axe(page)
+    pages = {
+        "enclosure": ("#/enclosures/demo-03", page.locator("svg.chart-svg").first),
+        "sessions": ("#/sessions", page.get_by_role("link", name="Accessibility check").first),
+        "session detail": (f"#/sessions/{sid}", page.locator("article.enc-row").first),
+        "new session": ("#/sessions/new", page.locator('[data-pick="demo-03"]')),
+        "users": ("#/users", page.locator("tr[data-user]").first),
+    }
+    for name, (where, ready) in pages.items():
+        page.evaluate("hash => { location.hash = hash; }", where)
+        expect(ready).to_be_visible()
+        found[name] = _axe(page)
+    demo.api("POST", f"/api/sessions/{sid}/cancel")
+    context.close()
+    bad = {name: v for name, v in found.items() if v}
+    assert not bad, json.dumps(bad, indent=1)
 
 
 def test_a_dead_bridge_shows_a_banner(demo: Demo, browser: Any) -> None:

@@ -32,6 +32,7 @@ from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     broker,
     make_bridge,
     mosquitto_factory,
+    status_payload,
     wait_state,
 )
 from tests.support.auth import Auth
@@ -429,3 +430,89 @@ def test_frames_again_recover_an_open_recording_alert(client, operator, viewer, 
             return alert is not None and alert.recovered_at is not None
 
     wait_for(recovered)
+
+
+def recording_status(agent: Agent, sid: str, *, started: datetime, frames: int, seconds: float):
+    """A status of an agent writing ``frames`` frames over ``seconds`` into its first file."""
+    body = json.loads(status_payload(agent.boot_id, agent.seq, recording=sid))
+    agent.seq += 1
+    body["camera"].update(
+        frames_written=frames,
+        last_frame_at=(started + timedelta(seconds=seconds)).isoformat(),
+    )
+    body["recording"].update(
+        segment_started_at=started.isoformat(), recorded_s=seconds, segment_frames=frames
+    )
+    agent.publish(f"{PREFIX}/enc/{agent.eid}/status", json.dumps(body).encode(), retain=True)
+
+
+def test_one_truth_for_progress_and_lost(client, operator, viewer, online, database):
+    """The session, the enclosure and the session's totals give the same figures, labelled
+    live while recording; a lost enclosure shows as lost at once, with the time it fails."""
+    sid = create(client, operator, eids=("enc-a",)).get_json()["id"]
+    a = online[0]
+    event(a, "recording_started", sid)
+    wait_enc_state(client, viewer, sid, "enc-a", "recording")
+    started = datetime.now(UTC) - timedelta(seconds=10)
+    recording_status(a, sid, started=started, frames=40, seconds=4.0)
+    wait_for(
+        lambda: enclosure_of(get(client, viewer, sid), "enc-a")["progress"]["frames"] == 40,
+        10,
+        message=lambda: str(enclosure_of(get(client, viewer, sid), "enc-a")),
+    )
+    body = get(client, viewer, sid)
+    part = enclosure_of(body, "enc-a")
+    assert part["progress"] == {
+        "basis": "live",
+        "recorded_s": 4.0,
+        "frames": 40,
+        "bytes": 0,
+        "segments": 0,
+        "last_frame_at": part["progress"]["last_frame_at"],
+    }
+    assert body["totals"]["basis"] == "live"
+    assert (body["totals"]["recorded_s"], body["totals"]["frames"]) == (4.0, 40)
+    enc = client.get("/api/enclosures/enc-a", headers=viewer).get_json()
+    assert enc["session"]["session_id"] == sid
+    assert enc["session"]["session_name"] == "test session"
+    assert enc["session"]["progress"] == part["progress"]
+    assert enc["session"]["lost"] is False
+    listed = client.get("/api/enclosures", headers=viewer).get_json()["items"]
+    assert next(e for e in listed if e["id"] == "enc-a")["session"] == enc["session"]
+    assert next(e for e in listed if e["id"] == "enc-b")["session"] is None
+
+    a.drop()
+    wait_state(database, "enc-a", "lost")
+    # At once: no waiting for the session timer; the figures stay as last reported.
+    part = enclosure_of(get(client, viewer, sid), "enc-a")
+    assert part["state"] == "recording"  # until the grace period ends
+    assert part["lost"] is True
+    assert part["lost_since"] is not None
+    since = datetime.fromisoformat(part["lost_since"])
+    assert datetime.fromisoformat(part["fails_at"]) == since + timedelta(seconds=3)
+    enc = client.get("/api/enclosures/enc-a", headers=viewer).get_json()
+    assert enc["session"]["lost"] is True
+    assert enc["session"]["fails_at"] == part["fails_at"]
+    # Timed out, then canceled: done with the session, so the evidence (no file was closed
+    # yet), labelled so; no longer lost in it.
+    wait_enc_state(client, viewer, sid, "enc-a", "timed_out", timeout=10)
+    assert client.post(f"/api/sessions/{sid}/cancel", headers=operator).status_code == 200
+    body = get(client, viewer, sid)
+    part = enclosure_of(body, "enc-a")
+    assert part["progress"]["basis"] == "evidence"
+    assert (part["progress"]["frames"], part["progress"]["recorded_s"]) == (0, 0.0)
+    assert part["lost"] is False
+    assert part["fails_at"] is None
+    assert client.get("/api/enclosures/enc-a", headers=viewer).get_json()["session"] is None
+    # Its alerts: sentences naming the session once; the session's status as it is now.
+    found = client.get("/api/alerts?enclosure_id=enc-a", headers=viewer).get_json()["items"]
+    by_kind = {a["kind"]: a for a in found}
+    lost = by_kind["enclosure_lost"]
+    assert lost["message"] == "enc-a lost its connection during session “test session”"
+    assert (lost["session_name"], lost["session_status"]) == ("test session", "canceled")
+    assert lost["enclosure_name"] == "enc-a"
+    assert by_kind["recording_timed_out"]["message"] == (
+        "enc-a counts as failed in session “test session”: lost for more than 3 s"
+    )
+    one = client.get(f"/api/alerts/{lost['alert_id']}", headers=viewer).get_json()
+    assert one["session_status"] == "canceled"

@@ -14,6 +14,7 @@ from controlsvc.store.models.enclosures import (
 from controlsvc.store.models.events import EventRecord, EventTicket
 from controlsvc.store.models.jabs import JabsEnclosure, JabsSession
 from controlsvc.store.models.ratelimit import AttemptCount
+from controlsvc.store.models.session_templates import SessionTemplate
 from controlsvc.store.models.sessions import (
     Alert,
     DesiredVersion,
@@ -43,6 +44,7 @@ __all__ = [
     "RevokedToken",
     "RevokedTokenFamily",
     "SessionEnclosure",
+    "SessionTemplate",
     "SessionGap",
     "SessionSegment",
     "StatusRecord",

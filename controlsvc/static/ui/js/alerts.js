@@ -5,7 +5,7 @@
 import { api, canOperate, listAll } from "./api.js";
 import { h, clear } from "./dom.js";
 import * as events from "./events.js";
-import { fmtTime } from "./format.js";
+import { fmtTime, stateWord } from "./format.js";
 
 // On login the bar shows what nobody has acknowledged: open alerts and those of the last day.
 const RECENT_MS = 24 * 3600 * 1000;
@@ -32,6 +32,16 @@ async function acknowledge(id, button, note) {
   }
 }
 
+// A session that has finished since the alert was raised says so: the link must not read as
+// if it still ran (its status comes from GET /api/alerts, then from session.state events).
+const FINISHED = new Set(["completed", "completed_with_failures", "canceled"]);
+const sessionStatus = new Map(); // session id -> status, once it finished
+
+function sessionLink(a) {
+  const status = sessionStatus.get(a.session_id) || a.session_status;
+  return FINISHED.has(status) ? `session (${stateWord(status).toLowerCase()})` : "session";
+}
+
 function render() {
   if (!bar) return;
   clear(bar);
@@ -48,7 +58,7 @@ function render() {
       h("span.alert-text", " ", a.message || a.kind.replaceAll("_", " "),
         h("span.muted", ` · ${fmtTime(a.recovered ? a.recovered_at : a.raised_at)}`),
         a.enclosure_id ? [" · ", h("a", { href: `#/enclosures/${a.enclosure_id}` }, "enclosure")] : null,
-        a.session_id ? [" · ", h("a", { href: `#/sessions/${a.session_id}` }, "session")] : null,
+        a.session_id ? [" · ", h("a", { href: `#/sessions/${a.session_id}` }, sessionLink(a))] : null,
         note),
       button,
     ));
@@ -82,6 +92,12 @@ export function initAlerts(element) {
   events.on("alert", (record) => {
     take(record.data);
     render();
+  });
+  events.on("session.state", (record) => {
+    const d = record.data || {};
+    if (d.enclosure_id || !FINISHED.has(d.status)) return;
+    sessionStatus.set(d.session_id, d.status);
+    if ([...shown.values()].some((a) => a.session_id === d.session_id)) render();
   });
   events.on("alert.acked", (record) => {
     if (record.data?.alert_id) drop(record.data.alert_id);

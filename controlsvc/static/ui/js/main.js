@@ -19,7 +19,7 @@ const ROUTES = [
   [/^\/?$/, dashboardPage, "dashboard"],
   [/^\/enclosures\/([a-z0-9-]+)$/, enclosurePage, "dashboard"],
   [/^\/sessions$/, sessionsPage, "sessions"],
-  [/^\/sessions\/new$/, sessionNewPage, "sessions"],
+  [/^\/sessions\/new(?:\/(like|template)\/([A-Za-z0-9._-]+))?$/, sessionNewPage, "sessions"],
   [/^\/sessions\/([A-Za-z0-9._-]+)$/, sessionPage, "sessions"],
   [/^\/users$/, usersPage, "users"],
 ];

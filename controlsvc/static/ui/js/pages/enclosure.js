@@ -5,6 +5,7 @@ import { h, clear } from "../dom.js";
 import * as events from "../events.js";
 import { lineChart } from "../chart.js";
 import { fmtDuration, fmtNumber, fmtTime, health, stateWord, tone } from "../format.js";
+import { BASIS_WORDS, lostWords, progressWords } from "../progress.js";
 
 const HISTORY_POINTS = 500; // newest heartbeats drawn (40 min at the default 5 s interval)
 const MAX_POINTS = 2000;
@@ -107,13 +108,22 @@ export function enclosurePage(main, eid) {
         h("dt", "Load"), h("dd", fmtNumber(hl.load, 2)),
         h("dt", "Clock"), h(`dd.tone-text-${hl.clockTone}`, hl.clockWord),
         h("dt", "Camera"), h("dd", hl.cameraConnected ? `${fmtNumber(hl.fps, 1)} fps measured` : "not connected"),
-        h("dt", "Recording"), h("dd", hl.recording
-          ? [h("a", { href: `#/sessions/${encodeURIComponent(hl.recording.session_id)}` }, hl.recording.session_id),
-            `, ${fmtDuration(hl.recording.recorded_s)} recorded, ${fmtNumber(hl.frames)} frames`]
-          : "no"),
         hl.lastError ? [h("dt", "Last error"), h("dd.error-text", hl.lastError)] : null,
-      ] : null),
+      ] : null,
+      // The session it records for: the service's figures, the same as on the session page.
+      h("dt", "Session"), h("dd", { dataset: { testid: "session-progress" } }, sessionFact(enc.session))),
       enc.notes ? h("p", enc.notes) : null);
+  }
+
+  function sessionFact(part) {
+    if (!part) return "none";
+    const p = part.progress;
+    return [
+      h("a", { href: `#/sessions/${encodeURIComponent(part.session_id)}` }, part.session_name),
+      " ", h(`span.badge.tone-${part.lost ? "bad" : tone(part.state)}`, stateWord(part.lost ? "lost" : part.state)),
+      h("br"), `${progressWords(p, part.duration_s)} `, h("span.muted", `(${BASIS_WORDS[p.basis] || p.basis})`),
+      part.lost ? [h("br"), h("span.error-text", lostWords(part))] : null,
+    ];
   }
 
   const SPAN_WORDS = { recorded: "Recorded", recording: "Recording (open file)" };
@@ -258,10 +268,33 @@ export function enclosurePage(main, eid) {
       h(`span.badge.tone-${tone(t.to_state)}`, stateWord(t.to_state)), ` ${t.reason}`)) : h("li.muted", "No changes yet."));
   }
 
+  // The session figures change with the bridge's progress reports and state changes: ask the
+  // service again (a heartbeat's own counters would disagree with the session page).
+  let refreshTimer = null;
+  function refreshSession() {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(async () => {
+      try {
+        const fresh = await api("GET", `/api/enclosures/${eid}`);
+        if (!enc) return;
+        enc.session = fresh.session;
+        enc.state = fresh.state;
+        renderHead();
+      } catch { /* the next event tries again */ }
+    }, 250);
+  }
+  const mine = ({ session_id: sid, data }) => {
+    const about = sid || data?.session_id;
+    if (data?.enclosure_id === eid || (about && about === enc?.session?.session_id)) refreshSession();
+  };
+
   const off = [
+    events.on("session.progress", mine),
+    events.on("session.state", mine),
     events.on("enclosure.state", ({ data }) => {
       if (!enc || data.enclosure_id !== eid) return;
       enc.state = data.state;
+      refreshSession();
       renderHead();
       transitions.prepend(h("li", h("span.muted", fmtTime(data.at)), " ",
         h(`span.badge.tone-${tone(data.previous_state)}`, stateWord(data.previous_state)), " → ",
@@ -284,5 +317,5 @@ export function enclosurePage(main, eid) {
     }),
   ];
   load();
-  return () => { off.forEach((f) => f()); stopLive(); };
+  return () => { off.forEach((f) => f()); clearTimeout(refreshTimer); stopLive(); };
 }

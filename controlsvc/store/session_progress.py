@@ -1,0 +1,130 @@
+"""What an enclosure recorded in a session, and whether it is lost there: the one place these
+figures are computed, so the session page, the enclosure page, the fleet and ``jaxmba-ctl``
+show the same numbers (they all read them from the API, never from a heartbeat of their own).
+
+- ``live`` while the enclosure still records the session: the closed segments (each proven by
+  its ``segment_closed`` report) plus the open file as the agent's latest status described it
+  (the bridge keeps ``live_s``/``live_frames``; while the enclosure is lost they stay as last
+  reported).
+- ``evidence`` once it is done with the session (completed, failed, canceled, timed out): the
+  closed segments only.
+
+A lost or offline enclosure still active in a session is ``lost`` at once (not after the
+bridge's next tick), and counts as timed out ``session_lost_grace_s`` after it was lost.
+No Flask, no paho.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.sessions import RecordingSession, SessionEnclosure
+from controlsvc.domain.session_state import (
+    ACTIVE_ENCLOSURE_STATES,
+    ACTIVE_SESSION_STATUSES,
+    EncState,
+)
+from schemas.enums import EnclosureState
+from schemas.rest.sessions import EnclosureSessionOut, RecordingProgress, SessionTotals
+
+__all__ = [
+    "enclosure_sessions",
+    "fails_at",
+    "is_lost",
+    "lost_since",
+    "progress_of",
+    "totals_of",
+]
+
+_AWAY = frozenset({EnclosureState.LOST.value, EnclosureState.OFFLINE.value})
+_ACTIVE_SE = [s.value for s in ACTIVE_ENCLOSURE_STATES]
+_ACTIVE_RS = [s.value for s in ACTIVE_SESSION_STATUSES]
+
+
+def _is_live(se: SessionEnclosure) -> bool:
+    return EncState(se.state) in ACTIVE_ENCLOSURE_STATES
+
+
+def progress_of(se: SessionEnclosure) -> RecordingProgress:
+    """The enclosure's figures in its session, live or evidence (see the module)."""
+    live = _is_live(se)
+    return RecordingProgress(
+        basis="live" if live else "evidence",
+        recorded_s=round(se.segments_s + (se.live_s if live else 0.0), 3),
+        frames=se.frames + (se.live_frames if live else 0),
+        bytes=se.bytes,
+        segments=se.segments,
+        last_frame_at=se.last_frame_at,
+    )
+
+
+def totals_of(progress: Iterable[RecordingProgress], gap_s: float) -> SessionTotals:
+    items = list(progress)
+    return SessionTotals(
+        basis="live" if any(p.basis == "live" for p in items) else "evidence",
+        recorded_s=round(sum(p.recorded_s for p in items), 3),
+        frames=sum(p.frames for p in items),
+        bytes=sum(p.bytes for p in items),
+        segments=sum(p.segments for p in items),
+        gap_s=round(gap_s, 3),
+    )
+
+
+def is_lost(se: SessionEnclosure, enclosure_state: str | None) -> bool:
+    """Lost or offline while still active in the session (timed out is its own state)."""
+    return _is_live(se) and enclosure_state in _AWAY
+
+
+def lost_since(se: SessionEnclosure, enc: Enclosure | None) -> datetime | None:
+    """Since when: the bridge's record, else (before its next tick) the enclosure's change."""
+    if se.lost_since is not None:
+        return se.lost_since
+    if enc is not None and enc.state in _AWAY:
+        return enc.state_changed_at
+    return None
+
+
+def fails_at(since: datetime | None, grace_s: float) -> datetime | None:
+    return None if since is None else since + timedelta(seconds=grace_s)
+
+
+def enclosure_sessions(
+    session: Session, encs: Sequence[Enclosure], grace_s: float
+) -> dict[str, EnclosureSessionOut]:
+    """Each enclosure's part in the active session it belongs to (one query for a page)."""
+    ids = [enc.id for enc in encs]
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(SessionEnclosure, RecordingSession)
+        .join(RecordingSession, RecordingSession.id == SessionEnclosure.session_id)
+        .where(
+            SessionEnclosure.enclosure_id.in_(ids),
+            SessionEnclosure.state.in_(_ACTIVE_SE),
+            RecordingSession.status.in_(_ACTIVE_RS),
+        )
+        .order_by(SessionEnclosure.id)
+    ).all()
+    by_id = {enc.id: enc for enc in encs}
+    out: dict[str, EnclosureSessionOut] = {}
+    for se, rs in rows:  # the newest last: it wins
+        enc = by_id[se.enclosure_id]
+        lost = is_lost(se, enc.state)
+        since = lost_since(se, enc) if lost else None
+        out[se.enclosure_id] = EnclosureSessionOut(
+            session_id=rs.id,
+            session_name=rs.name,
+            session_status=rs.status,
+            duration_s=rs.duration_s,
+            state=se.state,
+            lost=lost,
+            lost_since=since,
+            fails_at=fails_at(since, grace_s) if lost else None,
+            progress=progress_of(se),
+        )
+    return out
