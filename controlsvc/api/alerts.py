@@ -15,11 +15,10 @@ from pydantic import Field, StringConstraints
 from controlsvc.api import tokens
 from controlsvc.api.enclosures import EDITORS, READERS
 from controlsvc.api.errors import problem_responses
-from controlsvc.api.pages import page_body
 from controlsvc.api.web import db_session, settings
 from controlsvc.config.settings import Settings
 from controlsvc.mqtt import publisher as mqtt_publisher
-from controlsvc.store import alerts, eventlog
+from controlsvc.store import alert_context, alerts, eventlog
 from controlsvc.store.db import utcnow
 from schemas.base import StrictModel
 from schemas.rest.alerts import ALERT_ID_PATTERN, AlertListQuery, AlertOut

@@ -11,15 +11,15 @@ from typing import Any
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
 
-from controlsvc.mqtt import publisher as mqtt_publisher
-from controlsvc.store import session_templates, sessions
 from controlsvc.api import tokens
 from controlsvc.api.enclosures import EDITORS, READERS
 from controlsvc.api.errors import problem_responses
 from controlsvc.api.sessions import SessionPath, commit_and_publish, session_body
-from controlsvc.config.settings import Settings
-from controlsvc.store.db import utcnow
 from controlsvc.api.web import db_session, settings
+from controlsvc.config.settings import Settings
+from controlsvc.mqtt import publisher as mqtt_publisher
+from controlsvc.store import session_templates, sessions
+from controlsvc.store.db import utcnow
 from schemas.base import StrictModel
 from schemas.rest.common import Page
 from schemas.rest.session_templates import TemplateCreate, TemplateListQuery, TemplateOut

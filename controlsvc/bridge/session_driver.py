@@ -32,6 +32,7 @@ from controlsvc.bridge.mqtt_client import BridgeClient
 from controlsvc.bridge.session_events import alert_subject, session_named
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.config.settings import Settings
+from controlsvc.domain import alert_words
 from controlsvc.domain.enclosure_state import status_cause
 from controlsvc.domain.session_state import (
     ACTIVE_ENCLOSURE_STATES,
@@ -41,9 +42,7 @@ from controlsvc.domain.session_state import (
     next_state,
 )
 from controlsvc.mailer.delivery import MailOutbox, make_mailer
-from controlsvc.domain import alert_words
 from controlsvc.store import alerts, desired
-from controlsvc.store.session_progress import progress_of, totals_of
 from controlsvc.store.db import Database, is_down, utcnow
 from controlsvc.store.enclosures import current_status
 from controlsvc.store.models.enclosures import Enclosure
@@ -52,6 +51,7 @@ from controlsvc.store.models.sessions import (
     RecordingSession,
     SessionEnclosure,
 )
+from controlsvc.store.session_progress import progress_of, totals_of
 from controlsvc.store.sessions import (
     ACTIVE_SESSION_VALUES,
     DONE_STATES,
@@ -514,7 +514,9 @@ class SessionDriver:
             session,
             "recording_timed_out",
             se.enclosure_id,
-            alert_words.timed_out(alert_subject(session, se.enclosure_id), *session_named(session, se), se.message),
+            alert_words.timed_out(
+                alert_subject(session, se.enclosure_id), *session_named(session, se), se.message
+            ),
             events,
             session_id=se.session_id,
             now=now,

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from controlsvc.domain import alert_words
 from controlsvc.domain.enclosure_state import bounded_at, clock_skew
 from controlsvc.domain.session_state import (
     ACTIVE_ENCLOSURE_STATES,
@@ -26,9 +27,7 @@ from controlsvc.domain.session_state import (
     Signal,
     next_state,
 )
-from controlsvc.domain import alert_words
 from controlsvc.store import alerts
-from controlsvc.store.session_progress import progress_of
 from controlsvc.store.db import utcnow
 from controlsvc.store.enclosures import current_status, insert_ignore, insert_new
 from controlsvc.store.models.enclosures import Enclosure
@@ -39,6 +38,7 @@ from controlsvc.store.models.sessions import (
     SessionGap,
     SessionSegment,
 )
+from controlsvc.store.session_progress import progress_of
 from controlsvc.store.sessions import (
     EventIntent,
     apply,
@@ -389,7 +389,9 @@ def _session_event(
                 session,
                 "recording_failed",
                 eid,
-                alert_words.failed(alert_subject(session, eid), *session_named(session, se), payload.reason),
+                alert_words.failed(
+                    alert_subject(session, eid), *session_named(session, se), payload.reason
+                ),
                 events,
                 session_id=se.session_id,
                 now=now,
@@ -427,7 +429,9 @@ def _enclosure_event(
             session,
             "disk_low",
             eid,
-            alert_words.disk_low(alert_subject(session, eid), data.get("free_bytes"), *session_named(session, se)),
+            alert_words.disk_low(
+                alert_subject(session, eid), data.get("free_bytes"), *session_named(session, se)
+            ),
             events,
             session_id=se.session_id,
             now=now,

@@ -23,8 +23,8 @@ from controlsvc.config.settings import Settings
 from controlsvc.files import atomic_write
 from controlsvc.ops.embedded import EmbeddedBroker
 from controlsvc.ops.runner import child_process, ensure_port_free, serve_gunicorn, settings_env
-from controlsvc.store.db import Database
 from controlsvc.ops.supervisor import supervised
+from controlsvc.store.db import Database
 
 log = logging.getLogger(__name__)
 

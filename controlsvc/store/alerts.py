@@ -27,10 +27,10 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from controlsvc.domain import alert_words
 from controlsvc.domain.errors import NotFound
 from controlsvc.domain.mail import Mail
 from controlsvc.domain.publisher import BrokerUnavailable, Publisher
-from controlsvc.domain import alert_words
 from controlsvc.store import users
 from controlsvc.store.db import utcnow
 from controlsvc.store.models.enclosures import Enclosure

@@ -22,13 +22,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlsvc.store.models.enclosures import Enclosure
-from controlsvc.store.models.sessions import RecordingSession, SessionEnclosure
 from controlsvc.domain.session_state import (
     ACTIVE_ENCLOSURE_STATES,
     ACTIVE_SESSION_STATUSES,
     EncState,
 )
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.sessions import RecordingSession, SessionEnclosure
 from schemas.enums import EnclosureState
 from schemas.rest.sessions import EnclosureSessionOut, RecordingProgress, SessionTotals
 

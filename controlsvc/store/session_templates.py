@@ -13,12 +13,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlsvc.store.db import utcnow
-from controlsvc.store.pagination import Page
 from controlsvc.domain.errors import Conflict, NotFound
+from controlsvc.store.db import utcnow
 from controlsvc.store.models.session_templates import SessionTemplate
 from controlsvc.store.models.sessions import SessionEnclosure
 from controlsvc.store.models.users import User
+from controlsvc.store.pagination import Page
 from controlsvc.store.session_views import get_session
 from schemas.rest.session_templates import TemplateCreate, TemplateOut
 from schemas.rest.sessions import SessionCreate, SessionEnclosureIn, SessionStart

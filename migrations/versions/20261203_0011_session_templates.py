@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import controlsvc.db
+import controlsvc.store.db
 
 
 revision: str = '0011'
@@ -32,7 +32,7 @@ def upgrade() -> None:
     sa.Column('target_fps', sa.Integer(), nullable=True),
     sa.Column('apply_filter', sa.Boolean(), nullable=False),
     sa.Column('notes', sa.Text(), nullable=True),
-    sa.Column('created_at', controlsvc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', controlsvc.store.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
     sa.Column('created_by', sa.String(length=320), nullable=True),
     sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_session_templates_created_by_id_users'), ondelete='SET NULL'),

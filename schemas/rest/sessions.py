@@ -138,7 +138,7 @@ class GapOut(RestOut):
 
 class RecordingProgress(RestOut):
     """What one enclosure recorded in a session, the same figures everywhere they are shown
-    (session page, enclosure page, fleet, ``jaxmba-ctl``): ``controlsvc.session_progress``."""
+    (session page, enclosure page, fleet, ``jaxmba-ctl``): ``controlsvc.store.session_progress``."""
 
     basis: ProgressBasis = Field(
         description="live: the closed segments plus the open file as the agent last reported "

@@ -10,7 +10,7 @@ import sys
 import psutil
 import pytest
 
-from controlsvc.supervisor import describe_exit, supervised
+from controlsvc.ops.supervisor import describe_exit, supervised
 from tests.support.waiting import wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
@@ -24,7 +24,7 @@ def test_describe_exit_names_the_signal_or_the_code():
 
 
 def test_a_killed_child_is_restarted_and_its_death_logged(caplog: pytest.LogCaptureFixture):
-    caplog.set_level(logging.INFO, logger="controlsvc.supervisor")
+    caplog.set_level(logging.INFO, logger="controlsvc.ops.supervisor")
     with supervised(SLEEPER, {}, "agent test-01", restart_after_s=0.1) as child:
         first = child.pid
         assert first is not None
@@ -39,7 +39,7 @@ def test_a_killed_child_is_restarted_and_its_death_logged(caplog: pytest.LogCapt
 
 
 def test_exit_codes_are_logged_and_restarts_slow_down(caplog: pytest.LogCaptureFixture):
-    caplog.set_level(logging.WARNING, logger="controlsvc.supervisor")
+    caplog.set_level(logging.WARNING, logger="controlsvc.ops.supervisor")
     failing = [sys.executable, "-c", "raise SystemExit(3)"]
     with supervised(failing, {}, "agent test-02", restart_after_s=0.05) as child:
         wait_for(lambda: child.restarts >= 2, 10, message="not restarted twice")
@@ -49,7 +49,7 @@ def test_exit_codes_are_logged_and_restarts_slow_down(caplog: pytest.LogCaptureF
 
 
 def test_zero_means_leave_it_dead(caplog: pytest.LogCaptureFixture):
-    caplog.set_level(logging.WARNING, logger="controlsvc.supervisor")
+    caplog.set_level(logging.WARNING, logger="controlsvc.ops.supervisor")
     with supervised(
         [sys.executable, "-c", "raise SystemExit(7)"], {}, "agent test-03", restart_after_s=0
     ) as child:

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controlsvc.models.enclosures import Enclosure
-from controlsvc.models.sessions import SessionEnclosure
-from controlsvc.session_progress import fails_at, is_lost, lost_since, progress_of, totals_of
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.models.sessions import SessionEnclosure
+from controlsvc.store.session_progress import fails_at, is_lost, lost_since, progress_of, totals_of
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
