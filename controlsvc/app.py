@@ -124,6 +124,7 @@ def _register_blueprints(app: OpenAPI, settings: Settings) -> None:
     from controlsvc.api import (
         alerts,
         auth,
+        bulk_commands,
         commands,
         enclosures,
         events,
@@ -140,6 +141,7 @@ def _register_blueprints(app: OpenAPI, settings: Settings) -> None:
         users,
         enclosures,
         commands,
+        bulk_commands,
         events,
         live,
         sessions,
