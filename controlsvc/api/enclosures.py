@@ -13,7 +13,7 @@ from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from controlsvc import broker_accounts, enclosures, mqtt_publisher, tokens
+from controlsvc import broker_accounts, enclosures, fleet_summary, mqtt_publisher, tokens
 from controlsvc.api.errors import problem_responses
 from controlsvc.config import Settings
 from controlsvc.db import utcnow
@@ -31,6 +31,7 @@ from schemas.rest.enclosures import (
     StatusHistoryItem,
     StatusHistoryQuery,
 )
+from schemas.rest.fleet import FleetSummary
 from schemas.topics import Topics
 
 __all__ = ["EnclosurePath", "TransitionOut", "bp", "register"]
@@ -111,6 +112,15 @@ def register_enclosure(body: EnclosureCreate) -> Any:
         **enclosures.enclosure_out(enc).model_dump(), broker_password=password
     )
     return out.model_dump(mode="json"), 201
+
+
+@bp.get("/summary", responses={200: FleetSummary})
+@tokens.require_role(*READERS)
+def summary() -> Any:
+    """The whole fleet in one compact response: one row per enclosure not retired, ordered by
+    id, with what a dashboard shows (state, since, recording, disk, clock, fps, error, open
+    alerts). Rows are arrays of values in the order of ``fields``."""
+    return fleet_summary.fleet_summary(db_session(), now=utcnow())
 
 
 @bp.get("/<string:eid>", responses={200: EnclosureOut, **problem_responses(404, 422)})
