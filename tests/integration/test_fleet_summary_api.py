@@ -3,6 +3,8 @@ PostgreSQL), its validator (ETag / 304), gzip, and the number of SQL statements 
 
 from __future__ import annotations
 
+import gzip
+import json
 from datetime import datetime
 
 import pytest
@@ -204,3 +206,99 @@ def test_summary_stays_within_its_byte_budget(client, viewer, database):
     response = client.get(SUMMARY, headers=viewer)
     assert response.get_json()["count"] == 200
     assert len(response.data) <= 200 * BYTES_PER_ENCLOSURE, len(response.data) / 200
+
+
+# -- validator, 304, gzip ---------------------------------------------------------------------
+
+
+def test_etag_gives_304_until_something_in_the_summary_changes(client, viewer, auth, database):
+    operator = auth.headers(auth.create("op@example.com", role="operator"))
+    ingest(
+        database,
+        ("enc-a", "state", state_payload("ready", "b1")),
+        ("enc-a", "status", status_payload("b1", 0)),
+        ("enc-b", "state", state_payload("ready", "b2")),
+    )
+    first = client.get(SUMMARY, headers=viewer)
+    etag = first.headers["ETag"]
+    assert etag.startswith('W/"')
+    assert first.headers["Cache-Control"] == "private, no-cache"
+
+    def status_for(tag: str) -> int:
+        response = client.get(SUMMARY, headers={**viewer, "If-None-Match": tag})
+        if response.status_code == 304:
+            assert response.data == b""
+            assert response.headers["ETag"] == tag
+        return response.status_code
+
+    assert status_for(etag) == 304
+    assert status_for('W/"something-else"') == 200
+    assert client.get(SUMMARY, headers={"If-None-Match": etag}).status_code == 401
+
+    changes = {
+        "a status arrives": lambda: ingest(
+            database,
+            ("enc-a", "status", status_payload("b1", 1, clock={"offset_s": 0.5, "skewed": False})),
+        ),
+        "a state changes": lambda: ingest(
+            database, ("enc-b", "state", state_payload("disconnected", "b2"))
+        ),
+        "a location is edited": lambda: client.patch(
+            "/api/enclosures/enc-b", json={"location": "Room 3/Rack C"}, headers=operator
+        ),
+        "an alert is raised": lambda: add_alert(database, "enc-a", "disk_low"),
+        "an alert is acknowledged": lambda: client.post(
+            f"/api/alerts/{_alert_id(database)}/ack", headers=operator
+        ),
+    }
+    for what, change in changes.items():
+        before = client.get(SUMMARY, headers=viewer).get_json()
+        change()
+        response = client.get(SUMMARY, headers={**viewer, "If-None-Match": etag})
+        assert response.status_code == 200, what
+        assert response.headers["ETag"] != etag, what
+        assert response.get_json()["rows"] != before["rows"], what
+        etag = response.headers["ETag"]
+        assert status_for(etag) == 304, what
+
+
+def _alert_id(database: Database) -> str:
+    with database.session() as session:
+        return session.query(Alert.alert_id).filter(Alert.acked_at.is_(None)).one()[0]
+
+
+def test_gzip_when_the_client_accepts_it(client, viewer, database):
+    ingest(
+        database, *[(f"enc-{i:02d}", "state", state_payload("ready", f"b{i}")) for i in range(30)]
+    )
+    plain = client.get(SUMMARY, headers=viewer)
+    assert "Content-Encoding" not in plain.headers
+    assert "Accept-Encoding" in plain.headers["Vary"]
+    assert len(plain.data) > 1024
+    packed = client.get(SUMMARY, headers={**viewer, "Accept-Encoding": "gzip, deflate"})
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert int(packed.headers["Content-Length"]) == len(packed.data) < len(plain.data) / 3
+    assert json.loads(gzip.decompress(packed.data))["rows"] == plain.get_json()["rows"]
+    assert packed.headers["ETag"] == plain.headers["ETag"]
+    refused = client.get(SUMMARY, headers={**viewer, "Accept-Encoding": "gzip;q=0"})
+    assert "Content-Encoding" not in refused.headers
+    # The other JSON reads too; small bodies stay as they are.
+    listed = client.get("/api/enclosures?limit=30", headers={**viewer, "Accept-Encoding": "gzip"})
+    assert listed.headers["Content-Encoding"] == "gzip"
+    assert len(json.loads(gzip.decompress(listed.data))["items"]) == 30
+    small = client.get("/api/enclosures/enc-00", headers={**viewer, "Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in small.headers
+
+
+def test_other_json_reads_get_an_etag_and_304(client, viewer, database):
+    ingest(database, ("enc-a", "state", state_payload("ready", "b1")))
+    for url in ("/api/enclosures", "/api/enclosures/enc-a", "/api/sessions"):
+        first = client.get(url, headers=viewer)
+        etag = first.headers["ETag"]
+        again = client.get(url, headers={**viewer, "If-None-Match": etag})
+        assert again.status_code == 304, url
+        assert again.data == b""
+    etag = client.get("/api/enclosures/enc-a", headers=viewer).headers["ETag"]
+    ingest(database, ("enc-a", "status", status_payload("b1", 0)))
+    changed = client.get("/api/enclosures/enc-a", headers={**viewer, "If-None-Match": etag})
+    assert changed.status_code == 200
