@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_openapi3 import Info, OpenAPI
 from flask_openapi3_swagger.templates import swagger_html_string
 
-from controlsvc import __version__, cors, web
+from controlsvc import __version__, cors, http_cache, web
 from controlsvc.api.errors import (
     document_uri_limit,
     document_validation_problems,
@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from controlsvc.api import health
 
     app.register_api(health.bp)
+    http_cache.init_app(app)  # before the request metrics, which then see its 304s
     _register_blueprints(app, settings)
 
     @app.get("/swagger.json", doc_ui=False)

@@ -38,6 +38,7 @@ from controlsvc.enclosure_state import (
     status_signature,
 )
 from controlsvc.errors import Conflict, NotFound
+from controlsvc.fleet_summary import status_values
 from controlsvc.models.enclosures import Enclosure, EnclosureTransition, StatusRecord
 from controlsvc.pagination import cursor_datetime, cursor_int, decode_cursor, encode_cursor
 from controlsvc.publisher import Publisher
@@ -336,6 +337,8 @@ def apply_status(
         enc.lifecycle_connection = None  # a status does not say which connection
         enc.agent_version = message.system.agent_version[:64]
     enc.status = message.model_dump(mode="json")
+    for column, value in status_values(enc.status).items():  # the fleet summary's columns
+        setattr(enc, column, value)
     enc.status_boot_id = message.boot_id
     enc.status_seq = message.seq
     enc.status_at = at
@@ -486,6 +489,7 @@ def register_enclosure(
     enc.location = data.location
     enc.notes = data.notes
     enc.expected_online = data.expected_online
+    enc.edited_at = now
     session.flush()
     return enc
 
@@ -497,6 +501,7 @@ def update_enclosure(session: Session, eid: str, patch: EnclosurePatch) -> Enclo
         raise Conflict(f"enclosure {eid!r} is retired (register it again first)", field="eid")
     for field, value in patch.changes().items():
         setattr(enc, field, value)
+    enc.edited_at = utcnow()
     session.flush()
     return enc
 
@@ -520,6 +525,7 @@ def retire_enclosure(
     for topic in (topics.state(eid), topics.status(eid), topics.desired(eid), topics.fleet(eid)):
         publisher.publish(topic, b"", qos=1, retain=True)
     enc.retired_at = now
+    enc.edited_at = now
     enc.silent_after = None
     _set_state(session, enc, EnclosureState.OFFLINE, "retired", now)
     session.flush()

@@ -9,11 +9,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from flask import current_app
+from flask import Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic_core import to_json
 
-from controlsvc import broker_accounts, enclosures, mqtt_publisher, tokens
+from controlsvc import (
+    broker_accounts,
+    enclosures,
+    fleet_summary,
+    http_cache,
+    mqtt_publisher,
+    tokens,
+)
 from controlsvc.api.errors import problem_responses
 from controlsvc.config import Settings
 from controlsvc.db import utcnow
@@ -31,6 +39,7 @@ from schemas.rest.enclosures import (
     StatusHistoryItem,
     StatusHistoryQuery,
 )
+from schemas.rest.fleet import FleetSummary
 from schemas.topics import Topics
 
 __all__ = ["EnclosurePath", "TransitionOut", "bp", "register"]
@@ -111,6 +120,23 @@ def register_enclosure(body: EnclosureCreate) -> Any:
         **enclosures.enclosure_out(enc).model_dump(), broker_password=password
     )
     return out.model_dump(mode="json"), 201
+
+
+@bp.get("/summary", responses={200: FleetSummary, 304: None})
+@tokens.require_role(*READERS)
+def summary() -> Any:
+    """The whole fleet in one compact response: one row per enclosure not retired, ordered by
+    id, with what a dashboard shows (state, since, recording, disk, clock, fps, error, open
+    alerts). Rows are arrays of values in the order of ``fields``. Send the ``ETag`` back as
+    ``If-None-Match``: 304 until something in it changed (a status, a state, an edit, an
+    alert). gzip with ``Accept-Encoding: gzip``."""
+    session = db_session()
+    etag = http_cache.weak_etag(fleet_summary.validator(session))
+    unchanged = http_cache.not_modified(etag)
+    if unchanged is not None:
+        return unchanged
+    body = to_json(fleet_summary.fleet_summary(session, now=utcnow()))
+    return Response(body, mimetype="application/json", headers={"ETag": etag})
 
 
 @bp.get("/<string:eid>", responses={200: EnclosureOut, **problem_responses(404, 422)})
