@@ -78,13 +78,17 @@ def fleet_stack(
 
 
 def _set_locations(stack: Stack, ids: list[str]) -> None:
+    """As an edit through the API would: ``edited_at`` moves (the summary's ETag with it)."""
     from sqlalchemy import text
 
+    from controlsvc.db import utcnow
+
     assert stack.engine is not None
+    now = utcnow()
     with stack.engine.begin() as conn:
         conn.execute(
-            text("UPDATE enclosures SET location = :location WHERE id = :id"),
-            [{"id": eid, "location": location_of(i)} for i, eid in enumerate(ids)],
+            text("UPDATE enclosures SET location = :location, edited_at = :now WHERE id = :id"),
+            [{"id": eid, "location": location_of(i), "now": now} for i, eid in enumerate(ids)],
         )
 
 

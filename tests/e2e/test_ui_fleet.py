@@ -164,13 +164,15 @@ def test_fleet_of_2000(fleet: Any, browser: Any) -> None:
     rack.locator("input[data-select-group]").check()
     expect(page.get_by_test_id("selected-count")).to_have_text(f"{len(rack_ids)} selected")
     page.get_by_role("button", name="Ping", exact=True).click()
-    previous = None
     for eid in rack_ids:  # in the rack's order: the next chunk is built as the last comes near
-        if previous is not None:
-            previous.scroll_into_view_if_needed()
-        previous = _card(page, eid)
-        expect(previous.get_by_test_id("bulk-result")).to_have_text(
+        expect(_card(page, eid).get_by_test_id("bulk-result")).to_have_text(
             "Ping: succeeded", timeout=60_000
+        )
+        # In one go (a result may replace the card at any moment).
+        page.evaluate(
+            'eid => document.querySelector(`article.card[data-enclosure="${eid}"]`)'
+            '.scrollIntoView({ block: "center" })',
+            eid,
         )
     page.evaluate("window.scrollTo(0, 0)")
     expect(page.get_by_test_id("bulk-summary")).to_contain_text(f"{len(rack_ids)} succeeded")
@@ -218,7 +220,9 @@ def test_start_a_session_on_a_selection(fleet: Any, browser: Any) -> None:
     dialog.get_by_label("Name").fill("Rack C of room 2")
     dialog.get_by_label("Duration (minutes)").fill("2")
     dialog.get_by_role("button", name="Start session").click()
-    expect(page.get_by_role("heading", name="Rack C of room 2")).to_be_visible()
+    expect(page.get_by_role("heading", name="Rack C of room 2")).to_be_visible(
+        timeout=UI_TIMEOUT_MS
+    )
     wait_for(lambda: re.search(r"#/sessions/.+", page.url), 10, message="not on the session page")
     session_id = page.url.rsplit("/", 1)[1]
     session = httpx.get(
