@@ -11,9 +11,12 @@ rooms and racks, publishing statuses every ``--status-interval`` s while it runs
    the page), repeated over fresh logins; also until the state counts say all N. Floor: the
    same page fetching ``GET /api/enclosures/summary`` bare (``fetch`` and ``json()``), so the
    ratio is what the page adds to getting the data.
-2. **SSE update shown**: a simulated enclosure whose card is on screen publishes a status
-   (``Fleet.publish_statuses``), its wall-clock time taken just before; the page's
-   MutationObserver stamps (``performance.timeOrigin + now()``) when its card is replaced.
+2. **SSE update shown**: a simulated enclosure whose card is on screen drops its connection
+   (``Fleet.kill``: the broker publishes its Will, ``state: lost``, at once), its wall-clock
+   time taken just before; the page's MutationObserver stamps (``performance.timeOrigin +
+   now()``) when its card is replaced by one that says Lost. (A state change, because the
+   bridge announces an unchanged status at most every 10 s.) It is revived, unmeasured, before
+   the next sample.
    Floor: a bare paho QoS 1 request/response echo through the same broker (``echo_floor``):
    the update's path has two MQTT hops (enclosure to bridge, bridge's notification to the API)
    plus the database and HTTP.
@@ -75,13 +78,14 @@ WATCH_FIRST_CARD = """() => {
   seen.observe(document.body, { childList: true, subtree: true });
 }"""
 
-# Stamps (epoch ms) each card inserted, by enclosure id.
+# Stamps (epoch ms) each card inserted, with the state it shows, by enclosure id.
 WATCH_CARDS = """() => {
   window.__cards = {};
   new MutationObserver((records) => {
     const at = performance.timeOrigin + performance.now();
     for (const r of records) for (const n of r.addedNodes) {
-      if (n.dataset && n.dataset.enclosure) (window.__cards[n.dataset.enclosure] ||= []).push(at);
+      if (!n.dataset || !n.dataset.enclosure) continue;
+      (window.__cards[n.dataset.enclosure] ||= []).push([at, n.dataset.state]);
     }
   }).observe(document.getElementById("fleet"), { childList: true, subtree: true });
 }"""
@@ -146,13 +150,15 @@ def main() -> int:
 
     with fleet_stack(args.enclosures, args.status_interval, keep=args.keep) as made:
         facts = machine(made.stack.engine)
+        print("ui_fleet: fleet ready; echo floor", file=sys.stderr)
+        floor = echo_floor(stack_broker(made.stack), 200, 200, 200)
+        print("ui_fleet: browser", file=sys.stderr)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 result = run(browser, made, args)
             finally:
                 browser.close()
-        floor = echo_floor(stack_broker(made.stack), 200, 200, 200)
     result["floor"]["echo_p50_ms"] = floor["p50_ms"]
     echo_p50 = floor["p50_ms"]
     result["ratio"] = {
@@ -202,17 +208,27 @@ def run(browser: Any, made: Any, args: argparse.Namespace) -> dict[str, Any]:
         ".map((c) => c.dataset.enclosure)"
     )
     chosen = [eid for eid in made.ids if eid in set(built)][: args.updates]
+    print(f"ui_fleet: {len(samples)} logins done; {len(chosen)} updates", file=sys.stderr)
     latencies = []
     for eid in chosen:
-        before = len(page.evaluate(f"window.__cards[{eid!r}] || []"))
+        before = page.evaluate(f"(window.__cards[{eid!r}] || []).length")
         published = time.time() * 1000
-        made.fleet.publish_statuses(1, [eid])
+        made.fleet.kill(eid)  # the broker publishes its Will at once: the card goes Lost
         page.wait_for_function(
-            f"() => (window.__cards[{eid!r}] || []).length > {before}", timeout=30_000
+            f"() => (window.__cards[{eid!r}] || []).slice({before})"
+            ".some(([, state]) => state === 'lost')",
+            timeout=60_000,
         )
-        shown = page.evaluate(f"window.__cards[{eid!r}][{before}]")
+        shown = page.evaluate(
+            f"window.__cards[{eid!r}].slice({before}).find(([, s]) => s === 'lost')[0]"
+        )
         latencies.append(shown - published)
-        time.sleep(0.2)  # one at a time, apart: each sample its own update
+        made.fleet.revive(eid)
+        page.wait_for_function(
+            f"() => document.querySelector('article.card[data-enclosure=\"{eid}\"]')"
+            "?.dataset.state === 'idle'",
+            timeout=60_000,
+        )
 
     # 3b. The heap with every card built (scrolled to the end), then in the table view.
     page.evaluate(

@@ -140,7 +140,7 @@ export function dashboardPage(main) {
         h("span.card-title", selectBox(r), h("h2", h("a", { href: `#/enclosures/${r.id}` }, r.name || r.id))),
         h(`span.badge.tone-${t}`, { dataset: { testid: "state" } }, stateWord(r.state))),
       r.name && r.name !== r.id || r.location
-        ? h("p.muted.small", r.name && r.name !== r.id ? r.id : "", r.location ? ` · ${r.location}` : "") : null,
+        ? h("p.muted.small", [r.name && r.name !== r.id ? r.id : "", r.location || ""].filter(Boolean).join(" · ")) : null,
       seen ? h("dl.facts",
         h("dt", "Disk free"), h(`dd.tone-text-${diskTone(r.disk_free_pct)}`, pct(r.disk_free_pct)),
         h("dt", "Clock"), h(`dd.tone-text-${clock.tone}`, clock.word),
