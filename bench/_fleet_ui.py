@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ class FleetStack:
     fleet: Fleet
     ids: list[str]
     base: str
+    before: Any = None  # what ``before_fleet`` returned
 
     @property
     def locations(self) -> dict[str, str | None]:
@@ -53,8 +54,15 @@ class FleetStack:
 
 @contextlib.contextmanager
 def fleet_stack(
-    count: int, status_interval_s: float, *, keep: bool = False
+    count: int,
+    status_interval_s: float,
+    *,
+    keep: bool = False,
+    before_fleet: Callable[[Stack], Any] | None = None,
 ) -> Iterator[FleetStack]:
+    """``before_fleet(stack)`` runs once the stack is up, before the fleet starts: e.g. a paho
+    client of this process (paho's ``select()`` loop cannot watch a socket numbered above
+    1,024, and the fleet's 2,000 connections take those numbers)."""
     accounts = fleet_accounts(count, ID_PREFIX)
     ids = list(accounts)
     with Stack(status_interval_s=status_interval_s, keep=keep) as stack:
@@ -62,6 +70,7 @@ def fleet_stack(
         stack.database()
         stack.bridge()
         base = stack.api()
+        before = before_fleet(stack) if before_fleet is not None else None
         fleet = Fleet(broker.host, broker.port, accounts, status_interval_s=status_interval_s)
         start_fleet(fleet, timeout=FLEET_START_S)
         try:
@@ -72,7 +81,7 @@ def fleet_stack(
                 f"all {count} enclosures idle",
             )
             _set_locations(stack, ids)
-            yield FleetStack(stack, fleet, ids, base)
+            yield FleetStack(stack, fleet, ids, base, before)
         finally:
             fleet.stop()
 
