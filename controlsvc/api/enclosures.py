@@ -9,18 +9,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from flask import current_app
+from flask import Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic_core import to_json
 
-from controlsvc.api import tokens
+from controlsvc.api import http_cache, tokens
 from controlsvc.api.errors import problem_responses
 from controlsvc.api.pages import page_body
 from controlsvc.api.web import db_session, settings
 from controlsvc.broker import accounts as broker_accounts
 from controlsvc.config.settings import Settings
 from controlsvc.mqtt import publisher as mqtt_publisher
-from controlsvc.store import enclosures, session_progress
+from controlsvc.store import enclosures, fleet_summary, session_progress
 from controlsvc.store.db import utcnow
 from schemas.base import StrictModel
 from schemas.enums import EnclosureState, Role
@@ -35,6 +36,7 @@ from schemas.rest.enclosures import (
     StatusHistoryItem,
     StatusHistoryQuery,
 )
+from schemas.rest.fleet import FleetSummary
 from schemas.topics import Topics
 
 __all__ = ["EnclosurePath", "TransitionOut", "bp", "register"]
@@ -127,6 +129,23 @@ def register_enclosure(body: EnclosureCreate) -> Any:
         **enclosures.enclosure_out(enc).model_dump(), broker_password=password
     )
     return out.model_dump(mode="json"), 201
+
+
+@bp.get("/summary", responses={200: FleetSummary, 304: None})
+@tokens.require_role(*READERS)
+def summary() -> Any:
+    """The whole fleet in one compact response: one row per enclosure not retired, ordered by
+    id, with what a dashboard shows (state, since, recording, disk, clock, fps, error, open
+    alerts). Rows are arrays of values in the order of ``fields``. Send the ``ETag`` back as
+    ``If-None-Match``: 304 until something in it changed (a status, a state, an edit, an
+    alert). gzip with ``Accept-Encoding: gzip``."""
+    session = db_session()
+    etag = http_cache.weak_etag(fleet_summary.validator(session))
+    unchanged = http_cache.not_modified(etag)
+    if unchanged is not None:
+        return unchanged
+    body = to_json(fleet_summary.fleet_summary(session, now=utcnow()))
+    return Response(body, mimetype="application/json", headers={"ETag": etag})
 
 
 @bp.get("/<string:eid>", responses={200: EnclosureOut, **problem_responses(404, 422)})

@@ -14,7 +14,7 @@ from flask_openapi3 import Info, OpenAPI
 from flask_openapi3_swagger.templates import swagger_html_string
 
 from controlsvc import __version__
-from controlsvc.api import cors, web
+from controlsvc.api import cors, http_cache, web
 from controlsvc.api.errors import (
     document_uri_limit,
     document_validation_problems,
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     from controlsvc.api import health
 
     app.register_api(health.bp)
+    http_cache.init_app(app)  # before the request metrics, which then see its 304s
     _register_blueprints(app, settings)
 
     @app.get("/swagger.json", doc_ui=False)
@@ -125,6 +126,7 @@ def _register_blueprints(app: OpenAPI, settings: Settings) -> None:
     from controlsvc.api import (
         alerts,
         auth,
+        bulk_commands,
         commands,
         enclosures,
         events,
@@ -142,6 +144,7 @@ def _register_blueprints(app: OpenAPI, settings: Settings) -> None:
         users,
         enclosures,
         commands,
+        bulk_commands,
         events,
         live,
         sessions,

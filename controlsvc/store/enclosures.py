@@ -39,6 +39,7 @@ from controlsvc.domain.enclosure_state import (
 from controlsvc.domain.errors import Conflict, NotFound
 from controlsvc.domain.publisher import Publisher
 from controlsvc.store.db import utcnow
+from controlsvc.store.fleet_summary import status_values
 from controlsvc.store.models.enclosures import Enclosure, EnclosureTransition, StatusRecord
 from controlsvc.store.pagination import (
     Page,
@@ -344,6 +345,8 @@ def apply_status(
         enc.lifecycle_connection = None  # a status does not say which connection
         enc.agent_version = message.system.agent_version[:64]
     enc.status = message.model_dump(mode="json")
+    for column, value in status_values(enc.status).items():  # the fleet summary's columns
+        setattr(enc, column, value)
     enc.status_boot_id = message.boot_id
     enc.status_seq = message.seq
     enc.status_at = at
@@ -490,6 +493,7 @@ def register_enclosure(
     enc.location = data.location
     enc.notes = data.notes
     enc.expected_online = data.expected_online
+    enc.edited_at = now
     session.flush()
     return enc
 
@@ -501,6 +505,7 @@ def update_enclosure(session: Session, eid: str, patch: EnclosurePatch) -> Enclo
         raise Conflict(f"enclosure {eid!r} is retired (register it again first)", field="eid")
     for field, value in patch.changes().items():
         setattr(enc, field, value)
+    enc.edited_at = utcnow()
     session.flush()
     return enc
 
@@ -524,6 +529,7 @@ def retire_enclosure(
     for topic in (topics.state(eid), topics.status(eid), topics.desired(eid), topics.fleet(eid)):
         publisher.publish(topic, b"", qos=1, retain=True)
     enc.retired_at = now
+    enc.edited_at = now
     enc.silent_after = None
     _set_state(session, enc, EnclosureState.OFFLINE, "retired", now)
     session.flush()

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from schemas.rest.alerts import ALERT_ID_PATTERN, AlertListQuery, AlertOut, AlertStateFilter
+from schemas.rest.bulk import (
+    BULK_KINDS,
+    MAX_BULK_ENCLOSURES,
+    BulkCommandCreate,
+    BulkCommandItem,
+    BulkCommandOut,
+)
 from schemas.rest.common import (
     PROBLEM_CONTENT_TYPE,
     FieldError,
@@ -24,6 +31,7 @@ from schemas.rest.enclosures import (
     StatusHistoryItem,
     StatusHistoryQuery,
 )
+from schemas.rest.fleet import FleetSummary
 from schemas.rest.recordings import (
     MAX_TIMELINE_WINDOW,
     ExportFormat,
@@ -69,6 +77,11 @@ __all__ = [
     "TimelineQuery",
     "TimelineSpan",
     "PROBLEM_CONTENT_TYPE",
+    "BULK_KINDS",
+    "MAX_BULK_ENCLOSURES",
+    "BulkCommandCreate",
+    "BulkCommandItem",
+    "BulkCommandOut",
     "CommandCreate",
     "CommandOut",
     "CommandWaitQuery",
@@ -79,6 +92,7 @@ __all__ = [
     "EnclosureRegistered",
     "FieldError",
     "EnclosureSessionOut",
+    "FleetSummary",
     "GapOut",
     "ProgressBasis",
     "RecordingProgress",

@@ -18,6 +18,7 @@ from schemas.status import Status
 from schemas.types import BootId, UtcDatetime
 
 __all__ = [
+    "LOCATION_DESCRIPTION",
     "DEFAULT_COMMAND_TIMEOUT_S",
     "MAX_COMMAND_TIMEOUT_S",
     "MAX_COMMAND_WAIT_S",
@@ -33,6 +34,10 @@ __all__ = [
     "StatusHistoryQuery",
 ]
 
+LOCATION_DESCRIPTION = (
+    "Where the enclosure is: a free string; the UI groups enclosures by its '/'-separated"
+    " parts, room/rack (e.g. 'Room 2/Rack A')."
+)
 DEFAULT_COMMAND_TIMEOUT_S = 30  # long enough for a reconnecting agent, short enough to notice
 MAX_COMMAND_TIMEOUT_S = 3600
 MAX_COMMAND_WAIT_S = 60.0  # GET /api/commands/{id}?wait= holds a request at most this long
@@ -41,7 +46,7 @@ MAX_COMMAND_WAIT_S = 60.0  # GET /api/commands/{id}?wait= holds a request at mos
 class EnclosureOut(RestOut):
     id: EnclosureId = Field(description="Enclosure id (also its MQTT username).")
     name: str = Field(description="Display name.")
-    location: str | None = Field(default=None, description="Where the enclosure is.")
+    location: str | None = Field(default=None, description=LOCATION_DESCRIPTION)
     notes: str | None = Field(default=None, description="Free notes.")
     state: EnclosureState = Field(
         description="Derived state: offline, lost, idle, recording, error."
@@ -82,7 +87,7 @@ class EnclosureCreate(StrictModel):
     name: str | None = Field(
         default=None, min_length=1, max_length=200, description="Display name (default: the id)."
     )
-    location: str | None = Field(default=None, max_length=200, description="Where it is.")
+    location: str | None = Field(default=None, max_length=200, description=LOCATION_DESCRIPTION)
     notes: str | None = Field(default=None, max_length=10_000, description="Free notes.")
     expected_online: StrictBool = Field(
         default=False, description="Alert when it is lost or offline, even outside sessions."
@@ -95,7 +100,7 @@ class EnclosurePatch(StrictModel):
     name: str | None = Field(
         default=None, min_length=1, max_length=200, description="Display name."
     )
-    location: str | None = Field(default=None, max_length=200, description="Where it is.")
+    location: str | None = Field(default=None, max_length=200, description=LOCATION_DESCRIPTION)
     notes: str | None = Field(default=None, max_length=10_000, description="Free notes.")
     expected_online: StrictBool | None = Field(
         default=None, description="Alert when it is lost or offline, even outside sessions."

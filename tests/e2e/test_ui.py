@@ -246,9 +246,11 @@ def test_operator_journey(demo: Demo, browser: Any) -> None:
     page.get_by_label("Search").fill("demo-02")
     expect(page.locator("article.card")).to_have_count(1)
     page.get_by_label("Search").fill("")
-    page.get_by_label("State").select_option("recording")
+    recording = page.locator('.state-filter button[data-state="recording"]')
+    recording.click()
+    expect(recording).to_have_attribute("aria-pressed", "true")
     expect(page.locator("article.card")).to_have_count(0)
-    page.get_by_label("State").select_option("")
+    recording.click()
     expect(page.locator("article.card")).to_have_count(len(ENCLOSURES))
 
     # A new session: the API's validation errors appear next to the fields.

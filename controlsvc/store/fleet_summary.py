@@ -1,0 +1,185 @@
+"""The fleet at a glance: one compact row per enclosure, for ``GET /api/enclosures/summary``.
+
+What a dashboard shows of 2,000 enclosures, in one response of ≤ 250 bytes per enclosure:
+rows of values in the order of ``FIELDS`` (no repeated keys). Taking a few values out of 2,000
+stored status documents costs ten times the read itself (in SQL on PostgreSQL's ``json`` as in
+Python), so the bridge keeps them beside the status as plain columns (``status_values``, called
+by ``enclosures.apply_status``) and the summary is two plain statements: the enclosures, and
+their open alerts counted. ``validator`` is the cheap ETag: one aggregate statement that moves
+whenever a row of the summary may have changed. No Flask here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from controlsvc.domain.enclosure_state import status_fault
+from controlsvc.store.models.enclosures import SUMMARY_ERROR_LENGTH, Enclosure
+from controlsvc.store.models.sessions import Alert
+
+__all__ = [
+    "ERROR_MAX",
+    "FIELDS",
+    "fleet_summary",
+    "iso_utc",
+    "open_alert_counts",
+    "status_values",
+    "summary_rows",
+    "validator",
+]
+
+FIELDS = (
+    "id",
+    "name",
+    "location",
+    "state",
+    "since",
+    "last_seen_at",
+    "session_id",
+    "recorded_s",
+    "frames",
+    "disk_free_pct",
+    "clock_offset_s",
+    "fps",
+    "error",
+    "open_alerts",
+)
+# The error text is cut to this many characters (the whole of it is in the enclosure's own
+# ``GET /api/enclosures/{eid}``): a fleet full of long errors stays within its byte budget.
+ERROR_MAX = SUMMARY_ERROR_LENGTH
+_NO_STATUS = (None,) * 7
+
+
+def _number(value: Any, digits: int) -> float | None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return round(float(value), digits)
+
+
+def status_values(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``summary_*`` columns of an enclosure whose latest status is ``status`` (its JSON
+    form): its recording's session, seconds and frames, free disk %, clock offset, fps (None
+    when the camera is not connected) and fault (cut to ``ERROR_MAX``)."""
+    status = status or {}
+    camera = status.get("camera") or {}
+    system = status.get("system") or {}
+    recording = status.get("recording") or {}
+    active = bool(recording) or bool(camera.get("recording"))
+    connected = camera.get("connected", True) is not False
+    free, total = system.get("disk_free_bytes"), system.get("disk_total_bytes")
+    frames = camera.get("frames_written")
+    error = status_fault(status) if status else None
+    if error is not None and len(error) > ERROR_MAX:
+        error = error[: ERROR_MAX - 1] + "…"
+    return {
+        "summary_session_id": recording.get("session_id"),
+        "summary_recorded_s": _number(recording.get("recorded_s"), 1),
+        "summary_frames": frames if active and isinstance(frames, int) else None,
+        "summary_disk_free_pct": _number(100.0 * free / total, 1)
+        if isinstance(free, int | float) and isinstance(total, int | float) and total
+        else None,
+        "summary_clock_offset_s": _number((status.get("clock") or {}).get("offset_s"), 3),
+        "summary_fps": _number(camera.get("measured_fps"), 1) if connected else None,
+        "summary_error": error,
+    }
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """``2026-12-03T18:40:00Z`` (whole seconds: what a dashboard shows, in few bytes)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return f"{value:%Y-%m-%dT%H:%M:%S}Z"
+
+
+def open_alert_counts(session: Session) -> dict[str, int]:
+    """Open (not recovered) alerts nobody has acknowledged, per enclosure."""
+    query = (
+        select(Alert.enclosure_id, func.count())
+        .where(
+            Alert.enclosure_id.is_not(None),
+            Alert.recovered_at.is_(None),
+            Alert.acked_at.is_(None),
+        )
+        .group_by(Alert.enclosure_id)
+    )
+    return {str(eid): int(count) for eid, count in session.execute(query)}
+
+
+_ROWS = (
+    select(
+        Enclosure.id,
+        Enclosure.name,
+        Enclosure.location,
+        Enclosure.state,
+        Enclosure.state_changed_at,
+        Enclosure.registered_at,
+        Enclosure.last_seen_at,
+        Enclosure.status_boot_id == Enclosure.boot_id,
+        Enclosure.summary_session_id,
+        Enclosure.summary_recorded_s,
+        Enclosure.summary_frames,
+        Enclosure.summary_disk_free_pct,
+        Enclosure.summary_clock_offset_s,
+        Enclosure.summary_fps,
+        Enclosure.summary_error,
+    )
+    .where(Enclosure.retired_at.is_(None))
+    .order_by(Enclosure.id)
+)
+
+
+def summary_rows(session: Session) -> list[list[Any]]:
+    """One row per enclosure not retired, ordered by id, values in the order of ``FIELDS``.
+    Status values are None unless the status is of the enclosure's current boot."""
+    alerts = open_alert_counts(session)
+    rows = []
+    for row in session.execute(_ROWS):
+        eid, name, location, state, changed, registered, seen, current, *values = row
+        rows.append(
+            [
+                eid,
+                name,
+                location,
+                state,
+                iso_utc(changed or registered),
+                iso_utc(seen),
+                *(values if current else _NO_STATUS),
+                alerts.get(eid, 0),
+            ]
+        )
+    return rows
+
+
+def validator(session: Session) -> str:
+    """A cheap ETag for the summary: the enclosures' count and newest status, state change,
+    message and edit, and the open unacknowledged alerts' count and newest id (an alert only
+    leaves that set by recovering or being acknowledged, which lowers the count, and only
+    enters it by being raised, which moves the newest id). One statement, no rows."""
+    open_unacked = (Alert.recovered_at.is_(None), Alert.acked_at.is_(None))
+    query = select(
+        func.count(),
+        func.max(Enclosure.status_received_at),
+        func.max(Enclosure.state_changed_at),
+        func.max(Enclosure.last_seen_at),
+        func.max(Enclosure.edited_at),
+        func.max(Enclosure.registered_at),
+        select(func.count()).select_from(Alert).where(*open_unacked).scalar_subquery(),
+        select(func.max(Alert.id)).where(*open_unacked).scalar_subquery(),
+    ).where(Enclosure.retired_at.is_(None))
+    parts = session.execute(query).one()
+    text = "|".join("" if p is None else str(p) for p in parts)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def fleet_summary(session: Session, *, now: datetime) -> dict[str, Any]:
+    """The body of ``GET /api/enclosures/summary``."""
+    rows = summary_rows(session)
+    return {"as_of": iso_utc(now), "count": len(rows), "fields": list(FIELDS), "rows": rows}

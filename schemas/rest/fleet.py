@@ -1,0 +1,71 @@
+"""REST body of ``GET /api/enclosures/summary``: the whole fleet in one compact response."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from schemas.rest.common import RestOut
+from schemas.types import UtcDatetime
+
+__all__ = ["FleetSummary"]
+
+
+class FleetSummary(RestOut):
+    """Every enclosure not retired, ordered by id, as rows of values in the order of ``fields``
+    (no repeated keys: ~150 bytes per enclosure, gzipped ~40)."""
+
+    as_of: UtcDatetime = Field(description="When the service read the fleet (its clock, UTC).")
+    count: int = Field(ge=0, description="Number of rows.")
+    fields: list[str] = Field(
+        description=(
+            "Names of the values of each row: id, name, location (a free string; the UI groups"
+            " by its '/'-separated parts, room/rack), state (derived: offline, lost, idle,"
+            " recording, error), since (when it entered that state), last_seen_at,"
+            " session_id, recorded_s, frames (of its current recording, else null),"
+            " disk_free_pct, clock_offset_s, fps (null when the camera is not connected),"
+            " error (the fault its latest status reports, cut to 80 characters, else null),"
+            " open_alerts (its open alerts nobody has acknowledged). Status values are null"
+            " when the enclosure has no status of its current run."
+        ),
+        examples=[
+            [
+                "id",
+                "name",
+                "location",
+                "state",
+                "since",
+                "last_seen_at",
+                "session_id",
+                "recorded_s",
+                "frames",
+                "disk_free_pct",
+                "clock_offset_s",
+                "fps",
+                "error",
+                "open_alerts",
+            ]
+        ],
+    )
+    rows: list[list[str | float | int | None]] = Field(
+        description="One row per enclosure; values in the order of fields.",
+        examples=[
+            [
+                [
+                    "demo-01",
+                    "Demo 01",
+                    "Room 2/Rack A",
+                    "recording",
+                    "2026-12-03T18:00:00Z",
+                    "2026-12-03T18:40:00Z",
+                    "s-123",
+                    61.0,
+                    1830,
+                    72.5,
+                    0.01,
+                    30.0,
+                    None,
+                    0,
+                ]
+            ]
+        ],
+    )
