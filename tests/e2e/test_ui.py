@@ -68,6 +68,7 @@ class Demo:
     password: str
     dir: Path
     log: Path
+    access_token: str | None = None
 
     def agent(self, eid: str) -> psutil.Process:
         """The agent process of an enclosure: the demo's child whose cmdline names its config."""
@@ -91,19 +92,32 @@ class Demo:
                 continue
         raise AssertionError("no bridge process")
 
+    def _token(self, fresh: bool = False) -> str:
+        # One login for the whole module: polling through api() must not count as a stream of
+        # logins (the per-account login limit would refuse the test's own later logins).
+        if fresh or self.access_token is None:
+            response = httpx.post(
+                f"{self.base}/api/auth/login",
+                json={"email": self.email, "password": self.password},
+                timeout=10,
+            )
+            response.raise_for_status()
+            self.access_token = str(response.json()["access_token"])
+        return self.access_token
+
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        token = httpx.post(
-            f"{self.base}/api/auth/login",
-            json={"email": self.email, "password": self.password},
-            timeout=10,
-        ).json()["access_token"]
-        response = httpx.request(
-            method,
-            f"{self.base}{path}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
-            **kwargs,
-        )
+        def send(token: str) -> httpx.Response:
+            return httpx.request(
+                method,
+                f"{self.base}{path}",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+                **kwargs,
+            )
+
+        response = send(self._token())
+        if response.status_code == 401:  # expired: log in again once
+            response = send(self._token(fresh=True))
         response.raise_for_status()
         return response.json()
 
