@@ -442,13 +442,23 @@ def test_agent_killed(stack: Stack, figures: Figures) -> None:
     assert any(g["cause"] == "agent_restart" for g in gaps), gaps
 
 
+def health(stack: Stack, part: str) -> bool:
+    """Whether ``/api/health`` says ``part`` (broker, bridge, database) is ok."""
+    return bool((stack.api.json("/api/health") or {}).get(part, {}).get("ok", True))
+
+
 def test_bridge_killed(stack: Stack, figures: Figures) -> None:
-    """kill -9 of the bridge, restarted at once: the new bridge catches up from the broker."""
+    """kill -9 of the bridge, restarted once ``/api/health`` shows it down: the new bridge
+    catches up from the database and the broker."""
     stack.start_session()
     stack.wait_recording()
     stack.wait_until(stack.at(FAULT_AT_S))
+    assert health(stack, "bridge"), "the bridge is not up before the fault"
     stack.bridge.kill()
+    since = time.monotonic()
+    figures.detection_s = detect(lambda: not health(stack, "bridge"), since)
     stack.bridge = stack.start_bridge()
+    wait_for(lambda: health(stack, "bridge"), 60, interval=POLL_S, message="bridge not back")
     check(stack, figures)
 
 
@@ -470,9 +480,7 @@ def test_broker_down_60_s(stack: Stack, figures: Figures) -> None:
     stack.wait_until(stack.at(FAULT_AT_S))
     stack.broker.kill()
     since = time.monotonic()
-    figures.detection_s = detect(
-        lambda: not (stack.api.json("/api/health") or {}).get("broker", {}).get("ok", True), since
-    )
+    figures.detection_s = detect(lambda: not health(stack, "broker"), since)
     wait_for(lambda: time.monotonic() >= since + 60, 80)
     stack.broker.start()
     check(stack, figures)
