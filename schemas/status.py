@@ -9,7 +9,10 @@ from pydantic import Field
 from schemas.base import WireMessage, WirePart
 from schemas.types import BootId, Reason, SessionId, UtcDatetime
 
+MAX_SEQ = 2**63 - 1  # a signed 64-bit integer: what a receiver's database can store
+
 __all__ = [
+    "MAX_SEQ",
     "CameraStatus",
     "ClockStatus",
     "LiveViewStatus",
@@ -101,7 +104,9 @@ class Status(WireMessage):
     label: ClassVar[str] = "status"
 
     seq: int = Field(
-        ge=0, description="Sequence number, +1 each status message, from 0 at each boot."
+        ge=0,
+        le=MAX_SEQ,
+        description="Sequence number, +1 each status message, from 0 at each boot.",
     )
     boot_id: BootId = Field(description="Identifies this run of the agent (new at each start).")
     camera: CameraStatus = Field(description="The camera and capture.")

@@ -1,16 +1,18 @@
 """One worker lane's received messages: every message that must be written, and the statuses,
-coalesced to the latest per enclosure when too many wait.
+coalesced to the latest per enclosure once the lane falls behind.
 
 - ``put``: state, ack and events messages, first in first out, at most ``maxsize``; a full
   inbox makes the caller (the reliable connection's network thread) wait: back-pressure, and
   the broker keeps the rest in the bridge's session.
-- ``put_status``: a status. It never waits. While fewer than ``status_maxsize`` statuses wait,
-  it joins them (every status is written, with its history row). Beyond that the bridge is
-  behind, and a status replaces the ones of its enclosure still waiting, in the place of the
-  oldest of them (statuses are latest-value: the newest carries everything a user sees). So at
-  most ``status_maxsize`` plus one status per enclosure wait however far behind the worker is,
-  and the broker has nothing to queue or drop. A retained copy (replayed on subscribe) never
-  replaces a live status: it is the older one.
+- ``put_status``: a status. It never waits. While the lane keeps up it joins the others (every
+  status is written, with its history row). Once the lane is behind, it replaces the ones of
+  its enclosure still waiting, in the place of the oldest of them (statuses are latest-value:
+  the newest carries everything a user sees). Behind: the oldest status waiting arrived more
+  than ``status_behind_s`` before this one (None: never by age), or ``status_maxsize`` statuses
+  wait. So under sustained overload a status waits behind at most about ``status_behind_s``
+  worth of the others plus one per enclosure, not a queue's worth, and the broker has nothing
+  to queue or drop. A retained copy (replayed on subscribe) never replaces a live status: it
+  is the older one.
 - ``get``: the oldest message that must be written first, then the statuses in the order they
   arrived: events and acks have priority over statuses.
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from controlsvc.bridge.inbound import Inbound
 
@@ -45,9 +47,12 @@ class _Waiting:
 class Inbox:
     """Thread-safe; one thread per kind of ``put``, one reader."""
 
-    def __init__(self, maxsize: int, status_maxsize: int) -> None:
+    def __init__(
+        self, maxsize: int, status_maxsize: int, status_behind_s: float | None = None
+    ) -> None:
         self.maxsize = maxsize
         self.status_maxsize = status_maxsize
+        self.status_behind = None if status_behind_s is None else timedelta(seconds=status_behind_s)
         self._fifo: deque[Inbound] = deque()
         self._line: deque[_Waiting] = deque()  # statuses in arrival order, dead ones included
         self._by_topic: dict[str, list[_Waiting]] = {}  # the live ones, oldest first
@@ -69,7 +74,7 @@ class Inbox:
         replaced, or itself (a retained copy of a live one waiting)."""
         with self._lock:
             waiting = self._by_topic.get(inbound.topic)
-            if waiting and self._statuses >= self.status_maxsize:
+            if waiting and self._behind(inbound.received_at):
                 if inbound.retain and not all(w.inbound.retain for w in waiting):
                     return [inbound]
                 first = waiting[0]
@@ -87,6 +92,14 @@ class Inbox:
             self._statuses += 1
             self._not_empty.notify()
             return []
+
+    def _behind(self, now: datetime) -> bool:
+        if self._statuses >= self.status_maxsize:
+            return True
+        if self.status_behind is None:
+            return False
+        head = self._head()
+        return head is not None and now - head.since > self.status_behind
 
     def get(self, timeout: float | None = None) -> Inbound:
         """The next message (see the module doc); waits up to ``timeout``, else

@@ -7,7 +7,7 @@
     reliable: on_message ─▶ lane of the enclosure: Inbox ──────────▶ batch (≤ BATCH_MAX,
       (state, ack, events)    bounded FIFO (first)                   ≤ FILL_LINGER_S to fill)
     statuses: on_message ─▶   statuses (the latest per enclosure
-                              beyond STATUS_QUEUE_SIZE)
+                              once STATUS_BEHIND_S behind)
                                       parse + validate (schemas)
                                       ONE transaction (Writer) ── commit
                                       PUBACK the batch, notify {prefix}/service/events
@@ -26,12 +26,14 @@ unacknowledged messages are delivered again on the persistent session, and the q
 from the old connection are skipped instead of written twice. The bridge's keepalive is at
 least ``client.MIN_KEEPALIVE_S``: with its network thread waiting for room, PINGRESPs wait too.
 
-Coalescing instead of back-pressure for statuses (the status connection): beyond
-``STATUS_QUEUE_SIZE`` waiting statuses, a status replaces the ones of its enclosure still
-waiting (``Inbox.put_status``; those are acknowledged at once and counted in
-``stats.statuses_coalesced``), so however far behind the workers are, the status connection
-keeps reading and the broker does not queue statuses for the bridge; what would fill a queue
-and make the broker drop events is gone. See docs/bridge.md, "Overload".
+Coalescing instead of back-pressure for statuses (the status connection): once a lane is
+behind (its oldest waiting status came over ``STATUS_BEHIND_S`` ago, or ``STATUS_QUEUE_SIZE``
+statuses wait), a status replaces the ones of its enclosure still waiting
+(``Inbox.put_status``; those are acknowledged at once and counted in
+``stats.statuses_coalesced``), so however far behind the workers are, no status waits behind
+more than about a second's worth of others, the status connection keeps reading, and the
+broker does not queue statuses for the bridge; what would fill a queue and make the broker
+drop events is gone. See docs/bridge.md, "Overload".
 
 A database outage stops the worker (it retries the same batch with backoff, acking nothing),
 so the queue fills and the broker holds the rest until the database is back.
@@ -72,8 +74,12 @@ __all__ = ["BATCH_MAX", "QUEUE_SIZE", "STATUS_QUEUE_SIZE", "Bridge", "run"]
 # STATUS_QUEUE_SIZE.
 QUEUE_SIZE = 20_000
 # Statuses waiting for the lanes' workers before each newer one replaces the waiting ones of its
-# enclosure (coalescing, see the module doc): a burst this size is written whole, with history.
+# enclosure (coalescing, see the module doc), whatever their age.
 STATUS_QUEUE_SIZE = 20_000
+# A lane whose oldest waiting status came this long ago is behind: a newer status replaces the
+# waiting ones of its enclosure at once, so statuses do not queue up stale (a burst the workers
+# write within this time is written whole, with history).
+STATUS_BEHIND_S = 1.0
 # Worker lanes per backend (see the module doc).
 LANES = {"postgresql": 2, "sqlite": 1}
 # At most this many messages per transaction: big enough that a burst is written at thousands
@@ -109,6 +115,7 @@ class Bridge:
         client_id: str | None = None,
         queue_size: int = QUEUE_SIZE,
         status_queue_size: int = STATUS_QUEUE_SIZE,
+        status_behind_s: float | None = STATUS_BEHIND_S,
         batch_max: int = BATCH_MAX,
         fill_linger_s: float = FILL_LINGER_S,
         lanes: int | None = None,
@@ -133,6 +140,7 @@ class Bridge:
                 Inbox(
                     maxsize=max(1, queue_size // count),
                     status_maxsize=max(1, status_queue_size // count),
+                    status_behind_s=status_behind_s,
                 ),
                 Writer(self.database, self.topics, self.liveness, self.stats),
             )

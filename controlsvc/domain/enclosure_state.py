@@ -17,7 +17,10 @@ more than ``FUTURE_TOLERANCE_S`` after the message arrived (the claimed ``at`` i
 stored status and the history):
 
 - status (``judge_status``): same ``boot_id`` and ``seq`` not above the stored one -> duplicate
-  or stale; another ``boot_id`` replaces the stored status only when its ``at`` is newer.
+  or stale, unless the stored ``seq`` is more than ``SEQ_BACKLOG`` above it and its ``at`` is
+  newer (one status with a huge ``seq``, a corrupted counter or forged, cannot make the boot's
+  next ones stale); another ``boot_id`` replaces the stored status only when its ``at`` is
+  newer.
 - state (``judge_lifecycle``): within a boot messages apply in arrival order, except one of
   an older connection than the stored one (a Will replayed late); a message of another boot
   older than the stored lifecycle is stale (typically the previous run's Will). A Will followed
@@ -40,6 +43,7 @@ __all__ = [
     "LIVE_STATES",
     "FUTURE_TOLERANCE_S",
     "REASON_MAX",
+    "SEQ_BACKLOG",
     "Liveness",
     "Verdict",
     "bounded_at",
@@ -61,6 +65,9 @@ REASON_MAX = 200  # the transitions table's reason column
 # arrival: unflagged skew (the agents flag 2 s) plus jitter. Beyond, it counts as sent at this
 # bound, so one message "from the future" cannot make those after it look stale for longer.
 FUTURE_TOLERANCE_S = 5.0
+# How far a status of one boot may arrive behind the newest stored (redelivered, reordered): a
+# seq further behind, and newer, means the stored seq was not the agent's count.
+SEQ_BACKLOG = 1000
 # A reported clock offset beyond this is not believed (and cannot overflow a datetime).
 MAX_OFFSET_S = 10 * 365 * 86400.0
 
@@ -198,7 +205,11 @@ def judge_status(
     if boot_id == stored_boot:
         if seq == stored_seq:
             return Verdict.DUPLICATE
-        return Verdict.NEW if seq > stored_seq else Verdict.STALE
+        if seq > stored_seq:
+            return Verdict.NEW
+        if stored_seq - seq > SEQ_BACKLOG and stored_at is not None and at > stored_at:
+            return Verdict.NEW  # the stored seq was no count of this agent's: time decides
+        return Verdict.STALE
     if stored_at is None or at > stored_at:
         return Verdict.NEW
     return Verdict.STALE

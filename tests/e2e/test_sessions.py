@@ -31,6 +31,7 @@ from controlsvc.ops.app import create_app
 from controlsvc.store.db import Database
 from controlsvc.store.models.enclosures import AgentEvent
 from controlsvc.store.models.users import User
+from enclosure_agent.recorder import SidecarRow, read_sidecar, sidecar_path_for
 from tests.integration.bridge_fixtures import bridge_settings
 from tests.integration.test_agent_harness import decode_times, segments
 from tests.support.auth import Auth
@@ -200,8 +201,28 @@ def wait_enc(client, headers, sid, eid, states, timeout=30.0) -> dict[str, Any]:
     )
 
 
-def decoded_frames(root: Path, sid: str) -> int:
-    return sum(len(decode_times(path)) for path in segments(root, sid))
+def frames_in_files(root: Path, sid: str) -> list[SidecarRow]:
+    """The sidecar rows of every frame the session's files decode to, in order."""
+    rows: list[SidecarRow] = []
+    for path in segments(root, sid):
+        decoded = len(decode_times(path))
+        listed = read_sidecar(sidecar_path_for(path))
+        assert len(listed) >= decoded, f"{path}: {decoded} frames, {len(listed)} sidecar rows"
+        rows.extend(listed[:decoded])
+    return rows
+
+
+def agent_events(database: Database, eid: str, sid: str, kind: str) -> list[AgentEvent]:
+    with database.sessionmaker() as session:
+        return list(
+            session.scalars(
+                select(AgentEvent).where(
+                    AgentEvent.enclosure_id == eid,
+                    AgentEvent.session_id == sid,
+                    AgentEvent.kind == kind,
+                )
+            )
+        )
 
 
 def no_event_twice(database: Database) -> None:
@@ -218,8 +239,11 @@ def no_event_twice(database: Database) -> None:
 
 
 def test_1_three_enclosures_complete_with_the_frames_asked_for(
-    client, operator, bridge, agents
+    client, operator, bridge, agents, database
 ) -> None:
+    """Each enclosure records its window to the end with no frame lost (the source's frame
+    numbers run on without a gap across every file), and the API reports exactly the frames
+    the files decode to. How many frames a loaded machine manages is for bench/, not here."""
     for eid in EIDS:
         agents.start(eid)
     wait_idle(client, operator, EIDS)
@@ -230,11 +254,14 @@ def test_1_three_enclosures_complete_with_the_frames_asked_for(
     assert body["status"] == "scheduled"
     wait_status(client, operator, sid, {"running"}, 10)
     done = wait_status(client, operator, sid, {"completed"}, duration + 30)
-    expected = FPS * duration
     for eid in EIDS:
-        frames = decoded_frames(agents.roots[eid], sid)
-        assert abs(frames - expected) <= 0.02 * expected, (eid, frames)
-        assert enc(done, eid)["frames"] == frames
+        rows = frames_in_files(agents.roots[eid], sid)
+        assert rows, eid
+        numbers = [row.source_index for row in rows]
+        assert numbers == list(range(numbers[0], numbers[0] + len(rows))), f"{eid}: frame lost"
+        assert enc(done, eid)["frames"] == len(rows)
+        (stopped,) = agent_events(database, eid, sid, "recording_stopped")
+        assert stopped.data["reason"] == "end reached", (eid, stopped.data)
         assert enc(done, eid)["segments"] == len(segments(agents.roots[eid], sid))
     recordings = client.get(f"/api/sessions/{sid}/recordings?limit=500", headers=operator)
     items = recordings.get_json()["items"]
@@ -258,19 +285,24 @@ def test_2_agent_killed_and_restarted_resumes_with_the_gap_reported(
         message="enc-a closed no segment",
     )
     agents.kill("enc-a")
+    killed_at = datetime.now(UTC)
     # restart once the service has seen it go (its Will): a real outage, not a blip
     wait_for(
         lambda: client.get("/api/enclosures/enc-a", headers=operator).get_json()["state"] == "lost",
         15,
         message="enc-a never became lost",
     )
+    restarted_at = datetime.now(UTC)
     agents.start("enc-a")
     done = wait_status(client, operator, sid, {"completed"}, duration + 40)
     a = enc(done, "enc-a")
     assert a["state"] == "completed"
     assert a["gaps"], a
-    assert any(g["cause"] == "agent_restart" for g in a["gaps"])
-    assert 0 < a["gap_s"] <= LOST_GRACE_S, a
+    (gap,) = [g for g in a["gaps"] if g["cause"] == "agent_restart"]
+    # the gap spans the outage: from a frame before the kill to one after the restart
+    assert datetime.fromisoformat(gap["started_at"]) <= killed_at, (gap, killed_at)
+    assert restarted_at <= datetime.fromisoformat(gap["ended_at"]), (gap, restarted_at)
+    assert a["gap_s"] > 0, a
     assert enc(done, "enc-b")["gap_s"] == 0
     no_event_twice(database)
 
@@ -278,6 +310,8 @@ def test_2_agent_killed_and_restarted_resumes_with_the_gap_reported(
 def test_3_agent_killed_for_good_times_out_and_alerts_by_mail(
     client, operator, bridge, agents, smtp
 ) -> None:
+    """The order of what the service recorded proves the grace: the kill, then the enclosure
+    lost (its Will), then the session's time-out no sooner than the grace after it."""
     sink, _port = smtp
     for eid in EIDS:
         agents.start(eid)
@@ -285,11 +319,18 @@ def test_3_agent_killed_for_good_times_out_and_alerts_by_mail(
     duration = 20
     sid = create(client, operator, EIDS, duration)["id"]
     wait_enc(client, operator, sid, "enc-c", {"recording"})
+    killing_at = datetime.now(UTC)
     agents.kill("enc-c")
-    killed = datetime.now(UTC)
-    out = wait_enc(client, operator, sid, "enc-c", {"timed_out", "failed"}, LOST_GRACE_S + 10)
-    assert datetime.now(UTC) - killed <= timedelta(seconds=LOST_GRACE_S + 5)
+    out = wait_enc(client, operator, sid, "enc-c", {"timed_out", "failed"}, LOST_GRACE_S + 60)
+    assert out["state"] == "timed_out", out
     assert "lost" in out["message"]
+    transitions = client.get("/api/enclosures/enc-c/transitions", headers=operator).get_json()
+    lost_at = max(
+        datetime.fromisoformat(t["at"]) for t in transitions["items"] if t["to_state"] == "lost"
+    )
+    timed_out_at = datetime.fromisoformat(out["state_changed_at"])
+    assert killing_at <= lost_at, (killing_at, lost_at)
+    assert timed_out_at - lost_at >= timedelta(seconds=LOST_GRACE_S), (lost_at, timed_out_at)
     wait_for(
         lambda: any(b"enc-c" in m.content for m in sink.messages),
         15,
@@ -351,7 +392,7 @@ def test_6_scheduled_start_on_time_and_one_enclosure_canceled(
     a = wait_enc(client, operator, sid, "enc-a", {"recording"}, 20)
     assert a["confirmed_at"] is not None
     confirmed = datetime.fromisoformat(a["confirmed_at"])
-    assert start_at <= confirmed + timedelta(seconds=0.5) <= start_at + timedelta(seconds=4)
+    assert start_at <= confirmed, (start_at, confirmed)  # not a moment before the window
     wait_enc(client, operator, sid, "enc-b", {"recording"}, 20)
     r = client.post(f"/api/sessions/{sid}/enclosures/enc-b/cancel", headers=operator)
     assert r.status_code == 200

@@ -45,6 +45,7 @@ from controlsvc.store.db import Database
 from controlsvc.store.models.enclosures import AgentEvent
 from enclosure_agent.recorder import read_sidecar, sidecar_path_for
 from tests.integration.test_agent_harness import decode_times, segments
+from tests.support import faketime
 from tests.support.auth import PASSWORD
 from tests.support.broker import default_accounts, mosquitto_factory  # noqa: F401
 from tests.support.postgres import create_database, drop_database
@@ -441,13 +442,23 @@ def test_agent_killed(stack: Stack, figures: Figures) -> None:
     assert any(g["cause"] == "agent_restart" for g in gaps), gaps
 
 
+def health(stack: Stack, part: str) -> bool:
+    """Whether ``/api/health`` says ``part`` (broker, bridge, database) is ok."""
+    return bool((stack.api.json("/api/health") or {}).get(part, {}).get("ok", True))
+
+
 def test_bridge_killed(stack: Stack, figures: Figures) -> None:
-    """kill -9 of the bridge, restarted at once: the new bridge catches up from the broker."""
+    """kill -9 of the bridge, restarted once ``/api/health`` shows it down: the new bridge
+    catches up from the database and the broker."""
     stack.start_session()
     stack.wait_recording()
     stack.wait_until(stack.at(FAULT_AT_S))
+    assert health(stack, "bridge"), "the bridge is not up before the fault"
     stack.bridge.kill()
+    since = time.monotonic()
+    figures.detection_s = detect(lambda: not health(stack, "bridge"), since)
     stack.bridge = stack.start_bridge()
+    wait_for(lambda: health(stack, "bridge"), 60, interval=POLL_S, message="bridge not back")
     check(stack, figures)
 
 
@@ -469,9 +480,7 @@ def test_broker_down_60_s(stack: Stack, figures: Figures) -> None:
     stack.wait_until(stack.at(FAULT_AT_S))
     stack.broker.kill()
     since = time.monotonic()
-    figures.detection_s = detect(
-        lambda: not (stack.api.json("/api/health") or {}).get("broker", {}).get("ok", True), since
-    )
+    figures.detection_s = detect(lambda: not health(stack, "broker"), since)
     wait_for(lambda: time.monotonic() >= since + 60, 80)
     stack.broker.start()
     check(stack, figures)
@@ -551,24 +560,24 @@ def test_recordings_disk_fills(stack: Stack, figures: Figures, small_disk: Path)
     )
 
 
-# libfaketime preloaded into the agent itself (with the `faketime` wrapper, the wrapper would be
-# the process the test stops, and the agent would outlive it)
-LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), None)
-
-
-@pytest.mark.skipif(
-    LIBFAKETIME is None, reason="needs libfaketime (Debian faketime; scripts/setup --test)"
-)
-@pytest.mark.xfail(
-    reason="issue 13 item 2, open: in this stack the agent 10 min ahead measures the offset at "
-    "once but starts recording ~11 s late, and the service times its enclosure out with 0 frames "
-    "counted (tests/integration/test_agent_clock.py, one agent, passes)",
-)
+@pytest.mark.skipif(faketime.LIBFAKETIME is None, reason=faketime.MISSING)
 def test_agent_clock_10_min_ahead(stack: Stack, figures: Figures) -> None:
-    """One agent runs 10 min ahead (libfaketime): it still records the whole session."""
-    stack.agents.env[FAULTY] = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": "+10m"}
+    """One agent runs 10 min ahead (libfaketime; its wall clock only, as a wrong clock is): it
+    still records the whole session, and the service alerts on the skew, naming the enclosure.
+    Detection: from the enclosure's first state change the service stored (it came online)
+    to the alert's ``raised_at``, both the service's clock."""
+    stack.agents.env[FAULTY] = faketime.shifted_clock(600)
     stack.start_session()
     check(stack, figures)
+    alerts = stack.api.json(f"/api/alerts?enclosure_id={FAULTY}") or {"items": []}
+    skew = [a for a in alerts["items"] if a["kind"] == "clock_skew"]
+    assert len(skew) == 1, f"expected one clock_skew alert for {FAULTY}: {alerts}"
+    assert f"the clock of {FAULTY} is +600" in skew[0]["message"], skew
+    transitions = stack.api.json(f"/api/enclosures/{FAULTY}/transitions?limit=100")
+    assert transitions is not None
+    online = min(datetime.fromisoformat(t["at"]) for t in transitions["items"])
+    raised = datetime.fromisoformat(skew[0]["raised_at"])
+    figures.detection_s = round((raised - online).total_seconds(), 1)
 
 
 def test_agent_network_cut_30_s(stack: Stack, figures: Figures, broker: LocalBroker) -> None:

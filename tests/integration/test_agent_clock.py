@@ -24,27 +24,19 @@ from tests.integration.test_agent_harness import (  # noqa: F401 (fixtures)
     service_for,
     write_toml,
 )
+from tests.support import faketime
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.mosquitto]
 
 AHEAD_S = 600
-LIBFAKETIME = "faketime/libfaketime.so.1"  # Debian faketime, under /usr/lib/<multiarch>/
 
 
 def shifted_clock(seconds: int) -> dict[str, str]:
-    """The environment that runs a process with its wall clock ``seconds`` ahead (preloaded
-    into the agent itself, so signals reach it; its monotonic timers stay real)."""
-    found = sorted(Path("/usr/lib").glob(f"*/{LIBFAKETIME}")) + sorted(
-        Path("/usr/lib").glob(LIBFAKETIME)
-    )
-    if not found:
-        pytest.skip("libfaketime is missing (scripts/setup --test installs Debian faketime)")
-    return {
-        "LD_PRELOAD": str(found[0]),
-        "FAKETIME": f"{seconds:+d}s",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    try:
+        return faketime.shifted_clock(seconds)
+    except LookupError as exc:
+        pytest.skip(str(exc))
 
 
 def heartbeat(service) -> None:

@@ -118,7 +118,8 @@ def test_silence_marks_lost_and_a_message_revives(settings, database, broker, ma
 def test_stale_duplicate_and_out_of_order_status_ignored(
     settings, database, broker, make_bridge, agents
 ):
-    bridge = make_bridge(bridge_settings(settings, broker))
+    # each status judged on its own: none coalesced, even if the machine stalls the bridge
+    bridge = make_bridge(bridge_settings(settings, broker), status_behind_s=None)
     agent = agents("enc-a", boot_id="boot-1")
     agent.state("ready")
     t = now()
@@ -189,7 +190,9 @@ def test_malformed_flood_then_valid_messages(settings, database, broker, make_br
 
     from controlsvc.broker import SERVICE_USER
 
-    bridge = make_bridge(bridge_settings(settings, broker))
+    # every one of the statuses after the flood is counted in the history: none may be
+    # coalesced while the bridge works through the flood
+    bridge = make_bridge(bridge_settings(settings, broker), status_behind_s=None)
     agent = agents("enc-a")
     agent.state("ready")
     # 10,000 bad messages from the service account (which may publish anywhere).
@@ -244,7 +247,8 @@ def test_bridge_restart_while_messages_are_in_flight(
     from schemas.enums import CommandKind
 
     config = bridge_settings(settings, broker)
-    bridge = make_bridge(config)
+    whole = {"status_behind_s": None}  # every status counted: none coalesced on catching up
+    bridge = make_bridge(config, **whole)
     agent = agents("enc-a", policy=None)
     agent.online()
     wait_state(database, "enc-a", "idle")
@@ -259,7 +263,7 @@ def test_bridge_restart_while_messages_are_in_flight(
         agent.status()  # queued by the broker for the bridge's session
     agent.publish(f"{PREFIX}/enc/enc-a/ack", _ack(command_id, "succeeded"))
 
-    bridge = make_bridge(config)  # same client id: the session resumes
+    bridge = make_bridge(config, **whole)  # same client id: the session resumes
     wait_for(lambda: history_count(database, "enc-a") == 101, timeout=20)
     wait_for(lambda: _command_state(database, command_id) == "succeeded")
 
@@ -268,7 +272,7 @@ def test_bridge_restart_while_messages_are_in_flight(
     bridge.kill()  # a crash: no DISCONNECT, unacknowledged messages stay with the broker
     for _ in range(30):
         agent.status()
-    make_bridge(config)
+    make_bridge(config, **whole)
     wait_for(lambda: history_count(database, "enc-a") == 161, timeout=20)
     enc = enclosure(database, "enc-a")
     assert enc.status_seq == 160

@@ -3,11 +3,13 @@ status of every enclosure (docs/bridge.md, "Overload").
 
 The database is held (rows locked on PostgreSQL, the write lock on SQLite), so the bridge
 cannot write anything while a burst of statuses, interleaved with events and acks, arrives:
-falling behind is certain, not a matter of the machine's speed. The bridge's own queues are set
-small, so the burst overflows them many times over, as 5,000 enclosures at 1 Hz overflowed the
-queue of a bridge that could not keep up. The broker's queue is large enough for the whole
-burst: a status the broker itself drops (which the design allows) would never reach the bridge
-to be coalesced, and how many it drops depends on the machine's speed, which no test may.
+falling behind is certain, not a matter of the machine's speed. The bridge's queue of events
+and acks is set small, so the burst overflows it many times over, as 5,000 enclosures at 1 Hz
+overflowed the queue of a bridge that could not keep up; statuses coalesce to the latest per
+enclosure as soon as the lane is behind, so they never queue up. The broker's queue is large
+enough for the whole burst: a status the broker itself drops (which the design allows) would
+never reach the bridge to be coalesced, and how many it drops depends on the machine's speed,
+which no test may.
 """
 
 from __future__ import annotations
@@ -56,7 +58,10 @@ EVENTS = 5  # per enclosure, spread through its statuses (the last one after its
 EVENT_AFTER = [STATUSES * (j + 1) // EVENTS for j in range(EVENTS)]  # status seqs
 BROKER_QUEUE = 100_000  # per client above those in flight: the whole burst fits
 BRIDGE_QUEUE = 100  # the bridge's in-process queue of state/ack/events
-STATUS_QUEUE = 100  # statuses waiting in the bridge before they are coalesced
+# A lane is behind once its oldest waiting status came this long before the next: here at once,
+# so every status coalesces with its enclosure's waiting one instead of queueing up behind it
+# (the service's 1 s would make the count depend on how fast this machine publishes).
+STATUS_BEHIND_S = 0.0
 BATCH_MAX = 50
 PUBLISH_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 120.0
@@ -162,7 +167,7 @@ def test_overload_loses_no_event_or_ack_and_keeps_the_latest_status(
     bridge = make_bridge(
         bridge_settings(settings, fleet_broker),
         queue_size=BRIDGE_QUEUE,
-        status_queue_size=STATUS_QUEUE,
+        status_behind_s=STATUS_BEHIND_S,
         batch_max=BATCH_MAX,
         housekeeping=False,
     )
@@ -202,9 +207,9 @@ def test_overload_loses_no_event_or_ack_and_keeps_the_latest_status(
             for pub in fleet:
                 pub.wait_acknowledged(PUBLISH_TIMEOUT_S)
             # While nothing can be written, every status is replaced by a newer one but those
-            # in the batches in progress, up to STATUS_QUEUE waiting, and one per enclosure.
+            # in the batches in progress and one per enclosure: none queues up stale.
             in_batches = len(bridge._lanes) * BATCH_MAX
-            least = ENCLOSURES * (STATUSES - 1) - in_batches - STATUS_QUEUE
+            least = ENCLOSURES * (STATUSES - 1) - in_batches
             wait_for(
                 lambda: bridge.stats.snapshot().get("statuses_coalesced", 0) >= least,
                 timeout=COALESCE_TIMEOUT_S,

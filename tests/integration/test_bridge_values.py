@@ -11,18 +11,20 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from controlsvc.store.models.enclosures import AgentEvent
+from controlsvc.store.models.enclosures import AgentEvent, StatusRecord
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
     agents,
     bridge_settings,
     broker,
     enclosure_attr,
+    enclosure_state,
     event_payload,
     make_bridge,
     mosquitto_factory,
     state_payload,
     status_payload,
+    wait_state,
 )
 from tests.support.waiting import wait_for
 
@@ -99,3 +101,56 @@ def test_unplain_values_are_dropped_logged_and_counted(
     for agent, channel, _, reason in cases:
         assert f"refused message on {PREFIX}/enc/{agent.eid}/{channel} (schema)" in logged
         assert reason in logged, logged
+
+
+HUGE_SEQ = 2**62  # far beyond any agent's count, still a valid (storable) seq
+
+
+def test_a_status_with_a_huge_seq_does_not_wedge_the_enclosure(
+    settings, database, broker, make_bridge, agents
+):
+    """One valid status of the current boot with a huge ``seq`` (a corrupted counter, or
+    forged): stored as it came, but the agent's next statuses, counting on from where they
+    were, are not judged stale for good: the enclosure shows them again."""
+    bridge = make_bridge(bridge_settings(settings, broker))
+    agent = agents("enc-a", interval=1.0)
+    agent.online()
+    wait_state(database, "enc-a", "idle")
+    agent.status(seq=HUGE_SEQ)
+    wait_for(lambda: enclosure_attr(database, "enc-a", "status_seq") == HUGE_SEQ, timeout=30)
+    assert enclosure_state(database, "enc-a") == "idle"
+
+    # The agent goes on with its own count; one of its statuses reports a fault, which the
+    # enclosure must show (the status is applied, not ignored as older than the huge one).
+    def recovered() -> bool:
+        seq = agent.status(error="camera unplugged")
+        return enclosure_attr(database, "enc-a", "status_seq") in range(seq + 1)
+
+    wait_for(recovered, timeout=30, interval=0.5, message=lambda: f"{bridge.stats.snapshot()}")
+    assert enclosure_attr(database, "enc-a", "status_seq") < 100
+    assert enclosure_state(database, "enc-a") == "error"
+    # what arrived is kept: the huge one in the history too
+    with database.sessionmaker() as session:
+        seqs = set(session.scalars(select(StatusRecord.seq)))
+    assert HUGE_SEQ in seqs
+
+
+def test_a_status_seq_beyond_64_bits_is_refused_naming_the_field(
+    settings, database, broker, make_bridge, agents, caplog
+):
+    caplog.set_level(logging.WARNING, logger="controlsvc.bridge")
+    bridge = make_bridge(bridge_settings(settings, broker))
+    agent = agents("enc-a", interval=1.0)
+    agent.online()
+    wait_state(database, "enc-a", "idle")
+    agent.publish(f"{PREFIX}/enc/enc-a/status", status_payload(agent.boot_id, 2**63))
+    reason = "status.seq: Input should be less than or equal to 9223372036854775807"
+    # counted, then logged: wait for the log line
+    wait_for(
+        lambda: any(reason in r.getMessage() for r in list(caplog.records)),
+        timeout=30,
+        message=lambda: f"not logged; stats: {bridge.stats.snapshot()}",
+    )
+    assert bridge.stats.snapshot()["invalid"] == {"schema": 1}
+    seq = agent.status()
+    wait_for(lambda: enclosure_attr(database, "enc-a", "status_seq") == seq, timeout=30)

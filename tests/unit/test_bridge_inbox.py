@@ -123,3 +123,30 @@ def test_get_waits_for_a_message_or_times_out():
         inbox.get(timeout=0.01)
     threading.Timer(0.05, lambda: inbox.put_status(message("enc-a", "status", 1))).start()
     assert inbox.get(timeout=10).payload == b"1"
+
+
+def test_once_the_lane_is_behind_a_status_replaces_its_enclosures_at_once():
+    """However many may wait, a status does not queue up behind stale ones: once the oldest
+    waiting came more than ``status_behind_s`` before it, it replaces its enclosure's."""
+    inbox = Inbox(maxsize=10, status_maxsize=1000, status_behind_s=2.0)
+    inbox.put_status(message("enc-a", "status", 1))
+    inbox.put_status(message("enc-b", "status", 2))
+    # 2 s after the oldest: not yet behind, every status is kept
+    assert inbox.put_status(message("enc-a", "status", 3)) == []
+    # 3 s after the oldest: behind
+    replaced = inbox.put_status(message("enc-a", "status", 4))
+    assert [m.payload for m in replaced] == [b"1", b"3"]
+    # an enclosure with nothing waiting still joins
+    assert inbox.put_status(message("enc-c", "status", 5)) == []
+    assert drain(inbox) == [("enc-a/status", b"4"), ("enc-b/status", b"2"), ("enc-c/status", b"5")]
+    # caught up: nothing waits, a burst is kept whole again
+    for n in (10, 11):
+        assert inbox.put_status(message("enc-a", "status", n)) == []
+    assert inbox.qsize() == 2
+
+
+def test_without_an_age_limit_only_the_count_makes_a_lane_behind():
+    inbox = Inbox(maxsize=10, status_maxsize=1000, status_behind_s=None)
+    for n in (1, 20, 40):
+        assert inbox.put_status(message("enc-a", "status", n)) == []
+    assert inbox.qsize() == 3

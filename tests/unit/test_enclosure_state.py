@@ -8,6 +8,7 @@ import pytest
 
 from controlsvc.domain.enclosure_state import (
     FUTURE_TOLERANCE_S,
+    SEQ_BACKLOG,
     Liveness,
     Verdict,
     bounded_at,
@@ -111,6 +112,11 @@ def test_status_signature_ignores_counters():
         (("b1", 5, T0), ("b1", 6, T0), Verdict.NEW),
         (("b1", 5, T0), ("b1", 5, T0), Verdict.DUPLICATE),
         (("b1", 5, T0), ("b1", 4, T0 + timedelta(seconds=9)), Verdict.STALE),
+        # a huge seq stored (corrupted or forged) does not make the boot's next ones stale...
+        (("b1", 2**62, T0), ("b1", 6, T0 + timedelta(seconds=1)), Verdict.NEW),
+        # ...though an older one still is, and so is one within the backlog a broker may replay
+        (("b1", 2**62, T0), ("b1", 6, T0 - timedelta(seconds=1)), Verdict.STALE),
+        (("b1", 5 + SEQ_BACKLOG, T0), ("b1", 5, T0 + timedelta(seconds=9)), Verdict.STALE),
         # a new boot wins when its message is newer...
         (("b1", 500, T0), ("b2", 0, T0 + timedelta(seconds=1)), Verdict.NEW),
         # ...and a late message of an old boot does not

@@ -81,7 +81,7 @@ def test_reference_section_is_regenerated(tmp_path):
     export.write(out, doc)
     text = doc.read_text()
     assert "stale" not in text
-    assert "| `seq` | integer (>= 0) | yes |" in text
+    assert "| `seq` | integer (>= 0, <= 9223372036854775807) | yes |" in text
     assert text.startswith("# x\n")
     assert text.endswith("\nafter\n")
     assert export.stale_files(out, doc) == []
