@@ -24,6 +24,7 @@ from schemas.rest.enclosures import (
     StatusHistoryItem,
     StatusHistoryQuery,
 )
+from schemas.rest.fleet import FleetSummary
 from schemas.rest.recordings import (
     MAX_TIMELINE_WINDOW,
     ExportFormat,
@@ -49,6 +50,7 @@ from schemas.rest.sessions import (
 )
 
 __all__ = [
+    "FleetSummary",
     "ALERT_ID_PATTERN",
     "AlertListQuery",
     "AlertOut",
