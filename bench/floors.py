@@ -12,6 +12,8 @@ database, so that a figure can be given as a ratio to what this machine can do a
   with the same indexes: the client CPU and wall time per row.
 - ``retained_floor``: the same retained messages published again by one paho client (QoS 1,
   paho's default window of 20 in flight, until the last PUBACK), on topics nobody reads.
+- ``read_floor``: the rows a REST read returns, read by one bare statement on a raw DBAPI
+  connection and serialised with pydantic-core: wall and CPU per read.
 - ``encode_floor``: frames encoded by libx264 through PyAV alone with the recorder's encoder
   settings (no capture thread, queues, sidecar, hashing or segment rotation): CPU per frame.
 - ``Sniffer``: records what the service publishes (payloads of commands, acks, ``desired``
@@ -459,6 +461,36 @@ def encode_floor(
         "cpu_ms_per_frame": round(cpu * 1000 / frames, 3),
         "cores_at_target": round(cpu / frames * fps, 3),
         "fps_alone": round(frames / wall, 1),
+    }
+
+
+def read_floor(engine: Engine, sql: str, reads: int, **params: Any) -> dict[str, Any]:
+    """The floor of a REST read: the same rows read by one bare statement on a raw DBAPI
+    connection and serialised to JSON (pydantic-core, the API's own encoder), ``reads`` times;
+    median wall and CPU (this thread) per read, the rows and the bytes."""
+    from pydantic_core import to_json
+
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        walls, cpus, size, count = [], [], 0, 0
+        for _ in range(reads + 1):  # the first one warms the connection and the plan
+            cpu0, wall0 = time.thread_time(), time.perf_counter()
+            cursor.execute(sql, params or None)
+            rows = cursor.fetchall()
+            body = to_json([list(row) for row in rows])
+            walls.append(time.perf_counter() - wall0)
+            cpus.append(time.thread_time() - cpu0)
+            size, count = len(body), len(rows)
+            raw.commit()
+    finally:
+        raw.close()
+    walls, cpus = sorted(walls[1:]), sorted(cpus[1:])
+    return {
+        "ms": round(walls[len(walls) // 2] * 1000, 2),
+        "cpu_ms": round(cpus[len(cpus) // 2] * 1000, 2),
+        "rows": count,
+        "bytes": size,
     }
 
 

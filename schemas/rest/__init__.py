@@ -63,6 +63,7 @@ from schemas.rest.sessions import (
 )
 
 __all__ = [
+    "FleetSummary",
     "ALERT_ID_PATTERN",
     "AlertListQuery",
     "AlertOut",

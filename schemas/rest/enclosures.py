@@ -12,13 +12,14 @@ from schemas.commands import COMMAND_PARAMS
 from schemas.enums import CommandKind, CommandState, EnclosureState, Lifecycle
 from schemas.errors import raise_nested
 from schemas.ids import EnclosureId
-from schemas.rest.common import PageQuery, RestOut
+from schemas.rest.common import DEFAULT_PAGE_LIMIT, PageQuery, RestOut
 from schemas.rest.sessions import EnclosureSessionOut
 from schemas.status import Status
 from schemas.types import BootId, UtcDatetime
 
 __all__ = [
     "LOCATION_DESCRIPTION",
+    "MAX_FLEET_LIMIT",
     "DEFAULT_COMMAND_TIMEOUT_S",
     "MAX_COMMAND_TIMEOUT_S",
     "MAX_COMMAND_WAIT_S",
@@ -34,6 +35,9 @@ __all__ = [
     "StatusHistoryQuery",
 ]
 
+# GET /api/enclosures?limit= goes this high (other lists stop at MAX_PAGE_LIMIT): a fleet of
+# 2,000 enclosures comes in one response.
+MAX_FLEET_LIMIT = 5000
 LOCATION_DESCRIPTION = (
     "Where the enclosure is: a free string; the UI groups enclosures by its '/'-separated"
     " parts, room/rack (e.g. 'Room 2/Rack A')."
@@ -119,6 +123,12 @@ class EnclosurePatch(StrictModel):
 
 
 class EnclosureListQuery(PageQuery):
+    limit: int = Field(
+        default=DEFAULT_PAGE_LIMIT,
+        ge=1,
+        le=MAX_FLEET_LIMIT,
+        description=f"Items per page, up to {MAX_FLEET_LIMIT:,}: a whole fleet in one response.",
+    )
     state: EnclosureState | None = Field(default=None, description="Only enclosures in this state.")
     q: str | None = Field(
         default=None, max_length=200, description="Search in id, name and location."

@@ -12,7 +12,7 @@ __all__ = ["FleetSummary"]
 
 class FleetSummary(RestOut):
     """Every enclosure not retired, ordered by id, as rows of values in the order of ``fields``
-    (no repeated keys: ~150 bytes per enclosure, gzipped ~40)."""
+    (no repeated keys: ~135 bytes per enclosure, ~15 gzipped)."""
 
     as_of: UtcDatetime = Field(description="When the service read the fleet (its clock, UTC).")
     count: int = Field(ge=0, description="Number of rows.")

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats
@@ -16,7 +19,8 @@ from controlsvc.store.db import Database, utcnow
 from controlsvc.store.enclosures import Liveness
 from controlsvc.store.fleet_summary import FIELDS
 from controlsvc.store.models.enclosures import Enclosure
-from controlsvc.store.models.sessions import Alert
+from controlsvc.store.models.sessions import Alert, RecordingSession, SessionEnclosure
+from schemas.rest.enclosures import MAX_FLEET_LIMIT
 from schemas.topics import Topics
 from tests.integration.bridge_fixtures import PREFIX, state_payload, status_payload
 
@@ -302,3 +306,102 @@ def test_other_json_reads_get_an_etag_and_304(client, viewer, database):
     ingest(database, ("enc-a", "status", status_payload("b1", 0)))
     changed = client.get("/api/enclosures/enc-a", headers={**viewer, "If-None-Match": etag})
     assert changed.status_code == 200
+
+
+# -- limits and SQL statements per request ----------------------------------------------------
+
+
+def test_list_limit_goes_up_to_the_fleet_maximum(client, viewer, database):
+    ingest(
+        database, *[(f"enc-{i:02d}", "state", state_payload("ready", f"b{i}")) for i in range(12)]
+    )
+    whole = client.get(f"/api/enclosures?limit={MAX_FLEET_LIMIT}", headers=viewer)
+    assert whole.status_code == 200
+    assert len(whole.get_json()["items"]) == 12
+    assert whole.get_json()["next_cursor"] is None
+    for bad in (MAX_FLEET_LIMIT + 1, 0):
+        response = client.get(f"/api/enclosures?limit={bad}", headers=viewer)
+        assert response.status_code == 422
+        errors = response.get_json()["errors"]
+        assert errors[0]["field"] == "limit"
+        if bad > MAX_FLEET_LIMIT:
+            assert "5000" in errors[0]["message"]
+    # Other lists keep their page size.
+    assert client.get("/api/sessions?limit=501", headers=viewer).status_code == 422
+
+
+@contextmanager
+def statements(database: Database) -> Iterator[list[str]]:
+    """The SQL statements run on ``database`` meanwhile."""
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        seen.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(database.engine, "before_cursor_execute", note)
+
+
+def _fleet(database: Database, n: int, start: int = 0) -> None:
+    messages = []
+    for i in range(start, start + n):
+        messages.append((f"enc-{i:03d}", "state", state_payload("ready", f"b{i}")))
+        messages.append((f"enc-{i:03d}", "status", status_payload(f"b{i}", 1, recording="s-1")))
+    ingest(database, *messages)
+    for i in range(start, start + n, 3):
+        add_alert(database, f"enc-{i:03d}", "disk_low")
+
+
+def _session(database: Database, sid: str, ids: list[str]) -> None:
+    now = utcnow()
+    with database.session() as session:
+        session.add(
+            RecordingSession(
+                id=sid,
+                name=sid,
+                status="running",
+                duration_s=3600,
+                start_at=now,
+                end_at=now + timedelta(hours=1),
+                created_at=now,
+            )
+        )
+        session.flush()
+        for eid in ids:
+            session.add(
+                SessionEnclosure(
+                    session_id=sid, enclosure_id=eid, file_prefix=eid, state="recording"
+                )
+            )
+        session.commit()
+
+
+def test_reads_take_the_same_few_statements_whatever_the_fleet_size(client, viewer, database):
+    """No N+1: 5 or 60 enclosures (a session of each), the same statements per read."""
+    reads = {
+        "summary": SUMMARY,
+        "summary 304": SUMMARY,
+        "list": f"/api/enclosures?limit={MAX_FLEET_LIMIT}",
+        "sessions": "/api/sessions?limit=500",
+        "session detail": "/api/sessions/{sid}",
+    }
+    counts: dict[int, dict[str, int]] = {}
+    for n, start in ((5, 0), (60, 5)):
+        _fleet(database, n, start)
+        sid = f"s-{n}"
+        _session(database, sid, [f"enc-{i:03d}" for i in range(start, start + n)])
+        counts[n] = {}
+        etag = client.get(SUMMARY, headers=viewer).headers["ETag"]
+        for what, url in reads.items():
+            headers = {**viewer, "If-None-Match": etag} if what == "summary 304" else viewer
+            with statements(database) as seen:
+                response = client.get(url.format(sid=sid), headers=headers)
+            assert response.status_code == (304 if what == "summary 304" else 200), what
+            counts[n][what] = len(seen)
+    assert counts[5] == counts[60], counts
+    # The token's checks, then: summary = validator + alerts + rows; 304 = validator only.
+    assert counts[60]["summary"] - counts[60]["summary 304"] == 2, counts
+    assert max(counts[60].values()) <= 6, counts
