@@ -63,7 +63,6 @@ from schemas.rest.sessions import (
 )
 
 __all__ = [
-    "FleetSummary",
     "ALERT_ID_PATTERN",
     "AlertListQuery",
     "AlertOut",
