@@ -6,6 +6,7 @@ import json
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from schemas.errors import MessageError, describe_validation_error
 from schemas.types import NUL_REFUSED, unsafe_values
@@ -85,7 +86,12 @@ def _refuse_nul(label: str, text: str) -> None:
 
 def dump_message(message: BaseModel) -> bytes:
     """``message`` as compact UTF-8 JSON; raises ``MessageError`` if over ``MAX_PAYLOAD_BYTES``."""
-    payload = message.model_dump_json().encode("utf-8")
+    try:
+        payload = message.model_dump_json().encode("utf-8")
+    except PydanticSerializationError as exc:  # a lone surrogate in a text field: no UTF-8 form
+        raise MessageError(
+            f"{_label(type(message))}: cannot be encoded as UTF-8 JSON ({exc})", category="not_utf8"
+        ) from exc
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise MessageError(
             f"{_label(type(message))}: payload of {len(payload)} bytes is over the"

@@ -102,14 +102,22 @@ Fps = Annotated[int, Field(ge=1, le=120)]
 """A target frame rate in frames per second."""
 
 
+# A lone surrogate (a file name decoded with surrogateescape, say) has no UTF-8 form.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _cut(value: object) -> object:
-    if isinstance(value, str) and len(value) > MAX_REASON_LENGTH:
+    if not isinstance(value, str):
+        return value
+    value = _LONE_SURROGATE.sub("\ufffd", value)
+    if len(value) > MAX_REASON_LENGTH:
         return value[: MAX_REASON_LENGTH - 1] + "\u2026"
     return value
 
 
 Reason = Annotated[str, BeforeValidator(_cut), StringConstraints(max_length=MAX_REASON_LENGTH)]
-"""Human text explaining something; cut to ``MAX_REASON_LENGTH`` characters (ending in …)."""
+"""Human text explaining something; cut to ``MAX_REASON_LENGTH`` characters (ending in …), a
+lone surrogate replaced by U+FFFD so that the sentence can still be sent."""
 
 
 def unsafe_values(value: object, max_length: int | None = MAX_TEXT_LENGTH) -> list[tuple[str, str]]:

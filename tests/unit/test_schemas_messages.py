@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -332,16 +333,46 @@ def test_command_expiry():
     # NUL characters are refused on the wire (test_schemas_values.py).
     error=st.none() | st.text(st.characters(exclude_characters="\x00"), max_size=200),
 )
+@example(seq=0, fps=None, error="\ud800")  # found by hypothesis: no UTF-8 form
 def test_status_round_trip_property(seq, fps, error):
     base = status()
     message = base.model_copy(
         update={
             "seq": seq,
             "camera": base.camera.model_copy(update={"measured_fps": fps}),
-            "last_error": error,
         }
     )
-    assert parse_message(Status, dump_message(message)) == message
+    # As a sender builds it: validated (model_copy alone would skip the reason's validator).
+    message = Status.model_validate({**message.model_dump(), "last_error": error})
+    # A lone surrogate (from a file name decoded with surrogateescape, say) cannot be UTF-8:
+    # human text keeps the rest of the sentence with U+FFFD in its place.
+    expected = message.model_copy(
+        update={"last_error": None if error is None else _SURROGATE.sub("\ufffd", error)}
+    )
+    assert parse_message(Status, dump_message(message)) == expected
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def test_lone_surrogate_in_a_reason_is_replaced_not_fatal():
+    message = Status.model_validate(
+        {**status().model_dump(), "last_error": "open /data/\udcff.mp4 failed"}
+    )
+    assert Status.model_validate(
+        {**status().model_dump(), "last_error": "x\ud800y"}
+    ).last_error == ("x\ufffdy")
+    assert parse_message(Status, dump_message(message)).last_error == "open /data/\ufffd.mp4 failed"
+
+
+def test_a_message_that_cannot_be_utf8_is_a_message_error():
+    # Text fields other than reasons are not rewritten: the sender gets a MessageError naming
+    # the problem instead of a serialisation error from deep inside pydantic.
+    message = status().model_copy(update={"boot_id": "b\udcff"})
+    with pytest.raises(MessageError) as caught:
+        dump_message(message)
+    assert caught.value.category == "not_utf8"
+    assert "surrogate" in str(caught.value)
 
 
 @given(st.binary(max_size=300))
