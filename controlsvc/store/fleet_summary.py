@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from controlsvc.domain.enclosure_state import status_fault
 from controlsvc.store.models.enclosures import SUMMARY_ERROR_LENGTH, Enclosure
 from controlsvc.store.models.sessions import Alert
+from schemas.rest.fleet import SUMMARY_FIELDS
 
 __all__ = [
     "ERROR_MAX",
@@ -34,22 +35,7 @@ __all__ = [
     "validator",
 ]
 
-FIELDS = (
-    "id",
-    "name",
-    "location",
-    "state",
-    "since",
-    "last_seen_at",
-    "session_id",
-    "recorded_s",
-    "frames",
-    "disk_free_pct",
-    "clock_offset_s",
-    "fps",
-    "error",
-    "open_alerts",
-)
+FIELDS = SUMMARY_FIELDS
 # The error text is cut to this many characters (the whole of it is in the enclosure's own
 # ``GET /api/enclosures/{eid}``): a fleet full of long errors stays within its byte budget.
 ERROR_MAX = SUMMARY_ERROR_LENGTH

@@ -7,7 +7,25 @@ from pydantic import Field
 from schemas.rest.common import RestOut
 from schemas.types import UtcDatetime
 
-__all__ = ["FleetSummary"]
+__all__ = ["SUMMARY_FIELDS", "FleetSummary"]
+
+# The names of a summary row's values, in order (the contract: the UI reads rows by them).
+SUMMARY_FIELDS = (
+    "id",
+    "name",
+    "location",
+    "state",
+    "since",
+    "last_seen_at",
+    "session_id",
+    "recorded_s",
+    "frames",
+    "disk_free_pct",
+    "clock_offset_s",
+    "fps",
+    "error",
+    "open_alerts",
+)
 
 
 class FleetSummary(RestOut):
@@ -27,24 +45,7 @@ class FleetSummary(RestOut):
             " open_alerts (its open alerts nobody has acknowledged). Status values are null"
             " when the enclosure has no status of its current run."
         ),
-        examples=[
-            [
-                "id",
-                "name",
-                "location",
-                "state",
-                "since",
-                "last_seen_at",
-                "session_id",
-                "recorded_s",
-                "frames",
-                "disk_free_pct",
-                "clock_offset_s",
-                "fps",
-                "error",
-                "open_alerts",
-            ]
-        ],
+        examples=[list(SUMMARY_FIELDS)],
     )
     rows: list[list[str | float | int | None]] = Field(
         description="One row per enclosure; values in the order of fields.",
