@@ -60,10 +60,12 @@ ALERT_EVERY = 20
 FLEET_KEEPALIVE_S = 60
 
 SUMMARY_SQL = (
-    "SELECT id, name, location, state, coalesce(state_changed_at, registered_at), last_seen_at,"
-    " summary_session_id, summary_recorded_s, summary_frames, summary_disk_free_pct,"
-    " summary_clock_offset_s, summary_fps, summary_error"
-    " FROM enclosures WHERE retired_at IS NULL ORDER BY id"
+    "SELECT e.id, e.name, e.location, e.state, coalesce(e.state_changed_at, e.registered_at),"
+    " e.last_seen_at, se.session_id, se.segments_s + se.live_s, se.frames + se.live_frames,"
+    " e.summary_disk_free_pct, e.summary_clock_offset_s, e.summary_fps, e.summary_error"
+    " FROM enclosures e LEFT JOIN session_enclosures se ON se.enclosure_id = e.id"
+    " AND se.state IN ('pending', 'starting', 'recording')"
+    " WHERE e.retired_at IS NULL ORDER BY e.id"
 )
 LIST_SQL = "SELECT * FROM enclosures WHERE retired_at IS NULL ORDER BY id LIMIT %(n)s"
 SESSIONS_SQL = "SELECT * FROM sessions ORDER BY created_at DESC, id DESC LIMIT 50"

@@ -21,7 +21,12 @@ from sqlalchemy.orm import Session
 
 from controlsvc.domain.enclosure_state import status_fault
 from controlsvc.store.models.enclosures import SUMMARY_ERROR_LENGTH, Enclosure
-from controlsvc.store.models.sessions import Alert
+from controlsvc.store.models.sessions import Alert, RecordingSession, SessionEnclosure
+from controlsvc.store.session_progress import (
+    ACTIVE_SESSION_ENCLOSURE,
+    ACTIVE_SESSION_ENCLOSURE_STATES,
+    recorded,
+)
 from schemas.rest.fleet import SUMMARY_FIELDS
 
 __all__ = [
@@ -39,7 +44,7 @@ FIELDS = SUMMARY_FIELDS
 # The error text is cut to this many characters (the whole of it is in the enclosure's own
 # ``GET /api/enclosures/{eid}``): a fleet full of long errors stays within its byte budget.
 ERROR_MAX = SUMMARY_ERROR_LENGTH
-_NO_STATUS = (None,) * 7
+_NO_STATUS = (None,) * 4
 
 
 def _number(value: Any, digits: int) -> float | None:
@@ -50,23 +55,17 @@ def _number(value: Any, digits: int) -> float | None:
 
 def status_values(status: Mapping[str, Any] | None) -> dict[str, Any]:
     """The ``summary_*`` columns of an enclosure whose latest status is ``status`` (its JSON
-    form): its recording's session, seconds and frames, free disk %, clock offset, fps (None
-    when the camera is not connected) and fault (cut to ``ERROR_MAX``)."""
+    form): free disk %, clock offset, fps (None when the camera is not connected) and fault
+    (cut to ``ERROR_MAX``). A recording's figures come from its session, not from here."""
     status = status or {}
     camera = status.get("camera") or {}
     system = status.get("system") or {}
-    recording = status.get("recording") or {}
-    active = bool(recording) or bool(camera.get("recording"))
     connected = camera.get("connected", True) is not False
     free, total = system.get("disk_free_bytes"), system.get("disk_total_bytes")
-    frames = camera.get("frames_written")
     error = status_fault(status) if status else None
     if error is not None and len(error) > ERROR_MAX:
         error = error[: ERROR_MAX - 1] + "…"
     return {
-        "summary_session_id": recording.get("session_id"),
-        "summary_recorded_s": _number(recording.get("recorded_s"), 1),
-        "summary_frames": frames if active and isinstance(frames, int) else None,
         "summary_disk_free_pct": _number(100.0 * free / total, 1)
         if isinstance(free, int | float) and isinstance(total, int | float) and total
         else None,
@@ -112,9 +111,6 @@ _ROWS = (
         type_coerce(Enclosure.registered_at, DateTime(timezone=True)),
         type_coerce(Enclosure.last_seen_at, DateTime(timezone=True)),
         Enclosure.status_boot_id == Enclosure.boot_id,
-        Enclosure.summary_session_id,
-        Enclosure.summary_recorded_s,
-        Enclosure.summary_frames,
         Enclosure.summary_disk_free_pct,
         Enclosure.summary_clock_offset_s,
         Enclosure.summary_fps,
@@ -125,10 +121,39 @@ _ROWS = (
 )
 
 
+_RECORDINGS = (
+    select(
+        SessionEnclosure.enclosure_id,
+        SessionEnclosure.session_id,
+        SessionEnclosure.state,
+        SessionEnclosure.segments_s,
+        SessionEnclosure.live_s,
+        SessionEnclosure.frames,
+        SessionEnclosure.live_frames,
+    )
+    .join(RecordingSession, RecordingSession.id == SessionEnclosure.session_id)
+    .where(*ACTIVE_SESSION_ENCLOSURE)
+    .order_by(SessionEnclosure.id)
+)
+_NO_RECORDING: tuple[None, None, None] = (None, None, None)
+
+
+def current_recordings(session: Session) -> dict[str, tuple[str, float, int]]:
+    """Each enclosure's active session: (session id, recorded seconds, frames), the figures
+    the session and enclosure pages show (``session_progress.recorded``), not its heartbeat's
+    (which still names a session after it was canceled while the enclosure was away)."""
+    out: dict[str, tuple[str, float, int]] = {}
+    for eid, sid, state, segments_s, live_s, frames, live_frames in session.execute(_RECORDINGS):
+        recorded_s, total = recorded(state, segments_s, live_s, frames, live_frames)
+        out[eid] = (sid, round(recorded_s, 1), total)  # the newest last: it wins
+    return out
+
+
 def summary_rows(session: Session) -> list[list[Any]]:
     """One row per enclosure not retired, ordered by id, values in the order of ``FIELDS``.
     Status values are None unless the status is of the enclosure's current boot."""
     alerts = open_alert_counts(session)
+    recordings = current_recordings(session)
     rows = []
     for row in session.execute(_ROWS):
         eid, name, location, state, changed, registered, seen, current, *values = row
@@ -140,6 +165,7 @@ def summary_rows(session: Session) -> list[list[Any]]:
                 state,
                 iso_utc(changed or registered),
                 iso_utc(seen),
+                *recordings.get(eid, _NO_RECORDING),
                 *(values if current else _NO_STATUS),
                 alerts.get(eid, 0),
             ]
@@ -162,6 +188,15 @@ def validator(session: Session) -> str:
         func.max(Enclosure.registered_at),
         select(func.count()).select_from(Alert).where(*open_unacked).scalar_subquery(),
         select(func.max(Alert.id)).where(*open_unacked).scalar_subquery(),
+        # A session's figures move with statuses; joining or leaving one (a cancel while the
+        # enclosure is away) moves these.
+        select(func.count())
+        .select_from(SessionEnclosure)
+        .where(SessionEnclosure.state.in_(ACTIVE_SESSION_ENCLOSURE_STATES))
+        .scalar_subquery(),
+        select(func.max(SessionEnclosure.state_changed_at))
+        .where(SessionEnclosure.state.in_(ACTIVE_SESSION_ENCLOSURE_STATES))
+        .scalar_subquery(),
     ).where(Enclosure.retired_at.is_(None))
     parts = session.execute(query).one()
     text = "|".join("" if p is None else str(p) for p in parts)

@@ -33,30 +33,50 @@ from schemas.enums import EnclosureState
 from schemas.rest.sessions import EnclosureSessionOut, RecordingProgress, SessionTotals
 
 __all__ = [
+    "ACTIVE_SESSION_ENCLOSURE",
+    "ACTIVE_SESSION_ENCLOSURE_STATES",
     "enclosure_sessions",
     "fails_at",
     "is_lost",
     "lost_since",
     "progress_of",
+    "recorded",
     "totals_of",
 ]
 
 _AWAY = frozenset({EnclosureState.LOST.value, EnclosureState.OFFLINE.value})
-_ACTIVE_SE = [s.value for s in ACTIVE_ENCLOSURE_STATES]
+ACTIVE_SESSION_ENCLOSURE_STATES = [s.value for s in ACTIVE_ENCLOSURE_STATES]
 _ACTIVE_RS = [s.value for s in ACTIVE_SESSION_STATUSES]
+# An enclosure's part in a session that is still going (the join with RecordingSession).
+ACTIVE_SESSION_ENCLOSURE = (
+    SessionEnclosure.state.in_(ACTIVE_SESSION_ENCLOSURE_STATES),
+    RecordingSession.status.in_(_ACTIVE_RS),
+)
 
 
 def _is_live(se: SessionEnclosure) -> bool:
     return EncState(se.state) in ACTIVE_ENCLOSURE_STATES
 
 
+def recorded(
+    state: str, segments_s: float, live_s: float, frames: int, live_frames: int
+) -> tuple[float, int]:
+    """Recorded seconds and frames from a session enclosure's columns: the closed segments,
+    plus the open file while it is live (the one rule every page's figures come from)."""
+    live = EncState(state) in ACTIVE_ENCLOSURE_STATES
+    return (
+        round(segments_s + (live_s if live else 0.0), 3),
+        frames + (live_frames if live else 0),
+    )
+
+
 def progress_of(se: SessionEnclosure) -> RecordingProgress:
     """The enclosure's figures in its session, live or evidence (see the module)."""
-    live = _is_live(se)
+    recorded_s, frames = recorded(se.state, se.segments_s, se.live_s, se.frames, se.live_frames)
     return RecordingProgress(
-        basis="live" if live else "evidence",
-        recorded_s=round(se.segments_s + (se.live_s if live else 0.0), 3),
-        frames=se.frames + (se.live_frames if live else 0),
+        basis="live" if _is_live(se) else "evidence",
+        recorded_s=recorded_s,
+        frames=frames,
         bytes=se.bytes,
         segments=se.segments,
         last_frame_at=se.last_frame_at,
@@ -105,8 +125,7 @@ def enclosure_sessions(
         .join(RecordingSession, RecordingSession.id == SessionEnclosure.session_id)
         .where(
             SessionEnclosure.enclosure_id.in_(ids),
-            SessionEnclosure.state.in_(_ACTIVE_SE),
-            RecordingSession.status.in_(_ACTIVE_RS),
+            *ACTIVE_SESSION_ENCLOSURE,
         )
         .order_by(SessionEnclosure.id)
     ).all()

@@ -30,9 +30,6 @@ ERROR_MAX = 80
 
 def _columns() -> list[sa.Column[Any]]:
     return [
-        sa.Column("summary_session_id", sa.String(length=64), nullable=True),
-        sa.Column("summary_recorded_s", sa.Double(), nullable=True),
-        sa.Column("summary_frames", sa.BigInteger(), nullable=True),
         sa.Column("summary_disk_free_pct", sa.Double(), nullable=True),
         sa.Column("summary_clock_offset_s", sa.Double(), nullable=True),
         sa.Column("summary_fps", sa.Double(), nullable=True),
@@ -53,8 +50,6 @@ def _values(status: Any) -> dict[str, Any]:
     camera = status.get("camera") or {}
     system = status.get("system") or {}
     clock = status.get("clock") or {}
-    recording = status.get("recording") or None
-    active = recording is not None or bool(camera.get("recording"))
     connected = camera.get("connected", True) is not False
     free, total = system.get("disk_free_bytes"), system.get("disk_total_bytes")
     error = None
@@ -66,11 +61,7 @@ def _values(status: Any) -> dict[str, Any]:
         error = f"camera {camera.get('source') or ''} not connected".replace("  ", " ")
     if error is not None and len(error) > ERROR_MAX:
         error = error[: ERROR_MAX - 1] + "…"
-    frames = camera.get("frames_written")
     return {
-        "summary_session_id": (recording or {}).get("session_id"),
-        "summary_recorded_s": _number((recording or {}).get("recorded_s"), 1),
-        "summary_frames": int(frames) if active and isinstance(frames, int) else None,
         "summary_disk_free_pct": _number(100.0 * free / total, 1)
         if isinstance(free, int | float) and isinstance(total, int | float) and total
         else None,

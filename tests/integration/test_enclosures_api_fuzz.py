@@ -59,7 +59,12 @@ def test_enclosure_and_command_routes_conform(app, auth, database, mode):
             suppress_health_check=list(HealthCheck),
         )
         def call(case):
-            case.call_and_validate(headers=auth.headers(admin), excluded_checks=EXCLUDED_CHECKS)
+            # identity: schemathesis' WSGI transport asks for gzip but does not decode it (gzip
+            # is checked in test_fleet_summary_api.py)
+            case.call_and_validate(
+                headers={**auth.headers(admin), "Accept-Encoding": "identity"},
+                excluded_checks=EXCLUDED_CHECKS,
+            )
 
         try:
             call()

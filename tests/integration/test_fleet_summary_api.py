@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats
@@ -98,6 +98,13 @@ def test_summary_shape(client, viewer, admin, database):
     add_alert(database, "enc-err", "disk_low")
     add_alert(database, "enc-err", "camera_stalled")
     add_alert(database, "enc-err", "clock_skew", acked=True)
+    _session(database, "s-123", ["enc-rec"])
+    with database.session() as session:  # its open file, as the bridge follows it
+        se = session.scalars(
+            select(SessionEnclosure).where(SessionEnclosure.session_id == "s-123")
+        ).one()
+        se.live_s, se.live_frames = 0.25, 7
+        session.commit()
 
     response = client.get(SUMMARY, headers=viewer)
     assert response.status_code == 200, response.get_json()
@@ -144,7 +151,7 @@ def test_summary_shape(client, viewer, admin, database):
     rec = rows["enc-rec"]
     assert rec["state"] == "recording"
     assert rec["session_id"] == "s-123"
-    assert isinstance(rec["recorded_s"], float)
+    assert rec["recorded_s"] == 0.2  # of its session (one decimal), as the session page shows
     assert rec["frames"] == 7
     assert rec["fps"] == 30.0
 
@@ -402,6 +409,52 @@ def test_reads_take_the_same_few_statements_whatever_the_fleet_size(client, view
             assert response.status_code == (304 if what == "summary 304" else 200), what
             counts[n][what] = len(seen)
     assert counts[5] == counts[60], counts
-    # The token's checks, then: summary = validator + alerts + rows; 304 = validator only.
-    assert counts[60]["summary"] - counts[60]["summary 304"] == 2, counts
+    # The token's checks, then: summary = validator + alerts + recordings + rows; 304 =
+    # validator only.
+    assert counts[60]["summary"] - counts[60]["summary 304"] == 3, counts
     assert max(counts[60].values()) <= 6, counts
+
+
+# -- one truth: the session figures are the session pages' -------------------------------------
+
+
+def test_recording_figures_are_the_sessions_not_the_heartbeats(client, viewer, database):
+    """The fleet row shows an enclosure's session, recorded time and frames as the session and
+    enclosure pages do (``session_progress``), not what its last heartbeat said: after a
+    cancel, a lost enclosure whose last status still named the session links no session."""
+    ingest(
+        database,
+        ("enc-a", "state", state_payload("ready", "ba")),
+        ("enc-a", "status", status_payload("ba", 40, recording="s-live")),
+        ("enc-b", "state", state_payload("ready", "bb")),
+        ("enc-b", "status", status_payload("bb", 7, recording="s-old")),
+    )
+    _session(database, "s-live", ["enc-a"])
+    _session(database, "s-old", ["enc-b"])
+    with database.session() as session:
+        se = session.scalars(
+            select(SessionEnclosure).where(SessionEnclosure.enclosure_id == "enc-a")
+        ).one()
+        se.segments, se.segments_s, se.frames = 2, 120.0, 3600
+        se.live_s, se.live_frames = 15.5, 465
+        session.commit()
+    before = client.get(SUMMARY, headers=viewer)
+    assert as_dicts(before.get_json())["enc-b"]["session_id"] == "s-old"
+    with database.session() as session:  # canceled while enc-b is away: no status follows
+        old = session.scalars(
+            select(SessionEnclosure).where(SessionEnclosure.enclosure_id == "enc-b")
+        ).one()
+        old.state, old.state_changed_at = "canceled", utcnow()
+        session.get(RecordingSession, "s-old").status = "canceled"
+        session.commit()
+    after = client.get(SUMMARY, headers={**viewer, "If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 200  # the validator moved
+    rows = as_dicts(after.get_json())
+    detail = client.get("/api/sessions/s-live", headers=viewer).get_json()
+    progress = detail["enclosures"][0]["progress"]
+    assert rows["enc-a"]["session_id"] == "s-live"
+    assert rows["enc-a"]["recorded_s"] == progress["recorded_s"] == 135.5
+    assert rows["enc-a"]["frames"] == progress["frames"] == 4065
+    assert rows["enc-b"]["session_id"] is None
+    assert rows["enc-b"]["recorded_s"] is None
+    assert rows["enc-b"]["frames"] is None

@@ -89,7 +89,12 @@ def test_api_conforms_to_its_schema(app, auth, admin, mode):
         )
         def call(case):
             # A fresh token each time: a generated logout may revoke the previous one.
-            case.call_and_validate(headers=auth.headers(admin), excluded_checks=EXCLUDED_CHECKS)
+            # identity: schemathesis' WSGI transport asks for gzip but does not decode it (gzip
+            # is checked in test_fleet_summary_api.py)
+            case.call_and_validate(
+                headers={**auth.headers(admin), "Accept-Encoding": "identity"},
+                excluded_checks=EXCLUDED_CHECKS,
+            )
 
         try:
             call()

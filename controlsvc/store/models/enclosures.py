@@ -82,9 +82,6 @@ class Enclosure(Base):
     status_received_at: Mapped[datetime | None] = mapped_column(default=None)
     # What the fleet summary shows of that status (``store.fleet_summary.status_values``),
     # kept beside it as plain columns: 2,000 rows read without parsing 2,000 documents.
-    summary_session_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    summary_recorded_s: Mapped[float | None] = mapped_column(default=None)
-    summary_frames: Mapped[int | None] = mapped_column(BigInteger, default=None)
     summary_disk_free_pct: Mapped[float | None] = mapped_column(default=None)
     summary_clock_offset_s: Mapped[float | None] = mapped_column(default=None)
     summary_fps: Mapped[float | None] = mapped_column(default=None)

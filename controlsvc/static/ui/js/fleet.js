@@ -11,15 +11,15 @@ export const NO_LOCATION = "No location";
 // The agent's default clock_skew_threshold_s: beyond it the clock is called skewed.
 export const CLOCK_SKEW_S = 2.0;
 
-/** The figures of a status heartbeat, in the summary's fields. */
+// An enclosure's part in a session that still counts (session_progress on the service).
+const ACTIVE_IN_SESSION = new Set(["pending", "starting", "recording"]);
+
+/** The figures of a status heartbeat, in the summary's fields. A recording's session, time and
+ * frames are not among them: those are the session's (session.progress), as every page shows. */
 export function statusFields(status) {
   const sys = status?.system || {};
   const cam = status?.camera || {};
-  const rec = status?.recording || null;
   return {
-    session_id: rec?.session_id ?? null,
-    recorded_s: rec ? rec.recorded_s ?? null : null,
-    frames: rec ? cam.frames_written ?? null : null,
     disk_free_pct: sys.disk_total_bytes ? (100 * sys.disk_free_bytes) / sys.disk_total_bytes : null,
     clock_offset_s: status?.clock?.offset_s ?? null,
     fps: cam.connected ? cam.measured_fps ?? null : null,
@@ -33,7 +33,36 @@ export function fromEnclosure(enc) {
     id: enc.id, name: enc.name, location: enc.location, state: enc.state,
     since: enc.state_changed_at ?? null, last_seen_at: enc.last_seen_at ?? null,
     open_alerts: 0, ...statusFields(enc.status),
+    session_id: enc.session?.session_id ?? null,
+    recorded_s: enc.session?.progress?.recorded_s ?? null,
+    frames: enc.session?.progress?.frames ?? null,
   };
+}
+
+/** Apply a session.progress event to a record: the session's own figures while the enclosure
+ * is active in it; none once it left (done, failed, canceled). Returns whether it changed. */
+export function applyProgress(r, data) {
+  if (ACTIVE_IN_SESSION.has(data.state)) {
+    r.session_id = data.session_id;
+    r.recorded_s = data.recorded_s ?? r.recorded_s;
+    r.frames = data.frames ?? r.frames;
+    return true;
+  }
+  if (r.session_id !== data.session_id) return false;
+  r.session_id = null; r.recorded_s = null; r.frames = null;
+  return true;
+}
+
+/** After the sessions were reloaded: records naming a session no longer running lose it. */
+export function dropEndedSessions(records, activeSessions) {
+  const changed = [];
+  for (const r of records.values()) {
+    if (r.session_id && !activeSessions.has(r.session_id)) {
+      r.session_id = null; r.recorded_s = null; r.frames = null;
+      changed.push(r.id);
+    }
+  }
+  return changed;
 }
 
 /** Every enclosure as a record: one request to the summary (falls back to the paged list). */

@@ -12,7 +12,9 @@ import { h, clear, progressBar } from "../dom.js";
 import { confirmDialog } from "../dialog.js";
 import * as events from "../events.js";
 import { BULK_KINDS, bulkResults, resultTone, resultWord } from "../bulk.js";
-import { CLOCK_SKEW_S, fromEnclosure, groupFleet, loadFleet, matches, statusFields } from "../fleet.js";
+import {
+  CLOCK_SKEW_S, applyProgress, dropEndedSessions, fromEnclosure, groupFleet, loadFleet, matches, statusFields,
+} from "../fleet.js";
 import { ENCLOSURE_STATES, fmtDuration, fmtNumber, fmtTime, stateWord, tone } from "../format.js";
 
 const VIEW_KEY = "jaxmba.fleet-view";
@@ -403,11 +405,29 @@ export function dashboardPage(main) {
     timers.set(fn, setTimeout(() => { timers.delete(fn); fn(); }, ms));
   }
 
+  // A running session announces its totals every few seconds; the recording figures of its
+  // enclosures are then re-read from the summary (the session's figures, the same on every
+  // page; the browser revalidates it with its ETag), at most once per announcement burst.
+  async function refreshRecordingFigures() {
+    if (pending) return;
+    let fresh;
+    try { fresh = await loadFleet(); } catch { return; }
+    for (const f of fresh) {
+      const r = records.get(f.id);
+      if (!r || (r.session_id === f.session_id && r.recorded_s === f.recorded_s && r.frames === f.frames)) continue;
+      r.session_id = f.session_id; r.recorded_s = f.recorded_s; r.frames = f.frames;
+      redraw(r.id);
+    }
+  }
+
+  /** Reloads the running and scheduled sessions; false (and nothing changed) if it failed. */
   async function loadSessions() {
     const running = await Promise.all(["running", "scheduled"].map((status) =>
-      api("GET", "/api/sessions", undefined, { query: { status, limit: 500 } }).catch(() => ({ items: [] }))));
+      api("GET", "/api/sessions", undefined, { query: { status, limit: 500 } }).catch(() => null)));
+    if (running.includes(null)) return false;
     sessions.clear();
     for (const s of running.flatMap((p) => p.items)) sessions.set(s.id, s);
+    return true;
   }
 
   // Events that arrive while the fleet loads are kept and applied to what it returns.
@@ -473,15 +493,14 @@ export function dashboardPage(main) {
       changed(r.id, was !== r.state);
     })),
     events.on("session.progress", ({ data }) => {
-      if (!data.enclosure_id) return;
-      withRecord(data.enclosure_id, (r) => {
-        if (r.session_id !== data.session_id) return;
-        r.recorded_s = Math.max(r.recorded_s || 0, data.recorded_s || 0);
-        redraw(r.id);
-      });
+      if (!data.enclosure_id) { soon(refreshRecordingFigures, 1000); return; }
+      withRecord(data.enclosure_id, (r) => { if (applyProgress(r, data)) redraw(r.id); });
     }),
     events.on("session.state", () => {
-      loadSessions().then(() => { for (const r of records.values()) if (r.session_id) redraw(r.id); });
+      loadSessions().then((ok) => {
+        if (ok) for (const id of dropEndedSessions(records, sessions)) redraw(id);
+        for (const r of records.values()) if (r.session_id) redraw(r.id);
+      });
     }),
     bulk ? bulk.stop : () => {},
   ];
