@@ -218,7 +218,9 @@ def test_malformed_flood_then_valid_messages(settings, database, broker, make_br
             payload = big  # a few oversized ones
         infos.append(flood.publish(topic, payload, qos=1))
     for info in infos:
-        info.wait_for_publish(30)
+        info.wait_for_publish(120)
+    # every one reached the broker (a flood cut short would make the counts below wrong)
+    assert all(info.is_published() for info in infos)
     flood.disconnect()
     flood.loop_stop()
     for _ in range(20):
@@ -229,6 +231,13 @@ def test_malformed_flood_then_valid_messages(settings, database, broker, make_br
         message=lambda: f"stats: {bridge.stats.snapshot()}",
     )
     assert history_count(database, "enc-a") == 20
+    # The bad messages are judged in several lanes (by enclosure); the valid statuses of enc-a
+    # may be stored before the other lanes have judged all of theirs: wait for the count.
+    wait_for(
+        lambda: sum(bridge.stats.snapshot()["invalid"].values()) >= 10_000,
+        timeout=60,
+        message=lambda: f"invalid: {bridge.stats.snapshot()['invalid']}",
+    )
     invalid = bridge.stats.snapshot()["invalid"]
     assert sum(invalid.values()) == 10_000, invalid
     assert invalid["topic"] >= 1000
