@@ -121,7 +121,16 @@ def private_sqlite_file(path: Path) -> None:
     """Create the SQLite file (and its directory) readable by its owner only, and take group
     and other access away from one made before (and from its -wal and -shm files)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, SQLITE_FILE_MODE))
+    # Never open a file that exists: closing any descriptor of a file drops every POSIX lock
+    # this process holds on it, SQLite's included. Its open connections would lose their locks
+    # unknowingly, and another process could then checkpoint and reset the WAL under them
+    # ("database disk image is malformed"). stat and chmod go by path and open nothing.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
     for file in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_SIDE_FILES)):
         try:
             mode = file.stat().st_mode & 0o7777
