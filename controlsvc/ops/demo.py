@@ -22,7 +22,7 @@ from controlsvc.broker import OPERATOR_USER, add_or_update_account
 from controlsvc.config.settings import Settings
 from controlsvc.files import atomic_write
 from controlsvc.ops.embedded import EmbeddedBroker
-from controlsvc.ops.runner import child_process, ensure_port_free, serve_gunicorn, settings_env
+from controlsvc.ops.runner import bridge_running, ensure_port_free, serve_gunicorn_apart
 from controlsvc.ops.supervisor import supervised
 from controlsvc.store.db import Database
 
@@ -73,10 +73,14 @@ def demo_log_level(verbose: int, configured: str) -> str:
     return configured if verbose == 1 else "DEBUG"
 
 
+# The mails stay visible when all else is quiet: the console mailer is how the demo hands out
+# invite and password-reset links.
+QUIET_DEMO_LEVELS = {"controlsvc.mailer.delivery": logging.INFO}
+
+
 def quiet_demo_logging() -> None:
-    """The mails stay visible when all else is quiet: the console mailer is how the demo hands
-    out invite and password-reset links."""
-    logging.getLogger("controlsvc.mailer.delivery").setLevel(logging.INFO)
+    for name, level in QUIET_DEMO_LEVELS.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def public_url(host: str, port: int) -> str:
@@ -249,8 +253,12 @@ def run_demo(
     port: int,
     workers: int,
     restart_agents_after_s: float = AGENT_RESTART_S,
+    quiet: bool = True,
 ) -> None:
+    """Everything, until Ctrl-C; ``quiet``: the demo's default logging (see
+    :func:`quiet_demo_logging`), which the API's process gets too."""
     ensure_port_free(host, port)
+    quiet_levels = QUIET_DEMO_LEVELS if quiet else {}
     # Invite and reset links point at this demo's port, whatever [SERVICE] public_url says.
     settings = settings.model_copy(
         update={
@@ -263,12 +271,16 @@ def run_demo(
     embedded = EmbeddedBroker.from_settings(settings)
     with embedded.running() as effective:
         prepare_agents(effective, paths, ids, embedded.agent_port)
-        argv = [sys.executable, "-m", "controlsvc"]
-        if effective.config_path:
-            argv += ["--config", str(Path(effective.config_path).resolve())]
         with (
-            child_process([*argv, "bridge"], settings_env(effective), "bridge"),
+            bridge_running(effective),
             agents_running(effective, paths, ids, restart_after_s=restart_agents_after_s),
         ):
             print(banner(effective, email, password, ids, embedded.agent_port), flush=True)
-            serve_gunicorn(effective, host=host, port=port, workers=workers)
+            serve_gunicorn_apart(
+                effective,
+                host=host,
+                port=port,
+                workers=workers,
+                log_process="api",
+                log_levels=quiet_levels,
+            )

@@ -390,6 +390,7 @@ def demo(
         port=settings.service.port if port is None else port,
         workers=settings.service.workers,
         restart_agents_after_s=restart_after,
+        quiet=not verbose,
     )
 
 

@@ -1,20 +1,21 @@
 """Process wiring for `run`, `gunicorn_run` and `bridge`.
 
 `run` on one machine: an embedded Mosquitto when [MQTT] embedded is on, the bridge as a child
-process, and the API under gunicorn (threaded workers, so SSE streams don't pin a process each).
-Ctrl-C or SIGTERM stops all of them, API first, broker last.
+process (started again when it dies), and the API under gunicorn (threaded workers, so SSE
+streams don't pin a process each) in a process of its own. Ctrl-C or SIGTERM stops all of
+them, API first, broker last.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import socket
-import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,16 @@ from gunicorn.app.base import BaseApplication
 
 from controlsvc.config.settings import Settings
 from controlsvc.domain.errors import ConfigError
+from controlsvc.ops.supervisor import describe_exit, supervised
 
 log = logging.getLogger(__name__)
 
 # A child that ignores SIGTERM for this long is killed.
 CHILD_STOP_TIMEOUT_S = 15
+# A bridge that died is started again after this long (doubling while it keeps dying).
+BRIDGE_RESTART_S = 5.0
+# Signals the API's process gets from the one that started it (SIGHUP: gunicorn reloads).
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # gunicorn's default 30 s worker timeout is about silent workers; SSE keeps them busy, not silent.
 GUNICORN_WORKER_TIMEOUT_S = 60
 GUNICORN_GRACEFUL_TIMEOUT_S = 10
@@ -124,6 +130,67 @@ def serve_gunicorn(settings: Settings, *, host: str, port: int, workers: int) ->
     _Gunicorn(settings, gunicorn_options(settings, host, port, workers)).run()
 
 
+def _serve_api(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    log_process: str,
+    log_levels: Mapping[str, int],
+) -> None:
+    """The API's process (started by :func:`serve_gunicorn_apart`): a fresh interpreter, so
+    it sets up the logging the starting process has, then runs gunicorn."""
+    from controlsvc.ops.cli_support import configure_logging
+
+    configure_logging(settings.service.log_level, settings.service.log_format, log_process)
+    for name, level in log_levels.items():
+        logging.getLogger(name).setLevel(level)
+    serve_gunicorn(settings, host=host, port=port, workers=workers)
+
+
+def serve_gunicorn_apart(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    log_process: str = "api",
+    log_levels: Mapping[str, int] | None = None,
+) -> None:
+    """The API under gunicorn in a process of its own, until it stops; this process's SIGTERM,
+    SIGINT and SIGHUP are passed on to it.
+
+    gunicorn's arbiter reaps every child of its process (``waitpid(-1)``), so in the process
+    that also keeps the bridge, the broker and the demo's agents it took their exit status:
+    an agent killed by SIGKILL was read as "exited with code 0", or its death went unseen.
+    """
+    ensure_port_free(host, port)
+    context = multiprocessing.get_context("spawn")  # fork would copy this process's threads
+    api = context.Process(
+        target=_serve_api,
+        args=(settings, host, port, workers, log_process, dict(log_levels or {})),
+        name="jaxmba-api",
+    )
+    api.start()
+    pid = api.pid
+
+    def forward(signum: int, _frame: object) -> None:
+        if pid is not None:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    previous = {number: signal.signal(number, forward) for number in FORWARDED_SIGNALS}
+    try:
+        api.join()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    code = api.exitcode
+    if code:
+        log.error("the API (pid %s) %s", pid, describe_exit(code))
+        raise SystemExit(code if code > 0 else 1)
+
+
 def run_bridge(settings: Settings) -> None:
     from controlsvc import metrics
     from controlsvc.bridge.service import run as run_bridge_service
@@ -150,27 +217,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def child_process(
-    argv: list[str], env: dict[str, str], name: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    from controlsvc import metrics
+def service_argv(settings: Settings) -> list[str]:
+    """`jaxmba-service` as a child process, with the configuration file this one read."""
+    argv = [sys.executable, "-m", "controlsvc"]
+    if settings.config_path:
+        argv += ["--config", str(Path(settings.config_path).resolve())]
+    return argv
 
-    proc = subprocess.Popen(argv, env=env)  # noqa: S603 - our own interpreter and module
-    log.info("started %s (pid %d)", name, proc.pid)
-    try:
-        yield proc
-    finally:
-        metrics.process_exited(proc.pid)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(CHILD_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                log.warning("%s ignored SIGTERM for %d s: killing it", name, CHILD_STOP_TIMEOUT_S)
-                proc.kill()
-                proc.wait()
-        log.info("%s stopped (exit %s)", name, proc.returncode)
+
+@contextmanager
+def bridge_running(settings: Settings) -> Iterator[None]:
+    """The bridge in a child process, started again when it dies (its death logged with its
+    exit code or signal): the API alone takes commands nobody delivers."""
+    argv = [*service_argv(settings), "bridge"]
+    with supervised(argv, settings_env(settings), "bridge", restart_after_s=BRIDGE_RESTART_S):
+        yield
 
 
 @contextmanager
@@ -198,8 +259,5 @@ def run_service(
         if not with_bridge:
             serve_gunicorn(effective, host=host, port=port, workers=workers)
             return
-        argv = [sys.executable, "-m", "controlsvc"]
-        if effective.config_path:
-            argv += ["--config", str(Path(effective.config_path).resolve())]
-        with child_process([*argv, "bridge"], settings_env(effective), "bridge"):
-            serve_gunicorn(effective, host=host, port=port, workers=workers)
+        with bridge_running(effective):
+            serve_gunicorn_apart(effective, host=host, port=port, workers=workers)

@@ -81,6 +81,7 @@ class Supervisor:
             if proc is None:
                 return
             code = proc.wait()
+            _forget_metrics(proc.pid)
             if self._stopping.is_set():
                 return
             self.last_exit = describe_exit(code)
@@ -118,7 +119,15 @@ class Supervisor:
         if self._thread.is_alive():
             self._thread.join(STOP_TIMEOUT_S)
         if proc is not None:
+            _forget_metrics(proc.pid)
             log.info("%s stopped (%s)", self.name, describe_exit(proc.returncode))
+
+
+def _forget_metrics(pid: int) -> None:
+    """A dead child's live gauges (queue depth, open streams) must not outlive it."""
+    from controlsvc import metrics
+
+    metrics.process_exited(pid)
 
 
 @contextmanager
