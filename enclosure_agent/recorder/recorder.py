@@ -187,7 +187,6 @@ class Recorder:
             session_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WriteError(f"cannot create {session_dir}: {exc}") from exc
-        self._policy = self._spec.segment_policy.starting_at(now)
         with self._lock:
             self._state = RecorderState.WAITING
         name = self._spec.session_id
@@ -314,6 +313,11 @@ class Recorder:
             self._close_segment()
             writer = None
         if writer is None:
+            if self._policy.anchor is None:
+                # "every N from the recording start" counts from the first frame written, not
+                # from start(): a camera slow to deliver would otherwise leave a first file of
+                # a few frames (named in the same second as the next, which then sorts first).
+                self._policy = self._policy.starting_at(frame.captured_at)
             writer = SegmentWriter.create(
                 self._spec.root,
                 session_id=self._spec.session_id,

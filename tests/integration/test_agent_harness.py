@@ -293,4 +293,14 @@ def decode_times(path: Path) -> list[float]:
 
 
 def segments(root: Path, session_id: str) -> list[Path]:
-    return sorted((root / session_id).glob("*.mkv"))
+    """The session's files in recording order: by start second, then by the ``-N`` a file
+    started in the same second as another gets (by name alone ``…Z-1.mkv`` sorts before
+    ``…Z.mkv``)."""
+
+    def order(path: Path) -> tuple[str, int]:
+        stem, _, serial = path.stem.rpartition("-")
+        if serial.isdigit() and stem.endswith("Z"):
+            return stem, int(serial)
+        return path.stem, 0
+
+    return sorted((root / session_id).glob("*.mkv"), key=order)
