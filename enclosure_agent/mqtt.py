@@ -10,7 +10,11 @@
 * paho reconnects in its network thread with exponential backoff; a CONNACK refusing our
   credentials (or the client id) stops retrying and reports it as fatal;
 * every callback copies what it needs out of paho's objects and hands it to the listener,
-  catching and logging errors with the topic and a truncated payload.
+  catching and logging errors with the topic and a truncated payload;
+* an exception that still escapes paho's network loop (from paho itself, or a callback paho
+  calls unguarded) does not end the network thread, which would leave a link that looks up
+  and moves nothing for good: the link reports it down, waits the first reconnect delay and
+  connects again (the broker kept the session: unacknowledged QoS 1 messages come again).
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ import socket
 import ssl
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -88,8 +93,28 @@ def _properties(message: Outgoing) -> Properties | None:
     return props
 
 
-def _new_client(settings: LinkSettings) -> paho.Client:
-    client = paho.Client(
+class _Client(paho.Client):
+    """paho's client whose network loop (``loop_forever``, run by ``loop_start``'s thread)
+    asks ``loop_failed`` what to do when an exception escapes it: go on (True) or end."""
+
+    loop_failed: Callable[[Exception], bool] | None = None
+
+    def loop_forever(
+        self, timeout: float = 1.0, retry_first_connection: bool = False
+    ) -> MQTTErrorCode:
+        while True:
+            try:
+                return super().loop_forever(timeout, retry_first_connection)
+            except Exception as exc:
+                go_on = self.loop_failed is not None and self.loop_failed(exc)
+                exc.__traceback__ = None  # its frames hold paho's sockets
+                if not go_on:
+                    return MQTTErrorCode.MQTT_ERR_UNKNOWN
+                retry_first_connection = True
+
+
+def _new_client(settings: LinkSettings) -> _Client:
+    client = _Client(
         CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=paho.MQTTv5
     )
     client.username_pw_set(settings.username, settings.password)
@@ -131,6 +156,7 @@ class MqttLink:
         self._listener = listener
         self._client = _new_client(settings)
         self._connected = threading.Event()
+        self._stopping = threading.Event()
         self._refused = False
         self._connections = 0  # successful connections so far
         self._infos: dict[int, paho.MQTTMessageInfo] = {}
@@ -142,6 +168,7 @@ class MqttLink:
         c.on_publish = self._on_publish
         c.on_subscribe = self._on_subscribe
         c.on_connect_fail = self._on_connect_fail
+        c.loop_failed = self._loop_failed
 
     # -- Link -------------------------------------------------------------------------------------
     @property
@@ -150,6 +177,10 @@ class MqttLink:
 
     def start(self) -> None:
         """Connect in the background; paho keeps reconnecting until ``stop()`` or a refusal."""
+        self._connect_async()
+        self._client.loop_start()
+
+    def _connect_async(self) -> None:
         s = self.settings
         self._client.connect_async(
             s.host,
@@ -158,7 +189,6 @@ class MqttLink:
             clean_start=False,
             properties=_connect_properties(s),
         )
-        self._client.loop_start()
 
     def publish(self, message: Outgoing) -> int | None:
         """Queue ``message``; its mid (QoS 1 is resent after a reconnect), None if refused."""
@@ -202,13 +232,37 @@ class MqttLink:
         paho writes the DISCONNECT before its thread ends; ``timeout_s`` bounds the wait for a
         connection attempt in progress to give up.
         """
+        self._stopping.set()
         self._client.disconnect()  # also ends a reconnect loop that is waiting
         thread = threading.Thread(target=self._client.loop_stop, daemon=True)
         thread.start()
         thread.join(timeout_s)
         self._connected.clear()
+        if not thread.is_alive():
+            # paho closes its sockets (the wake-up pair too) only when the client is collected;
+            # in a cycle (its callbacks are our methods) the sockets' own finalizers may come
+            # first and warn. Its loop has ended: close them now.
+            self._client._reset_sockets()  # noqa: SLF001
 
     # -- paho callbacks (network thread) ----------------------------------------------------------
+    def _loop_failed(self, exc: Exception) -> bool:
+        """An exception escaped paho's loop: report the link down and connect again afresh
+        (paho's state is unknown: a packet may be half handled), unless stopping."""
+        # As text: a record holding the traceback would keep paho's frames (and sockets) alive.
+        trace = "".join(traceback.format_exception(exc)).rstrip()
+        log.error("the MQTT network loop failed; connecting again\n%s", trace)
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if was_connected:
+            try:
+                self._listener.link_disconnected(f"the MQTT network loop failed: {exc!r}")
+            except Exception:
+                log.exception("error handling a disconnect")
+        if self._refused or self._stopping.wait(self.settings.reconnect_min_s):
+            return False
+        self._connect_async()  # the loop then reconnects, closing the old socket first
+        return True
+
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
