@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -54,6 +55,13 @@ _FALLBACK_BINARIES = (
 _RUNNING_RE = re.compile(r"mosquitto version \S+ running")
 _RELOADING = "Reloading config."
 _ADDRESS_IN_USE = "Address already in use"
+# find_free_port: ports picked at random from here up to the ephemeral range (if it leaves at
+# least the span), a few tries, else any free port the kernel gives.
+CHOSEN_PORTS_FROM = 20000
+CHOSEN_PORTS_MIN_SPAN = 2000
+CHOSEN_PORT_TRIES = 20
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+DEFAULT_EPHEMERAL_RANGE = (32768, 60999)
 _OPENING_RE = re.compile(r"Opening ipv[46] listen socket on port (\d+)")
 # MQTT 3.1.1 CONNECT: clean session, keepalive 60 s, empty client id, no credentials. Any broker
 # answers it with a CONNACK (refused here, since anonymous clients are not allowed): proof that
@@ -85,12 +93,43 @@ def mosquitto_binary(explicit: str | os.PathLike[str] | None = None) -> str:
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (another process may still take it first)."""
+    """A TCP port nobody uses right now, below the kernel's ephemeral range where it can.
+
+    A port from that range may meanwhile become the source port of any outgoing connection (a
+    client reconnecting, a database connection), and a broker started again on its port (after
+    kill -9, or the demo's next run) would find it in use. Below the range only an explicit
+    bind takes it. Another process may still take it first.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    low = ephemeral_port_range()[0]
+    if low - CHOSEN_PORTS_FROM >= CHOSEN_PORTS_MIN_SPAN:
+        for _ in range(CHOSEN_PORT_TRIES):
+            port = CHOSEN_PORTS_FROM + secrets.randbelow(low - CHOSEN_PORTS_FROM)
+            if _bindable(family, host, port):
+                return port
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        picked: int = sock.getsockname()[1]
+        return picked
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The ports the kernel hands out as source ports (Linux's default where it cannot say)."""
+    try:
+        low, high = Path(EPHEMERAL_RANGE_FILE).read_text(encoding="ascii").split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return DEFAULT_EPHEMERAL_RANGE
+
+
+def _bindable(family: socket.AddressFamily, host: str, port: int) -> bool:
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the broker binds
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> bool:

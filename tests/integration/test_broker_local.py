@@ -26,6 +26,7 @@ from controlsvc.broker import (
     verify_password,
 )
 from controlsvc.broker import local as broker_local
+from controlsvc.broker.process import CHOSEN_PORTS_FROM, ephemeral_port_range
 from tests.support.broker import (  # noqa: F401 (fixtures; redundant once conftest imports them)
     default_accounts,
     mosquitto_factory,
@@ -261,3 +262,14 @@ def test_keep_other_accounts_survives_a_rewrite(tmp_path: Path, mqtt_client: Con
     # The default: the accounts given are the whole truth.
     with LocalBroker(tmp_path, service_only) as broker, pytest.raises(ConnectRefused):
         MqttTestClient.for_broker(broker, "enc-registered", "enc-pw")
+
+
+def test_free_ports_come_from_below_the_ephemeral_range() -> None:
+    """A broker must be able to start again on its port: one from the kernel's ephemeral range
+    can meanwhile be any outgoing connection's source port (the broker-restart fault case)."""
+    low, _high = ephemeral_port_range()
+    for _ in range(20):
+        port = broker_local.find_free_port()
+        assert CHOSEN_PORTS_FROM <= port < low, (port, low)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # and nobody has it
