@@ -283,6 +283,9 @@ class Stack:
         self.api_url = ""
         self.token = ""
         self.children: list[Child] = []
+        # The service's processes write their metrics here (a counter of the bridge is how a
+        # bench tells statuses replaced by a newer one, by design, from statuses lost).
+        self.metrics_dir = self.workdir / "metrics"
 
     # -- context ----------------------------------------------------------------------------------
     def __enter__(self) -> Stack:
@@ -343,9 +346,34 @@ class Stack:
                 "JAXMBA_SERVICE_LOG_LEVEL": "WARNING",
                 "JAXMBA_SERVICE_STATUS_INTERVAL_S": str(self.status_interval_s),
                 "JAXMBA_MAIL_BACKEND": "console",
+                "JAXMBA_SERVICE_METRICS_DIR": str(self.metrics_dir),
             }
         )
         return env
+
+    def bridge_counter(self, name: str, settle_s: float = 2.0) -> float:
+        """A counter of the service's processes (summed), once it held still for ``settle_s``
+        (the bridge exports its counters on its housekeeping tick)."""
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        def read() -> float:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=str(self.metrics_dir))  # type: ignore[no-untyped-call]
+            return sum(
+                sample.value
+                for metric in registry.collect()
+                for sample in metric.samples
+                if sample.name in (name, f"{name}_total")
+            )
+
+        value = read()
+        while True:
+            time.sleep(settle_s)
+            again = read()
+            if again == value:
+                return value
+            value = again
 
     def bridge(self) -> Child:
         """``python -m controlsvc bridge``; returns once ``service/state`` says online."""

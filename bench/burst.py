@@ -9,7 +9,9 @@ and the broker take them. Figures:
 - ``publish_rate``: messages/s until the broker has acknowledged the whole burst;
 - ``drain_rate``: messages/s from the first publish until the last status is in the database
   (the figure with a target);
-- ``lost``: statuses the broker acknowledged (whole run) - rows in ``status_history``;
+- ``lost``: statuses the broker acknowledged (whole run) - rows in ``status_history`` - the
+  statuses the bridge replaced by a newer one of the same enclosure before writing them
+  (``coalesced``: it was behind, and a status is a latest value; by design, not a loss);
 - bridge CPU and peak RSS over the burst.
 
     .venv/bin/python bench/burst.py            # 20,000 messages from 1,000 enclosures
@@ -53,6 +55,7 @@ from floors import (  # noqa: E402
 from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 
+COALESCED_METRIC = "jaxmba_bridge_statuses_coalesced"
 QUIET_INTERVAL_S = 3600.0  # heartbeats out of the way: only births and the burst
 PUBLISH_TIMEOUT_S = 300.0  # the broker acknowledges the whole burst within this
 DRAIN_QUIET_S = 60.0  # the bridge has drained once the row count stops growing this long
@@ -108,6 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # A heartbeat may have come due meanwhile (hourly, at a random point): count it too.
         stored, _ = stack.wait_rows(counters.statuses_acked, quiet_s=DRAIN_QUIET_S, cap_s=60)
         drops = broker.log_file.read_text(errors="replace").count("messages are being dropped")
+        coalesced = int(stack.bridge_counter(COALESCED_METRIC))
         insert = insert_floor(engine, "status_history", stored)
     drain_s = drained - started
     subscriber = drain_figures(floor_drain)
@@ -119,7 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     floor_ms = floor["cpu_ms_per_msg"]
     targets = {
         f"drain <= {TARGET_RATIO:g} x floor": drain_s <= TARGET_RATIO * subscriber["drain_s"],
-        "0 lost": counters.statuses_acked == stored,
+        "0 lost": counters.statuses_acked == stored + coalesced,
     }
     return {
         "bench": "burst",
@@ -131,7 +135,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "drain_rate": round(burst / drain_s, 1),
         "published": counters.statuses_acked,
         "stored": stored,
-        "lost": counters.statuses_acked - stored,
+        # Replaced by a newer status of the same enclosure before it was written (the bridge
+        # was behind; a status is a latest value): not lost.
+        "coalesced": coalesced,
+        "lost": counters.statuses_acked - stored - coalesced,
         "broker_drop_notices": drops,
         "floor": floor,
         "ratio": {

@@ -14,7 +14,9 @@ Once the bridge has registered every enclosure and a short warm-up has passed, a
 
 Then the fleet stops cleanly, the bridge drains (``drain_after_stop_s``: how long it still
 wrote after the fleet stopped; about 0 when it keeps up), and ``lost`` = statuses the broker
-acknowledged to the enclosures (whole run) - rows in ``status_history``.
+acknowledged to the enclosures (whole run) - rows in ``status_history`` - ``coalesced`` (the
+statuses the bridge replaced by a newer one of the same enclosure before writing them, as it
+does by design when it falls behind: a status is a latest value).
 
     .venv/bin/python bench/ingest.py                     # K = 500, 2000, 5000; 60 s each
     .venv/bin/python bench/ingest.py --enclosures 2000   # one K
@@ -66,6 +68,7 @@ from floors import (  # noqa: E402
 from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 
+COALESCED_METRIC = "jaxmba_bridge_statuses_coalesced"
 DEFAULT_ENCLOSURES = (500, 2000, 5000)
 STATUS_INTERVAL_S = 1.0
 WARMUP_S = 5.0  # after every enclosure is registered: first heartbeats spread over the second
@@ -148,6 +151,7 @@ def measure(enclosures: int, duration: float, keep: bool) -> tuple[dict[str, Any
             counters.statuses_acked, quiet_s=DRAIN_QUIET_S, cap_s=DRAIN_CAP_S
         )
         broker_drops = _broker_drop_notices(broker.log_file)
+        coalesced = int(stack.bridge_counter(COALESCED_METRIC))
         lag = [
             float(row[0]) * 1000
             for row in stack.rows(
@@ -164,7 +168,7 @@ def measure(enclosures: int, duration: float, keep: bool) -> tuple[dict[str, Any
     floor_ms = floor["cpu_ms_per_msg"]
     staleness_p99 = percentile(latest, 0.99)
     targets = {
-        "0 lost": counters.statuses_acked == stored,
+        "0 lost": counters.statuses_acked == stored + coalesced,
         f"staleness p99 <= {TARGET_STALENESS_P99_S:g} s": staleness_p99 <= TARGET_STALENESS_P99_S,
         f"bridge CPU per status <= {TARGET_CPU_RATIO:g} x floor": bridge_ms
         <= TARGET_CPU_RATIO * floor_ms,
@@ -179,9 +183,12 @@ def measure(enclosures: int, duration: float, keep: bool) -> tuple[dict[str, Any
         "stored_per_s": round(stored_in_window / usage.seconds, 1),
         "published": counters.statuses_acked,
         "stored": stored,
-        "drained": stored == counters.statuses_acked,
+        "drained": stored + coalesced == counters.statuses_acked,
+        # Replaced by a newer status of the same enclosure before it was written (the bridge
+        # was behind; a status is a latest value): not lost.
+        "coalesced": coalesced,
         # Only final once drained; else what the bridge had not stored when we stopped waiting.
-        "lost": counters.statuses_acked - stored,
+        "lost": counters.statuses_acked - stored - coalesced,
         "registered_before_window": registered,
         # mosquitto's "Outgoing messages are being dropped" notices: its queue for the bridge
         # (max_queued_messages) overflowed and it discarded messages.
