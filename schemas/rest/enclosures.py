@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Self
 
-from pydantic import Field, StrictBool, ValidationError, model_validator
+from pydantic import Field, StrictBool, ValidationError, field_validator, model_validator
 
 from schemas.base import StrictModel
 from schemas.commands import COMMAND_PARAMS
@@ -18,19 +18,20 @@ from schemas.status import Status
 from schemas.types import BootId, UtcDatetime
 
 __all__ = [
-    "LOCATION_DESCRIPTION",
-    "MAX_FLEET_LIMIT",
-    "DEFAULT_COMMAND_TIMEOUT_S",
-    "MAX_COMMAND_TIMEOUT_S",
-    "MAX_COMMAND_WAIT_S",
     "CommandCreate",
     "CommandOut",
     "CommandWaitQuery",
+    "DEFAULT_COMMAND_TIMEOUT_S",
     "EnclosureCreate",
     "EnclosureListQuery",
     "EnclosureOut",
     "EnclosurePatch",
     "EnclosureRegistered",
+    "LOCATION_DESCRIPTION",
+    "MAX_COMMAND_TIMEOUT_S",
+    "MAX_COMMAND_WAIT_S",
+    "MAX_FLEET_LIMIT",
+    "RESERVED_ENCLOSURE_IDS",
     "StatusHistoryItem",
     "StatusHistoryQuery",
 ]
@@ -86,8 +87,17 @@ class EnclosureRegistered(EnclosureOut):
     broker_password: str = Field(description="The enclosure's MQTT password (shown once).")
 
 
+# Words after /api/enclosures/ that name another resource: an enclosure with such an id could
+# never be read back (GET /api/enclosures/summary answers the fleet summary).
+RESERVED_ENCLOSURE_IDS = frozenset({"summary"})
+
+
 class EnclosureCreate(StrictModel):
-    id: EnclosureId = Field(description="Enclosure id: ^[a-z0-9][a-z0-9-]{0,62}$.")
+    id: EnclosureId = Field(
+        description="Enclosure id: ^[a-z0-9][a-z0-9-]{0,62}$, not "
+        + ", ".join(sorted(RESERVED_ENCLOSURE_IDS))
+        + "."
+    )
     name: str | None = Field(
         default=None, min_length=1, max_length=200, description="Display name (default: the id)."
     )
@@ -96,6 +106,16 @@ class EnclosureCreate(StrictModel):
     expected_online: StrictBool = Field(
         default=False, description="Alert when it is lost or offline, even outside sessions."
     )
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_ENCLOSURE_IDS:
+            raise ValueError(
+                f"enclosure id {value!r} is reserved: /api/enclosures/{value} is another"
+                " resource; choose another id"
+            )
+        return value
 
 
 class EnclosurePatch(StrictModel):

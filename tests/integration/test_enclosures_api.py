@@ -117,6 +117,17 @@ def test_register_needs_admin_and_a_valid_id(client, operator, admin):
     assert extra.get_json()["errors"][0]["field"] == "color"
 
 
+def test_an_id_that_names_another_resource_is_refused(client, admin):
+    """GET /api/enclosures/summary is the fleet summary: an enclosure named so could never be
+    read back."""
+    refused = register(client, admin, "summary")
+    assert refused.status_code == 422
+    error = refused.get_json()["errors"][0]
+    assert error["field"] == "id"
+    assert "reserved" in error["message"]
+    assert register(client, admin, "summary-1").status_code == 201
+
+
 def test_list_filter_search_and_pages(client, viewer, database):
     ingest(
         database,
