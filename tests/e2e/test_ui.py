@@ -563,7 +563,8 @@ def test_pages_have_no_serious_accessibility_violations(demo: Demo, browser: Any
 
 
 def test_a_dead_bridge_shows_a_banner(demo: Demo, browser: Any) -> None:
-    """Last in this module: it kills the demo's bridge for good."""
+    """Last in this module: it silences the demo's bridge (SIGSTOP: a SIGKILLed one is started
+    again within seconds, before it counts as down), then lets it go on: the banner goes."""
     context, page, console = _new_page(browser)
     page.goto(f"{demo.base}/")
     page.get_by_label("Email").fill(demo.email)
@@ -574,14 +575,19 @@ def test_a_dead_bridge_shows_a_banner(demo: Demo, browser: Any) -> None:
     wait_for(lambda: demo.api("GET", "/api/health")["bridge"]["ok"], 30, message="no bridge")
     expect(banner).to_be_hidden()
 
-    demo.bridge().send_signal(signal.SIGKILL)
-    # judged down 15 s after its last heartbeat; the page asks every 15 s
-    expect(banner).to_be_visible(timeout=60_000)
-    expect(banner).to_contain_text("Bridge down")
-    expect(banner).to_contain_text("no bridge heartbeat")
-    health = demo.api("GET", "/api/health")
-    assert health["status"] == "degraded"
-    assert health["bridge"]["ok"] is False
-    assert health["bridge"]["since"] is not None
+    bridge = demo.bridge()
+    bridge.send_signal(signal.SIGSTOP)
+    try:
+        # judged down 15 s after its last heartbeat; the page asks every 15 s
+        expect(banner).to_be_visible(timeout=60_000)
+        expect(banner).to_contain_text("Bridge down")
+        expect(banner).to_contain_text("no bridge heartbeat")
+        health = demo.api("GET", "/api/health")
+        assert health["status"] == "degraded"
+        assert health["bridge"]["ok"] is False
+        assert health["bridge"]["since"] is not None
+    finally:
+        bridge.send_signal(signal.SIGCONT)
+    expect(banner).to_be_hidden(timeout=60_000)
     context.close()
     assert console.errors == [], f"browser console errors: {console.errors}"

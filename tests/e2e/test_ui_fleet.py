@@ -28,6 +28,7 @@ from tests.e2e.test_ui import (  # noqa: F401 (the browser fixture)
     Console,
     browser,
     expect,
+    playwright_sync,
 )
 from tests.support.waiting import wait_for
 
@@ -54,6 +55,21 @@ def _page(browser: Any, viewport: dict[str, int]) -> tuple[Any, Any, Console]:
     page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: console.errors.append(f"uncaught: {exc}"))
     return context, page, console
+
+
+def _check(box: Any) -> None:
+    """Check ``box`` until it is checked: a re-layout (an enclosure the page just learnt of, a
+    record entering the filter) can replace the checkbox between finding and clicking it, and
+    the click then lands on the old one ("did not change its state")."""
+
+    def attempt() -> bool:
+        try:
+            box.check(timeout=5_000)
+        except playwright_sync.Error:
+            return False
+        return bool(box.is_checked())
+
+    wait_for(attempt, UI_TIMEOUT_MS / 1000, message="the checkbox never stayed checked")
 
 
 def _login(page: Any, fleet: Any) -> None:
@@ -161,7 +177,7 @@ def test_fleet_of_2000(fleet: Any, browser: Any) -> None:
 
     # Bulk ping on a rack: each enclosure's result as its ack arrives.
     rack_ids = sorted(eid for eid, loc in locations.items() if loc == "Room 1/Rack B")
-    rack.locator("input[data-select-group]").check()
+    _check(rack.locator("input[data-select-group]"))
     expect(page.get_by_test_id("selected-count")).to_have_text(f"{len(rack_ids)} selected")
     page.get_by_role("button", name="Ping", exact=True).click()
     for eid in rack_ids:  # in the rack's order: the next chunk is built as the last comes near
@@ -191,7 +207,7 @@ def test_fleet_of_2000(fleet: Any, browser: Any) -> None:
     # Screenshots: the top of the fleet at 1280 px and 390 px.
     page.get_by_role("button", name="Clear", exact=True).click()
     page.get_by_role("button", name="Clear results").click()
-    rack.locator("input[data-select-group]").check()
+    _check(rack.locator("input[data-select-group]"))
     page.evaluate("window.scrollTo(0, 0)")
     _shot(page, "fleet")
     page.set_viewport_size(PHONE)
@@ -214,7 +230,7 @@ def test_start_a_session_on_a_selection(fleet: Any, browser: Any) -> None:
     context, page, console = _page(browser, DESKTOP)
     _login(page, fleet)
     rack_ids = sorted(eid for eid, loc in fleet.locations.items() if loc == "Room 2/Rack C")
-    page.locator('section.rack[data-group="Room 2/Rack C"] input[data-select-group]').check()
+    _check(page.locator('section.rack[data-group="Room 2/Rack C"] input[data-select-group]'))
     page.get_by_role("button", name="Start session…").click()
     dialog = page.get_by_role("dialog", name="Start a session on the selection")
     dialog.get_by_label("Name").fill("Rack C of room 2")
