@@ -351,6 +351,11 @@ class Stack:
         )
         return env
 
+    def statuses_coalesced(self) -> int:
+        """Statuses the bridge replaced by a newer one of their enclosure before writing them
+        (by design when it falls behind: not lost)."""
+        return int(self.bridge_counter("jaxmba_bridge_statuses_coalesced"))
+
     def bridge_counter(self, name: str, settle_s: float = 2.0) -> float:
         """A counter of the service's processes (summed), once it held still for ``settle_s``
         (the bridge exports its counters on its housekeeping tick)."""

@@ -55,7 +55,6 @@ from floors import (  # noqa: E402
 from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 
-COALESCED_METRIC = "jaxmba_bridge_statuses_coalesced"
 QUIET_INTERVAL_S = 3600.0  # heartbeats out of the way: only births and the burst
 PUBLISH_TIMEOUT_S = 300.0  # the broker acknowledges the whole burst within this
 DRAIN_QUIET_S = 60.0  # the bridge has drained once the row count stops growing this long
@@ -111,7 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # A heartbeat may have come due meanwhile (hourly, at a random point): count it too.
         stored, _ = stack.wait_rows(counters.statuses_acked, quiet_s=DRAIN_QUIET_S, cap_s=60)
         drops = broker.log_file.read_text(errors="replace").count("messages are being dropped")
-        coalesced = int(stack.bridge_counter(COALESCED_METRIC))
+        coalesced = stack.statuses_coalesced()
         insert = insert_floor(engine, "status_history", stored)
     drain_s = drained - started
     subscriber = drain_figures(floor_drain)

@@ -68,7 +68,6 @@ from floors import (  # noqa: E402
 from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 
-COALESCED_METRIC = "jaxmba_bridge_statuses_coalesced"
 DEFAULT_ENCLOSURES = (500, 2000, 5000)
 STATUS_INTERVAL_S = 1.0
 WARMUP_S = 5.0  # after every enclosure is registered: first heartbeats spread over the second
@@ -151,7 +150,7 @@ def measure(enclosures: int, duration: float, keep: bool) -> tuple[dict[str, Any
             counters.statuses_acked, quiet_s=DRAIN_QUIET_S, cap_s=DRAIN_CAP_S
         )
         broker_drops = _broker_drop_notices(broker.log_file)
-        coalesced = int(stack.bridge_counter(COALESCED_METRIC))
+        coalesced = stack.statuses_coalesced()
         lag = [
             float(row[0]) * 1000
             for row in stack.rows(

@@ -251,13 +251,7 @@ class MqttLink:
         # As text: a record holding the traceback would keep paho's frames (and sockets) alive.
         trace = "".join(traceback.format_exception(exc)).rstrip()
         log.error("the MQTT network loop failed; connecting again\n%s", trace)
-        was_connected = self._connected.is_set()
-        self._connected.clear()
-        if was_connected:
-            try:
-                self._listener.link_disconnected(f"the MQTT network loop failed: {exc!r}")
-            except Exception:
-                log.exception("error handling a disconnect")
+        self._went_down(f"the MQTT network loop failed: {exc!r}")
         if self._refused or self._stopping.wait(self.settings.reconnect_min_s):
             return False
         self._connect_async()  # the loop then reconnects, closing the old socket first
@@ -295,12 +289,16 @@ class MqttLink:
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
+        self._went_down(_describe(reason))
+
+    def _went_down(self, reason: str) -> None:
+        """The link is down: tell the listener once, however many ways it learns of it."""
         was_connected = self._connected.is_set()
         self._connected.clear()
         if not was_connected:
             return
         try:
-            self._listener.link_disconnected(_describe(reason))
+            self._listener.link_disconnected(reason)
         except Exception:
             log.exception("error handling a disconnect")
 

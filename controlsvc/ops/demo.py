@@ -277,10 +277,5 @@ def run_demo(
         ):
             print(banner(effective, email, password, ids, embedded.agent_port), flush=True)
             serve_gunicorn_apart(
-                effective,
-                host=host,
-                port=port,
-                workers=workers,
-                log_process="api",
-                log_levels=quiet_levels,
+                effective, host=host, port=port, workers=workers, log_levels=quiet_levels
             )

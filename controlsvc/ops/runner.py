@@ -27,8 +27,6 @@ from controlsvc.ops.supervisor import describe_exit, supervised
 
 log = logging.getLogger(__name__)
 
-# A child that ignores SIGTERM for this long is killed.
-CHILD_STOP_TIMEOUT_S = 15
 # A bridge that died is started again after this long (doubling while it keeps dying).
 BRIDGE_RESTART_S = 5.0
 # Signals the API's process gets from the one that started it (SIGHUP: gunicorn reloads).
