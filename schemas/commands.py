@@ -12,6 +12,13 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from schemas.base import StrictModel, WireMessage
 from schemas.enums import AckResult, CommandKind
 from schemas.errors import MessageError, describe_validation_error
+from schemas.recording_settings import (
+    ApplyFilter,
+    FragmentHourly,
+    SegmentMinutes,
+    TargetFps,
+    check_one_segment_policy,
+)
 from schemas.types import (
     MAX_RECORDING_S,
     FilePrefix,
@@ -50,27 +57,14 @@ class StartRecordingParams(StrictModel):
     session_id: SessionId = Field(description="The session this recording belongs to.")
     file_prefix: FilePrefix = Field(description="First part of the segment file names.")
     duration_s: float = Field(gt=0, le=MAX_RECORDING_S, description="How long to record, in s.")
-    target_fps: Fps | None = Field(
-        default=None, description="Frames per second (1-120); null: the agent's configured default."
-    )
-    fragment_hourly: bool = Field(
-        default=False, description="Cut a new segment at the top of every hour (UTC)."
-    )
-    segment_minutes: int | None = Field(
-        default=None,
-        ge=1,
-        le=1440,
-        description="Cut a new segment every N minutes; null: the agent's configured default."
-        " Not with fragment_hourly.",
-    )
-    apply_filter: bool = Field(
-        default=False, description="Apply the spatial denoise filter (FFmpeg hqdn3d)."
-    )
+    target_fps: TargetFps = None
+    fragment_hourly: FragmentHourly = False
+    segment_minutes: SegmentMinutes = None
+    apply_filter: ApplyFilter = False
 
     @model_validator(mode="after")
     def _one_segment_policy(self) -> Self:
-        if self.fragment_hourly and self.segment_minutes is not None:
-            raise ValueError("choose either fragment_hourly or segment_minutes, not both")
+        check_one_segment_policy(self.fragment_hourly, self.segment_minutes)
         return self
 
 

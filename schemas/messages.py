@@ -42,6 +42,13 @@ from schemas.events import (
     event_payload,
 )
 from schemas.ids import EnclosureId
+from schemas.recording_settings import (
+    ApplyFilter,
+    FragmentHourly,
+    SegmentMinutes,
+    TargetFps,
+    check_one_segment_policy,
+)
 from schemas.status import (
     CameraStatus,
     ClockStatus,
@@ -51,7 +58,7 @@ from schemas.status import (
     SystemStatus,
 )
 from schemas.topics import Channel
-from schemas.types import BootId, FilePrefix, Fps, SessionId, UtcDatetime
+from schemas.types import BootId, FilePrefix, SessionId, UtcDatetime
 
 __all__ = [
     "CHANNEL_MODELS",
@@ -168,29 +175,16 @@ class DesiredRecording(WirePart):
         description="When recording starts (now or in the past: at once)."
     )
     end_at: UtcDatetime = Field(description="When recording stops.")
-    target_fps: Fps | None = Field(
-        default=None, description="Frames per second (1-120); null: the agent's configured default."
-    )
-    fragment_hourly: bool = Field(
-        default=False, description="Cut a new segment at the top of every hour (UTC)."
-    )
-    segment_minutes: int | None = Field(
-        default=None,
-        ge=1,
-        le=1440,
-        description="Cut a new segment every N minutes; null: the agent's configured default."
-        " Not with fragment_hourly.",
-    )
-    apply_filter: bool = Field(
-        default=False, description="Apply the spatial denoise filter (FFmpeg hqdn3d)."
-    )
+    target_fps: TargetFps = None
+    fragment_hourly: FragmentHourly = False
+    segment_minutes: SegmentMinutes = None
+    apply_filter: ApplyFilter = False
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.end_at <= self.start_at:
             raise ValueError("end_at must be after start_at")
-        if self.fragment_hourly and self.segment_minutes is not None:
-            raise ValueError("choose either fragment_hourly or segment_minutes, not both")
+        check_one_segment_policy(self.fragment_hourly, self.segment_minutes)
         return self
 
 

@@ -9,8 +9,15 @@ from pydantic import Field, StrictBool, field_validator, model_validator
 from schemas.base import StrictModel
 from schemas.enums import EnclosureState, SessionEnclosureStatus, SessionStatus
 from schemas.ids import EnclosureId
+from schemas.recording_settings import (
+    ApplyFilter,
+    FragmentHourly,
+    SegmentMinutes,
+    TargetFps,
+    check_one_segment_policy,
+)
 from schemas.rest.common import PageQuery, RestOut
-from schemas.types import MAX_RECORDING_S, FilePrefix, Fps, SessionId, UtcDatetime
+from schemas.types import MAX_RECORDING_S, FilePrefix, SessionId, UtcDatetime
 
 __all__ = [
     "MAX_SESSION_ENCLOSURES",
@@ -51,20 +58,10 @@ class SessionSpec(StrictModel):
     duration_s: int = Field(
         ge=1, le=MAX_RECORDING_S, description="Length of the recording in seconds (1 s-31 days)."
     )
-    fragment_hourly: StrictBool = Field(
-        default=False, description="Cut a new file at the top of every hour (UTC)."
-    )
-    segment_minutes: int | None = Field(
-        default=None,
-        ge=1,
-        le=1440,
-        description="Cut a new file every N minutes (null: the agent's default). Not with "
-        "fragment_hourly.",
-    )
-    target_fps: Fps | None = Field(
-        default=None, description="Frames per second, 1-120 (null: the agent's default)."
-    )
-    apply_filter: StrictBool = Field(default=False, description="Apply the image (denoise) filter.")
+    fragment_hourly: FragmentHourly = False
+    segment_minutes: SegmentMinutes = None
+    target_fps: TargetFps = None
+    apply_filter: ApplyFilter = False
     notes: str | None = Field(default=None, max_length=10_000, description="Free notes.")
 
     @field_validator("enclosures")
@@ -80,8 +77,7 @@ class SessionSpec(StrictModel):
 
     @model_validator(mode="after")
     def _one_segmentation(self) -> Self:
-        if self.fragment_hourly and self.segment_minutes is not None:
-            raise ValueError("choose either fragment_hourly or segment_minutes, not both")
+        check_one_segment_policy(self.fragment_hourly, self.segment_minutes)
         return self
 
 
