@@ -19,29 +19,35 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
 from flask import Response, current_app, request
-from flask_jwt_extended import verify_jwt_in_request
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from controlsvc.api import tokens
-from controlsvc.api.errors import problem, problem_responses
+from controlsvc.api.errors import problem_responses
 from controlsvc.api.event_feed import get_feed
+from controlsvc.api.streaming import (
+    STREAM_HEADERS,
+    TicketQuery,
+    client_gone,
+    client_socket,
+    max_streams,
+    stream_user,
+    token_in_url_refused,
+)
 from controlsvc.api.web import database, db_session, settings
 from controlsvc.config.settings import Settings
-from controlsvc.domain.errors import InvalidInput, Unauthorized, Unavailable
+from controlsvc.domain.errors import InvalidInput, Unavailable
 from controlsvc.metrics import SSE_EVENTS_SENT, SSE_STREAMS
 from controlsvc.mqtt.event_feed import EventFeed
 from controlsvc.mqtt.event_streams import EventFilter, FeedEvent
 from controlsvc.store import eventlog
 from controlsvc.store.db import Database
-from controlsvc.store.models.users import User
 from schemas.ids import validate_enclosure_id
 
 __all__ = ["bp", "register", "sse_frame"]
@@ -55,15 +61,7 @@ HEARTBEAT_S = 15.0
 DISCONNECT_CHECK_S = 1.0
 # EventSource waits this long before reconnecting.
 RETRY_MS = 2000
-# Threads of a worker kept for ordinary requests: streams beyond threads minus this are refused.
-RESERVED_THREADS = 8
-# Query parameters that would put a long-lived token in a URL (and so in access logs).
-TOKEN_PARAMS = ("token", "access_token", "jwt", "authorization")
 LAST_EVENT_ID_HEADER = "Last-Event-ID"
-STREAM_HEADERS = {
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",  # nginx: pass each event on at once
-}
 
 bp = APIBlueprint(
     "events",
@@ -81,9 +79,7 @@ def _kinds(value: str | None) -> str | None:
     return value
 
 
-class EventsQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class EventsQuery(TicketQuery):
     kinds: Annotated[str | None, AfterValidator(_kinds)] = Field(
         None,
         max_length=2000,
@@ -98,11 +94,6 @@ class EventsQuery(BaseModel):
         ge=0,
         description="Resume after this event id (the `Last-Event-ID` header, which wins, does "
         "the same)",
-    )
-    ticket: str | None = Field(
-        None,
-        max_length=eventlog.TICKET_MAX_LENGTH,
-        description="A ticket from POST /api/events/ticket, for clients that cannot send headers",
     )
 
 
@@ -119,21 +110,6 @@ def _control_frame(name: str, **data: Any) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def _client_gone(sock: Any) -> bool:
-    """True when the client has closed its side (the socket reads EOF without blocking)."""
-    if not isinstance(sock, socket.socket):
-        return False
-    try:
-        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return False
-    except (ValueError, NotImplementedError):  # TLS sockets cannot peek: rely on heartbeats
-        return False
-    except OSError:
-        return True
-    return data == b""
-
-
 def _last_event_id(query: EventsQuery) -> int | None:
     raw = request.headers.get(LAST_EVENT_ID_HEADER)
     if raw is None or not raw.strip():
@@ -148,22 +124,6 @@ def _last_event_id(query: EventsQuery) -> int | None:
             field=LAST_EVENT_ID_HEADER,
         )
     return value
-
-
-def _stream_user(query: EventsQuery) -> User:
-    if query.ticket is not None:
-        user = eventlog.redeem_ticket(db_session(), query.ticket)
-        if user is None:
-            raise Unauthorized(
-                "the ticket is unknown, used or expired; get a new one from POST /api/events/ticket"
-            )
-        return user
-    verify_jwt_in_request(locations=["headers"])
-    return tokens.current_user()
-
-
-def _max_streams(settings: Settings) -> int:
-    return max(1, settings.service.threads - RESERVED_THREADS)
 
 
 def _stream(
@@ -212,7 +172,7 @@ def _stream(
             if time.monotonic() - last_write >= HEARTBEAT_S:
                 yield b": keep-alive\n\n"
                 last_write = time.monotonic()
-            elif not batch and _client_gone(sock):
+            elif not batch and client_gone(sock):
                 return
     finally:
         sub.close()
@@ -236,18 +196,13 @@ def stream_events(query: EventsQuery) -> Any:
     Resume with the `Last-Event-ID` header (EventSource sends it when it reconnects). Browsers
     authorise with `?ticket=` from POST /api/events/ticket; other clients with a bearer token.
     """
-    if any(name in request.args for name in TOKEN_PARAMS):
-        return problem(
-            400,
-            "Token in URL refused",
-            "never put an access token in a URL (it ends up in logs): send it as "
-            "'Authorization: Bearer <token>', or get a single-use ticket from "
-            "POST /api/events/ticket and pass ?ticket=",
-        )
-    _stream_user(query)
+    refused = token_in_url_refused()
+    if refused is not None:
+        return refused
+    stream_user(query.ticket)
     after = _last_event_id(query)
     feed = get_feed(current_app)
-    if feed.subscriber_count >= _max_streams(settings()):
+    if feed.subscriber_count >= max_streams(settings()):
         raise Unavailable("this worker serves as many event streams as it can; retry shortly")
     kinds = (
         frozenset(kind.strip() for kind in query.kinds.split(","))
@@ -255,8 +210,7 @@ def stream_events(query: EventsQuery) -> Any:
         else None
     )
     event_filter = EventFilter(kinds=kinds, enclosure_id=query.enclosure_id)
-    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
-    body = _stream(feed, database(), event_filter, after, sock)
+    body = _stream(feed, database(), event_filter, after, client_socket())
     return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS)
 
 

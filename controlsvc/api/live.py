@@ -25,26 +25,31 @@ import time
 from collections.abc import Iterator
 from typing import Any, cast
 
-from flask import Flask, Response, current_app, request
-from flask_jwt_extended import verify_jwt_in_request
+from flask import Flask, Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from controlsvc.api import tokens
 from controlsvc.api.enclosures import EnclosurePath
 from controlsvc.api.errors import problem, problem_responses
-from controlsvc.api.events import RESERVED_THREADS, TOKEN_PARAMS, _client_gone
+from controlsvc.api.streaming import (
+    STREAM_HEADERS,
+    TicketQuery,
+    client_gone,
+    client_socket,
+    max_streams,
+    stream_user,
+    token_in_url_refused,
+)
 from controlsvc.api.web import database, db_session, settings
 from controlsvc.config.settings import Settings
-from controlsvc.domain.errors import DomainError, Unauthorized, Unavailable
+from controlsvc.domain.errors import DomainError, Unavailable
 from controlsvc.domain.publisher import BrokerUnavailable, Publisher
 from controlsvc.mqtt import preview as mqtt_preview
 from controlsvc.mqtt import publisher as mqtt_publisher
-from controlsvc.store import commands, eventlog
+from controlsvc.store import commands
 from controlsvc.store.db import Database, utcnow
 from controlsvc.store.enclosures import get_enclosure
-from controlsvc.store.models.users import User
 from schemas.enums import CommandKind, CommandState, EnclosureState
 from schemas.topics import Topics
 
@@ -67,7 +72,6 @@ PREVIEW_MAX_AGE_S = mqtt_preview.FRAME_MAX_AGE_S
 # preview.jpg: wait this long for the agent's snapshot ack.
 SNAPSHOT_WAIT_S = 5.0
 SNAPSHOT_TIMEOUT_S = 10.0
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 UNREACHABLE = (EnclosureState.OFFLINE.value, EnclosureState.LOST.value)
 
 bp = APIBlueprint(
@@ -76,17 +80,6 @@ bp = APIBlueprint(
     url_prefix="/api/enclosures",
     abp_tags=[Tag(name="live view", description="Live view (MJPEG) and preview thumbnails")],
 )
-
-
-class LiveQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    ticket: str | None = Field(
-        None,
-        max_length=eventlog.TICKET_MAX_LENGTH,
-        description="A ticket from POST /api/events/ticket, for clients that cannot send headers "
-        "(an `<img>`); works once",
-    )
 
 
 # -- the relay of this process --------------------------------------------------------------------
@@ -181,35 +174,10 @@ def _stream(
                     "live view of %s: no frame for %.0f s, ending", viewer.eid, FRAME_TIMEOUT_S
                 )
                 return
-            if _client_gone(sock):
+            if client_gone(sock):
                 return
     finally:
         viewer.close()
-
-
-def _viewer(query: LiveQuery) -> User:
-    """The user of a `?ticket=` (spent now) or of the bearer token; any role."""
-    if query.ticket is not None:
-        user = eventlog.redeem_ticket(db_session(), query.ticket)
-        if user is None:
-            raise Unauthorized(
-                "the ticket is unknown, used or expired; get a new one from POST /api/events/ticket"
-            )
-        return user
-    verify_jwt_in_request(locations=["headers"])
-    return tokens.current_user()
-
-
-def _refuse_token_in_url() -> Response | None:
-    if any(name in request.args for name in TOKEN_PARAMS):
-        return problem(
-            400,
-            "Token in URL refused",
-            "never put an access token in a URL (it ends up in logs): send it as "
-            "'Authorization: Bearer <token>', or get a single-use ticket from "
-            "POST /api/events/ticket and pass ?ticket=",
-        )
-    return None
 
 
 # -- routes ---------------------------------------------------------------------------------------
@@ -225,29 +193,28 @@ def _refuse_token_in_url() -> Response | None:
     },
     security=[{"jwt": []}, {}],
 )
-def live_view(path: EnclosurePath, query: LiveQuery) -> Any:
+def live_view(path: EnclosurePath, query: TicketQuery) -> Any:
     """Live view of an enclosure (MJPEG relay of its preview frames), any role.
 
     Authorise with a bearer token or `?ticket=` from POST /api/events/ticket. The service asks
     the agent for frames (`start_live_view`) while anyone watches; the stream ends when no
     frame arrived for 15 s.
     """
-    refused = _refuse_token_in_url()
+    refused = token_in_url_refused()
     if refused is not None:
         return refused
-    user = _viewer(query)
+    user = stream_user(query.ticket)
     get_enclosure(db_session(), path.eid)
     db_session().commit()  # the ticket is spent; hold no transaction while streaming
     app = cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
     relay = get_relay(app)
-    if relay.viewer_count >= max(1, settings().service.threads - RESERVED_THREADS):
+    if relay.viewer_count >= max_streams(settings()):
         raise Unavailable("this worker serves as many live views as it can; retry shortly")
     viewer = relay.watch(path.eid)
     if viewer.claim_refresh():  # the first viewer: ask for frames now
         _start_live_view(app, path.eid, user.id)
-    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
     return Response(
-        _stream(app, viewer, user.id, sock),
+        _stream(app, viewer, user.id, client_socket()),
         mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         headers=STREAM_HEADERS,
     )
@@ -264,16 +231,16 @@ def live_view(path: EnclosurePath, query: LiveQuery) -> Any:
     },
     security=[{"jwt": []}, {}],
 )
-def preview_jpg(path: EnclosurePath, query: LiveQuery) -> Any:
+def preview_jpg(path: EnclosurePath, query: TicketQuery) -> Any:
     """The latest preview frame of an enclosure (a thumbnail), any role.
 
     A frame seen in the last minute, else a fresh `snapshot` from the agent (waiting up to 5 s);
     404 when there is none. Bearer token or `?ticket=`.
     """
-    refused = _refuse_token_in_url()
+    refused = token_in_url_refused()
     if refused is not None:
         return refused
-    user = _viewer(query)
+    user = stream_user(query.ticket)
     enc = get_enclosure(db_session(), path.eid)
     state = enc.state
     db_session().commit()  # the ticket is spent; hold no transaction while waiting
