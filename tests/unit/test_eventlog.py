@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from controlsvc import metrics
-from controlsvc.api.events import _client_gone, sse_frame
+from controlsvc.api.events import sse_frame
+from controlsvc.api.streaming import client_gone
 from controlsvc.config.settings import Settings
 from controlsvc.mqtt.event_feed import COMMAND_UPDATED, EventFeed
 from controlsvc.mqtt.event_streams import EventFilter, FeedEvent
@@ -344,15 +345,15 @@ def test_a_gap_before_carried_events_leaves_them_to_the_log():
 def test_client_gone_detects_a_closed_peer():
     server, client = socket.socketpair()
     try:
-        assert _client_gone(server) is False
+        assert client_gone(server) is False
         client.sendall(b"GET / HTTP/1.1\r\n")  # a pipelined request is not a goodbye
-        assert _client_gone(server) is False
+        assert client_gone(server) is False
         client.close()
         server.recv(100)
-        assert _client_gone(server) is True
+        assert client_gone(server) is True
     finally:
         server.close()
-    assert _client_gone(None) is False
+    assert client_gone(None) is False
 
 
 # -- metrics helpers ------------------------------------------------------------------------------
