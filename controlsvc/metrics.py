@@ -117,6 +117,23 @@ BRIDGES_CONNECTED = Gauge(
     multiprocess_mode="livesum",
 )
 
+# -- MQTT connections of the service (controlsvc.mqtt.connection), by kind ----------------------
+MQTT_CONNECTED = Gauge(
+    "jaxmba_mqtt_connections_up",
+    "The service's MQTT connections up now, by kind (publisher, event feed, preview, bridge, "
+    "bridge statuses; summed over live processes)",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
+MQTT_CONNECTS = Counter(
+    "jaxmba_mqtt_connects", "Connections the service's MQTT clients made, by kind", ["kind"]
+)
+MQTT_REFUSALS = Counter(
+    "jaxmba_mqtt_refusals",
+    "CONNACKs refusing a connection of the service, by kind and MQTT 5 reason code",
+    ["kind", "code"],
+)
+
 # -- API ------------------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(
     "jaxmba_http_requests",
@@ -154,6 +171,9 @@ ALL_METRICS: tuple[MetricWrapperBase, ...] = (
     BROKER_CONNECTS,
     STATUSES_COALESCED,
     BRIDGES_CONNECTED,
+    MQTT_CONNECTED,
+    MQTT_CONNECTS,
+    MQTT_REFUSALS,
     HTTP_REQUESTS,
     HTTP_SECONDS,
     SSE_STREAMS,

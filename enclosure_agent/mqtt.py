@@ -39,6 +39,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from enclosure_agent.errors import BrokerError, BrokerRefused
 from enclosure_agent.link import Inbound, LinkListener, Outgoing
+from schemas.connack import Refusal, refusal
 
 __all__ = ["LinkSettings", "MqttLink", "probe_login"]
 
@@ -46,14 +47,6 @@ log = logging.getLogger(__name__)
 
 MAX_INFLIGHT = 200  # QoS 1 messages awaiting PUBACK; above the outbox window plus acks/status
 PAYLOAD_LOG_CHARS = 120  # how much of a payload an error message shows
-# CONNACK reason codes after which retrying cannot help until someone changes the config.
-FATAL_CONNACK = {
-    0x84: "unsupported protocol version",
-    0x85: "client identifier not valid",
-    0x86: "bad user name or password",
-    0x87: "not authorized",
-    0x8C: "bad authentication method",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +71,14 @@ def _code(reason: ReasonCode | int) -> int:
 
 
 def _describe(reason: ReasonCode | int) -> str:
-    code = _code(reason)
-    return FATAL_CONNACK.get(code) or f"{reason} (0x{code:02x})"
+    return f"{reason} (0x{_code(reason):02x})"
+
+
+def _refusal(reason: ReasonCode | int) -> Refusal:
+    """A failed CONNACK as the table shared with the service reads it."""
+    refused = refusal(_code(reason))
+    assert refused is not None  # a failure is 0x80 or more
+    return refused
 
 
 def _properties(message: Outgoing) -> Properties | None:
@@ -262,12 +261,12 @@ class MqttLink:
     ) -> None:
         try:
             if reason.is_failure:
-                fatal = _code(reason) in FATAL_CONNACK
-                if fatal:
+                refused = _refusal(reason)
+                if refused.fatal:
                     self._refused = True
                     client.disconnect()  # stops paho's reconnect loop
-                log.error("the broker refused the connection: %s", _describe(reason))
-                self._listener.link_refused(_describe(reason), fatal)
+                log.error("the broker refused the connection: %s", refused)
+                self._listener.link_refused(str(refused), refused.fatal)
                 return
             self._connections += 1
             self._next_will(client)
@@ -373,7 +372,6 @@ def probe_login(settings: LinkSettings, timeout_s: float = 5.0) -> float:
         raise BrokerError(f"no CONNACK from {settings.host}:{settings.port} in {timeout_s:g} s")
     reason = answer[0]
     if reason.is_failure:
-        raise BrokerRefused(
-            _describe(reason), code=_code(reason), fatal=_code(reason) in FATAL_CONNACK
-        )
+        refused = _refusal(reason)
+        raise BrokerRefused(str(refused), code=refused.code, fatal=refused.fatal)
     return elapsed

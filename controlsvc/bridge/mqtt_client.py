@@ -34,11 +34,8 @@ write is idempotent, so receiving them twice is harmless.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,19 +52,17 @@ from controlsvc.bridge.inbound import Inbound, Link
 from controlsvc.bridge.stats import BridgeStats
 from controlsvc.config.settings import Settings
 from controlsvc.domain.publisher import BrokerUnavailable, MessageProperties
+from controlsvc.mqtt.connection import MqttConnection, new_properties, reason_value
 from controlsvc.mqtt.publisher import (
     PUBLISH_TIMEOUT_S,
     PubackCodes,
-    connack_is_fatal,
-    new_client,
-    new_properties,
-    reason_value,
     wait_published,
     wait_published_many,
 )
 from controlsvc.store import eventlog
 from controlsvc.store.db import utcnow
 from schemas.codec import dump_message
+from schemas.connack import Refusal
 from schemas.messages import ServiceState
 from schemas.topics import Channel, Topics
 
@@ -89,9 +84,6 @@ STATUS_RECEIVE_MAXIMUM = 65_535
 # waits for room in a queue and reads PINGRESPs late; with a short keepalive paho would drop a
 # healthy connection. Its own liveness is not time-critical (a crash closes the socket at once).
 MIN_KEEPALIVE_S = 30
-# Reconnect backoff, seconds (doubles from min to max).
-RECONNECT_MIN_S = 1
-RECONNECT_MAX_S = 30
 # service/state online is republished this often.
 SERVICE_HEARTBEAT_S = 15.0
 SHARED_SUB_ID = 1
@@ -104,6 +96,7 @@ class Role:
     """What one of the bridge's connections carries, and how (see the module doc)."""
 
     suffix: str  # added to the bridge's client id
+    kind: str  # names the connection in logs and metrics
     channels: tuple[Channel, ...]  # the shared subscription
     retained: tuple[Channel, ...]  # the plain subscription made once per connection
     link: Link  # stamped on the messages received, to route their acks
@@ -113,6 +106,7 @@ class Role:
 
 RELIABLE = Role(
     "",
+    "bridge",
     (Channel.STATE, Channel.ACK, Channel.EVENTS),
     (Channel.STATE,),
     link=Link.RELIABLE,
@@ -121,6 +115,7 @@ RELIABLE = Role(
 )
 STATUSES = Role(
     "-status",
+    "bridge statuses",
     (Channel.STATUS,),
     (Channel.STATUS,),
     link=Link.STATUSES,
@@ -164,13 +159,13 @@ class BridgeClient:
         self._generation = 0
         self._connected = threading.Event()
         self._subscribed = threading.Event()
-        self._connected_since = 0.0  # monotonic time of the current connection
         self._retained_mid: int | None = None
         self._shared_mid: int | None = None
         self._was_connected = False
         self._stopping = False
         self.fatal: BrokerRefused | None = None
-        self._client = self._make_client()
+        self._mqtt = self._make_connection()
+        self._client = self._mqtt.client
 
     def _service_state(self, online: bool) -> bytes:
         return dump_message(
@@ -183,36 +178,37 @@ class BridgeClient:
             )
         )
 
-    def _make_client(self) -> paho.Client:
-        client = new_client(self._settings, self.client_id, manual_ack=True)
+    def _make_connection(self) -> MqttConnection:
+        props = new_properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        props.ReceiveMaximum = self.receive_maximum
+        connection = MqttConnection(
+            self._settings,
+            kind=self.role.kind,
+            client_id=self.client_id,
+            logger=log,
+            on_up=self._on_up,
+            on_down=self._on_down,
+            on_refused=self._on_refused,
+            manual_ack=True,
+            clean_start=False,
+            keepalive_s=max(self._settings.mqtt.keepalive_s, MIN_KEEPALIVE_S),
+            connect_properties=props,
+        )
+        client = connection.client
         if self.role.announces:
             client.will_set(
                 self.topics.service_state(), self._service_state(False), qos=1, retain=True
             )
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_publish = self._codes.on_publish
-        return client
+        return connection
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         """Start connecting in the background (retrying until the broker answers)."""
-        mqtt = self._settings.mqtt
-        props = new_properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry_s
-        props.ReceiveMaximum = self.receive_maximum
-        self._client.connect_async(
-            mqtt.host,
-            mqtt.port,
-            keepalive=max(mqtt.keepalive_s, MIN_KEEPALIVE_S),
-            clean_start=False,
-            properties=props,
-        )
-        self._client.loop_start()
+        self._mqtt.start()
 
     def stop(self, *, forget_session: bool = False) -> None:
         """Say offline (retained), disconnect cleanly (no Will), stop the network thread.
@@ -227,24 +223,17 @@ class BridgeClient:
                 self.publish(self.topics.service_state(), self._service_state(False), retain=True)
             except BrokerUnavailable as exc:
                 log.warning("could not publish service offline: %s", exc.detail)
-        if self._connected.is_set():
-            props = None
-            if forget_session:
-                props = new_properties(PacketTypes.DISCONNECT)
-                props.SessionExpiryInterval = 0
-            self._client.disconnect(properties=props)
-        self._client.loop_stop()
+        props = None
+        if forget_session:
+            props = new_properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+        self._mqtt.stop(properties=props)
         self._mark_disconnected()
 
     def kill(self) -> None:
         """Drop the connection without DISCONNECT, as a crash would (tests): the Will fires."""
         self._stopping = True
-        self._client.loop_stop()
-        sock = self._client.socket()
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        self._mqtt.kill()
         self._mark_disconnected()
 
     @property
@@ -257,9 +246,7 @@ class BridgeClient:
 
     def connected_for(self) -> float:
         """Seconds since the current connection was made (0 when not connected)."""
-        if not self._connected.is_set():
-            return 0.0
-        return time.monotonic() - self._connected_since
+        return self._mqtt.connected_for() if self._connected.is_set() else 0.0
 
     def wait_subscribed(self, timeout: float) -> bool:
         return self._subscribed.wait(timeout)
@@ -269,48 +256,37 @@ class BridgeClient:
         return self._generation
 
     # -- callbacks (paho's network thread: never raise) -----------------------------------------
-    def _on_connect(self, client: paho.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
-        try:
-            code = reason_value(rc)
-            if code >= 0x80:
-                if connack_is_fatal(rc):
-                    self.fatal = BrokerRefused(
-                        f"the broker refused the bridge's connection: {rc}; check [MQTT]"
-                        " username and password (and the broker's ACL). Not retrying.",
-                        reason_code=code,
-                    )
-                    log.error("%s", self.fatal)
-                    client.disconnect()
-                else:
-                    log.warning("the broker refused the connection (%s); retrying", rc)
-                return
-            with self._lock:
-                self._generation += 1
-            self._connected_since = time.monotonic()
-            self._connected.set()
-            if self.role.announces:  # the bridge's connection as the metrics know it
-                self.stats.add("connects")
-                self.stats.connected = True
-            if self._was_connected:
-                log.info(
-                    "connection to the broker is back (session present: %s)", flags.session_present
-                )
-            else:
-                log.info(
-                    "connected to the broker %s:%d as %s (session present: %s)",
-                    self._settings.mqtt.host,
-                    self._settings.mqtt.port,
-                    self.client_id,
-                    flags.session_present,
-                )
-            self._was_connected = True
-            self._subscribe(client, session_present=bool(flags.session_present))
-            if self.role.announces:
-                client.publish(
-                    self.topics.service_state(), self._service_state(True), qos=1, retain=True
-                )
-        except Exception:
-            log.exception("error in on_connect")
+    def _on_up(self, client: paho.Client, session_present: bool) -> None:
+        with self._lock:
+            self._generation += 1
+        self._connected.set()
+        if self.role.announces:  # the bridge's connection as the metrics know it
+            self.stats.add("connects")
+            self.stats.connected = True
+        if self._was_connected:
+            log.info("connection to the broker is back (session present: %s)", session_present)
+        else:
+            log.info(
+                "connected to the broker %s:%d as %s (session present: %s)",
+                self._settings.mqtt.host,
+                self._settings.mqtt.port,
+                self.client_id,
+                session_present,
+            )
+        self._was_connected = True
+        self._subscribe(client, session_present=session_present)
+        if self.role.announces:
+            client.publish(
+                self.topics.service_state(), self._service_state(True), qos=1, retain=True
+            )
+
+    def _on_refused(self, refused: Refusal) -> None:
+        if refused.fatal:
+            self.fatal = BrokerRefused(
+                f"the broker refused the bridge's connection: {refused}; check [MQTT]"
+                " username and password (and the broker's ACL). Not retrying.",
+                reason_code=refused.code,
+            )
 
     def _shared_filter(self, channel: Channel) -> str:
         return Topics.shared(SHARE_GROUP, self.topics.enc_filter(channel))
@@ -355,19 +331,15 @@ class BridgeClient:
         except Exception:
             log.exception("error in on_subscribe")
 
-    def _on_connect_fail(self, _client: paho.Client, _u: Any) -> None:
-        if self._was_connected or self.stats.connects == 0:
-            log.warning(
-                "cannot connect to the broker %s:%d; retrying",
-                self._settings.mqtt.host,
-                self._settings.mqtt.port,
-            )
-
-    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+    def _on_down(self, detail: str) -> None:
         if self._stopping:
             log.info("disconnected from the broker")
-        elif self._connected.is_set():
-            log.warning("connection to the broker lost (%s); reconnecting", rc)
+        elif self._was_connected:
+            log.warning("connection to the broker down (%s); reconnecting", detail)
+        else:
+            log.warning(
+                "cannot connect to the broker %s (%s); retrying", self._mqtt.address, detail
+            )
         self._mark_disconnected()
 
     def _mark_disconnected(self) -> None:

@@ -31,7 +31,6 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -39,6 +38,7 @@ from sqlalchemy.orm import Session
 from controlsvc.config.settings import Settings
 from controlsvc.domain.errors import Unavailable
 from controlsvc.metrics import SSE_CLIENTS_DROPPED
+from controlsvc.mqtt.connection import MqttConnection
 from controlsvc.mqtt.event_streams import CommandWatch, EventFilter, FeedEvent, Subscription
 from controlsvc.store import eventlog
 from controlsvc.store.db import Database
@@ -57,22 +57,13 @@ IDLE_READ_S = 30.0
 DB_RETRY_S = 1.0
 # Events buffered for one SSE client; more means it reads slower than events arrive.
 SUBSCRIPTION_QUEUE = 1000
-# paho's reconnect backoff (doubles from min to max).
-RECONNECT_MIN_S = 1
-RECONNECT_MAX_S = 30
 # Notifications whose events wait for the reader; more are not kept (the log is read instead).
 CARRIED_MAX = 1000
 # close() waits this long for the reader thread.
 CLOSE_TIMEOUT_S = 5.0
-# CONNACK codes that retrying cannot fix: bad user name or password, not authorized, banned.
-FATAL_CONNACK = frozenset({0x84, 0x86, 0x87, 0x8A, 0x8C})
 
 _FEEDS: weakref.WeakSet[EventFeed] = weakref.WeakSet()
 _FEEDS_LOCK = threading.Lock()
-
-
-def _code(reason: ReasonCode | int) -> int:
-    return reason.value if isinstance(reason, ReasonCode) else int(reason)
 
 
 class EventFeed:
@@ -97,7 +88,7 @@ class EventFeed:
         self._broker_up = False
         self._broker_state_logged: bool | None = None  # last broker state logged
         self._database_ok = True
-        self._client: paho.Client | None = None
+        self._mqtt: MqttConnection | None = None
         self._reader: threading.Thread | None = None
         self._conn: Connection | None = None  # the reader thread's (see `_connection`)
 
@@ -127,23 +118,17 @@ class EventFeed:
         return self
 
     def _start_client(self) -> None:
-        from controlsvc.mqtt.publisher import new_client
-
-        mqtt = self._settings.mqtt
-        # The shared factory: credentials, TLS and TCP_NODELAY as every service client has them.
-        client = new_client(self._settings, self.client_id)
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        self._client = client
-        try:
-            client.connect_async(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s, clean_start=True)
-        except (OSError, ValueError) as exc:
-            self._broker_changed(False, f"{exc}")
-            return
-        client.loop_start()
+        connection = MqttConnection(
+            self._settings,
+            kind="event feed",
+            client_id=self.client_id,
+            logger=log,
+            on_up=self._on_up,
+            on_down=self._on_down,
+        )
+        connection.client.on_message = self._on_message
+        self._mqtt = connection
+        connection.start()
 
     def close(self) -> None:
         """Stop the client and the reader, and end every stream and wait; idempotent."""
@@ -155,10 +140,9 @@ class EventFeed:
             self._subscribers.clear()
             watches = [w for ws in self._watches.values() for w in ws]
             self._watches.clear()
-        client, self._client = self._client, None
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+        connection, self._mqtt = self._mqtt, None
+        if connection is not None:
+            connection.stop()
         with self._wake:
             self._wake.notify_all()
         if self._reader is not None and self._reader is not threading.current_thread():
@@ -240,43 +224,14 @@ class EventFeed:
             self._wake.notify_all()
 
     # -- MQTT callbacks (paho's thread: never block, never raise) --------------------------------
-    def _on_connect(
-        self, client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
-        try:
-            code = _code(reason)
-            if code >= 0x80:
-                self._broker_changed(False, f"connection refused: {reason} (0x{code:02x})")
-                if code in FATAL_CONNACK:
-                    log.error(
-                        "live events: the broker refuses user %r (%s); not retrying, the event "
-                        "log is read every %.0f s instead",
-                        self._settings.mqtt.username,
-                        reason,
-                        FALLBACK_READ_S,
-                    )
-                    client.disconnect()
-                return
-            client.subscribe(self.topic, qos=eventlog.NOTIFICATION_QOS)
-            self._broker_changed(True, "")
-            self.poke()  # anything committed while we were away
-        except Exception:
-            log.exception("live events: on_connect failed")
+    def _on_up(self, client: paho.Client, _session_present: bool) -> None:
+        client.subscribe(self.topic, qos=eventlog.NOTIFICATION_QOS)
+        self._broker_changed(True, "")
+        self.poke()  # anything committed while we were away
 
-    def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
-        try:
-            self._broker_changed(False, "cannot connect")
-        except Exception:
-            log.exception("live events: on_connect_fail failed")
-
-    def _on_disconnect(
-        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
-        try:
-            if not self._closed:
-                self._broker_changed(False, f"connection lost: {reason}")
-        except Exception:
-            log.exception("live events: on_disconnect failed")
+    def _on_down(self, detail: str) -> None:
+        if not self._closed:
+            self._broker_changed(False, detail)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         try:

@@ -33,10 +33,9 @@ from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.reasoncodes import ReasonCode
 
 from controlsvc.config.settings import Settings
-from controlsvc.mqtt.publisher import connack_is_fatal, new_client, reason_value
+from controlsvc.mqtt.connection import MqttConnection
 from schemas.codec import parse_message
 from schemas.commands import Ack
 from schemas.errors import MessageError
@@ -66,8 +65,6 @@ MAX_FRAME_BYTES = 8 * 1024 * 1024
 ACKS_KEPT = 16
 # Waiting for the broker's SUBACK before a command is sent whose ack we need.
 SUBACK_WAIT_S = 2.0
-RECONNECT_MIN_S = 1
-RECONNECT_MAX_S = 30
 JPEG_MAGIC = b"\xff\xd8"
 
 _RELAYS: weakref.WeakSet[PreviewRelay] = weakref.WeakSet()
@@ -182,7 +179,7 @@ class PreviewRelay:
         self._started = False
         self._closed = False
         self._connected = False
-        self._client: paho.Client | None = None
+        self._mqtt: MqttConnection | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> PreviewRelay:
@@ -193,20 +190,18 @@ class PreviewRelay:
             self._started = True
         with _RELAYS_LOCK:
             _RELAYS.add(self)
-        mqtt = self._settings.mqtt
-        client = new_client(self._settings, self.client_id)
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        self._client = client
-        try:
-            client.connect_async(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s, clean_start=True)
-        except (OSError, ValueError) as exc:
-            log.warning("live view: cannot connect to the broker: %s", exc)
-            return self
-        client.loop_start()
+        connection = MqttConnection(
+            self._settings,
+            kind="preview",
+            client_id=self.client_id,
+            logger=log,
+            on_up=self._on_up,
+            on_down=self._on_down,
+        )
+        connection.client.on_subscribe = self._on_subscribe
+        connection.client.on_message = self._on_message
+        self._mqtt = connection
+        connection.start()
         return self
 
     def close(self) -> None:
@@ -221,10 +216,9 @@ class PreviewRelay:
             self._channels.clear()
             self._subscribed.clear()
             self._cond.notify_all()
-        client, self._client = self._client, None
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+        connection, self._mqtt = self._mqtt, None
+        if connection is not None:
+            connection.stop()
         with _RELAYS_LOCK:
             _RELAYS.discard(self)
 
@@ -386,15 +380,15 @@ class PreviewRelay:
         if topic in self._subscribed:
             return
         self._subscribed.add(topic)
-        if self._client is not None and self._connected:
-            self._subscribe(self._client, topic, qos)
+        if self._mqtt is not None and self._connected:
+            self._subscribe(self._mqtt.client, topic, qos)
 
     def _unwant(self, topic: str) -> None:
         if topic not in self._subscribed:
             return
         self._subscribed.discard(topic)
-        if self._client is not None and self._connected:
-            self._client.unsubscribe(topic)
+        if self._mqtt is not None and self._connected:
+            self._mqtt.client.unsubscribe(topic)
 
     def _subscribe(self, client: paho.Client, topic: str, qos: int) -> None:
         rc, mid = client.subscribe(topic, qos=qos)
@@ -405,31 +399,18 @@ class PreviewRelay:
         return 1 if topic.endswith("/ack") else 0
 
     # -- MQTT callbacks (paho's thread: never block, never raise) --------------------------------
-    def _on_connect(
-        self, client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
-        try:
-            code = reason_value(reason)
-            if code >= 0x80:
-                log.warning("live view: the broker refused the connection: %s", reason)
-                if connack_is_fatal(reason):
-                    client.disconnect()
-                return
-            with self._cond:
-                self._connected = True
-                for topic in sorted(self._subscribed):
-                    self._subscribe(client, topic, self._qos_of(topic))
-        except Exception:
-            log.exception("live view: on_connect failed")
+    def _on_up(self, client: paho.Client, _session_present: bool) -> None:
+        with self._cond:
+            self._connected = True
+            for topic in sorted(self._subscribed):
+                self._subscribe(client, topic, self._qos_of(topic))
 
-    def _on_disconnect(
-        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
+    def _on_down(self, detail: str) -> None:
         with self._cond:
             self._connected = False
             self._suback.clear()
         if not self._closed:
-            log.info("live view: broker connection lost (%s); reconnecting", reason)
+            log.info("live view: the connection to the broker is down (%s)", detail)
 
     def _on_subscribe(
         self, _client: paho.Client, _userdata: Any, mid: int, _codes: Any, _props: Any

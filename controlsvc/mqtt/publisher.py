@@ -7,16 +7,15 @@ callbacks, MQTT 5, TCP_NODELAY). A QoS 1 publish returns once the broker's PUBAC
 never turns into a surprise delivery minutes after. ``init_app`` puts one into
 ``app.extensions["jaxmba.publisher"]`` and makes the health probe report its connection.
 
-The helpers at the top (``new_client``, ``paho_properties``, ``wait_published``, the CONNACK
-classification) are shared with the bridge, the other paho user of the service.
+Its connection is a ``controlsvc.mqtt.connection.Connection`` like every other of the
+service; the publishing helpers at the top (``paho_properties``, ``PubackCodes``,
+``wait_published``) are shared with the bridge.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
-import ssl
 import threading
 import time
 import uuid
@@ -24,13 +23,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from controlsvc.config.settings import Settings
 from controlsvc.domain.publisher import BrokerUnavailable, MessageProperties, PublishRefused
+from controlsvc.mqtt.connection import STOPPED, MqttConnection, new_properties, reason_value
 from controlsvc.mqtt.health import ComponentHealth
 from schemas.errors import TopicError
 from schemas.topics import valid_publish_topic
@@ -42,13 +42,9 @@ __all__ = [
     "PUBLISHER_KEY",
     "PUBLISH_TIMEOUT_S",
     "MqttPublisher",
-    "connack_is_fatal",
     "init_app",
-    "new_client",
-    "new_properties",
     "paho_properties",
     "publisher_of",
-    "reason_value",
     "wait_published",
 ]
 
@@ -62,70 +58,9 @@ PUBLISH_TIMEOUT_S = 5.0
 # Reconnect backoff of the API processes (seconds): short, a request may be waiting.
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 5
-# CONNACK reason codes that retrying cannot fix: stop and say so.
-FATAL_CONNACK = frozenset(
-    {
-        0x84,  # unsupported protocol version
-        0x85,  # client identifier not valid
-        0x86,  # bad user name or password
-        0x87,  # not authorized
-        0x8A,  # banned
-        0x8C,  # bad authentication method
-    }
-)
 
 
-# -- shared paho helpers ------------------------------------------------------------------------
-
-
-def reason_value(code: ReasonCode | int | MQTTErrorCode | None) -> int:
-    """The numeric value of a paho reason code (0 for None)."""
-    if code is None:
-        return 0
-    if isinstance(code, ReasonCode):
-        return int(code.value)
-    return int(code)
-
-
-def connack_is_fatal(code: ReasonCode | int) -> bool:
-    """True for a CONNACK refusal that reconnecting cannot fix (bad credentials, ...)."""
-    return reason_value(code) in FATAL_CONNACK
-
-
-def _nodelay(_client: paho.Client, _userdata: Any, sock: Any) -> None:
-    """``on_socket_open``: no Nagle delay (a QoS 1 round trip ~0.8 ms instead of ~40-90 ms)."""
-    if isinstance(sock, socket.socket):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError as exc:  # e.g. a Unix socket: nothing to tune
-            log.debug("TCP_NODELAY not set: %s", exc)
-
-
-def new_client(settings: Settings, client_id: str, *, manual_ack: bool = False) -> paho.Client:
-    """A paho client for ``settings.mqtt``: MQTT 5, VERSION2 callbacks, credentials, TLS,
-    TCP_NODELAY on every socket it opens, and reconnect backoff."""
-    mqtt = settings.mqtt
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=paho.MQTTv5,
-        manual_ack=manual_ack,
-    )
-    if mqtt.username:
-        client.username_pw_set(mqtt.username, mqtt.password.get_secret_value() or None)
-    if mqtt.tls:
-        client.tls_set(
-            ca_certs=mqtt.ca_file or None,
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
-    client.on_socket_open = _nodelay
-    return client
-
-
-def new_properties(packet_type: int) -> Properties:
-    """paho ``Properties`` for one packet type (paho's constructor is untyped)."""
-    return Properties(packet_type)  # type: ignore[no-untyped-call]
+# -- shared publishing helpers -------------------------------------------------------------------
 
 
 def paho_properties(props: MessageProperties | None) -> Properties | None:
@@ -281,68 +216,41 @@ class MqttPublisher:
         self.connect_timeout = connect_timeout
         self.publish_timeout = publish_timeout
         self._lock = threading.Lock()
-        self._client: paho.Client | None = None
+        self._connection: MqttConnection | None = None
         self._pid = 0
         self._codes = PubackCodes()
-        self._connected = threading.Event()
-        self._attempted = threading.Event()  # the first attempt finished (either way)
-        self._last_error: str | None = None
-        self._fatal: str | None = None
         self._was_connected = False
 
-    # -- paho callbacks (network thread) --------------------------------------------------------
-    def _on_connect(self, client: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        code = reason_value(rc)
-        if code >= 0x80:
-            self._last_error = f"broker refused the connection: {rc}"
-            if connack_is_fatal(rc):
-                self._fatal = (
-                    f"the broker refused the service's credentials ({rc}); check [MQTT]"
-                    " username and password"
-                )
-                log.error("MQTT publisher: %s; not retrying", self._fatal)
-                client.disconnect()
-            self._attempted.set()
-            return
-        self._connected.set()
-        self._attempted.set()
-        self._last_error = None
+    # -- connection (hooks on paho's network thread) ----------------------------------------------
+    def _on_up(self, _client: paho.Client, _session_present: bool) -> None:
         if self._was_connected:
             log.info("MQTT publisher: connection to the broker is back")
         self._was_connected = True
 
-    def _on_connect_fail(self, _client: paho.Client, _u: Any) -> None:
-        self._last_error = (
-            f"cannot connect to {self._settings.mqtt.host}:{self._settings.mqtt.port}"
-        )
-        self._attempted.set()
+    def _on_down(self, detail: str) -> None:
+        if self._was_connected and detail != STOPPED:
+            log.warning("MQTT publisher: the connection to the broker is down (%s)", detail)
 
-    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if self._connected.is_set():
-            log.warning("MQTT publisher: connection to the broker lost (%s); reconnecting", rc)
-            self._last_error = f"connection lost: {rc}"
-        self._connected.clear()
-
-    # -- connection -----------------------------------------------------------------------------
-    def _start(self) -> None:
-        """Create the client and start connecting in the background (under ``_lock``)."""
+    def _start(self) -> MqttConnection:
+        """Create the connection and start connecting in the background (under ``_lock``)."""
         mqtt = self._settings.mqtt
-        client_id = f"{mqtt.client_id}-api-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        client = new_client(self._settings, client_id)
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._codes.on_publish
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        self._connected.clear()
-        self._attempted.clear()
-        self._fatal = None
-        client.connect_async(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s, clean_start=True)
-        client.loop_start()
-        self._client = client
+        connection = MqttConnection(
+            self._settings,
+            kind="publisher",
+            client_id=f"{mqtt.client_id}-api-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+            logger=log,
+            on_up=self._on_up,
+            on_down=self._on_down,
+            reconnect_min_s=RECONNECT_MIN_S,
+            reconnect_max_s=RECONNECT_MAX_S,
+        )
+        connection.client.on_publish = self._codes.on_publish
+        connection.start()
+        self._connection = connection
         self._pid = os.getpid()
+        return connection
 
-    def _ensure_started(self) -> paho.Client:
+    def _ensure_started(self) -> MqttConnection:
         mqtt = self._settings.mqtt
         if mqtt.port == 0:
             # Port 0 stands for the embedded broker `run` starts (and then sets the port it
@@ -352,11 +260,10 @@ class MqttPublisher:
                 "fills in (with the embedded broker it starts); set a broker's port"
             )
         with self._lock:
-            if self._client is None or self._pid != os.getpid():
+            if self._connection is None or self._pid != os.getpid():
                 # First use, or a forked child that inherited a client whose thread is gone.
-                self._start()
-            assert self._client is not None
-            return self._client
+                return self._start()
+            return self._connection
 
     def ensure_connected(self, timeout: float | None = None) -> paho.Client:
         """The connected client; ``BrokerUnavailable`` when not connected within ``timeout``.
@@ -364,23 +271,25 @@ class MqttPublisher:
         The first call waits for the first connection attempt; later calls do not wait for a
         broker that is known to be away (the client keeps reconnecting in the background).
         """
-        client = self._ensure_started()
-        if self._connected.is_set():
-            return client
-        if self._fatal is not None:
-            raise BrokerUnavailable(self._fatal)
-        wait = self.connect_timeout if timeout is None else timeout
-        if not self._attempted.is_set():
-            self._attempted.wait(wait)
-        if not self._connected.is_set():
+        connection = self._ensure_started()
+        if connection.up:
+            return connection.client
+        if connection.refusal is not None:
             raise BrokerUnavailable(
-                f"the MQTT broker is unavailable ({self._last_error or 'not connected yet'})"
+                f"the broker refused the service's credentials ({connection.refusal}); check "
+                "[MQTT] username and password"
             )
-        return client
+        connection.wait_attempted(self.connect_timeout if timeout is None else timeout)
+        if not connection.up:
+            raise BrokerUnavailable(
+                f"the MQTT broker is unavailable ({connection.last_error or 'not connected yet'})"
+            )
+        return connection.client
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set() and self._pid == os.getpid()
+        connection = self._connection
+        return connection is not None and connection.up and self._pid == os.getpid()
 
     def publish(
         self,
@@ -425,11 +334,9 @@ class MqttPublisher:
     def close(self) -> None:
         """Disconnect and stop the network thread (idempotent)."""
         with self._lock:
-            client, self._client = self._client, None
-            self._connected.clear()
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.stop()
 
 
 def init_app(app: Any, settings: Settings) -> MqttPublisher:

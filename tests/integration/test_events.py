@@ -33,7 +33,8 @@ from controlsvc.api import events as events_api
 from controlsvc.broker import SERVICE_USER, LocalBroker
 from controlsvc.config.sections import MqttSettings
 from controlsvc.config.settings import Settings
-from controlsvc.mqtt.event_feed import FALLBACK_READ_S, RECONNECT_MAX_S, shutdown_all
+from controlsvc.mqtt.connection import RECONNECT_MAX_S
+from controlsvc.mqtt.event_feed import FALLBACK_READ_S, shutdown_all
 from controlsvc.store import eventlog, users
 from controlsvc.store.db import Database, utcnow
 from tests.support import broker as broker_fixtures
