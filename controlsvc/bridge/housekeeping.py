@@ -1,4 +1,4 @@
-"""The bridge's timers, on a thread of their own (so they never delay a batch):
+"""The bridge's housekeeping: a ``Schedule`` the bridge's one ``Ticker`` runs (never in a batch):
 
 - every ``TICK_S``: enclosures silent for ``lost_after_intervals`` x their status interval
   become ``lost``; unsettled commands past their deadline become ``timed_out``;
@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from controlsvc import __version__
 from controlsvc.bridge.mqtt_client import SERVICE_HEARTBEAT_S, BridgeClient
-from controlsvc.bridge.stats import BridgeStats, LogThrottle
+from controlsvc.bridge.stats import BridgeStats
+from controlsvc.bridge.ticker import Schedule
 from controlsvc.domain.publisher import BrokerUnavailable
 from controlsvc.store import bridge_health, commands, enclosures, eventlog
 from controlsvc.store.db import Database, utcnow
@@ -38,20 +37,16 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Housekeeping"]
 
-# Liveness and time-outs are checked this often: lost detection ~0.5 s after the deadline.
-TICK_S = 0.5
 # Pending commands are looked for this often (the API normally publishes within ms).
 REPUBLISH_EVERY_S = 2.0
 # Status history and old events are purged this often.
 PURGE_EVERY_S = 600.0
-# After an error, a task is logged at most once per this many seconds.
-ERROR_LOG_PERIOD_S = 60.0
 
 EventIntent = eventlog.Intent
 
 
 class Housekeeping:
-    """Runs the periodic tasks; ``run_once`` is callable directly (tests)."""
+    """The periodic tasks (``schedule``); ``run_once`` is callable directly (tests)."""
 
     def __init__(
         self,
@@ -61,7 +56,6 @@ class Housekeeping:
         stats: BridgeStats,
         *,
         status_history_days: int,
-        tick_s: float = TICK_S,
         backlog_since: Callable[[], datetime | None] = lambda: None,
         heard_for: Callable[[], float] | None = None,
     ) -> None:
@@ -73,58 +67,24 @@ class Housekeeping:
         self._liveness = liveness
         self.stats = stats
         self.status_history_days = status_history_days
-        self.tick_s = tick_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._throttle = LogThrottle(ERROR_LOG_PERIOD_S)
-        self._next_republish = 0.0
-        self._next_heartbeat = time.monotonic() + SERVICE_HEARTBEAT_S
-        self._next_purge = 0.0
-        self._next_beat = 0.0
         self.bridge_id = f"{socket.gethostname()}/{client.client_id}"
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name="jaxmba-bridge-housekeeping", daemon=True
+        self.schedule = Schedule("housekeeping")
+        add = self.schedule.add
+        add("liveness", self.check_liveness)
+        add("time-outs", self.time_out_commands)
+        add("re-publishing", self.republish_pending, every_s=REPUBLISH_EVERY_S)
+        add("bridge heartbeat", self.beat, every_s=bridge_health.BEAT_S)
+        add(
+            "service heartbeat",
+            lambda _now: client.heartbeat(),
+            every_s=SERVICE_HEARTBEAT_S,
+            first_in_s=SERVICE_HEARTBEAT_S,
         )
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.tick_s):
-            self.run_once()
+        add("purge", self.purge, every_s=PURGE_EVERY_S)
 
     def run_once(self, now: datetime | None = None) -> None:
         """One round of every task that is due."""
-        clock = time.monotonic()
-        self._guarded("liveness", lambda: self.check_liveness(now))
-        self._guarded("time-outs", lambda: self.time_out_commands(now))
-        if clock >= self._next_republish:
-            self._next_republish = clock + REPUBLISH_EVERY_S
-            self._guarded("re-publishing", lambda: self.republish_pending(now))
-        if clock >= self._next_beat:
-            self._next_beat = clock + bridge_health.BEAT_S
-            self._guarded("bridge heartbeat", lambda: self.beat(now))
-        if clock >= self._next_heartbeat:
-            self._next_heartbeat = clock + SERVICE_HEARTBEAT_S
-            self._guarded("heartbeat", self._client.heartbeat)
-        if clock >= self._next_purge:
-            self._next_purge = clock + PURGE_EVERY_S
-            self._guarded("purge", lambda: self.purge(now))
-
-    def _guarded(self, name: str, task: Callable[[], object]) -> None:
-        try:
-            task()
-        except Exception as exc:
-            suppressed = self._throttle.allow(name)
-            if suppressed is not None:
-                log.warning("bridge %s failed: %s: %s", name, type(exc).__name__, exc)
+        self.schedule.run_due(now)
 
     def _commit_events(self, session: Any, intents: list[EventIntent]) -> int | None:
         newest = eventlog.record_intents(session, intents)
@@ -151,12 +111,12 @@ class Housekeeping:
     def mark_stopped(self) -> None:
         """Say in the heartbeat row that this bridge stopped on purpose (a clean stop)."""
 
-        def mark() -> None:
+        try:
             with self._db.sessionmaker() as session:
                 bridge_health.stopped(session, self.bridge_id, utcnow())
                 session.commit()
-
-        self._guarded("bridge heartbeat", mark)
+        except Exception as exc:  # a database away at shutdown: the heartbeat ages out instead
+            log.warning("cannot mark the bridge stopped: %s: %s", type(exc).__name__, exc)
 
     def check_liveness(self, now: datetime | None = None) -> int:
         """Mark silent enclosures lost; how many."""
@@ -250,7 +210,7 @@ class Housekeeping:
         now = now or utcnow()
         before = now - timedelta(days=self.status_history_days)
         total = 0
-        while not self._stop.is_set():
+        while not self.schedule.stopping.is_set():
             with self._db.sessionmaker() as session:
                 n = enclosures.purge_status_history(session, before)
                 session.commit()

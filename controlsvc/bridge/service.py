@@ -3,7 +3,7 @@
 
 ::
 
-    paho network threads         worker threads (lanes)             housekeeping thread
+    paho network threads         worker threads (lanes)             ticker thread
     reliable: on_message ─▶ lane of the enclosure: Inbox ──────────▶ batch (≤ BATCH_MAX,
       (state, ack, events)    bounded FIFO (first)                   ≤ FILL_LINGER_S to fill)
     statuses: on_message ─▶   statuses (the latest per enclosure
@@ -12,7 +12,8 @@
                                       ONE transaction (Writer) ── commit
                                       PUBACK the batch, notify {prefix}/service/events
                                                                      lost / timed_out / re-publish
-                                                                     service/state, purge
+                                                                     service/state, purge;
+                                                                     sessions, desired, alerts
 
 Lanes: on PostgreSQL two workers write concurrently, each message going to the lane of its
 enclosure (a hash of the id). One enclosure's messages thus stay in order, two lanes never wait
@@ -59,6 +60,7 @@ from controlsvc.bridge.linger import OutcomeWait
 from controlsvc.bridge.mqtt_client import STATUSES, BridgeClient
 from controlsvc.bridge.session_driver import SessionDriver
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
+from controlsvc.bridge.ticker import Ticker
 from controlsvc.bridge.writer import DatabaseDown, Writer
 from controlsvc.config.settings import Settings
 from controlsvc.store.db import Database
@@ -101,7 +103,7 @@ STOP_TIMEOUT_S = 10.0
 
 
 class Bridge:
-    """One bridge: an MQTT client, a worker writing batches, and the housekeeping timers.
+    """One bridge: two MQTT connections, workers writing batches, and one ticker for the timers.
 
     ``stats`` (a ``BridgeStats``) counts what came in, what was refused and why, what was
     written; ``controlsvc.metrics`` exports it.
@@ -174,6 +176,12 @@ class Bridge:
             else None
         )
         self.sessions = SessionDriver(settings, self.database, self.client, self.stats)
+        # One timer thread for every periodic task (none without housekeeping: tests).
+        self.ticker = (
+            Ticker([self.housekeeping.schedule, self.sessions.schedule])
+            if self.housekeeping is not None
+            else None
+        )
         self._accepting = threading.Event()
         self._stop_worker = threading.Event()
         self._abandon = threading.Event()  # stop without writing what is queued
@@ -195,9 +203,8 @@ class Bridge:
         ]
         for worker in self._workers:
             worker.start()
-        if self.housekeeping is not None:
-            self.housekeeping.start()
-            self.sessions.start()
+        if self.ticker is not None:
+            self.ticker.start()
         self.status_client.start()
         self.client.start()
         return self
@@ -228,9 +235,9 @@ class Bridge:
         ``forget_session``: this bridge is not coming back (scaling down); its broker session
         ends, so its share of the messages goes to the other bridges from now on."""
         self._accepting.clear()
-        self.sessions.stop(timeout)
+        if self.ticker is not None:
+            self.ticker.stop(timeout)
         if self.housekeeping is not None:
-            self.housekeeping.stop(timeout)
             self.housekeeping.mark_stopped()
         self._stop_worker.set()
         deadline = time.monotonic() + timeout
@@ -252,9 +259,8 @@ class Bridge:
         self._stop_worker.set()
         self.status_client.kill()
         self.client.kill()
-        self.sessions.stop()
-        if self.housekeeping is not None:
-            self.housekeeping.stop()
+        if self.ticker is not None:
+            self.ticker.stop()
         for worker in self._workers:
             worker.join(STOP_TIMEOUT_S)
         self._workers = []

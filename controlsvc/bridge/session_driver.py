@@ -1,8 +1,8 @@
 """The bridge's side of recording sessions: it alone moves them forward.
 
 - the agents' events move them in the writer's transaction (``controlsvc.bridge.session_events``);
-- ``SessionDriver`` (a thread, every ``TICK_S``): start times, progress and confirmation from
-  the latest status, lost enclosures (alert, then ``timed_out`` after
+- ``SessionDriver`` (a ``Schedule`` the bridge's one ``Ticker`` runs): start times, progress and
+  confirmation from the latest status, lost enclosures (alert, then ``timed_out`` after
   ``[SERVICE] session_lost_grace_s``), start and end time-outs
   (``[SERVICE] session_start_timeout_s``), the session's status (``sessions.settle``), clearing
   ``desired`` of enclosures that are done; then publishing ``desired`` documents the broker
@@ -18,7 +18,6 @@ run: the timer locks rows with SKIP LOCKED and every step is idempotent.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -30,7 +29,8 @@ from sqlalchemy.orm import Session
 from controlsvc.bridge.fleet_publisher import FleetPublisher
 from controlsvc.bridge.mqtt_client import BridgeClient
 from controlsvc.bridge.session_events import alert_subject, session_named
-from controlsvc.bridge.stats import BridgeStats, LogThrottle
+from controlsvc.bridge.stats import BridgeStats
+from controlsvc.bridge.ticker import Schedule
 from controlsvc.config.settings import Settings
 from controlsvc.domain import alert_words
 from controlsvc.domain.enclosure_state import status_cause
@@ -43,7 +43,7 @@ from controlsvc.domain.session_state import (
 )
 from controlsvc.mailer.delivery import MailOutbox, make_mailer
 from controlsvc.store import alerts, desired
-from controlsvc.store.db import Database, is_down, utcnow
+from controlsvc.store.db import Database, utcnow
 from controlsvc.store.enclosures import current_status
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.models.sessions import (
@@ -65,10 +65,8 @@ from schemas.enums import EnclosureState, SessionStatus
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TICK_S", "SessionDriver"]
+__all__ = ["SessionDriver"]
 
-# The timer runs this often: start times and time-outs are decided within half a second.
-TICK_S = 0.5
 # Desired documents the broker has not acknowledged are looked for this often.
 REPUBLISH_EVERY_S = 2.0
 # The timer locks at most this many enclosures of a session per transaction (the writer may be
@@ -76,8 +74,6 @@ REPUBLISH_EVERY_S = 2.0
 STEP_CHUNK = 100
 # A running session's totals go to the event log this often.
 PROGRESS_EVERY_S = 5.0
-# After an error, the timer logs it at most once per this many seconds.
-ERROR_LOG_PERIOD_S = 60.0
 
 # -- the timer -----------------------------------------------------------------------------------
 
@@ -139,65 +135,32 @@ class SessionDriver:
         client: BridgeClient,
         stats: BridgeStats,
         *,
-        tick_s: float = TICK_S,
         send_mail: Callable[[Any], None] | None = None,
     ) -> None:
         self._db = database
         self._client = client
         self.stats = stats
         self.topics = client.topics
-        self.tick_s = tick_s
         self.start_timeout = timedelta(seconds=settings.service.session_start_timeout_s)
         self.lost_grace = timedelta(seconds=settings.service.session_lost_grace_s)
         self._outbox = MailOutbox(make_mailer(settings.mail)) if send_mail is None else None
         self._send_mail = send_mail or (self._outbox.put if self._outbox else None)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._throttle = LogThrottle(ERROR_LOG_PERIOD_S)
         self._generation = -1  # the connection whose active documents were re-published
         self._next_republish = 0.0
         self.fleet = FleetPublisher(database, client, self.topics)
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name="jaxmba-bridge-sessions", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self.schedule = Schedule("sessions")
+        self.schedule.add("desired", lambda _now: self.publish_desired())
+        self.schedule.add("sessions", self.advance)
+        self.schedule.add("expected online", self.watch_expected_online)
+        self.schedule.add("alerts", self.deliver_alerts)
+        self.schedule.add("fleet", self.fleet.run_once)
 
     def flush_mail(self, timeout: float = 10.0) -> bool:
         return self._outbox.flush(timeout) if self._outbox is not None else True
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.tick_s):
-            self.run_once()
-
     def run_once(self, now: datetime | None = None) -> None:
-        for name, task in (
-            ("desired", self.publish_desired),
-            ("sessions", lambda: self.advance(now)),
-            ("expected online", lambda: self.watch_expected_online(now)),
-            ("alerts", lambda: self.deliver_alerts(now)),
-            ("fleet", lambda: self.fleet.run_once(now)),
-        ):
-            try:
-                task()
-            except Exception as exc:
-                if self._throttle.allow(name) is not None:
-                    # The database going away is an outage the next tick retries, not a bug.
-                    log.warning(
-                        "bridge session %s failed: %s: %s",
-                        name,
-                        type(exc).__name__,
-                        exc,
-                        exc_info=None if is_down(exc) else exc,
-                    )
+        """One round of every task (tests; the bridge's ticker runs ``schedule``)."""
+        self.schedule.run_due(now)
 
     # -- desired ----------------------------------------------------------------------------------
     def _publish(self, messages: Sequence[desired.Outgoing]) -> int:

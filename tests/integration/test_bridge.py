@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -104,6 +105,9 @@ def test_silence_marks_lost_and_a_message_revives(settings, database, broker, ma
     # 0.2 s heartbeat x 3 intervals: lost after 0.6 s of silence.
     config = bridge_settings(settings, broker, status_interval_s=0.2, lost_after_intervals=3)
     make_bridge(config)
+    # One timer thread for housekeeping and sessions, so no two timers race for the same rows.
+    timers = [t.name for t in threading.enumerate() if t.name.startswith("jaxmba-bridge-")]
+    assert sorted(n for n in timers if "worker" not in n) == ["jaxmba-bridge-ticker"]
     agent = agents("enc-a", interval=0.2)
     agent.online()
     wait_state(database, "enc-a", "idle")
