@@ -1,11 +1,10 @@
 """Recording sessions moved by the agents' events, inside the bridge's batch transaction.
 
-``on_event`` / ``on_events`` (called by the ``Writer`` for each NEW agent event, inside the batch's
-transaction, so an event applies exactly once): recording started/resumed -> ``recording``;
-segment closed -> the evidence row and the counters; recording stopped -> ``completed`` (end
-reached) or ``failed`` (early); recording failed -> ``failed`` with the agent's reason;
-camera stalled/recovered and disk low -> alerts and gaps. The timer's side is
-``controlsvc.bridge.session_driver``.
+``on_event`` / ``on_events`` are called by the ``Writer`` for each NEW agent event, inside the
+batch's transaction, so an event applies exactly once. What an event does is decided by the
+domain (``controlsvc.domain.session_reactions.react``); this module reads the facts it needs
+(locking the rows in a fixed order, a batch's lookups at once) and carries the reaction out. The
+timer's side is ``controlsvc.bridge.session_driver``.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -21,12 +20,16 @@ from sqlalchemy.orm import Session
 
 from controlsvc.domain import alert_words
 from controlsvc.domain.enclosure_state import bounded_at, clock_skew
-from controlsvc.domain.session_state import (
-    ACTIVE_ENCLOSURE_STATES,
-    EncState,
-    Signal,
-    next_state,
+from controlsvc.domain.session_reactions import (
+    ENCLOSURE_KINDS,
+    RECOVERED_BY_FRAMES,
+    SESSION_KINDS,
+    AlertChange,
+    Gap,
+    Reaction,
+    react,
 )
+from controlsvc.domain.session_state import ACTIVE_ENCLOSURE_STATES, EncState, next_state
 from controlsvc.store import alerts
 from controlsvc.store.db import utcnow
 from controlsvc.store.enclosures import current_status, insert_ignore, insert_new
@@ -44,38 +47,15 @@ from controlsvc.store.sessions import (
     apply,
 )
 from schemas.enums import EventKind
-from schemas.events import (
-    CameraRecovered,
-    RecordingFailed,
-    RecordingResumed,
-    RecordingStopped,
-    SegmentClosed,
-    event_payload,
-)
 from schemas.events import Event as AgentEventMessage
+from schemas.events import SegmentClosed, event_payload
 
 log = logging.getLogger(__name__)
 
-__all__ = ["END_TOLERANCE_S", "on_event", "on_events"]
+__all__ = ["on_event", "on_events"]
 
 
-# A stop this close to the end counts as reaching it (agent and service clocks differ a bit).
-END_TOLERANCE_S = 2.0
-_SESSION_KINDS = frozenset(
-    {
-        EventKind.RECORDING_STARTED,
-        EventKind.RECORDING_RESUMED,
-        EventKind.SEGMENT_CLOSED,
-        EventKind.RECORDING_STOPPED,
-        EventKind.RECORDING_FAILED,
-    }
-)
-_ENCLOSURE_KINDS = frozenset(
-    {EventKind.CAMERA_STALLED, EventKind.CAMERA_RECOVERED, EventKind.DISK_LOW}
-)
 _ACTIVE = [s.value for s in ACTIVE_ENCLOSURE_STATES]
-# Alerts an enclosure's frames flowing again closes.
-_RECOVERED_BY_FRAMES = ("recording_timed_out", "recording_failed")
 _FRAMES_AGAIN = (EventKind.RECORDING_STARTED, EventKind.RECORDING_RESUMED)
 _RS_CACHE_KEY = "jaxmba.bridge.sessions.rs"
 
@@ -141,15 +121,7 @@ def _active_enclosure(session: Session, eid: str) -> SessionEnclosure | None:
     )
 
 
-def _add_gap(
-    session: Session,
-    se: SessionEnclosure,
-    event_id: str,
-    cause: str,
-    started_at: datetime,
-    ended_at: datetime,
-    gap_s: float,
-) -> None:
+def _add_gap(session: Session, se: SessionEnclosure, event_id: str, gap: Gap) -> None:
     inserted = insert_ignore(
         session,
         SessionGap.__table__,  # type: ignore[arg-type]
@@ -158,15 +130,15 @@ def _add_gap(
                 "session_id": se.session_id,
                 "enclosure_id": se.enclosure_id,
                 "event_id": event_id,
-                "cause": cause,
-                "started_at": started_at,
-                "ended_at": ended_at,
-                "gap_s": gap_s,
+                "cause": gap.cause,
+                "started_at": gap.started_at,
+                "ended_at": gap.ended_at,
+                "gap_s": gap.seconds,
             }
         ],
     )
     if inserted:
-        se.gap_s += gap_s
+        se.gap_s += gap.seconds
         se.gaps += 1
 
 
@@ -234,7 +206,7 @@ def _open_frame_alerts(session: Session, eids: set[str]) -> dict[str, set[str]]:
         rows = session.execute(
             select(Alert.enclosure_id, Alert.kind).where(
                 Alert.enclosure_id.in_(sorted(eids)),
-                Alert.kind.in_(_RECOVERED_BY_FRAMES),
+                Alert.kind.in_(RECOVERED_BY_FRAMES),
                 Alert.recovered_at.is_(None),
             )
         )
@@ -283,7 +255,7 @@ def on_events(
     pairs = {
         (event.session_id, eid)
         for eid, event, _ in items
-        if event.kind in _SESSION_KINDS and event.session_id is not None
+        if event.kind in SESSION_KINDS and event.session_id is not None
     }
     ses = _session_enclosures(session, pairs)
     mine = [
@@ -301,9 +273,9 @@ def on_events(
         ),
     )
     for eid, event, received_at in items:
-        if event.kind in _ENCLOSURE_KINDS:
+        if event.kind in ENCLOSURE_KINDS:
             _enclosure_event(session, eid, event, events)
-        elif event.kind in _SESSION_KINDS and event.session_id is not None:
+        elif event.kind in SESSION_KINDS and event.session_id is not None:
             se = ses.get((event.session_id, eid))
             if se is not None:  # else a recording outside any session (a direct command)
                 _session_event(session, se, eid, event, received_at, events, facts)
@@ -321,81 +293,14 @@ def _session_event(
     rs = _recording_session(session, se.session_id)
     if rs is None:  # pragma: no cover - the foreign key forbids it
         return
-    now = utcnow()
     # The agent's time on the service's clock (its reported skew, never after arrival + 5 s):
     # a skewed agent's early stop must not pass for the end.
     enc = session.get(Enclosure, eid)
     skew = clock_skew(current_status(enc)) if enc is not None else None
     at = bounded_at(event.at, received_at, skew)
-    ended = at >= rs.end_at - timedelta(seconds=END_TOLERANCE_S)
-    state = EncState(se.state)
-    kind = event.kind
-    payload = event_payload(event)
-    if kind is EventKind.SEGMENT_CLOSED:
-        _segment(se, event, facts)
-        apply(se, next_state(state, Signal.FRAMES, ended=ended), now, events)
-        events.append(("session.progress", _progress(se), eid, None))
-        return
-    if kind in (EventKind.RECORDING_STARTED, EventKind.RECORDING_RESUMED):
-        if isinstance(payload, RecordingResumed):
-            _add_gap(
-                session,
-                se,
-                event.event_id,
-                "agent_restart",
-                payload.gap_started_at,
-                payload.gap_ended_at,
-                payload.gap_s,
-            )
-        if apply(se, next_state(state, Signal.FRAMES, ended=ended), now, events):
-            # Looked up for the whole batch, unless an earlier event of this batch may have
-            # raised one (then ``recover`` looks itself).
-            open_kinds: Collection[str] = (
-                _RECOVERED_BY_FRAMES
-                if eid in facts.changed_alerts
-                else facts.open_frame_alerts.get(eid, set())
-            )
-            for kind_ in _RECOVERED_BY_FRAMES:
-                if kind_ in open_kinds:
-                    alerts.recover(session, kind_, eid, events, now=now)
-        return
-    if isinstance(payload, RecordingStopped):
-        facts.changed_alerts.add(eid)  # may raise recording_failed below
-        ended = ended or payload.reason == "end reached"
-        se.stopped_at = at
-        se.live_s = 0.0
-        apply(
-            se, next_state(state, Signal.STOPPED, ended=ended, reason=payload.reason), now, events
-        )
-        if se.state == EncState.FAILED.value:
-            alerts.raise_alert(
-                session,
-                "recording_failed",
-                eid,
-                alert_words.stopped_early(
-                    alert_subject(session, eid), *session_named(session, se), payload.reason or "?"
-                ),
-                events,
-                session_id=se.session_id,
-                now=now,
-            )
-        return
-    if isinstance(payload, RecordingFailed):
-        se.live_s = 0.0
-        if apply(
-            se, next_state(state, Signal.FAILED, ended=ended, reason=payload.reason), now, events
-        ):
-            alerts.raise_alert(
-                session,
-                "recording_failed",
-                eid,
-                alert_words.failed(
-                    alert_subject(session, eid), *session_named(session, se), payload.reason
-                ),
-                events,
-                session_id=se.session_id,
-                now=now,
-            )
+    reaction = react(event.kind, event_payload(event), event.data, at=at, end_at=rs.end_at)
+    if reaction is not None:
+        _carry_out(session, se, eid, event, reaction, events, facts)
 
 
 def _enclosure_event(
@@ -404,35 +309,69 @@ def _enclosure_event(
     se = _active_enclosure(session, eid)
     if se is None:
         return  # alerts are for enclosures in an active session
+    reaction = react(event.kind, event_payload(event), event.data, at=event.at)
+    if reaction is not None:
+        _carry_out(session, se, eid, event, reaction, events, None)
+
+
+def _carry_out(
+    session: Session,
+    se: SessionEnclosure,
+    eid: str,
+    event: AgentEventMessage,
+    reaction: Reaction,
+    events: list[EventIntent],
+    facts: _BatchFacts | None,
+) -> None:
+    """Do what ``react`` decided, in its order, in the batch's transaction."""
     now = utcnow()
-    payload = event_payload(event)
-    if event.kind is EventKind.CAMERA_STALLED:
-        alerts.raise_alert(
-            session,
-            "camera_stalled",
-            eid,
-            alert_words.camera_stalled(alert_subject(session, eid), *session_named(session, se)),
-            events,
-            session_id=se.session_id,
-            now=now,
+    if reaction.gap is not None:
+        _add_gap(session, se, event.event_id, reaction.gap)
+    if reaction.segment and facts is not None:
+        _segment(se, event, facts)
+    if reaction.stopped_at is not None:
+        se.stopped_at = reaction.stopped_at
+    if reaction.clear_live:
+        se.live_s = 0.0
+    changed = False
+    if reaction.signal is not None:
+        if reaction.on_change is not None and reaction.on_change.raise_kind and facts is not None:
+            facts.changed_alerts.add(eid)  # may raise one: later events look again
+        move = next_state(
+            EncState(se.state), reaction.signal, ended=reaction.ended, reason=reaction.reason
         )
-    elif isinstance(payload, CameraRecovered):
-        alerts.recover(session, "camera_stalled", eid, events, now=now)
-        if payload.stalled_s:
-            start = event.at - timedelta(seconds=payload.stalled_s)
-            _add_gap(
-                session, se, event.event_id, "camera_stalled", start, event.at, payload.stalled_s
-            )
-    elif event.kind is EventKind.DISK_LOW:
-        data = event.data
+        changed = apply(se, move, now, events)
+    if reaction.progress:
+        events.append(("session.progress", _progress(se), eid, None))
+    change = reaction.on_change if changed else None
+    if change is not None and (change.only_if is None or se.state == change.only_if.value):
+        _change_alerts(session, se, eid, change, events, facts, now)
+    if reaction.at_once is not None:
+        _change_alerts(session, se, eid, reaction.at_once, events, None, now)
+
+
+def _change_alerts(
+    session: Session,
+    se: SessionEnclosure,
+    eid: str,
+    change: AlertChange,
+    events: list[EventIntent],
+    facts: _BatchFacts | None,
+    now: datetime,
+) -> None:
+    if change.raise_kind is not None and change.words is not None:
+        words = change.words(alert_subject(session, eid), *session_named(session, se))
         alerts.raise_alert(
-            session,
-            "disk_low",
-            eid,
-            alert_words.disk_low(
-                alert_subject(session, eid), data.get("free_bytes"), *session_named(session, se)
-            ),
-            events,
-            session_id=se.session_id,
-            now=now,
+            session, change.raise_kind, eid, words, events, session_id=se.session_id, now=now
         )
+    if not change.recover:
+        return
+    # The frame alerts were looked up for the whole batch, unless an earlier event of this
+    # batch may have raised one (then ``recover`` looks itself).
+    open_kinds: Collection[str] = change.recover
+    batch_knows = facts is not None and eid not in facts.changed_alerts
+    if facts is not None and batch_knows and change.recover == RECOVERED_BY_FRAMES:
+        open_kinds = facts.open_frame_alerts.get(eid, set())
+    for kind in change.recover:
+        if kind in open_kinds:
+            alerts.recover(session, kind, eid, events, now=now)
