@@ -2,7 +2,7 @@
 ``bench/ui_fleet.py`` share it).
 
 ``fleet_stack(count, status_interval_s)`` starts a ``Stack`` (broker, PostgreSQL, bridge, API
-under gunicorn with its event streams), ``count`` simulated enclosures (``controlsvc.simulator``)
+under gunicorn with its event streams), ``count`` simulated enclosures (``fleet_simulator``)
 until every one is ``idle``, and gives them locations as a lab would: rooms of 500, racks of 50,
 and every hundredth enclosure with no location.
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from _support import ADMIN_EMAIL, ADMIN_PASSWORD, Stack, start_fleet  # noqa: E402
 
-from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
+from fleet_simulator import Fleet, fleet_accounts  # noqa: E402
 
 __all__ = ["ADMIN_EMAIL", "ADMIN_PASSWORD", "FleetStack", "fleet_stack", "location_of"]
 

@@ -52,7 +52,7 @@ from floors import (  # noqa: E402
     status_floor,
 )
 
-from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
+from fleet_simulator import Fleet, fleet_accounts  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 
 QUIET_INTERVAL_S = 3600.0  # heartbeats out of the way: only births and the burst

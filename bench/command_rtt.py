@@ -52,7 +52,7 @@ from floors import (  # noqa: E402
     stack_broker,
 )
 
-from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
+from fleet_simulator import Fleet, fleet_accounts  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 
 TERMINAL = {"rejected", "succeeded", "failed", "expired", "timed_out"}

@@ -2,7 +2,7 @@
 """Benchmark: the fleet read path with 2,000 enclosures live (issue 15).
 
 Sets up its own broker, PostgreSQL database, bridge and API (gunicorn, 2 workers, child
-processes) and 2,000 simulated enclosures (``controlsvc.simulator``) publishing a status every
+processes) and 2,000 simulated enclosures (``fleet_simulator``) publishing a status every
 second, with names and rooms/racks set and an alert open on every 20th; a session records on
 1,000 of them. While the fleet stays live, each read is made ``--reads`` times (median; after
 3 unmeasured):
@@ -45,7 +45,7 @@ import httpx  # noqa: E402
 from _support import Stack, machine, print_result, sample_process, start_fleet  # noqa: E402
 from floors import check_targets, ratio, read_floor  # noqa: E402
 
-from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
+from fleet_simulator import Fleet, fleet_accounts  # noqa: E402
 
 STATUS_INTERVAL_S = 1.0
 REGISTER_TIMEOUT_S = 600.0  # a shared machine under load connects 2,000 slowly

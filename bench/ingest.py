@@ -65,7 +65,7 @@ from floors import (  # noqa: E402
     status_floor,
 )
 
-from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
+from fleet_simulator import Fleet, fleet_accounts  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 
 DEFAULT_ENCLOSURES = (500, 2000, 5000)

@@ -2,7 +2,7 @@
 """Benchmark (d): a session on 1,000 simulated enclosures, start and cancel fan-out.
 
 Sets up its own broker, PostgreSQL database, bridge (child process), API (gunicorn, 2 workers,
-child process) and a fleet of simulated enclosures (``controlsvc.simulator``, which acts on the
+child process) and a fleet of simulated enclosures (``fleet_simulator``, which acts on the
 retained ``desired`` documents as the agent does). For each run:
 
 - start: from sending ``POST /api/sessions`` (all enclosures, now) until every enclosure of the
@@ -55,7 +55,7 @@ from floors import (  # noqa: E402
 )
 from sqlalchemy import text  # noqa: E402
 
-from controlsvc.simulator import Fleet, fleet_accounts  # noqa: E402
+from fleet_simulator import Fleet, fleet_accounts  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 
 STATUS_INTERVAL_S = 5.0  # the contract's default heartbeat

@@ -2,7 +2,7 @@
 """Benchmark: the fleet view in Chromium with 2,000 simulated enclosures (issue 15).
 
 The real stack (``bench/_fleet_ui.py``: Mosquitto, PostgreSQL, the bridge, the API under
-gunicorn with its event streams) and N simulated enclosures (``controlsvc.simulator``) placed in
+gunicorn with its event streams) and N simulated enclosures (``fleet_simulator``) placed in
 rooms and racks, publishing statuses every ``--status-interval`` s while it runs. Chromium
 (Debian's, through Playwright) then measures:
 

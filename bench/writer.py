@@ -41,10 +41,10 @@ from controlsvc.bridge.inbound import Inbound  # noqa: E402
 from controlsvc.bridge.stats import BridgeStats  # noqa: E402
 from controlsvc.bridge.writer import Writer  # noqa: E402
 from controlsvc.domain.enclosure_state import Liveness  # noqa: E402
-from controlsvc.simulator.accounts import fleet_ids  # noqa: E402
-from controlsvc.simulator.agent import AgentOptions, SimulatedAgent  # noqa: E402
 from controlsvc.store import migrate  # noqa: E402
 from controlsvc.store.db import Database, utcnow  # noqa: E402
+from fleet_simulator.accounts import fleet_ids  # noqa: E402
+from fleet_simulator.agent import AgentOptions, SimulatedAgent  # noqa: E402
 from schemas.enums import Lifecycle  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 from tests.support.postgres import create_database, drop_database, postgres_server  # noqa: E402

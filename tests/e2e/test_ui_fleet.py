@@ -1,7 +1,7 @@
 """The fleet view at fleet scale: 2,000 simulated enclosures in a real browser.
 
 The real stack (Mosquitto, PostgreSQL, the bridge, the API under gunicorn with its event
-streams) and 2,000 enclosures of ``controlsvc.simulator``, placed in rooms and racks
+streams) and 2,000 enclosures of ``fleet_simulator``, placed in rooms and racks
 (``bench/_fleet_ui.py``, which ``bench/ui_fleet.py`` also drives to measure the figures).
 Checked: the fleet loads and is grouped by room and rack, only what is near the screen is
 built, the state buttons filter, the table view is remembered, a live SSE update changes the

@@ -327,10 +327,10 @@ def test_pgbouncer_ini_pools_the_services_writes(pg_server: URL) -> None:
     from controlsvc.bridge.writer import Writer
     from controlsvc.broker import find_free_port
     from controlsvc.domain.enclosure_state import Liveness
-    from controlsvc.simulator.agent import AgentOptions, SimulatedAgent
     from controlsvc.store import eventlog, migrate
     from controlsvc.store.db import Database, utcnow
     from controlsvc.store.sessions import create_session
+    from fleet_simulator.agent import AgentOptions, SimulatedAgent
     from schemas.enums import Lifecycle
     from schemas.rest.sessions import SessionCreate, SessionEnclosureIn
     from schemas.topics import Topics

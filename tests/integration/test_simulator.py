@@ -13,7 +13,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from controlsvc.broker import OPERATOR_USER, SERVICE_USER, LocalBroker, generate_password
-from controlsvc.simulator import Fleet, FleetNotReady, LinkState, fleet_accounts
+from fleet_simulator import Fleet, FleetNotReady, LinkState, fleet_accounts
 from schemas import (
     Ack,
     AckResult,

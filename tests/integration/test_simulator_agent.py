@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from controlsvc.simulator import AgentOptions, OutKind, SimulatedAgent
-from controlsvc.simulator.client import FAST_PUBACK
+from fleet_simulator import AgentOptions, OutKind, SimulatedAgent
+from fleet_simulator.client import FAST_PUBACK
 from schemas import (
     Ack,
     AckResult,

@@ -30,10 +30,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from controlsvc.simulator.agent import Outbound, OutKind, Reaction, SimulatedAgent
-from controlsvc.simulator.client import SimClient
-from controlsvc.simulator.counters import LoopCounters
-from controlsvc.simulator.loop import NetworkLoop, Timer
+from fleet_simulator.agent import Outbound, OutKind, Reaction, SimulatedAgent
+from fleet_simulator.client import SimClient
+from fleet_simulator.counters import LoopCounters
+from fleet_simulator.loop import NetworkLoop, Timer
 from schemas import Lifecycle, utc_now
 
 __all__ = ["ConnectGate", "LinkState", "SimulatedEnclosure"]

@@ -28,11 +28,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from controlsvc import __version__
-from controlsvc.simulator.agent import DEFAULT_FPS, AgentOptions, SimulatedAgent
-from controlsvc.simulator.counters import FleetCounters, LoopCounters
-from controlsvc.simulator.enclosure import ConnectGate, LinkState, SimulatedEnclosure
-from controlsvc.simulator.errors import FleetNotReady, SimulatorError, UnknownEnclosure
-from controlsvc.simulator.loop import NetworkLoop
+from fleet_simulator.agent import DEFAULT_FPS, AgentOptions, SimulatedAgent
+from fleet_simulator.counters import FleetCounters, LoopCounters
+from fleet_simulator.enclosure import ConnectGate, LinkState, SimulatedEnclosure
+from fleet_simulator.errors import FleetNotReady, SimulatorError, UnknownEnclosure
+from fleet_simulator.loop import NetworkLoop
 from schemas import (
     DEFAULT_PREFIX,
     DEFAULT_STATUS_INTERVAL_S,

@@ -21,7 +21,7 @@ from controlsvc.broker.password_file import (
     write_password_hashes,
 )
 from controlsvc.files import atomic_write
-from controlsvc.simulator.errors import AccountsError
+from fleet_simulator.errors import AccountsError
 from schemas.ids import validate_enclosure_id
 
 __all__ = [

@@ -6,12 +6,12 @@ contract's agent does, driven by a few selector threads instead of a thread per 
 
 * ``Fleet``: start, stop, ``kill(eid)`` (the Will fires), ``revive(eid)``, counters.
 * ``fleet_accounts`` / ``install_accounts`` / ``add_to_password_file``: their broker accounts.
-* ``python -m controlsvc.simulator --help``: the same from a shell.
+* ``python -m fleet_simulator --help``: the same from a shell.
 """
 
 from __future__ import annotations
 
-from controlsvc.simulator.accounts import (
+from fleet_simulator.accounts import (
     DEFAULT_ID_PREFIX,
     add_to_password_file,
     fleet_accounts,
@@ -20,16 +20,16 @@ from controlsvc.simulator.accounts import (
     read_accounts_file,
     write_accounts_file,
 )
-from controlsvc.simulator.agent import AgentOptions, Outbound, OutKind, Reaction, SimulatedAgent
-from controlsvc.simulator.counters import FleetCounters
-from controlsvc.simulator.enclosure import LinkState
-from controlsvc.simulator.errors import (
+from fleet_simulator.agent import AgentOptions, Outbound, OutKind, Reaction, SimulatedAgent
+from fleet_simulator.counters import FleetCounters
+from fleet_simulator.enclosure import LinkState
+from fleet_simulator.errors import (
     AccountsError,
     FleetNotReady,
     SimulatorError,
     UnknownEnclosure,
 )
-from controlsvc.simulator.fleet import AGENT_VERSION, EnclosureView, Fleet, parse_broker_url
+from fleet_simulator.fleet import AGENT_VERSION, EnclosureView, Fleet, parse_broker_url
 
 __all__ = [
     "AGENT_VERSION",

@@ -1,15 +1,15 @@
-"""``python -m controlsvc.simulator``: run a fleet of simulated enclosures from a shell.
+"""``python -m fleet_simulator``: run a fleet of simulated enclosures from a shell.
 
 ::
 
     # 2,000 enclosures against a running broker: make their accounts, add them to the broker's
     # password file, reload it, run until Ctrl-C, print a summary every 10 s and at the end
-    python -m controlsvc.simulator --count 2000 --broker mqtt://127.0.0.1:1883 \\
+    python -m fleet_simulator --count 2000 --broker mqtt://127.0.0.1:1883 \\
         --accounts var/sim-accounts.txt \\
         --password-file var/mosquitto/passwd --reload-pid var/mosquitto/mosquitto.pid
 
     # self-contained: a broker of its own in a temporary directory, 60 s, JSON summary
-    python -m controlsvc.simulator --count 500 --local-broker --duration 60 --json
+    python -m fleet_simulator --count 500 --local-broker --duration 60 --json
 
 ``--accounts FILE`` holds ``eid:password`` lines; an existing file is used as it is (``--count``
 then takes its first N accounts), a missing one is created for ``--count`` enclosures.
@@ -32,15 +32,15 @@ from typing import Any
 
 import click
 
-from controlsvc.simulator.accounts import (
+from fleet_simulator.accounts import (
     DEFAULT_ID_PREFIX,
     add_to_password_file,
     fleet_accounts,
     read_accounts_file,
     write_accounts_file,
 )
-from controlsvc.simulator.errors import SimulatorError
-from controlsvc.simulator.fleet import DEFAULT_KEEPALIVE_S, START_TIMEOUT_S, Fleet, parse_broker_url
+from fleet_simulator.errors import SimulatorError
+from fleet_simulator.fleet import DEFAULT_KEEPALIVE_S, START_TIMEOUT_S, Fleet, parse_broker_url
 from schemas import DEFAULT_PREFIX, DEFAULT_STATUS_INTERVAL_S
 
 __all__ = ["main"]
