@@ -255,6 +255,7 @@ class SimulatedAgent:
             "last_frame_at": _iso(now),
             "width": 640,
             "height": 480,
+            "error": None,
         }
         recording = None
         if rec is not None:
