@@ -18,7 +18,7 @@ from controlsvc.api.errors import problem_responses
 from controlsvc.api.web import db_session, settings
 from controlsvc.config.settings import Settings
 from controlsvc.mqtt import publisher as mqtt_publisher
-from controlsvc.store import alert_context, alerts, eventlog
+from controlsvc.store import alert_context, alerts, eventlog, outbox
 from controlsvc.store.db import utcnow
 from schemas.base import StrictModel
 from schemas.rest.alerts import ALERT_ID_PATTERN, AlertListQuery, AlertOut
@@ -85,11 +85,13 @@ def acknowledge(path: AlertPath) -> Any:
     alert = alerts.acknowledge(session, path.alert_id, tokens.current_user(), events, now=utcnow())
     newest = eventlog.record_intents(session, events)
     out = alert_context.with_context(session, [alerts.alert_out(alert)])[0].model_dump(mode="json")
-    session.commit()
-    if newest is not None:  # the other tabs drop it at once
-        eventlog.notify(
-            mqtt_publisher.publisher_of(current_app), settings().mqtt.topic_prefix, newest
-        )
+    outbox.commit_then_publish(  # the other tabs drop it at once
+        session,
+        mqtt_publisher.publisher_of(current_app),
+        settings().mqtt.topic_prefix,
+        notify=newest is not None,
+        newest_event=newest,
+    )
     return out
 
 

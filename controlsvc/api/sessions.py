@@ -24,7 +24,7 @@ from controlsvc.api.web import db_session, settings
 from controlsvc.config.settings import Settings
 from controlsvc.domain.publisher import Publisher
 from controlsvc.mqtt import publisher as mqtt_publisher
-from controlsvc.store import desired, eventlog, recordings, session_views, sessions
+from controlsvc.store import outbox, recordings, session_views, sessions
 from controlsvc.store.db import utcnow
 from controlsvc.store.desired import Outgoing
 from controlsvc.store.models.sessions import RecordingSession
@@ -84,27 +84,10 @@ def _out(session: Session, rs: RecordingSession) -> dict[str, Any]:
     return session_views.session_out(session, rs, lost_grace_s=grace).model_dump(mode="json")
 
 
-def _notify(publisher: Publisher, session: Session) -> None:
-    """Tell the API processes' event feeds to look (best effort)."""
-    eventlog.notify(publisher, settings().mqtt.topic_prefix, eventlog.last_id(session))
-
-
 def commit_and_publish(session: Session, outgoing: list[Outgoing]) -> None:
-    """Commit the decision, publish its documents, record what the broker acknowledged."""
+    """Commit the decision, then publish its documents (``store.outbox``)."""
     publisher: Publisher = mqtt_publisher.publisher_of(current_app)
-    session.commit()
-    if outgoing:
-        published = desired.publish_all(publisher, outgoing)
-        if published:
-            desired.mark_published(session, published, now=utcnow())
-            session.commit()
-        if len(published) < len(outgoing):
-            log.warning(
-                "%d of %d desired documents stay unpublished (the bridge will publish them)",
-                len(outgoing) - len(published),
-                len(outgoing),
-            )
-    _notify(publisher, session)
+    outbox.commit_then_publish(session, publisher, settings().mqtt.topic_prefix, outgoing)
 
 
 @bp.post("", responses={201: SessionOut, **problem_responses(404, 409, *BODY_PROBLEMS)})
