@@ -33,6 +33,7 @@ from enclosure_agent.health import ClockMonitor, DiskSpace, disk_space
 from enclosure_agent.journal import Journal
 from enclosure_agent.link import Inbound, Link, LinkListener, Outgoing
 from enclosure_agent.loop import EventLoop, Timer
+from enclosure_agent.mqtt import link_from_config
 from enclosure_agent.outbox import Outbox, OutboxPump
 from enclosure_agent.preview import Previewer, PreviewSettings
 from enclosure_agent.reconciler import Reconciler, clock_doubt
@@ -118,7 +119,7 @@ class Agent(LinkListener):
         self._refused: str | None = None
         self._exit = ExitReason.STOPPED
         self._connection = 0  # this boot's connections to the broker so far
-        factory = link_factory or _default_link_factory
+        factory = link_factory or link_from_config
         self.link = factory(config, self._will, self)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -579,25 +580,3 @@ class Agent(LinkListener):
     def request_restart(self) -> None:
         self._exit = ExitReason.RESTART
         self.loop.call_soon(self.loop.stop)
-
-
-def _default_link_factory(config: AgentConfig, will: WillFor, listener: LinkListener) -> Link:
-    from enclosure_agent.mqtt import LinkSettings, MqttLink
-
-    url = config.broker.parsed
-    settings = LinkSettings(
-        host=url.host,
-        port=url.port,
-        client_id=config.enclosure_id,
-        username=config.enclosure_id,
-        password=url.password,
-        keepalive_s=config.status.interval_s,
-        session_expiry_s=config.broker.session_expiry_s,
-        will=Outgoing(config.topics.state(config.enclosure_id), will(1), qos=1, retain=True),
-        next_will=will,
-        tls=url.tls,
-        ca_file=config.broker.ca_file,
-        reconnect_min_s=config.broker.reconnect_min_s,
-        reconnect_max_s=config.broker.reconnect_max_s,
-    )
-    return MqttLink(settings, listener)

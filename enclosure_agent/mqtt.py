@@ -37,11 +37,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from enclosure_agent.config import AgentConfig
 from enclosure_agent.errors import BrokerError, BrokerRefused
 from enclosure_agent.link import Inbound, LinkListener, Outgoing
 from schemas.connack import Refusal, refusal
 
-__all__ = ["LinkSettings", "MqttLink", "probe_login"]
+__all__ = ["LinkSettings", "MqttLink", "link_from_config", "probe_login"]
 
 log = logging.getLogger(__name__)
 
@@ -375,3 +376,26 @@ def probe_login(settings: LinkSettings, timeout_s: float = 5.0) -> float:
         refused = _refusal(reason)
         raise BrokerRefused(str(refused), code=refused.code, fatal=refused.fatal)
     return elapsed
+
+
+def link_from_config(
+    config: AgentConfig, will: Callable[[int], bytes], listener: LinkListener
+) -> MqttLink:
+    """The agent's link as its config describes it; ``will(n)``: the Will of connection n."""
+    url = config.broker.parsed
+    settings = LinkSettings(
+        host=url.host,
+        port=url.port,
+        client_id=config.enclosure_id,
+        username=config.enclosure_id,
+        password=url.password,
+        keepalive_s=config.status.interval_s,
+        session_expiry_s=config.broker.session_expiry_s,
+        will=Outgoing(config.topics.state(config.enclosure_id), will(1), qos=1, retain=True),
+        next_will=will,
+        tls=url.tls,
+        ca_file=config.broker.ca_file,
+        reconnect_min_s=config.broker.reconnect_min_s,
+        reconnect_max_s=config.broker.reconnect_max_s,
+    )
+    return MqttLink(settings, listener)

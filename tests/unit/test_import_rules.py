@@ -61,3 +61,18 @@ def test_a_circle_breaks_the_acyclic_rule(tmp_path: Path) -> None:
     result = _lint_imports(copy, copy)
     assert result.returncode != 0
     assert "No cycles are allowed in controlsvc.domain" in result.stdout
+
+
+# A module longer than this is split along a real seam (docs/development.md, "Layout").
+MAX_MODULE_LINES = 600
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    packages = ("controlsvc", "enclosure_agent", "schemas", "fleet_simulator")
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for package in packages
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}
