@@ -30,6 +30,7 @@ The last line printed is one JSON object: {"bench": "sse_streams", "streams": 50
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -65,6 +66,7 @@ from floors import (  # noqa: E402
 from controlsvc.broker import SERVICE_USER, LocalBroker, generate_password  # noqa: E402
 from controlsvc.store import eventlog, migrate, users  # noqa: E402
 from controlsvc.store.db import Database  # noqa: E402
+from tests.support.postgres import create_database, drop_database, postgres_server  # noqa: E402
 
 PREFIX = "jaxmba/v1"
 EMAIL = "bench@example.org"
@@ -172,18 +174,31 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="events written per second")
     parser.add_argument("--health", type=int, help="health requests per phase (2000, quick 300)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--database-url", default="", help="default: SQLite in a temp dir")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="default: a fresh PostgreSQL database (the API runs the prod profile, which "
+        "refuses SQLite)",
+    )
     args = parser.parse_args()
     n_events = args.events or (60 if args.quick else 200)
     n_health = args.health or (300 if args.quick else 2000)
 
     facts = machine()
-    with tempfile.TemporaryDirectory(prefix="jaxmba-bench-sse-") as tmp_name:
+    with (
+        tempfile.TemporaryDirectory(prefix="jaxmba-bench-sse-") as tmp_name,
+        contextlib.ExitStack() as owned,
+    ):
         tmp = Path(tmp_name)
         service_password = generate_password()
         broker = LocalBroker(tmp / "broker", {SERVICE_USER: service_password})
         broker.start()
-        url = args.database_url or f"sqlite+pysqlite:///{tmp / 'jaxmba.sqlite'}"
+        url = args.database_url
+        if not url:
+            server = owned.enter_context(postgres_server())
+            fresh = create_database(server, prefix="jaxmba_bench_sse")
+            owned.callback(drop_database, fresh)
+            url = fresh.render_as_string(hide_password=False)
         migrate.upgrade(migrate.alembic_config(url))
         database = Database(url)
         with database.session() as session:
