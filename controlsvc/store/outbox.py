@@ -13,8 +13,12 @@ records saying what did not go out, and the bridge publishes it: ``Housekeeping.
 rolled back.
 
 ``commit_then_publish`` is that sequence for the API's decisions (sessions, templates, alerts,
-the JABS layer). ``commands.dispatch`` is its one variant: the caller commits the ``pending``
-command, and ``sent`` is recorded after the PUBACK in a transaction the agent's answer may race.
+the JABS layer). Two variants keep the rule that no agent acts on an uncommitted decision:
+``commands.dispatch`` (the caller commits the ``pending`` command; ``sent`` is recorded after the
+PUBACK, in a transaction the agent's answer may race), and ``enclosures.retire``, which clears
+the enclosure's retained messages before it commits the retirement, so that an enclosure is
+never retired with its old ``desired`` document still on the broker (if the broker cannot take
+them, nothing changes).
 """
 
 from __future__ import annotations
