@@ -46,6 +46,7 @@ def heartbeat(service) -> None:
     assert service.client.publish(topic, state.model_dump_json(), retain=False) == 0
 
 
+@pytest.mark.slow  # an agent records real video
 def test_agent_ten_minutes_ahead_records_the_service_window(
     tmp_path, mosquitto, broker_enclosure, service_for
 ) -> None:

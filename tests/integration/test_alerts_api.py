@@ -175,6 +175,7 @@ def test_expected_online_is_settable_and_checked(client, operator, viewer, datab
     assert r.status_code == 403
 
 
+@pytest.mark.slow  # waits for the silence deadline
 def test_lost_outside_sessions_when_expected_online(
     client, operator, viewer, settings, make_bridge, agents, database, broker, mqtt_client
 ):

@@ -294,6 +294,7 @@ def test_bridge_restart_while_messages_are_in_flight(
     assert seqs == list(range(161)), "every status once"
 
 
+@pytest.mark.slow  # waits for a keepalive to expire
 def test_service_state_is_online_and_will_says_offline(settings, database, broker, make_bridge):
     config = bridge_settings(settings, broker)
     bridge = make_bridge(config)
@@ -392,6 +393,7 @@ def test_clock_skew_raises_an_alert_naming_the_enclosure_then_recovers(
     assert len(clock_alerts(database, "enc-a")) == 1
 
 
+@pytest.mark.slow  # waits for a silence deadline twice
 def test_a_status_from_the_future_does_not_wedge_the_enclosure(
     settings, database, broker, make_bridge, agents
 ):

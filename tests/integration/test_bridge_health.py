@@ -67,6 +67,7 @@ def test_a_running_bridge_is_up_and_a_stopped_one_down_since_it_stopped(
     assert _at(up["since"]) <= _at(down["since"]) <= stopped_at
 
 
+@pytest.mark.slow  # waits for a heartbeat to go stale
 def test_a_killed_bridge_is_down_once_its_heartbeat_is_stale(
     client, settings, make_bridge, database
 ) -> None:

@@ -164,6 +164,7 @@ def test_an_answer_that_beats_the_mark_of_sent_is_what_the_post_returns(
     assert states == ["succeeded"]
 
 
+@pytest.mark.slow  # waits for a command's deadline
 def test_timed_out_when_the_agent_does_not_answer(client, operator, online):
     online.policy = None
     record = send(client, operator, timeout_s=1).get_json()
@@ -172,6 +173,7 @@ def test_timed_out_when_the_agent_does_not_answer(client, operator, online):
     assert "no answer from the enclosure within 1 s" in settled["detail"]
 
 
+@pytest.mark.slow  # waits for a command's deadline
 def test_late_ack_after_timeout_is_ignored(settings, database, client, operator, online):
     online.policy = None
     record = send(client, operator, timeout_s=1).get_json()
@@ -258,6 +260,7 @@ def test_list_commands_newest_first_paginated(client, operator, online):
     assert bad.get_json()["errors"][0]["field"] == "cursor"
 
 
+@pytest.mark.slow  # waits for the bridge's re-publishing round
 def test_pending_command_is_published_by_the_bridge(settings, database, online):
     """The API committed the command and died before publishing it: the bridge sends it."""
     with database.session() as session:

@@ -486,6 +486,7 @@ def test_wait_for_command_wakes_on_its_update(live_app, record):
     assert feed.wait_for_command(uuid.uuid4(), 0.05) is False
 
 
+@pytest.mark.slow  # waits for the fallback reads
 def test_without_a_broker_the_feed_reads_the_log_every_second(
     settings, database, bearer, record, caplog
 ):

@@ -71,6 +71,7 @@ def latest(watcher, eid: str) -> FleetState:
     return parse_message(FleetState, watcher.received(f"{FLEET}/{eid}")[-1].payload)
 
 
+@pytest.mark.slow  # waits for the fleet timer's rounds
 def test_a_fresh_subscriber_sees_the_whole_fleet(
     client, operator, settings, make_bridge, agents, database, broker, mqtt_client
 ):

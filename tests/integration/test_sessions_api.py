@@ -333,6 +333,7 @@ def test_desired_is_the_command_and_events_drive_the_states(
     assert listed["items"][0]["enclosure_states"] == {"completed": 1, "failed": 1}
 
 
+@pytest.mark.slow  # waits for the start time-out
 def test_start_time_out_names_the_cause(client, operator, viewer, online):
     """An enclosure that does not start says why in its status; the time-out message says it."""
     sid = create(client, operator, eids=("enc-a", "enc-b")).get_json()["id"]
@@ -446,6 +447,7 @@ def recording_status(agent: Agent, sid: str, *, started: datetime, frames: int, 
     agent.publish(f"{PREFIX}/enc/{agent.eid}/status", json.dumps(body).encode(), retain=True)
 
 
+@pytest.mark.slow  # waits for the lost grace to pass
 def test_one_truth_for_progress_and_lost(client, operator, viewer, online, database):
     """The session, the enclosure and the session's totals give the same figures, labelled
     live while recording; a lost enclosure shows as lost at once, with the time it fails."""
