@@ -58,10 +58,6 @@ class Schedule:
         """Run ``task(now)`` every ``every_s`` (0: every tick), first ``first_in_s`` from now."""
         self._entries.append(_Entry(name, task, every_s, time.monotonic() + first_in_s))
 
-    @property
-    def names(self) -> list[str]:
-        return [entry.name for entry in self._entries]
-
     def run_due(self, now: datetime | None = None) -> None:
         """One round: every task that is due, in the order they were added."""
         clock = time.monotonic()
