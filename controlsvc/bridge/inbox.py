@@ -57,6 +57,7 @@ class Inbox:
         self._line: deque[_Waiting] = deque()  # statuses in arrival order, dead ones included
         self._by_topic: dict[str, list[_Waiting]] = {}  # the live ones, oldest first
         self._statuses = 0  # live ones
+        self._woken = False  # `wake` was called: a waiting `get` returns
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
@@ -105,9 +106,18 @@ class Inbox:
         """The next message (see the module doc); waits up to ``timeout``, else
         ``queue.Empty``."""
         with self._not_empty:
-            if not self._not_empty.wait_for(self._has_any, timeout):
+            self._not_empty.wait_for(lambda: self._woken or self._has_any(), timeout)
+            if not self._has_any():
+                self._woken = False
                 raise queue.Empty
             return self._pop()
+
+    def wake(self) -> None:
+        """Make a waiting ``get`` return now, ``queue.Empty`` if nothing is queued: the reader
+        is stopping and looks at its flags without waiting out its poll."""
+        with self._lock:
+            self._woken = True
+            self._not_empty.notify_all()
 
     def get_nowait(self) -> Inbound:
         with self._lock:

@@ -240,6 +240,7 @@ class Bridge:
         if self.housekeeping is not None:
             self.housekeeping.mark_stopped()
         self._stop_worker.set()
+        self._wake_workers()
         deadline = time.monotonic() + timeout
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
@@ -257,6 +258,7 @@ class Bridge:
         self._accepting.clear()
         self._abandon.set()
         self._stop_worker.set()
+        self._wake_workers()
         self.status_client.kill()
         self.client.kill()
         if self.ticker is not None:
@@ -265,6 +267,10 @@ class Bridge:
             worker.join(STOP_TIMEOUT_S)
         self._workers = []
         self._dispose()
+
+    def _wake_workers(self) -> None:
+        for lane in self._lanes:
+            lane.queue.wake()
 
     def _dispose(self) -> None:
         for lane in self._lanes:  # forget whatever is left: it was never acknowledged

@@ -150,3 +150,28 @@ def test_without_an_age_limit_only_the_count_makes_a_lane_behind():
     for n in (1, 20, 40):
         assert inbox.put_status(message("enc-a", "status", n)) == []
     assert inbox.qsize() == 3
+
+
+def test_wake_ends_a_waiting_get_at_once_and_only_once():
+    """A stopping bridge wakes its workers instead of letting each wait out its poll."""
+    inbox = Inbox(maxsize=10, status_maxsize=10)
+    outcome: list[str] = []
+
+    def reader() -> None:
+        try:
+            inbox.get()  # no timeout: only wake() can end it
+        except queue.Empty:
+            outcome.append("empty")
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    inbox.wake()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert outcome == ["empty"]
+    # The wake is spent: the next get waits for a message again, and a message still comes first.
+    with pytest.raises(queue.Empty):
+        inbox.get(timeout=0.01)
+    inbox.wake()
+    inbox.put(message("enc-a", "ack", 1))
+    assert inbox.get(timeout=0).payload == b"1"
