@@ -25,7 +25,6 @@ from flask import Flask
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 from sqlalchemy import event as sa_event
-from werkzeug.serving import make_server
 
 from controlsvc import metrics
 from controlsvc.api import event_feed, tokens
@@ -38,6 +37,7 @@ from controlsvc.mqtt.event_feed import FALLBACK_READ_S, shutdown_all
 from controlsvc.store import eventlog, users
 from controlsvc.store.db import Database, utcnow
 from tests.support import broker as broker_fixtures
+from tests.support.server import serve
 from tests.support.waiting import wait_for
 
 mosquitto = broker_fixtures.mosquitto
@@ -152,16 +152,9 @@ def live_app(live_settings: Settings, database: Database) -> Iterator[Flask]:
 
 
 def _serve(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        event_feed.close_feed(app)  # ends open streams first, so their threads finish
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    # closing the feed first ends open streams, so their threads finish
+    with serve(app, before_shutdown=lambda: event_feed.close_feed(app)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,14 +9,12 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from controlsvc.config.settings import Settings
 from controlsvc.mqtt.publisher import PUBLISHER_KEY
@@ -24,6 +22,7 @@ from controlsvc.ops.app import create_app
 from controlsvc.store.db import Database
 from tests.integration.test_deploy import _self_signed
 from tests.support.auth import Auth
+from tests.support.server import serve
 from tests.support.waiting import wait_for
 
 pytestmark = [
@@ -98,14 +97,8 @@ def app(settings: Settings, database: Database) -> Iterator[Flask]:
 
 @pytest.fixture
 def served(app: Flask) -> Iterator[int]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        thread.join(10)
+    with serve(app) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def test_nginx_routes_the_ui_and_the_devices(

@@ -17,7 +17,6 @@ import httpx
 import numpy as np
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from controlsvc.api import event_feed, tokens
 from controlsvc.api import live as live_api
@@ -37,6 +36,7 @@ from tests.integration.bridge_fixtures import bridge_settings
 from tests.support import broker as broker_fixtures
 from tests.support.broker import BrokerAccount
 from tests.support.mqtt import MqttTestClient
+from tests.support.server import serve
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]  # HTTP server, agent, JPEG streams
@@ -202,16 +202,9 @@ def live_app(live_settings: Settings, database: Database) -> Iterator[Flask]:
 
 @pytest.fixture
 def base_url(live_app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, live_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        live_api.close_relay(live_app)  # ends open streams first, so their threads finish
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    # closing the relay first ends open streams, so their threads finish
+    with serve(live_app, before_shutdown=lambda: live_api.close_relay(live_app)) as url:
+        yield url
 
 
 @pytest.fixture
