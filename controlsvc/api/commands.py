@@ -5,7 +5,8 @@ published (QoS 1, waiting for the broker's PUBACK) and marked ``sent``; the answ
 with the record. If the broker cannot be reached the answer is still ``202`` with the command
 ``pending``: it is stored, and the bridge publishes it as soon as it can, until its deadline.
 
-``GET /api/commands/{id}?wait=N`` answers as soon as the command is settled, or after ``N`` s.
+``GET /api/commands/{id}?wait=N`` answers as soon as the command is settled, or after ``N`` s;
+so does the POST with ``?wait=N``, which spares a client that wants the outcome a second request.
 """
 
 from __future__ import annotations
@@ -82,17 +83,29 @@ def _out(command: Command) -> dict[str, Any]:
     responses={202: CommandOut, **problem_responses(404, 409, *BODY_PROBLEMS)},
 )
 @tokens.require_role(*SENDERS)
-def send_command(path: EnclosurePath, body: CommandCreate) -> Any:
+def send_command(path: EnclosurePath, query: CommandWaitQuery, body: CommandCreate) -> Any:
     """Send a command (operators and admins): 202 with the command record.
 
     A lost or offline enclosure is accepted (``enclosure_state`` says so) and the command
-    expires after ``timeout_s``. 404 for an unknown enclosure, 409 for a retired one.
+    expires after ``timeout_s``. 404 for an unknown enclosure, 409 for a retired one. With
+    ``wait`` (seconds) the answer comes as soon as the command is settled, or when the wait is
+    over, whichever is first (the command is sent either way).
     """
+    started = time.monotonic()
+    record = _send(path.eid, body)
+    remaining = query.wait - (time.monotonic() - started)
+    if remaining > 0 and not CommandState(record["state"]).is_terminal:
+        record = _wait_settled(db_session(), uuid.UUID(record["id"]), remaining)
+    return record, 202
+
+
+def _send(eid: str, body: CommandCreate) -> dict[str, Any]:
+    """Store, commit, publish and mark sent (see the module docstring): the record."""
     session = db_session()
     publisher: Publisher = mqtt_publisher.publisher_of(current_app)
     command = commands.create_command(
         session,
-        path.eid,
+        eid,
         body.kind,
         body.params,
         body.timeout_s,
@@ -115,8 +128,8 @@ def send_command(path: EnclosurePath, body: CommandCreate) -> Any:
             exc.detail,
             extra=log_ids(enclosure_id=command.enclosure_id, command_id=command.id),
         )
-        return _out(command), 202
-    return record.model_dump(mode="json"), 202
+        return _out(command)
+    return record.model_dump(mode="json")
 
 
 @enclosure_bp.get(

@@ -30,6 +30,7 @@ from controlsvc.ctl.recordings import recordings
 from controlsvc.ctl.sessions import sessions
 from controlsvc.ctl.templates import templates
 from schemas.enums import CommandKind, CommandState, EnclosureState
+from schemas.rest.enclosures import DEFAULT_COMMAND_TIMEOUT_S, MAX_COMMAND_WAIT_S
 
 __all__ = ["cli", "main"]
 
@@ -38,7 +39,7 @@ COMPLETE_VAR = "_JAXMBA_CTL_COMPLETE"
 DEBUG_ENV = "JAXMBA_CTL_DEBUG"
 # A command settles at its deadline on the service; wait a little longer for that answer.
 WAIT_MARGIN_S = 5.0
-MAX_WAIT_PER_REQUEST_S = 60.0  # schemas.rest.enclosures.MAX_COMMAND_WAIT_S
+MAX_WAIT_PER_REQUEST_S = MAX_COMMAND_WAIT_S
 STATE_STYLE = {
     "idle": "green",
     "recording": "bold cyan",
@@ -359,8 +360,16 @@ def command_send(
     body: dict[str, Any] = {"kind": kind, "params": params}
     if timeout_s is not None:
         body["timeout_s"] = timeout_s
-    record = ctl.client().post(f"/api/enclosures/{enclosure}/commands", body)
-    if wait:
+    path = f"/api/enclosures/{enclosure}/commands"
+    if not wait:
+        record = ctl.client().post(path, body)
+    else:
+        # One request sends and waits for the outcome (most commands settle in milliseconds);
+        # a longer one is followed with GET ?wait= until its deadline has passed.
+        first_wait = min(float(timeout_s or DEFAULT_COMMAND_TIMEOUT_S), MAX_WAIT_PER_REQUEST_S)
+        record = ctl.client().request(
+            "POST", path, json=body, params={"wait": first_wait}, timeout=first_wait + ctl.timeout
+        )
         deadline_s = max(0.0, _seconds_until(record.get("deadline_at")))
         record = _wait_command(ctl, record, deadline_s + WAIT_MARGIN_S)
     ctx.exit(_report_command(ctl, record, wait))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from controlsvc.store.models.events import EventRecord
 from schemas.enums import CommandKind
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
+    ack_payload,
     agents,
     bridge_settings,
     broker,
@@ -162,6 +164,46 @@ def test_an_answer_that_beats_the_mark_of_sent_is_what_the_post_returns(
             )
         ]
     assert states == ["succeeded"]
+
+
+def test_post_with_wait_answers_the_outcome(client, operator, online, database):
+    """One request that sends and waits: the answer comes after the command was marked sent,
+    so only the wait can give the POST its outcome."""
+    online.policy = lambda cmd: []  # answered below, once the API has marked it sent
+    helper_error: list[BaseException] = []
+
+    def answer_once_sent() -> None:
+        try:
+            command = online.wait_commands(1)[0]
+            wait_for(lambda: command_row(database, command["id"]).state == "sent")
+            online.publish(f"{PREFIX}/enc/enc-a/ack", ack_payload(command["id"], "succeeded"))
+        except BaseException as exc:  # reported by the test thread
+            helper_error.append(exc)
+
+    helper = threading.Thread(target=answer_once_sent, daemon=True)
+    helper.start()
+    response = client.post(
+        "/api/enclosures/enc-a/commands?wait=20", json={"kind": "ping"}, headers=operator
+    )
+    helper.join(20)
+    assert not helper_error
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["state"] == "succeeded"
+    assert response.get_json()["sent_at"] is not None
+
+
+def test_post_wait_is_bounded_and_validated(client, operator, online):
+    online.policy = lambda cmd: []  # never answers
+    response = client.post(
+        "/api/enclosures/enc-a/commands?wait=0.05", json={"kind": "ping"}, headers=operator
+    )
+    assert response.status_code == 202
+    assert response.get_json()["state"] == "sent"  # the wait ended first
+    response = client.post(
+        "/api/enclosures/enc-a/commands?wait=61", json={"kind": "ping"}, headers=operator
+    )
+    assert response.status_code == 422
+    assert "wait" in json.dumps(response.get_json())
 
 
 @pytest.mark.slow  # waits for a command's deadline
