@@ -15,13 +15,19 @@ the end, in reverse order:
 Children run with ``FLASK_CONFIG=prod`` and ``JAXMBA_*`` variables only (no config file), and
 write their output to ``<workdir>/<name>.log`` (its tail is printed if a benchmark fails).
 
-For experiments (a profiler, a patched bridge), ``JAXMBA_BENCH_BRIDGE`` replaces the bridge's
-command line, e.g. ``JAXMBA_BENCH_BRIDGE="py-spy record -o prof.svg -- python -m controlsvc
-bridge"``; it is split like a shell would, and the figures are then those of that process.
+For experiments (a patched bridge), ``JAXMBA_BENCH_BRIDGE`` replaces the bridge's command line;
+it is split like a shell would, and the figures are then those of that process.
+
+Profiling: with ``JAXMBA_BENCH_PROFILE=DIR`` (the benches' ``--profile DIR``) the bridge and the
+API (gunicorn's workers included) run under py-spy, which samples their threads while they run
+on a CPU and writes ``DIR/bridge.txt`` and ``DIR/api.txt`` (collapsed stacks) when they stop;
+``bench/profile_report.py`` turns them into tables. py-spy's own CPU then counts in the
+processes' figures: a profiled run measures where the time goes, not how much there is.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -67,6 +73,7 @@ from tests.support.postgres import (  # noqa: E402
 __all__ = [
     "REPO",
     "Stack",
+    "add_profile_option",
     "machine",
     "percentile",
     "print_result",
@@ -76,6 +83,8 @@ __all__ = [
 
 PYTHON = sys.executable
 BRIDGE_OVERRIDE_ENV = "JAXMBA_BENCH_BRIDGE"  # experiments: another command line for the bridge
+PROFILE_ENV = "JAXMBA_BENCH_PROFILE"  # a directory: run the bridge and the API under py-spy
+PROFILE_RATE_HZ = 250  # py-spy samples per second of a running thread
 CHILD_READY_TIMEOUT_S = 60.0  # the bridge and the API import, connect and answer in a few s
 CHILD_STOP_TIMEOUT_S = 15.0
 ADMIN_EMAIL = "bench@example.com"
@@ -231,12 +240,51 @@ def _wait(predicate: Callable[[], Any], timeout: float, what: str, interval: flo
         time.sleep(interval)
 
 
+def add_profile_option(parser: argparse.ArgumentParser) -> None:
+    """``--profile DIR``: the run's bridge and API under py-spy (see the module docstring)."""
+
+    def directory(value: str) -> Path:
+        path = Path(value).resolve()
+        os.environ[PROFILE_ENV] = str(path)
+        return path
+
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        type=directory,
+        help="run the bridge and the API under py-spy; collapsed stacks in DIR "
+        "(read them with bench/profile_report.py)",
+    )
+
+
+def profiled(name: str, argv: list[str]) -> list[str]:
+    """``argv`` under py-spy when ``JAXMBA_BENCH_PROFILE`` names a directory, else as it is."""
+    directory = os.environ.get(PROFILE_ENV)
+    if not directory:
+        return argv
+    spy = shutil.which("py-spy", path=str(Path(PYTHON).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise RuntimeError(f"{PROFILE_ENV} is set but py-spy is not installed (scripts/setup)")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    output = Path(directory, f"{name}.txt").resolve()
+    rate = str(PROFILE_RATE_HZ)
+    return [spy, "record", "--subprocesses", "--rate", rate, "--format", "raw", "--output"] + [
+        str(output),
+        "--",
+        *argv,
+    ]
+
+
 class Child:
     """A child process with its output in a log file."""
 
     def __init__(self, name: str, argv: list[str], env: Mapping[str, str], workdir: Path) -> None:
         self.name = name
         self.log_path = workdir / f"{name}.log"
+        wrapped = profiled(name, argv)
+        # py-spy writes its profile when interrupted, and ends what it runs: stop it with SIGINT.
+        self._stop_signal = signal.SIGTERM if wrapped is argv else signal.SIGINT
+        argv = wrapped
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
             argv, env=dict(env), cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT
@@ -257,7 +305,7 @@ class Child:
 
     def stop(self) -> None:
         if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
+            self.popen.send_signal(self._stop_signal)
             try:
                 self.popen.wait(CHILD_STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:

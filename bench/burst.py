@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import Stack, machine, print_result, sample_process, start_fleet  # noqa: E402
+from _support import Stack, add_profile_option, machine, print_result, sample_process, start_fleet  # noqa: E402
 from floors import (  # noqa: E402
     Drain,
     check_targets,
@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--enclosures", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    add_profile_option(parser)
     args = parser.parse_args()
     if args.quick:
         args.enclosures = min(args.enclosures, 200)

@@ -3,10 +3,12 @@
 
 Sets up its own broker, PostgreSQL database, bridge (child process), API (gunicorn, 2 workers,
 child process) and a fleet of simulated enclosures, then for each command: ``POST
-/api/enclosures/{eid}/commands`` (kind ``ping``), then ``GET /api/commands/{id}?wait=5`` until
-the command is terminal. The figure is the time from sending the POST to receiving the
-terminal state (``succeeded``), one command at a time unless ``--concurrency`` says otherwise,
-spread round-robin over the enclosures.
+/api/enclosures/{eid}/commands?wait=5`` (kind ``ping``), which answers once the command has
+settled, then ``GET /api/commands/{id}?wait=5`` until it is terminal if it was not yet
+(``--post-then-get``: a POST without ``wait`` first, as clients did before it existed). The
+figure is the time from sending the POST to receiving the terminal state (``succeeded``), one
+command at a time unless ``--concurrency`` says otherwise, spread round-robin over the
+enclosures.
 
     .venv/bin/python bench/command_rtt.py            # 1,000 commands, 200 enclosures
     .venv/bin/python bench/command_rtt.py --quick    # 200 commands, under a minute
@@ -37,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import httpx  # noqa: E402
 from _support import (  # noqa: E402
     Stack,
+    add_profile_option,
     machine,
     percentile,
     print_result,
@@ -67,7 +70,9 @@ def _ts(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
 
-def one_command(client: httpx.Client, eid: str) -> tuple[float, float, str, dict[str, float]]:
+def one_command(
+    client: httpx.Client, eid: str, post_wait: bool
+) -> tuple[float, float, str, dict[str, float]]:
     """(ms until terminal, ms of the POST alone, final state, phase durations in ms).
 
     The phases come from the command record's own times (same machine, same clock): the API
@@ -77,7 +82,9 @@ def one_command(client: httpx.Client, eid: str) -> tuple[float, float, str, dict
     wall0 = time.time()
     started = time.perf_counter()
     response = client.post(
-        f"/api/enclosures/{eid}/commands", json={"kind": "ping", "timeout_s": 10}
+        f"/api/enclosures/{eid}/commands",
+        params={"wait": WAIT_S} if post_wait else None,
+        json={"kind": "ping", "timeout_s": 10},
     )
     posted = time.perf_counter()
     response.raise_for_status()
@@ -136,7 +143,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     for _ in range(count):
                         with lock:
                             i = next(counter)
-                        rtt, post, state, phase = one_command(client, ids[i % len(ids)])
+                        rtt, post, state, phase = one_command(
+                            client, ids[i % len(ids)], not args.post_then_get
+                        )
                         if measured:
                             with lock:
                                 rtts.append(rtt)
@@ -183,6 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "n": len(rtts),
         "enclosures": args.enclosures,
         "concurrency": args.concurrency,
+        "requests": "POST then GET ?wait" if args.post_then_get else "POST ?wait",
         "p50_ms": round(percentile(rtts, 0.50), 2),
         "p95_ms": round(percentile(rtts, 0.95), 2),
         "p99_ms": round(percentile(rtts, 0.99), 2),
@@ -221,8 +231,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="200 commands (under a minute)")
     parser.add_argument("--commands", type=int, default=1000)
     parser.add_argument("--enclosures", type=int, default=200)
+    parser.add_argument(
+        "--post-then-get", action="store_true", help="POST without wait, then GET ?wait"
+    )
     parser.add_argument("--concurrency", type=int, default=1, help="clients sending at once")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    add_profile_option(parser)
     args = parser.parse_args()
     if args.quick:
         args.commands = min(args.commands, 200)

@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil  # noqa: E402
 from _support import (  # noqa: E402
     Stack,
+    add_profile_option,
     machine,
     percentile,
     print_result,
@@ -226,6 +227,7 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds per K")
     parser.add_argument("--keep", action="store_true", help="keep the work directories (logs)")
+    add_profile_option(parser)
     args = parser.parse_args()
     sizes = args.enclosures or list(DEFAULT_ENCLOSURES)
     if args.quick:
