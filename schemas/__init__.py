@@ -69,6 +69,7 @@ from schemas.messages import (
     LoggedEvent,
     ServiceEvents,
     ServiceState,
+    TokensChanged,
 )
 from schemas.status import (
     CameraStatus,
@@ -162,6 +163,7 @@ __all__ = [
     "Status",
     "StrictModel",
     "SystemStatus",
+    "TokensChanged",
     "TopicError",
     "Topics",
     "UtcDatetime",

@@ -33,6 +33,7 @@ from schemas.messages import (
     LoggedEvent,
     ServiceEvents,
     ServiceState,
+    TokensChanged,
 )
 from schemas.reference import render_reference, replace_section
 from schemas.status import Status
@@ -60,6 +61,7 @@ _MESSAGES: dict[str, tuple[type[BaseModel], str]] = {
     "alert": (Alert, "{prefix}/service/alerts"),
     "fleet_state": (FleetState, "{prefix}/service/fleet/{eid}"),
     "service_events": (ServiceEvents, "{prefix}/service/events"),
+    "service_auth": (TokensChanged, "{prefix}/service/auth"),
     "state": (EnclosureStateMessage, "{prefix}/enc/{eid}/state"),
     "status": (Status, "{prefix}/enc/{eid}/status"),
     "desired": (Desired, "{prefix}/enc/{eid}/desired"),

@@ -8,7 +8,7 @@ service, lifecycle, desired and alert messages and re-exports the rest, so
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import Field, model_validator
 
@@ -64,13 +64,13 @@ __all__ = [
     "CHANNEL_MODELS",
     "COMMAND_PARAMS",
     "DEFAULT_STATUS_INTERVAL_S",
-    "MAX_STATUS_INTERVAL_S",
-    "MIN_STATUS_INTERVAL_S",
     "EVENT_KIND_MAX_LENGTH",
     "EVENT_KIND_PATTERN",
     "EVENT_PAYLOADS",
-    "FleetState",
     "MAX_PAYLOAD_BYTES",
+    "MAX_STATUS_INTERVAL_S",
+    "MAX_TOKEN_USERS",
+    "MIN_STATUS_INTERVAL_S",
     "SCHEMA_VERSION",
     "Ack",
     "Alert",
@@ -87,6 +87,7 @@ __all__ = [
     "EnclosureStateMessage",
     "Event",
     "EventPayload",
+    "FleetState",
     "LiveViewStatus",
     "LoggedEvent",
     "RecordingFailed",
@@ -102,6 +103,7 @@ __all__ = [
     "StartRecordingParams",
     "Status",
     "SystemStatus",
+    "TokensChanged",
     "WireMessage",
     "command_id_of",
     "dump_message",
@@ -290,6 +292,26 @@ class ServiceEvents(WireMessage):
         min_length=1,
         description="The events of that one transaction in id order, when they fit (32 KB);"
         " absent otherwise.",
+    )
+
+
+MAX_TOKEN_USERS = 1000  # users in one service/auth message; a commit changing more sends several
+
+
+class TokensChanged(WireMessage):
+    """``{prefix}/service/auth``: a commit changed what these users' tokens may do (a logout,
+    a password change or reset, a role change, disabling, a revoked login). QoS 1, not retained.
+
+    Between the service's API processes only: each forgets the token checks it cached for these
+    users (``controlsvc.api.token_cache``). A process not subscribed had no cache to correct.
+    """
+
+    label: ClassVar[str] = "service_auth"
+
+    users: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+        min_length=1,
+        max_length=MAX_TOKEN_USERS,
+        description="Ids of the users whose tokens changed.",
     )
 
 

@@ -166,6 +166,11 @@ class Topics:
         """``{prefix}/service/events``: "the event log has new rows", between service processes."""
         return f"{self.prefix}/service/events"
 
+    def service_auth(self) -> str:
+        """``{prefix}/service/auth``: users whose tokens changed, between API processes (QoS 1,
+        not retained; ``schemas.service_auth.TokensChanged``)."""
+        return f"{self.prefix}/service/auth"
+
     # -- enclosure topics -------------------------------------------------------------------------
     def enc(self, eid: str, channel: Channel | str) -> str:
         """``{prefix}/enc/{eid}/{channel}``; raises ``TopicError`` for a bad id or channel."""

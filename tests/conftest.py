@@ -114,7 +114,8 @@ def settings(db_url: URL, tmp_path: Path) -> Settings:
         database={"url": db_url.render_as_string(hide_password=False)},  # type: ignore[arg-type]
         secrets={"secret_key": TEST_SECRET, "jwt_secret_key": TEST_SECRET},  # type: ignore[arg-type]
         mail={"backend": "console"},  # type: ignore[arg-type]
-        service={"public_url": "http://testserver"},  # type: ignore[arg-type]
+        # No token cache: it needs a broker (tests/integration/test_token_cache.py has one).
+        service={"public_url": "http://testserver", "token_check_cache_s": 0},  # type: ignore[arg-type]
     )
 
 

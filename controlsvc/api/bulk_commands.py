@@ -51,7 +51,7 @@ def send_bulk(body: BulkCommandCreate) -> Any:
         CommandKind(body.kind),
         body.enclosure_ids,
         body.timeout_s,
-        created_by_id=tokens.current_user().id,
+        created_by_id=tokens.current_identity().user_id,
         now=utcnow(),
     )
     return BulkCommandOut(items=items).model_dump(mode="json"), 202

@@ -109,7 +109,7 @@ def _send(eid: str, body: CommandCreate) -> dict[str, Any]:
         body.kind,
         body.params,
         body.timeout_s,
-        created_by_id=tokens.current_user().id,
+        created_by_id=tokens.current_identity().user_id,
         now=utcnow(),
     )
     # Durable before it leaves: a crash after this point loses nothing (the bridge publishes

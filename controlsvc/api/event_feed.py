@@ -12,6 +12,7 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
+from controlsvc.api import token_cache
 from controlsvc.mqtt.event_feed import EventFeed, shutdown_all
 
 if TYPE_CHECKING:
@@ -34,7 +35,11 @@ def get_feed(app: Flask) -> EventFeed:
     with _APP_FEEDS_LOCK:
         feed = cast("EventFeed | None", app.extensions.get(EXTENSION_KEY))
         if feed is None or feed.pid != os.getpid() or feed.closed:
-            feed = EventFeed(app.extensions[SETTINGS_KEY], app.extensions[DATABASE_KEY])
+            feed = EventFeed(
+                app.extensions[SETTINGS_KEY],
+                app.extensions[DATABASE_KEY],
+                auth_listener=app.extensions.get(token_cache.EXTENSION_KEY),
+            )
             app.extensions[EXTENSION_KEY] = feed
     return feed.start()
 

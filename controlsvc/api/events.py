@@ -222,7 +222,7 @@ def stream_events(query: EventsQuery) -> Any:
 @tokens.require_role()
 def create_ticket() -> Any:
     """A single-use ticket (valid 30 s) that opens one event stream: `GET /api/events?ticket=`."""
-    issued = eventlog.issue_ticket(db_session(), tokens.current_user().id)
+    issued = eventlog.issue_ticket(db_session(), tokens.current_identity().user_id)
     out = TicketOut(ticket=issued.ticket, expires_at=issued.expires_at)
     return out.model_dump(mode="json"), 201
 

@@ -52,7 +52,7 @@ def _start(body: SessionCreate) -> tuple[dict[str, Any], int]:
         session,
         Topics(settings().mqtt.topic_prefix),
         body,
-        created_by_id=tokens.current_user().id,
+        created_by_id=tokens.current_identity().user_id,
         now=utcnow(),
     )
     commit_and_publish(session, outgoing)

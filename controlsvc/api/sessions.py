@@ -100,7 +100,7 @@ def create_session(body: SessionCreate) -> Any:
     """
     session = db_session()
     rs, outgoing = sessions.create_session(
-        session, _topics(), body, created_by_id=tokens.current_user().id, now=utcnow()
+        session, _topics(), body, created_by_id=tokens.current_identity().user_id, now=utcnow()
     )
     commit_and_publish(session, outgoing)
     return _out(session, rs), 201

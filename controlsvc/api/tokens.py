@@ -11,6 +11,11 @@ is 403.
 Refresh tokens rotate: a refresh revokes the token it was given, atomically (of parallel
 refreshes with one token exactly one succeeds, the others get 401). A refresh token presented
 after it was revoked means a copy exists: the whole family is revoked (OAuth 2.0 security BCP).
+
+A passed access-token check is kept for a few seconds (``controlsvc.api.token_cache``): a
+request then knows its user's id and role without the database, and ``current_user()`` reads
+the user only for the views that need the whole record. Every commit that changes what a user's
+tokens may do empties that user's checks here and, over MQTT, in the other API processes.
 """
 
 from __future__ import annotations
@@ -36,15 +41,21 @@ from flask_jwt_extended import (
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 
+from controlsvc.api import event_feed
 from controlsvc.api.errors import problem
+from controlsvc.api.token_cache import EXTENSION_KEY as TOKEN_CACHE_KEY
+from controlsvc.api.token_cache import Identity, TokenCache
 from controlsvc.api.validation import validated
-from controlsvc.api.web import database, db_session
+from controlsvc.api.web import SESSION_INFO_KEY, database, db_session
 from controlsvc.config.settings import Settings
 from controlsvc.domain.errors import Forbidden, InvalidInput, Unauthorized
+from controlsvc.mqtt.publisher import PUBLISHER_KEY
 from controlsvc.store import users
 from controlsvc.store.db import utcnow
 from controlsvc.store.models.users import User
 from schemas.enums import Role
+from schemas.messages import MAX_TOKEN_USERS, TokensChanged
+from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +64,7 @@ __all__ = [
     "ISSUED_US_CLAIM",
     "JWT_SECURITY",
     "TokenPair",
+    "current_identity",
     "current_user",
     "init_app",
     "issue_tokens",
@@ -133,6 +145,7 @@ def _revoke_family(exc: users.RefreshTokenReused, subject: object) -> None:
     now = utcnow()
     refresh_life = cast(timedelta, current_app.config["JWT_REFRESH_TOKEN_EXPIRES"])
     with database().session() as session:
+        session.info.update(current_app.extensions.get(SESSION_INFO_KEY, {}))  # tell the caches
         # The family's newest refresh token was issued by now: it expires by now + its life.
         users.revoke_family(
             session,
@@ -143,18 +156,28 @@ def _revoke_family(exc: users.RefreshTokenReused, subject: object) -> None:
         )
 
 
-def _check(payload: Mapping[str, Any]) -> User | None:
-    """The token's user, or None with the reason kept for the 401 (once per request)."""
+def _check(payload: Mapping[str, Any]) -> User | Identity | None:
+    """The token's user (or, from the cache, who it is), or None with the reason kept for the
+    401 (once per request)."""
     session = db_session()
+    jti = payload.get("jti")
     cached = g.get(_CHECKED_KEY)
     # Valid for this request's session only (a read retried on a fresh one checks again).
-    if cached is not None and cached[0] == payload.get("jti") and cached[2] is session:
-        return cast(User | None, cached[1])
+    if cached is not None and cached[0] == jti and cached[2] is session:
+        return cast(User | Identity | None, cached[1])
+    cache = _cache_for(payload)
+    key = _token_key(jti) if cache is not None else None
+    if cache is not None and key is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            setattr(g, _CHECKED_KEY, (jti, hit, session))
+            return hit
+        generation = cache.generation  # before the read: a change meanwhile keeps it out
     try:
         user: User | None = users.token_user(
             session,
             subject=payload.get("sub"),
-            jti=payload.get("jti"),
+            jti=jti,
             issued_at_us=_issued_us(payload),
             family=_family(payload),
             refresh=payload.get("type") == "refresh",
@@ -166,8 +189,59 @@ def _check(payload: Mapping[str, Any]) -> User | None:
     except Unauthorized as exc:
         user = None
         setattr(g, _REASON_KEY, exc.detail)
-    setattr(g, _CHECKED_KEY, (payload.get("jti"), user, session))
+    if user is not None and cache is not None and key is not None:
+        cache.put(key, Identity(user.id, user.role), generation)
+    setattr(g, _CHECKED_KEY, (jti, user, session))
     return user
+
+
+def _token_key(jti: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(jti))
+    except ValueError:
+        return None
+
+
+def _cache_for(payload: Mapping[str, Any]) -> TokenCache | None:
+    """The app's token cache for an access token (refresh tokens always read the database);
+    None when it is off. Starts the event feed, whose subscription makes the cache live."""
+    if payload.get("type") != "access":
+        return None
+    cache = cast("TokenCache | None", current_app.extensions.get(TOKEN_CACHE_KEY))
+    if cache is None or not cache.enabled:
+        return None
+    if not cache.live:
+        try:
+            event_feed.get_feed(current_app)
+        except Exception as exc:  # the cache is an optimisation: check the database
+            log.debug("token cache waits for the event feed: %s", exc)
+    return cache
+
+
+def _tokens_changed(app: Flask, cache: TokenCache, topic: str, user_ids: frozenset[int]) -> None:
+    """After a commit that changed these users' tokens: forget their checks here, and tell the
+    other API processes. Never raises (the commit is done); a process that misses the message
+    drops its checks when they expire."""
+    cache.users_changed(user_ids)
+    if not cache.enabled:
+        return
+    publisher = app.extensions.get(PUBLISHER_KEY)
+    if publisher is None:
+        return
+    ordered = sorted(user_ids)
+    for start in range(0, len(ordered), MAX_TOKEN_USERS):
+        chunk = ordered[start : start + MAX_TOKEN_USERS]
+        try:
+            payload = TokensChanged(users=chunk).model_dump_json().encode()
+            publisher.publish(topic, payload, qos=1)
+        except Exception as exc:
+            log.warning(
+                "could not tell the other API processes that the tokens of user(s) %s changed "
+                "(%s): their cached checks end within %g s",
+                ", ".join(map(str, chunk)),
+                exc,
+                cache.ttl_s,
+            )
 
 
 def _unauthorized(detail: str, *, error: str | None = "invalid_token") -> Response:
@@ -194,13 +268,19 @@ def init_app(app: Flask, settings: Settings) -> JWTManager:
         JWT_COOKIE_CSRF_PROTECT=False,
     )
     jwt = JWTManager(app)
+    cache = TokenCache(settings.service.token_check_cache_s)
+    app.extensions[TOKEN_CACHE_KEY] = cache
+    topic = Topics(settings.mqtt.topic_prefix).service_auth()
+    app.extensions.setdefault(SESSION_INFO_KEY, {})[users.TOKENS_CHANGED_HOOK] = functools.partial(
+        _tokens_changed, app, cache, topic
+    )
 
     @jwt.token_in_blocklist_loader
     def _refused(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
         return _check(payload) is None
 
     @jwt.user_lookup_loader
-    def _user(_header: dict[str, Any], payload: dict[str, Any]) -> User | None:
+    def _user(_header: dict[str, Any], payload: dict[str, Any]) -> User | Identity | None:
         return _check(payload)
 
     @jwt.revoked_token_loader
@@ -238,11 +318,26 @@ def init_app(app: Flask, settings: Settings) -> JWTManager:
     return jwt
 
 
+def current_identity() -> Identity:
+    """Who the verified token of this request speaks for (no database read)."""
+    found = get_current_user()
+    if isinstance(found, Identity):
+        return found
+    if isinstance(found, User):
+        return Identity(found.id, found.role)
+    raise Unauthorized("no verified token in this request")
+
+
 def current_user() -> User:
-    """The user of the verified token of this request."""
-    user = get_current_user()
-    if not isinstance(user, User):
-        raise Unauthorized("no verified token in this request")
+    """The user of the verified token of this request (read, if the check came from the
+    cache)."""
+    found = get_current_user()
+    if isinstance(found, User):
+        return found
+    identity = current_identity()
+    user = db_session().get(User, identity.user_id)
+    if user is None:
+        raise Unauthorized("the token's user does not exist")
     return user
 
 
@@ -281,10 +376,10 @@ def require_role(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
         @functools.wraps(checked)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             verify_jwt_in_request()
-            user = current_user()
-            if allowed and user.role not in allowed:
+            role = current_identity().role
+            if allowed and role not in allowed:
                 needed = " or ".join(sorted(allowed))
-                raise Forbidden(f"this needs the role {needed} (you are {user.role})")
+                raise Forbidden(f"this needs the role {needed} (you are {role})")
             return checked(*args, **kwargs)
 
         return wrapper

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 SETTINGS_KEY = "jaxmba.settings"
 DATABASE_KEY = "jaxmba.database"
 BROKER_PROBE_KEY = "jaxmba.broker_probe"
+# What every request's session starts with in ``session.info`` (e.g. the store's hooks).
+SESSION_INFO_KEY = "jaxmba.session_info"
 # A health probe of the broker gives up after this long.
 BROKER_PROBE_TIMEOUT_S = 1.0
 # Requests that change nothing: run again once when their database connection was found dead.
@@ -48,6 +50,7 @@ def db_session() -> Session:
     session: Session | None = g.get("db_session")
     if session is None:
         session = database().sessionmaker()
+        session.info.update(current_app.extensions.get(SESSION_INFO_KEY, {}))
         g.db_session = session
     return session
 

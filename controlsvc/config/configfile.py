@@ -76,6 +76,9 @@ command_timeout_s = 30
 status_history_days = 30
 access_token_minutes = 15
 refresh_token_days = 30
+# Seconds an API process keeps a passed access-token check (0: read the database every request);
+# a logout, password change or disabling reaches every process over MQTT at once regardless.
+token_check_cache_s = 5
 email_token_hours = 24
 # Attempts per account and per client address (login, password reset, password change).
 login_rate_limit = 10/minute

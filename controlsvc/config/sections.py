@@ -224,6 +224,13 @@ class ServiceSettings(_Section):
     status_history_days: int = Field(30, ge=1, le=3650, description="Status history retention")
     access_token_minutes: int = Field(15, ge=1, le=24 * 60, description="Access token lifetime")
     refresh_token_days: int = Field(30, ge=1, le=365, description="Refresh token lifetime")
+    token_check_cache_s: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="Seconds an API process keeps a passed access-token check (0: check the "
+        "database on every request); changes reach every process over MQTT at once",
+    )
     email_token_hours: int = Field(24, ge=1, le=24 * 14, description="Invite/reset link lifetime")
     max_request_bytes: int = Field(
         1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest accepted request body"

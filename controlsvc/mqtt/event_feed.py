@@ -14,6 +14,10 @@ The feed never polls the log while the broker is up, except one read after IDLE_
 silence (a lost QoS 0 notification, or a writer that died between its commit and its publish).
 While the broker cannot be reached it reads every FALLBACK_READ_S so streams keep flowing.
 
+The same connection carries ``{prefix}/service/auth`` to the process's token cache (a
+``ChangeListener``: ``controlsvc.api.token_cache``): the users whose tokens changed, and whether
+such changes can be heard at all (subscribed) or not (connection down).
+
 Threads: paho's network thread only records the notification and wakes the reader; the reader
 does the database work and hands events to the queues; SSE generators (request threads) wait
 on their own queue. Nothing here blocks the paho thread or waits for a slow client.
@@ -28,9 +32,11 @@ import secrets
 import threading
 import uuid
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 import paho.mqtt.client as paho
+from pydantic import ValidationError
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -42,9 +48,8 @@ from controlsvc.mqtt.connection import MqttConnection
 from controlsvc.mqtt.event_streams import CommandWatch, EventFilter, FeedEvent, Subscription
 from controlsvc.store import eventlog
 from controlsvc.store.db import Database
-
-if TYPE_CHECKING:
-    pass
+from schemas.messages import TokensChanged
+from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +68,32 @@ CARRIED_MAX = 1000
 CLOSE_TIMEOUT_S = 5.0
 
 _FEEDS: weakref.WeakSet[EventFeed] = weakref.WeakSet()
+
+
+class ChangeListener(Protocol):
+    """Told, on paho's thread, about ``{prefix}/service/auth`` (see the module doc)."""
+
+    def connected(self) -> None: ...
+    def disconnected(self) -> None: ...
+    def users_changed(self, user_ids: Iterable[int]) -> None: ...
+    def clear(self) -> None: ...
+
+
 _FEEDS_LOCK = threading.Lock()
 
 
 class EventFeed:
     """New events of the log, pushed to the subscribers of this process (see the module doc)."""
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(
+        self, settings: Settings, database: Database, auth_listener: ChangeListener | None = None
+    ) -> None:
         self._settings = settings
         self._database = database
         self.topic = eventlog.notification_topic(settings.mqtt.topic_prefix)
+        self.auth_topic = Topics(settings.mqtt.topic_prefix).service_auth()
+        self._auth_listener = auth_listener
+        self._auth_mid: int | None = None  # the SUBSCRIBE to auth_topic awaiting its SUBACK
         self.client_id = f"{settings.mqtt.client_id}-live-{os.getpid()}-{secrets.token_hex(3)}"
         self.pid = os.getpid()
         self._lock = threading.Lock()  # subscribers, watches, state
@@ -127,6 +148,7 @@ class EventFeed:
             on_down=self._on_down,
         )
         connection.client.on_message = self._on_message
+        connection.client.on_subscribe = self._on_subscribe
         self._mqtt = connection
         connection.start()
 
@@ -143,6 +165,8 @@ class EventFeed:
         connection, self._mqtt = self._mqtt, None
         if connection is not None:
             connection.stop()
+        if self._auth_listener is not None:
+            self._auth_listener.disconnected()
         with self._wake:
             self._wake.notify_all()
         if self._reader is not None and self._reader is not threading.current_thread():
@@ -226,14 +250,48 @@ class EventFeed:
     # -- MQTT callbacks (paho's thread: never block, never raise) --------------------------------
     def _on_up(self, client: paho.Client, _session_present: bool) -> None:
         client.subscribe(self.topic, qos=eventlog.NOTIFICATION_QOS)
+        if self._auth_listener is not None:
+            _rc, self._auth_mid = client.subscribe(self.auth_topic, qos=1)
         self._broker_changed(True, "")
         self.poke()  # anything committed while we were away
 
     def _on_down(self, detail: str) -> None:
+        self._auth_mid = None
+        if self._auth_listener is not None:
+            self._auth_listener.disconnected()
         if not self._closed:
             self._broker_changed(False, detail)
 
+    def _on_subscribe(
+        self, _client: paho.Client, _userdata: Any, mid: int, codes: list[Any], _props: Any
+    ) -> None:
+        if self._auth_listener is None or mid != self._auth_mid:
+            return
+        if all(not code.is_failure for code in codes):
+            self._auth_listener.connected()  # from now on no change goes unheard
+        else:
+            log.warning(
+                "token cache off: the broker refused the subscription to %s (%s)",
+                self.auth_topic,
+                ", ".join(str(code) for code in codes),
+            )
+
+    def _on_auth(self, payload: bytes | bytearray) -> None:
+        assert self._auth_listener is not None
+        try:
+            changed = TokensChanged.model_validate_json(payload)
+        except ValidationError as exc:
+            # Whose tokens changed is unknown: forget every check rather than keep a wrong one.
+            log.warning("bad message on %s (%s): token cache emptied", self.auth_topic, exc)
+            self._auth_listener.clear()
+            return
+        self._auth_listener.users_changed(changed.users)
+
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        if msg.topic == self.auth_topic:
+            if self._auth_listener is not None:
+                self._on_auth(msg.payload)
+            return
         try:
             note = eventlog.read_notification(msg.payload)
             last_id = note.last_id

@@ -14,14 +14,14 @@ import hashlib
 import logging
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import validate_email
 from pydantic_core import PydanticCustomError
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, event, exists, select
 from sqlalchemy.orm import Session
 
 from controlsvc.domain import passwords
@@ -88,6 +88,38 @@ class LinkPurpose(StrEnum):
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+# session.info: called with the ids of the users whose tokens changed, once the session commits
+# (the API's token cache and its broadcast; nothing is told about a rollback).
+TOKENS_CHANGED_HOOK = "jaxmba.tokens_changed"
+_TOKENS_CHANGED = "jaxmba.tokens_changed.pending"
+TokensChangedHook = Callable[[frozenset[int]], None]
+
+
+def tokens_changed(session: Session, user_id: int | None) -> None:
+    """Record that what ``user_id``'s tokens may do changed; told to the session's hook (if any)
+    once the transaction commits, forgotten if it rolls back."""
+    if user_id is None or session.info.get(TOKENS_CHANGED_HOOK) is None:
+        return
+    pending: set[int] | None = session.info.get(_TOKENS_CHANGED)
+    if pending is None:
+        pending = session.info[_TOKENS_CHANGED] = set()
+        if not event.contains(session, "after_commit", _tell_committed):
+            event.listen(session, "after_commit", _tell_committed)
+            event.listen(session, "after_rollback", _forget_rolled_back)
+    pending.add(user_id)
+
+
+def _tell_committed(session: Session) -> None:
+    ids = session.info.pop(_TOKENS_CHANGED, None)
+    hook: TokensChangedHook | None = session.info.get(TOKENS_CHANGED_HOOK)
+    if ids and hook is not None:
+        hook(frozenset(ids))
+
+
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_TOKENS_CHANGED, None)
 
 
 def normalize_email(email: str) -> str:
@@ -255,6 +287,7 @@ def accept_invite(session: Session, *, token: str, password: str, now: datetime)
     user.tokens_valid_after = now
     user.last_login_at = now
     session.flush()
+    tokens_changed(session, user.id)
     log.info("user %s accepted the invite", user.email)
     return user
 
@@ -296,6 +329,7 @@ def change_password(
         )
     )
     session.flush()
+    tokens_changed(session, user.id)
     log.info("user %s changed their password", user.email)
     return user
 
@@ -319,6 +353,7 @@ def reset_password(session: Session, *, token: str, password: str, now: datetime
     user.password_hash = passwords.hash_password(password)
     user.tokens_valid_after = now
     session.flush()
+    tokens_changed(session, user.id)
     log.info("user %s reset their password", user.email)
     return user
 
@@ -370,12 +405,16 @@ def update_user(
             "this is the last active administrator: make someone else an administrator first",
             field="role" if loses_admin else "disabled",
         )
+    changed = user.role != new_role.value
     user.role = new_role.value
     if disabled is not None and disabled != user.disabled:
         user.disabled = disabled
         user.tokens_valid_after = now
+        changed = True
         log.info("user %s %s", user.email, "disabled" if disabled else "enabled")
     session.flush()
+    if changed:
+        tokens_changed(session, user.id)
     return user
 
 
@@ -503,7 +542,10 @@ def revoke_token(
     if expires_at <= now:
         return False
     row = {"jti": jti, "user_id": user_id, "revoked_at": now, "expires_at": expires_at}
-    return insert_ignore(session, RevokedToken.__table__, [row]) == 1  # type: ignore[arg-type]
+    inserted = insert_ignore(session, RevokedToken.__table__, [row]) == 1  # type: ignore[arg-type]
+    if inserted:
+        tokens_changed(session, user_id)
+    return inserted
 
 
 def revoke_family(
@@ -518,6 +560,7 @@ def revoke_family(
     row = {"family": family, "user_id": user_id, "revoked_at": now, "expires_at": expires_at}
     inserted = insert_ignore(session, RevokedTokenFamily.__table__, [row]) == 1  # type: ignore[arg-type]
     if inserted:
+        tokens_changed(session, user_id)
         log.warning(
             "a refresh token of user %s was used twice: revoked every token of its login %s",
             user_id,

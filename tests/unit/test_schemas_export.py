@@ -12,6 +12,7 @@ from schemas import (
     FleetState,
     ServiceEvents,
     ServiceState,
+    TokensChanged,
     export,
     parse_message,
 )
@@ -21,7 +22,15 @@ COMMITTED = ROOT / "docs" / "protocol"
 PROTOCOL_DOC = ROOT / "docs" / "protocol.md"
 EXAMPLE_RE = re.compile(r"```json (\w+)\n(.*?)```", re.DOTALL)
 MODELS_BY_LABEL = {
-    m.label: m for m in [*CHANNEL_MODELS.values(), ServiceState, Alert, FleetState, ServiceEvents]
+    m.label: m
+    for m in [
+        *CHANNEL_MODELS.values(),
+        ServiceState,
+        Alert,
+        FleetState,
+        ServiceEvents,
+        TokensChanged,
+    ]
 }
 
 
@@ -59,6 +68,7 @@ def test_export_is_deterministic_and_complete(tmp_path):
         "service_state",
         "alert",
         "service_events",
+        "service_auth",
     ):
         assert f"{name}.schema.json" in first
     assert "cmd.params.start_recording.schema.json" in first

@@ -101,8 +101,7 @@ def _login_required(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             verify_jwt_in_request()
-            user = tokens.current_user()
-            if allowed and user.role not in allowed:
+            if allowed and tokens.current_identity().role not in allowed:
                 raise Forbidden("You are unauthorized to perform this action")
             return view(*args, **kwargs)
 
@@ -325,7 +324,11 @@ def make_blueprint(prefix: str) -> Blueprint:
             }
             return _message(400, "; ".join(f"{k}: {v}" for k, v in errors.items()), errors)
         rs, outgoing = sessions.create_session(
-            session, _topics(), create, created_by_id=tokens.current_user().id, now=utcnow()
+            session,
+            _topics(),
+            create,
+            created_by_id=tokens.current_identity().user_id,
+            now=utcnow(),
         )
         commit_and_publish(session, outgoing)
         return _sessions_out(session, [rs])[0]
