@@ -2,7 +2,8 @@
 ``{prefix}/service/fleet/{eid}``, so a fresh ``mosquitto_sub -t 'jaxmba/v1/#'`` shows what the
 web UI shows (registered enclosures that never connected too). No paho, no Flask.
 
-``FleetPublisher`` (the bridge's timer) reads every enclosure's state and active session, and
+``FleetPublisher`` (the bridge's timer) reads every enclosure's state and active session (plain
+columns: ``summary_recording`` stands for the status document), and
 publishes those whose state, session or name changed since it last published them; after each
 (re)connection of the bridge it publishes all of them again (a broker that lost its retained
 messages converges). Several bridges may publish the same message: it is retained and carries
@@ -15,12 +16,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controlsvc.domain.enclosure_state import derive_state, recording_session
+from controlsvc.domain.enclosure_state import derive_state
 from controlsvc.domain.publisher import BatchPublisher
 from controlsvc.domain.session_state import ACTIVE_ENCLOSURE_STATES, ACTIVE_SESSION_STATUSES
 from controlsvc.store.db import Database, utcnow
@@ -32,7 +33,7 @@ from schemas.topics import SERVICE_QOS, Topics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FleetClient", "FleetPublisher", "fleet_states"]
+__all__ = ["FleetClient", "FleetPublisher", "FleetRow", "fleet_rows"]
 
 NEVER_SEEN = derive_state(None, None)[1]
 _ACTIVE_SE = [s.value for s in ACTIVE_ENCLOSURE_STATES]
@@ -53,41 +54,93 @@ def _sessions(session: Session) -> dict[str, str]:
     return {eid: sid for eid, sid in rows}
 
 
-def fleet_states(session: Session, now: datetime | None = None) -> list[FleetState]:
-    """Every enclosure that is not retired, as its ``FleetState`` (by id)."""
-    now = now or utcnow()
+# Plain columns, no status documents: this runs for the whole fleet on every tick.
+_ROWS = (
+    select(
+        Enclosure.id,
+        Enclosure.name,
+        Enclosure.state,
+        Enclosure.state_reason,
+        Enclosure.lifecycle,
+        Enclosure.state_changed_at,
+        Enclosure.registered_at,
+        Enclosure.last_seen_at,
+        Enclosure.expected_online,
+        Enclosure.summary_recording,
+        Enclosure.status_boot_id == Enclosure.boot_id,
+    )
+    .where(Enclosure.retired_at.is_(None))
+    .order_by(Enclosure.id)
+)
+
+
+class FleetRow(NamedTuple):
+    """What ``FleetState`` says of one enclosure, before the message is built."""
+
+    enclosure_id: str
+    name: str
+    state: str
+    reason: str | None
+    since: datetime
+    session_id: str | None
+    last_seen_at: datetime | None
+    expected_online: bool
+
+    def signature(self) -> tuple[Any, ...]:
+        """What a subscriber sees change (not ``last_seen_at``, which moves always)."""
+        return (
+            self.name,
+            self.state,
+            self.reason,
+            self.since,
+            self.session_id,
+            self.expected_online,
+        )
+
+    def message(self, now: datetime) -> FleetState:
+        return FleetState(
+            at=now,
+            enclosure_id=self.enclosure_id,
+            name=self.name,
+            state=self.state,
+            reason=self.reason,
+            since=self.since,
+            session_id=self.session_id,
+            last_seen_at=self.last_seen_at,
+            expected_online=self.expected_online,
+        )
+
+
+def fleet_rows(session: Session) -> list[FleetRow]:
+    """Every enclosure that is not retired (by id)."""
     active = _sessions(session)
-    states = []
-    for enc in session.scalars(
-        select(Enclosure).where(Enclosure.retired_at.is_(None)).order_by(Enclosure.id)
-    ):
-        recorded = recording_session(enc.status if enc.status_boot_id == enc.boot_id else None)
-        states.append(
-            FleetState(
-                at=now,
-                enclosure_id=enc.id,
-                name=enc.name,
-                state=enc.state,
-                reason=enc.state_reason or (NEVER_SEEN if enc.lifecycle is None else None),
-                since=enc.state_changed_at or enc.registered_at,
-                session_id=active.get(enc.id) or recorded or None,
-                last_seen_at=enc.last_seen_at,
-                expected_online=enc.expected_online,
+    rows = []
+    for (
+        eid,
+        name,
+        state,
+        state_reason,
+        lifecycle,
+        changed_at,
+        registered_at,
+        last_seen_at,
+        expected_online,
+        recorded,
+        same_boot,
+    ) in session.execute(_ROWS):
+        rows.append(
+            FleetRow(
+                enclosure_id=eid,
+                name=name,
+                state=state,
+                reason=state_reason or (NEVER_SEEN if lifecycle is None else None),
+                since=changed_at or registered_at,
+                session_id=active.get(eid) or (recorded if same_boot else None) or None,
+                last_seen_at=last_seen_at,
+                expected_online=bool(expected_online),
             )
         )
-    return states
-
-
-def _signature(state: FleetState) -> tuple[Any, ...]:
-    """What a subscriber sees change (not ``at`` nor ``last_seen_at``, which move always)."""
-    return (
-        state.name,
-        state.state,
-        state.reason,
-        state.since,
-        state.session_id,
-        state.expected_online,
-    )
+    return rows
 
 
 class FleetClient(BatchPublisher, Protocol):
@@ -116,26 +169,28 @@ class FleetPublisher:
             return 0
         generation = self._client.generation
         with self._db.sessionmaker() as session:
-            states = fleet_states(session, now)
+            rows = fleet_rows(session)
         if generation != self._generation:
             self._published.clear()
-        due = [s for s in states if self._published.get(s.enclosure_id) != _signature(s)]
-        gone = set(self._published) - {s.enclosure_id for s in states}
+        due = [r for r in rows if self._published.get(r.enclosure_id) != r.signature()]
+        gone = set(self._published) - {r.enclosure_id for r in rows}
         for eid in gone:  # retired (the API cleared the topic): forget it
             del self._published[eid]
-        sent = self._publish(due)
+        sent = self._publish(due, now or utcnow())
         if len(sent) == len(due):
             self._generation = generation
         return len(sent)
 
-    def _publish(self, states: Sequence[FleetState]) -> list[FleetState]:
-        if not states:
+    def _publish(self, rows: Sequence[FleetRow], now: datetime) -> list[FleetRow]:
+        if not rows:
             return []
-        messages = [(self._topics.fleet(s.enclosure_id), dump_message(s)) for s in states]
+        messages = [
+            (self._topics.fleet(r.enclosure_id), dump_message(r.message(now))) for r in rows
+        ]
         errors = self._client.publish_many(messages, qos=SERVICE_QOS, retain=True)
-        sent = [s for s, error in zip(states, errors, strict=True) if error is None]
-        for state in sent:
-            self._published[state.enclosure_id] = _signature(state)
-        if len(sent) < len(states):
-            log.warning("%d fleet states not published yet", len(states) - len(sent))
+        sent = [r for r, error in zip(rows, errors, strict=True) if error is None]
+        for row in sent:
+            self._published[row.enclosure_id] = row.signature()
+        if len(sent) < len(rows):
+            log.warning("%d fleet states not published yet", len(rows) - len(sent))
         return sent

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import DateTime, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from controlsvc.domain.enclosure_state import status_fault
+from controlsvc.domain.enclosure_state import recording_session, status_fault
 from controlsvc.store.models.enclosures import SUMMARY_ERROR_LENGTH, Enclosure
 from controlsvc.store.models.sessions import Alert, RecordingSession, SessionEnclosure
 from controlsvc.store.session_progress import (
@@ -56,7 +56,8 @@ def _number(value: Any, digits: int) -> float | None:
 def status_values(status: Mapping[str, Any] | None) -> dict[str, Any]:
     """The ``summary_*`` columns of an enclosure whose latest status is ``status`` (its JSON
     form): free disk %, clock offset, fps (None when the camera is not connected) and fault
-    (cut to ``ERROR_MAX``). A recording's figures come from its session, not from here."""
+    (cut to ``ERROR_MAX``), and the session it says is being recorded (for the bridge's fleet
+    topic). A recording's figures come from its session, not from here."""
     status = status or {}
     camera = status.get("camera") or {}
     system = status.get("system") or {}
@@ -72,6 +73,7 @@ def status_values(status: Mapping[str, Any] | None) -> dict[str, Any]:
         "summary_clock_offset_s": _number((status.get("clock") or {}).get("offset_s"), 3),
         "summary_fps": _number(camera.get("measured_fps"), 1) if connected else None,
         "summary_error": error,
+        "summary_recording": recording_session(status) if status else None,
     }
 
 

@@ -35,6 +35,7 @@ def test_idle_status():
         "summary_clock_offset_s": 0.012,
         "summary_fps": 30.0,
         "summary_error": None,
+        "summary_recording": None,
     }
 
 
@@ -50,6 +51,9 @@ def test_recording_status_gives_no_recording_figures():
     assert not any(
         key.startswith(("summary_session", "summary_recorded", "summary_frames")) for key in values
     )
+    # Only which session it says it records, for the bridge's fleet topic.
+    assert values["summary_recording"] == "s-123"
+    assert status_values(status(camera={"recording": True}))["summary_recording"] == ""
 
 
 def test_camera_not_connected_has_no_fps_and_says_why():

@@ -86,6 +86,9 @@ class Enclosure(Base):
     summary_clock_offset_s: Mapped[float | None] = mapped_column(default=None)
     summary_fps: Mapped[float | None] = mapped_column(default=None)
     summary_error: Mapped[str | None] = mapped_column(String(SUMMARY_ERROR_LENGTH), default=None)
+    # The session that status says is being recorded ('' recording without one, None not
+    # recording): the bridge's fleet topic reads it every tick for the whole fleet.
+    summary_recording: Mapped[str | None] = mapped_column(String(64), default=None)
     # When name, location, notes or expected_online last changed through the API: part of the
     # fleet summary's validator (its ETag).
     edited_at: Mapped[datetime | None] = mapped_column(default=None)
