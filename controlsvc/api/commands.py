@@ -30,6 +30,7 @@ from controlsvc.config.settings import Settings
 from controlsvc.domain.publisher import BrokerUnavailable, Publisher
 from controlsvc.mqtt import publisher as mqtt_publisher
 from controlsvc.mqtt.event_feed import EventFeed
+from controlsvc.mqtt.event_streams import CommandWatch
 from controlsvc.store import commands
 from controlsvc.store.db import utcnow
 from controlsvc.store.models.commands import Command
@@ -92,17 +93,29 @@ def send_command(path: EnclosurePath, query: CommandWaitQuery, body: CommandCrea
     over, whichever is first (the command is sent either way).
     """
     started = time.monotonic()
-    record = _send(path.eid, body)
-    remaining = query.wait - (time.monotonic() - started)
-    if remaining > 0 and not CommandState(record["state"]).is_terminal:
-        record = _wait_settled(db_session(), uuid.UUID(record["id"]), remaining)
+    session = db_session()
+    command = _create(session, path.eid, body)
+    feed = _connected_feed() if query.wait > 0 else None
+    # Watch before it leaves: no answer can come sooner, so none is missed, and the wait
+    # starts from the record dispatch returns instead of reading the command again.
+    watch = feed.watch_command(command.id) if feed is not None else None
+    try:
+        record = _dispatch(session, command)
+        remaining = query.wait - (time.monotonic() - started)
+        if remaining > 0 and not CommandState(record["state"]).is_terminal:
+            deadline = time.monotonic() + remaining
+            if watch is not None:
+                record = _wait(session, command.id, deadline, watch, record)
+            else:
+                record = _wait_settled(session, command.id, remaining)
+    finally:
+        if watch is not None:
+            watch.close()
     return record, 202
 
 
-def _send(eid: str, body: CommandCreate) -> dict[str, Any]:
-    """Store, commit, publish and mark sent (see the module docstring): the record."""
-    session = db_session()
-    publisher: Publisher = mqtt_publisher.publisher_of(current_app)
+def _create(session: Session, eid: str, body: CommandCreate) -> Command:
+    """Store the command ``pending`` and commit."""
     command = commands.create_command(
         session,
         eid,
@@ -116,6 +129,12 @@ def _send(eid: str, body: CommandCreate) -> dict[str, Any]:
     # pending commands), so this is the one view that commits in the middle. (No event yet:
     # "sent" follows within a millisecond, and the bridge reports a command it has to publish.)
     session.commit()
+    return command
+
+
+def _dispatch(session: Session, command: Command) -> dict[str, Any]:
+    """Publish and mark sent (see the module docstring): the record."""
+    publisher: Publisher = mqtt_publisher.publisher_of(current_app)
     try:
         record = commands.dispatch(
             session, publisher, command, Topics(settings().mqtt.topic_prefix)
@@ -171,24 +190,37 @@ def _wait_settled(session: Session, command_id: uuid.UUID, wait_s: float) -> dic
     # Watch first, then read: an update between the read and the wait is not missed.
     watch = feed.watch_command(command_id) if feed is not None else None
     try:
-        out = _out(commands.get_command(session, command_id))
-        while not CommandState(out["state"]).is_terminal:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            session.rollback()  # hold no connection while waiting; read afresh after
-            if watch is None:
-                time.sleep(min(remaining, POLL_S))
-            elif watch.wait(min(remaining, 1.0)):  # 1 s: also notices a feed that went away
-                settled = _terminal_update(watch.latest)
-                if settled is not None:
-                    return settled  # no need to read what the event says
-                if deadline > time.monotonic():
-                    continue  # e.g. accepted: nothing to answer yet, so nothing to read
-            out = _out(commands.get_command(session, command_id))
+        return _wait(
+            session, command_id, deadline, watch, _out(commands.get_command(session, command_id))
+        )
     finally:
         if watch is not None:
             watch.close()
+
+
+def _wait(
+    session: Session,
+    command_id: uuid.UUID,
+    deadline: float,
+    watch: CommandWatch | None,
+    out: dict[str, Any],
+) -> dict[str, Any]:
+    """Wait until ``deadline`` for the command, last known as ``out``, to settle: on ``watch``
+    (registered before ``out`` was read or committed), else by reading it every ``POLL_S``."""
+    while not CommandState(out["state"]).is_terminal:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        session.rollback()  # hold no connection while waiting; read afresh after
+        if watch is None:
+            time.sleep(min(remaining, POLL_S))
+        elif watch.wait(min(remaining, 1.0)):  # 1 s: also notices a feed that went away
+            settled = _terminal_update(watch.latest)
+            if settled is not None:
+                return settled  # no need to read what the event says
+            if deadline > time.monotonic():
+                continue  # e.g. accepted: nothing to answer yet, so nothing to read
+        out = _out(commands.get_command(session, command_id))
     return out
 
 

@@ -192,6 +192,48 @@ def test_post_with_wait_answers_the_outcome(client, operator, online, database):
     assert response.get_json()["sent_at"] is not None
 
 
+def test_post_with_wait_on_the_live_feed_reads_nothing_back(
+    app, client, operator, online, database
+):
+    """With the event feed connected the POST watches before publishing: the outcome comes
+    from the feed's event, and the command is not read again."""
+    from sqlalchemy import event
+
+    from controlsvc.api import event_feed
+
+    with app.app_context():
+        feed = event_feed.get_feed(app)
+    wait_for(lambda: feed.broker_connected, message="the event feed never connected")
+    online.policy = lambda cmd: []
+    reads: list[str] = []
+
+    def answer_once_sent() -> None:
+        command = online.wait_commands(1)[0]
+        wait_for(lambda: command_row(database, command["id"]).state == "sent")
+        online.publish(f"{PREFIX}/enc/enc-a/ack", ack_payload(command["id"], "succeeded"))
+
+    request_thread = threading.current_thread()  # the test client serves in this thread
+
+    def seen(_conn, _cursor, statement: str, *_args) -> None:
+        if threading.current_thread() is not request_thread:
+            return  # the helper's own reads
+        if statement.lstrip().upper().startswith("SELECT") and "FROM commands" in statement:
+            reads.append(statement)
+
+    helper = threading.Thread(target=answer_once_sent, daemon=True)
+    helper.start()
+    event.listen(database.engine, "before_cursor_execute", seen)
+    try:
+        response = client.post(
+            "/api/enclosures/enc-a/commands?wait=20", json={"kind": "ping"}, headers=operator
+        )
+    finally:
+        event.remove(database.engine, "before_cursor_execute", seen)
+    helper.join(20)
+    assert response.get_json()["state"] == "succeeded"
+    assert reads == []
+
+
 def test_post_wait_is_bounded_and_validated(client, operator, online):
     online.policy = lambda cmd: []  # never answers
     response = client.post(
