@@ -42,7 +42,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
-from _support import Stack, machine, print_result, sample_process, start_fleet  # noqa: E402
+from _support import (  # noqa: E402
+    Stack,
+    add_profile_option,
+    machine,
+    print_result,
+    sample_process,
+    start_fleet,
+)
 from floors import check_targets, ratio, read_floor  # noqa: E402
 
 from fleet_simulator import Fleet, fleet_accounts  # noqa: E402
@@ -280,6 +287,7 @@ def main() -> None:
         help="niceness of the simulated fleet (10, as the other benchmarks; 0 on a busy machine)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    add_profile_option(parser)
     args = parser.parse_args()
     if args.quick:
         args.reads = 5
