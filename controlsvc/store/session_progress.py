@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -100,7 +101,17 @@ def is_lost(se: SessionEnclosure, enclosure_state: str | None) -> bool:
     return _is_live(se) and enclosure_state in _AWAY
 
 
-def lost_since(se: SessionEnclosure, enc: Enclosure | None) -> datetime | None:
+class HasState(Protocol):
+    """What ``lost_since`` reads of an enclosure: an ``Enclosure`` or a row of these columns."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def state_changed_at(self) -> datetime | None: ...
+
+
+def lost_since(se: SessionEnclosure, enc: HasState | None) -> datetime | None:
     """Since when: the bridge's record, else (before its next tick) the enclosure's change."""
     if se.lost_since is not None:
         return se.lost_since

@@ -102,10 +102,13 @@ def session_out(session: Session, rs: RecordingSession, *, lost_grace_s: float =
         .order_by(SessionGap.enclosure_id, SessionGap.started_at)
     ):
         gaps.setdefault(gap.enclosure_id, []).append(GapOut.model_validate(gap))
+    # Only the columns shown: whole rows would also parse 1,000 status documents.
     encs = {
         enc.id: enc
-        for enc in session.scalars(
-            select(Enclosure).where(Enclosure.id.in_([se.enclosure_id for se in ses]))
+        for enc in session.connection().execute(
+            select(Enclosure.id, Enclosure.name, Enclosure.state, Enclosure.state_changed_at).where(
+                Enclosure.id.in_([se.enclosure_id for se in ses])
+            )
         )
     }
     out = []
