@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,13 +59,14 @@ def fleet_stack(
     *,
     keep: bool = False,
     before_fleet: Callable[[Stack], Any] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[FleetStack]:
     """``before_fleet(stack)`` runs once the stack is up, before the fleet starts: e.g. a paho
     client of this process (paho's ``select()`` loop cannot watch a socket numbered above
     1,024, and the fleet's 2,000 connections take those numbers)."""
     accounts = fleet_accounts(count, ID_PREFIX)
     ids = list(accounts)
-    with Stack(status_interval_s=status_interval_s, keep=keep) as stack:
+    with Stack(status_interval_s=status_interval_s, keep=keep, env=env) as stack:
         broker = stack.broker(accounts)
         stack.database()
         stack.bridge()

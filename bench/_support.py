@@ -317,8 +317,15 @@ class Child:
 class Stack:
     """Broker, database, bridge and API for one benchmark run (see the module docstring)."""
 
-    def __init__(self, *, status_interval_s: float = 5.0, keep: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        status_interval_s: float = 5.0,
+        keep: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.status_interval_s = status_interval_s
+        self.env = dict(env or {})  # more settings for the children, e.g. JAXMBA_SERVICE_...
         self.workdir = Path(tempfile.mkdtemp(prefix="jaxmba-bench-"))
         self.keep = keep
         self._exit = contextlib.ExitStack()
@@ -397,6 +404,7 @@ class Stack:
                 "JAXMBA_SERVICE_METRICS_DIR": str(self.metrics_dir),
             }
         )
+        env.update(self.env)
         return env
 
     def statuses_coalesced(self) -> int:
