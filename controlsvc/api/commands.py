@@ -92,7 +92,7 @@ def send_command(path: EnclosurePath, query: CommandWaitQuery, body: CommandCrea
     ``wait`` (seconds) the answer comes as soon as the command is settled, or when the wait is
     over, whichever is first (the command is sent either way).
     """
-    started = time.monotonic()
+    deadline = time.monotonic() + query.wait
     session = db_session()
     command = _create(session, path.eid, body)
     feed = _connected_feed() if query.wait > 0 else None
@@ -101,9 +101,8 @@ def send_command(path: EnclosurePath, query: CommandWaitQuery, body: CommandCrea
     watch = feed.watch_command(command.id) if feed is not None else None
     try:
         record = _dispatch(session, command)
-        remaining = query.wait - (time.monotonic() - started)
+        remaining = deadline - time.monotonic()
         if remaining > 0 and not CommandState(record["state"]).is_terminal:
-            deadline = time.monotonic() + remaining
             if watch is not None:
                 record = _wait(session, command.id, deadline, watch, record)
             else:

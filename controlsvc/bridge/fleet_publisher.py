@@ -127,7 +127,7 @@ def fleet_rows(session: Session) -> list[FleetRow]:
         expected_online,
         recorded,
         same_boot,
-    ) in session.execute(_ROWS):
+    ) in session.connection().execute(_ROWS):  # Core: plain tuples, no ORM result processing
         rows.append(
             FleetRow(
                 enclosure_id=eid,

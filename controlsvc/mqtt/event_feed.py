@@ -164,9 +164,7 @@ class EventFeed:
             self._watches.clear()
         connection, self._mqtt = self._mqtt, None
         if connection is not None:
-            connection.stop()
-        if self._auth_listener is not None:
-            self._auth_listener.disconnected()
+            connection.stop()  # tells _on_down, which tells the auth listener
         with self._wake:
             self._wake.notify_all()
         if self._reader is not None and self._reader is not threading.current_thread():
