@@ -116,6 +116,12 @@ BRIDGES_CONNECTED = Gauge(
     "Bridges connected to the broker now (summed over live bridges)",
     multiprocess_mode="livesum",
 )
+BRIDGES_LEADING = Gauge(
+    "jaxmba_bridges_leading",
+    "Bridges running the timers now (holding the lease; 1 in a healthy deployment, summed over "
+    "live bridges; 0 for up to the lease's length after the leader died)",
+    multiprocess_mode="livesum",
+)
 
 # -- MQTT connections of the service (controlsvc.mqtt.connection), by kind ----------------------
 MQTT_CONNECTED = Gauge(
@@ -233,6 +239,7 @@ class StatsExporter:
             self._observe_batches(snapshot, last)
             QUEUE_DEPTH.set(float(snapshot.get("queue_depth", 0)))
             BRIDGES_CONNECTED.set(1.0 if snapshot.get("connected") else 0.0)
+            BRIDGES_LEADING.set(1.0 if snapshot.get("leads") else 0.0)
             self._last = {
                 key: dict(value) if isinstance(value, Mapping) else value
                 for key, value in snapshot.items()

@@ -1,15 +1,20 @@
-"""The bridge's housekeeping: a ``Schedule`` the bridge's one ``Ticker`` runs (never in a batch):
+"""The bridge's housekeeping: two ``Schedule``s the bridge's one ``Ticker`` runs (never in a
+batch). ``schedule`` runs in the one bridge holding the timers' lease
+(``controlsvc.bridge.leadership``):
 
 - every ``TICK_S``: enclosures silent for ``lost_after_intervals`` x their status interval
   become ``lost``; unsettled commands past their deadline become ``timed_out``;
 - every ``REPUBLISH_EVERY_S`` (and at start): ``pending`` commands that never reached the
   broker (the API died between its commit and its publish, or the broker was away) are
   published, while still before their deadline;
-- every ``SERVICE_HEARTBEAT_S``: retained ``service/state`` online again;
-- every ``bridge_health.BEAT_S`` (and at start): this bridge's heartbeat row, which
-  ``/api/health`` reads (``mark_stopped`` at a clean stop);
 - every ``PURGE_EVERY_S``: status history older than ``[SERVICE] status_history_days`` and the
   event log older than ``eventlog.EVENT_RETENTION`` are deleted, in chunks.
+
+``own_schedule`` runs in every bridge:
+
+- every ``SERVICE_HEARTBEAT_S``: retained ``service/state`` online again;
+- every ``bridge_health.BEAT_S`` (and at start): this bridge's heartbeat row, which
+  ``/api/health`` reads (``mark_stopped`` at a clean stop).
 
 Silence is only judged while connected, and not before a full silence period has passed since
 the connection was made: the bridge cannot have heard anyone before it was listening.
@@ -18,7 +23,6 @@ the connection was made: the bridge cannot have heard anyone before it was liste
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,7 +50,8 @@ EventIntent = eventlog.Intent
 
 
 class Housekeeping:
-    """The periodic tasks (``schedule``); ``run_once`` is callable directly (tests)."""
+    """The periodic tasks (``schedule``: the leader's; ``own_schedule``: every bridge's);
+    ``run_once`` runs both (tests)."""
 
     def __init__(
         self,
@@ -67,23 +72,25 @@ class Housekeeping:
         self._liveness = liveness
         self.stats = stats
         self.status_history_days = status_history_days
-        self.bridge_id = f"{socket.gethostname()}/{client.client_id}"
+        self.bridge_id = client.bridge_id
         self.schedule = Schedule("housekeeping")
         add = self.schedule.add
         add("liveness", self.check_liveness)
         add("time-outs", self.time_out_commands)
         add("re-publishing", self.republish_pending, every_s=REPUBLISH_EVERY_S)
-        add("bridge heartbeat", self.beat, every_s=bridge_health.BEAT_S)
-        add(
+        add("purge", self.purge, every_s=PURGE_EVERY_S)
+        self.own_schedule = Schedule("housekeeping")
+        self.own_schedule.add("bridge heartbeat", self.beat, every_s=bridge_health.BEAT_S)
+        self.own_schedule.add(
             "service heartbeat",
             lambda _now: client.heartbeat(),
             every_s=SERVICE_HEARTBEAT_S,
             first_in_s=SERVICE_HEARTBEAT_S,
         )
-        add("purge", self.purge, every_s=PURGE_EVERY_S)
 
     def run_once(self, now: datetime | None = None) -> None:
-        """One round of every task that is due."""
+        """One round of every task that is due, the leader's and this bridge's own."""
+        self.own_schedule.run_due(now)
         self.schedule.run_due(now)
 
     def _commit_events(self, session: Any, intents: list[EventIntent]) -> int | None:

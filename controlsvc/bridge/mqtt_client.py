@@ -35,6 +35,7 @@ write is idempotent, so receiving them twice is harmless.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -152,6 +153,8 @@ class BridgeClient:
         self.receive_maximum = receive_maximum or role.receive_maximum
         self.publish_timeout = publish_timeout
         self.started_at = utcnow()
+        # This bridge among several: its heartbeat row and its name as the timers' lease holder.
+        self.bridge_id = f"{socket.gethostname()}/{self.client_id}"
         self._codes = PubackCodes()
         # Generation and acks. Reentrant: a PUBACK that fails to send makes paho call
         # on_disconnect (which moves the generation on) from inside ``ack``.
@@ -327,6 +330,8 @@ class BridgeClient:
                 client.unsubscribe([self.topics.enc_filter(ch) for ch in self.role.retained])
                 self._retained_mid = None
             elif mid == self._shared_mid and not refused:
+                if not self._subscribed.is_set():
+                    log.info("%s: subscribed to the shared group %r", self.client_id, SHARE_GROUP)
                 self._subscribed.set()
         except Exception:
             log.exception("error in on_subscribe")

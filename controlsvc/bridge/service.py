@@ -56,6 +56,7 @@ from controlsvc.bridge.errors import BrokerRefused
 from controlsvc.bridge.housekeeping import Housekeeping
 from controlsvc.bridge.inbound import Inbound, Link
 from controlsvc.bridge.inbox import Inbox
+from controlsvc.bridge.leadership import Leadership
 from controlsvc.bridge.linger import OutcomeWait
 from controlsvc.bridge.mqtt_client import STATUSES, BridgeClient
 from controlsvc.bridge.session_driver import SessionDriver
@@ -176,9 +177,20 @@ class Bridge:
             else None
         )
         self.sessions = SessionDriver(settings, self.database, self.client, self.stats)
+        # Of several bridges, the one holding this lease runs the timers.
+        self.leadership = Leadership(
+            self.database,
+            self.client.bridge_id,
+            ttl_s=settings.service.bridge_lease_s,
+            stats=self.stats,
+        )
         # One timer thread for every periodic task (none without housekeeping: tests).
         self.ticker = (
-            Ticker([self.housekeeping.schedule, self.sessions.schedule])
+            Ticker(
+                [self.housekeeping.own_schedule],
+                led=[self.housekeeping.schedule, self.sessions.schedule],
+                lease=self.leadership,
+            )
             if self.housekeeping is not None
             else None
         )
@@ -237,6 +249,7 @@ class Bridge:
         self._accepting.clear()
         if self.ticker is not None:
             self.ticker.stop(timeout)
+            self.leadership.release()
         if self.housekeeping is not None:
             self.housekeeping.mark_stopped()
         self._stop_worker.set()

@@ -55,6 +55,8 @@ class BridgeStats:
     statuses_coalesced: int = 0
     connected: bool = False
     connects: int = 0
+    # Whether this bridge holds the timers' lease (controlsvc.bridge.leadership).
+    leads: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, counter: str, key: str, n: int = 1) -> None:
@@ -92,6 +94,7 @@ class BridgeStats:
                 "statuses_coalesced": self.statuses_coalesced,
                 "connected": self.connected,
                 "connects": self.connects,
+                "leads": self.leads,
             }
 
 

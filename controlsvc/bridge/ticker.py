@@ -5,6 +5,8 @@ driver (desired documents, sessions, expected-online alerts, mail, the fleet top
 ``Schedule``: named tasks, each with its period. One ``Ticker`` thread runs every schedule's
 due tasks every ``TICK_S``, in order, so that no two timers of one bridge race each other for
 the same rows, and a batch never waits for a timer (the workers have threads of their own).
+The ``led`` schedules run only while this bridge holds the timers' lease
+(``controlsvc.bridge.leadership``): of several bridges, one runs them.
 
 A failing task is logged at most once per ``ERROR_LOG_PERIOD_S`` per task: without a traceback
 when the database or the broker is away (an outage the next tick retries), with one otherwise
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from controlsvc.bridge.stats import LogThrottle
 from controlsvc.domain.publisher import BrokerUnavailable
@@ -84,18 +87,32 @@ class Schedule:
         )
 
 
-class Ticker:
-    """One thread that runs ``schedules`` every ``tick_s`` until stopped."""
+class Lease(Protocol):
+    def refresh(self) -> bool: ...
 
-    def __init__(self, schedules: Sequence[Schedule], *, tick_s: float = TICK_S) -> None:
+
+class Ticker:
+    """One thread that runs ``schedules`` every ``tick_s`` until stopped, and ``led`` too while
+    ``lease.refresh()`` says this bridge holds the lease (always, without a lease)."""
+
+    def __init__(
+        self,
+        schedules: Sequence[Schedule],
+        *,
+        led: Sequence[Schedule] = (),
+        lease: Lease | None = None,
+        tick_s: float = TICK_S,
+    ) -> None:
         self.schedules = list(schedules)
+        self.led = list(led)
+        self.lease = lease
         self.tick_s = tick_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._stop.clear()
-        for schedule in self.schedules:
+        for schedule in (*self.schedules, *self.led):
             schedule.stopping.clear()
         self._thread = threading.Thread(target=self._run, name="jaxmba-bridge-ticker", daemon=True)
         self._thread.start()
@@ -103,7 +120,7 @@ class Ticker:
     def stop(self, timeout: float = 10.0) -> None:
         """Let the round in progress finish (within ``timeout``) and run no more."""
         self._stop.set()
-        for schedule in self.schedules:
+        for schedule in (*self.schedules, *self.led):
             schedule.stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -112,6 +129,9 @@ class Ticker:
     def run_once(self, now: datetime | None = None) -> None:
         for schedule in self.schedules:
             schedule.run_due(now)
+        if self.led and (self.lease is None or self.lease.refresh()):
+            for schedule in self.led:
+                schedule.run_due(now)
 
     def _run(self) -> None:
         while not self._stop.wait(self.tick_s):

@@ -74,6 +74,9 @@ status_interval_s = 5
 lost_after_intervals = 3
 command_timeout_s = 30
 status_history_days = 30
+# With several bridges, one runs the timers while it holds a lease of this many seconds;
+# another takes over at most this long after it dies.
+bridge_lease_s = 10
 access_token_minutes = 15
 refresh_token_days = 30
 # Seconds an API process keeps a passed access-token check (0: read the database every request);

@@ -222,6 +222,14 @@ class ServiceSettings(_Section):
         description="A session enclosure lost or offline longer than this is timed_out",
     )
     status_history_days: int = Field(30, ge=1, le=3650, description="Status history retention")
+    bridge_lease_s: float = Field(
+        10.0,
+        ge=1,
+        le=300,
+        description="Of several bridges one runs the timers (sessions, liveness, time-outs) "
+        "while it holds a lease of this many seconds, renewed every third of it; when it dies "
+        "another takes over after at most this long",
+    )
     access_token_minutes: int = Field(15, ge=1, le=24 * 60, description="Access token lifetime")
     refresh_token_days: int = Field(30, ge=1, le=365, description="Refresh token lifetime")
     token_check_cache_s: float = Field(

@@ -92,3 +92,31 @@ def test_one_thread_runs_every_schedule_and_stop_interrupts_long_tasks() -> None
     assert {thread for _, thread in ran} == {"jaxmba-bridge-ticker"}
     assert first.stopping.is_set()
     assert second.stopping.is_set()
+
+
+class _Lease:
+    def __init__(self) -> None:
+        self.held = False
+        self.asked = 0
+
+    def refresh(self) -> bool:
+        self.asked += 1
+        return self.held
+
+
+def test_led_schedules_run_only_while_the_lease_is_held() -> None:
+    ran: list[str] = []
+    own, led = Schedule("own"), Schedule("led")
+    own.add("heartbeat", lambda _now: ran.append("own"))
+    led.add("sessions", lambda _now: ran.append("led"))
+    lease = _Lease()
+    ticker = Ticker([own], led=[led], lease=lease)
+    ticker.run_once()
+    assert ran == ["own"]  # another bridge leads: only this bridge's own tasks
+    lease.held = True
+    ticker.run_once()
+    assert ran == ["own", "own", "led"]
+    lease.held = False
+    ticker.run_once()
+    assert ran == ["own", "own", "led", "own"]
+    assert lease.asked == 3  # asked at every tick, so a lost lease stops the led tasks at once

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controlsvc.store.db import Base
-from controlsvc.store.models.bridges import BridgeHeartbeat
+from controlsvc.store.models.bridges import BridgeHeartbeat, BridgeLease
 from controlsvc.store.models.commands import Command
 from controlsvc.store.models.enclosures import (
     AgentEvent,
@@ -31,6 +31,7 @@ __all__ = [
     "Alert",
     "Base",
     "BridgeHeartbeat",
+    "BridgeLease",
     "Command",
     "DesiredVersion",
     "EmailToken",
