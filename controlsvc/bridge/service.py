@@ -145,7 +145,13 @@ class Bridge:
                     status_maxsize=max(1, status_queue_size // count),
                     status_behind_s=status_behind_s,
                 ),
-                Writer(self.database, self.topics, self.liveness, self.stats),
+                Writer(
+                    self.database,
+                    self.topics,
+                    self.liveness,
+                    self.stats,
+                    history_every_s=settings.service.status_history_every_s,
+                ),
             )
             for _ in range(count)
         ]

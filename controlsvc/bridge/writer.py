@@ -6,7 +6,9 @@ never stored. ``write`` applies the rest in arrival order inside ONE transaction
 
 - ``state``: lifecycle and derived state (``enclosures.apply_lifecycle``), transitions;
 - ``status``: latest status unless stale (``enclosures.apply_status``), a history row
-  (insert-if-absent on (enclosure, boot_id, seq));
+  (insert-if-absent on (enclosure, boot_id, seq)): every status, or with
+  ``[SERVICE] status_history_every_s`` one per enclosure per that many seconds plus every one
+  whose state or user-visible part changed;
 - ``ack``: command state (``commands.apply_ack``);
 - ``events``: the agent's durable facts, insert-if-absent on (enclosure, event_id);
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -90,6 +92,7 @@ class _Batch:
     history: list[dict[str, Any]] = field(default_factory=list)
     agent_events: list[tuple[str, Event, datetime]] = field(default_factory=list)
     status_events: dict[str, float] = field(default_factory=dict)
+    history_at: dict[str, float] = field(default_factory=dict)
     written: dict[str, int] = field(default_factory=dict)
     ignored: dict[str, int] = field(default_factory=dict)
     settled: dict[str, int] = field(default_factory=dict)
@@ -126,14 +129,21 @@ class Writer:
         stats: BridgeStats,
         *,
         status_event_every_s: float = STATUS_EVENT_EVERY_S,
+        history_every_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = database
         self._topics = topics
         self._liveness = liveness
         self.stats = stats
         self.status_event_every_s = status_event_every_s
+        self._clock = clock
         self._throttle = LogThrottle(LOG_PERIOD_S)
         self._last_status_event: dict[str, float] = {}
+        # 0: every status gets a history row; else at most one per enclosure per this long,
+        # plus those that changed something (kept per process: a few bridges may each keep one).
+        self.history_every_s = history_every_s
+        self._last_history: dict[str, float] = {}
 
     # -- validation -----------------------------------------------------------------------------
     def _refuse(self, inbound: Inbound, key: str, reason: str, detail: str) -> None:
@@ -234,6 +244,7 @@ class Writer:
                 raise
         # Only what was committed counts.
         self._last_status_event.update(batch.status_events)
+        self._last_history.update(batch.history_at)
         for key, n in batch.written.items():
             self.stats.count("written", key, n)
         for key, n in batch.ignored.items():
@@ -316,10 +327,14 @@ class Writer:
     ) -> None:
         received_at = item.inbound.received_at
         skew_before = clock_skew(enc.status)
+        new_boot = enc.status_boot_id != message.boot_id
         outcome = enclosures.apply_status(
             session, enc, message, received_at, self._liveness, retained=item.inbound.retain
         )
-        if outcome.verdict is not Verdict.DUPLICATE:
+        changed = outcome.verdict is Verdict.NEW and (
+            new_boot or outcome.significant or outcome.change is not None
+        )
+        if outcome.verdict is not Verdict.DUPLICATE and self._history_due(enc.id, changed, batch):
             document = enc.status if outcome.verdict is Verdict.NEW else None
             batch.history.append(enclosures.status_row(enc.id, message, received_at, document))
         if outcome.verdict is not Verdict.NEW:
@@ -330,7 +345,7 @@ class Writer:
         alerts.clock_skew(
             session, enc.id, skew_before, clock_skew(enc.status), batch.events, now=received_at
         )
-        clock = time.monotonic()
+        clock = self._clock()
         last = batch.status_events.get(enc.id, self._last_status_event.get(enc.id))
         due = last is None or clock - last >= self.status_event_every_s
         if outcome.significant or outcome.change is not None or due:
@@ -344,6 +359,18 @@ class Writer:
                 "status": enc.status,
             }
             batch.events.append(("enclosure.status", data, enc.id, None))
+
+    def _history_due(self, eid: str, changed: bool, batch: _Batch) -> bool:
+        """Whether this status gets a history row (the caller has ruled out duplicates);
+        ``changed``: it is the latest and a new boot, a new state or what a user sees."""
+        if self.history_every_s <= 0:
+            return True
+        clock = self._clock()
+        last = batch.history_at.get(eid, self._last_history.get(eid))
+        if changed or last is None or clock - last >= self.history_every_s:
+            batch.history_at[eid] = clock
+            return True
+        return False
 
     def _alive(self, session: Session, enc: Enclosure, item: Parsed, batch: _Batch) -> None:
         """Any live message proves the agent is there: move its silence deadline."""

@@ -222,6 +222,14 @@ class ServiceSettings(_Section):
         description="A session enclosure lost or offline longer than this is timed_out",
     )
     status_history_days: int = Field(30, ge=1, le=3650, description="Status history retention")
+    status_history_every_s: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="0: keep every status in the history; else one per enclosure per this many "
+        "seconds, plus every status whose state or what a user sees changed (the latest "
+        "status is always kept on the enclosure)",
+    )
     bridge_lease_s: float = Field(
         10.0,
         ge=1,

@@ -221,3 +221,50 @@ def test_a_will_of_an_older_connection_arriving_later_is_stale(writer, database)
     # the Will of the current connection is news
     write(writer, msg("state", state_payload("lost", "b1", connection=3)))
     assert transitions(database, "enc-a") == [("offline", "idle"), ("idle", "lost")]
+
+
+def test_status_history_at_a_rate_keeps_changes_and_one_per_period(database, stats):
+    """``status_history_every_s``: the first status, each one that changed what a user sees,
+    and no other within the period; the enclosure always has the latest."""
+    writer = Writer(database, Topics(PREFIX), Liveness(), stats, history_every_s=3600)
+    write(writer, *(msg("status", status_payload("b1", seq)) for seq in range(5)))
+    write(writer, msg("status", status_payload("b1", 5, error="camera unplugged")))
+    write(writer, *(msg("status", status_payload("b1", seq)) for seq in range(6, 9)))
+    write(writer, msg("status", status_payload("b2", 0)))  # a new boot: a transition
+    with database.sessionmaker() as session:
+        kept = session.execute(
+            select(StatusRecord.boot_id, StatusRecord.seq).order_by(StatusRecord.id)
+        ).all()
+        latest = session.get(Enclosure, "enc-a")
+        assert latest is not None
+        assert (latest.status_boot_id, latest.status_seq) == ("b2", 0)
+    # seq 0 (first), 5 (an error appeared), 6 (it went away), b2/0 (new boot)
+    assert [tuple(row) for row in kept] == [("b1", 0), ("b1", 5), ("b1", 6), ("b2", 0)]
+    assert stats.snapshot()["written"] == {"status": 10}
+
+
+def test_status_history_rate_counts_only_what_was_committed(database, stats, monkeypatch):
+    """A status whose write failed left no history row, so the next one is still due one."""
+    now = {"t": 0.0}
+    writer = Writer(
+        database, Topics(PREFIX), Liveness(), stats, history_every_s=60, clock=lambda: now["t"]
+    )
+    write(writer, msg("status", status_payload("b1", 0)))
+    real = enclosures.insert_ignore
+    calls = {"n": 0}
+
+    def fail_twice(session, table, rows):
+        if table is StatusRecord.__table__:
+            calls["n"] += 1
+            if calls["n"] <= 2:  # the batch, then the message written alone: dropped
+                raise RuntimeError("injected")
+        return real(session, table, rows)
+
+    monkeypatch.setattr(enclosures, "insert_ignore", fail_twice)
+    now["t"] = 100.0  # seq 1 is due a row, and its write fails
+    write(writer, msg("status", status_payload("b1", 1)))
+    assert stats.snapshot()["ignored"] == {"dropped": 1}
+    now["t"] = 101.0
+    write(writer, msg("status", status_payload("b1", 2)))
+    with database.sessionmaker() as session:
+        assert session.scalars(select(StatusRecord.seq).order_by(StatusRecord.seq)).all() == [0, 2]
