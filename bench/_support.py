@@ -412,9 +412,13 @@ class Stack:
         (by design when it falls behind: not lost)."""
         return int(self.bridge_counter("jaxmba_bridge_statuses_coalesced"))
 
-    def bridge_counter(self, name: str, settle_s: float = 2.0) -> float:
-        """A counter of the service's processes (summed), once it held still for ``settle_s``
-        (the bridge exports its counters on its housekeeping tick)."""
+    def bridge_counter(
+        self, name: str, settle_s: float = 2.0, labels: Mapping[str, str] | None = None
+    ) -> float:
+        """A counter of the service's processes (summed over the samples with ``labels``), once
+        it held still for ``settle_s`` (the bridge exports its counters after each batch and
+        when idle); ``settle_s=0``: as it is now."""
+        wanted = dict(labels or {})
         from prometheus_client import CollectorRegistry
         from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -426,15 +430,17 @@ class Stack:
                 for metric in registry.collect()
                 for sample in metric.samples
                 if sample.name in (name, f"{name}_total")
+                and all(sample.labels.get(k) == v for k, v in wanted.items())
             )
 
         value = read()
-        while True:
+        while settle_s > 0:
             time.sleep(settle_s)
             again = read()
             if again == value:
                 return value
             value = again
+        return value
 
     def bridge(self) -> Child:
         """``python -m controlsvc bridge``; returns once ``service/state`` says online."""
@@ -540,15 +546,21 @@ class Stack:
             return list(conn.execute(text(sql), params))
 
     def wait_rows(
-        self, expected: int, *, quiet_s: float, cap_s: float, poll_s: float = 0.05
+        self,
+        expected: int,
+        *,
+        quiet_s: float,
+        cap_s: float,
+        poll_s: float = 0.05,
+        count: Callable[[], int] | None = None,
     ) -> tuple[int, float]:
-        """Wait until ``status_history`` holds ``expected`` rows, or its count has not grown for
-        ``quiet_s`` (the bridge stopped making progress), or ``cap_s`` passed; returns the rows
-        and the seconds until the count last changed."""
+        """Wait until ``status_history`` holds ``expected`` rows (or ``count()`` says so), or
+        the count has not grown for ``quiet_s`` (the bridge stopped making progress), or
+        ``cap_s`` passed; returns the count and the seconds until it last changed."""
         started = time.monotonic()
         last, last_change = -1, started
         while True:
-            rows = int(self.scalar("SELECT count(*) FROM status_history"))
+            rows = count() if count else int(self.scalar("SELECT count(*) FROM status_history"))
             now = time.monotonic()
             if rows != last:
                 last, last_change = rows, now

@@ -107,9 +107,22 @@ def _wait_registered(stack: Stack, enclosures: int) -> int:
         return int(stack.scalar(sql))
 
 
-def measure(enclosures: int, duration: float, keep: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def measure(
+    enclosures: int, duration: float, keep: bool, history_every_s: float = 0.0
+) -> tuple[dict[str, Any], dict[str, Any]]:
     accounts = fleet_accounts(enclosures, "ing")
-    with Stack(status_interval_s=STATUS_INTERVAL_S, keep=keep) as stack:
+    env = {"JAXMBA_SERVICE_STATUS_HISTORY_EVERY_S": str(history_every_s)}
+    with Stack(status_interval_s=STATUS_INTERVAL_S, keep=keep, env=env) as stack:
+
+        def applied() -> int:
+            """Statuses the bridge applied: history rows while it keeps every status, else its
+            own counter (the history keeps only some)."""
+            if not history_every_s:
+                return int(stack.scalar("SELECT count(*) FROM status_history"))
+            return int(
+                stack.bridge_counter("jaxmba_bridge_messages_written", 0, {"kind": "status"})
+            )
+
         broker = stack.broker(accounts)
         engine = stack.database()
         facts = machine(engine)
@@ -122,13 +135,13 @@ def measure(enclosures: int, duration: float, keep: bool) -> tuple[dict[str, Any
             me, mosquitto = psutil.Process(), psutil.Process(broker.pid)
             fleet_cpu0, broker_cpu0 = _cpu(me), _cpu(mosquitto)
             acked0 = fleet.counters().statuses_acked
-            rows0 = int(stack.scalar("SELECT count(*) FROM status_history"))
+            rows0 = applied()
             window_start = datetime.now(UTC)
             with sample_process(bridge.pid) as usage:
                 time.sleep(duration)
             at_end = datetime.now(UTC)
             published_in_window = fleet.counters().statuses_acked - acked0
-            stored_in_window = int(stack.scalar("SELECT count(*) FROM status_history")) - rows0
+            stored_in_window = applied() - rows0
             fleet_cores = (_cpu(me) - fleet_cpu0) / usage.seconds
             broker_cores = (_cpu(mosquitto) - broker_cpu0) / usage.seconds
             rows = stack.rows("SELECT status_at FROM enclosures WHERE status_at IS NOT NULL")
@@ -148,7 +161,7 @@ def measure(enclosures: int, duration: float, keep: bool) -> tuple[dict[str, Any
             fleet.stop()
         counters = fleet.counters()
         stored, drain_s = stack.wait_rows(
-            counters.statuses_acked, quiet_s=DRAIN_QUIET_S, cap_s=DRAIN_CAP_S
+            counters.statuses_acked, quiet_s=DRAIN_QUIET_S, cap_s=DRAIN_CAP_S, count=applied
         )
         broker_drops = _broker_drop_notices(broker.log_file)
         coalesced = stack.statuses_coalesced()
@@ -162,7 +175,8 @@ def measure(enclosures: int, duration: float, keep: bool) -> tuple[dict[str, Any
             )
         ]
         # The floor's second half: the rows the bridge stored, written by a bare COPY.
-        insert = insert_floor(engine, "status_history", min(stored, FLOOR_ROWS))
+        history_rows = int(stack.scalar("SELECT count(*) FROM status_history"))
+        insert = insert_floor(engine, "status_history", min(history_rows, FLOOR_ROWS))
     bridge_ms = usage.cores * usage.seconds * 1000 / max(1, stored_in_window)
     floor = status_floor(subscriber, insert)
     floor_ms = floor["cpu_ms_per_msg"]
@@ -175,6 +189,7 @@ def measure(enclosures: int, duration: float, keep: bool) -> tuple[dict[str, Any
     }
     result = {
         "enclosures": enclosures,
+        "history_every_s": history_every_s,
         "duration_s": round(usage.seconds, 1),
         "connect_s": round(ready_s, 1),
         "statuses_per_s": round(published_in_window / usage.seconds, 1),
@@ -227,6 +242,14 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds per K")
     parser.add_argument("--keep", action="store_true", help="keep the work directories (logs)")
+    parser.add_argument(
+        "--history-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="[SERVICE] status_history_every_s of the bridge (0: every status in the history); "
+        "above 0 the bridge's own counter says what it applied",
+    )
     add_profile_option(parser)
     args = parser.parse_args()
     sizes = args.enclosures or list(DEFAULT_ENCLOSURES)
@@ -235,7 +258,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     facts: dict[str, Any] = {}
     for size in sizes:
-        result, facts = measure(size, args.duration, args.keep)
+        result, facts = measure(size, args.duration, args.keep, args.history_every)
         print(f"K={size}: {result}", file=sys.stderr, flush=True)
         results.append(result)
     target = next((r for r in results if r["enclosures"] == TARGET_ENCLOSURES), None)

@@ -75,7 +75,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with _database(args.sqlite) as url:
         migrate.upgrade(migrate.alembic_config(url.render_as_string(hide_password=False)))
         database = Database(url)
-        writer = Writer(database, topics, Liveness(), BridgeStats())
+        writer = Writer(
+            database, topics, Liveness(), BridgeStats(), history_every_s=args.history_every
+        )
         births = [_inbound(a.state_topic, a.state_message(Lifecycle.READY).payload) for a in agents]
         writer.write(writer.parse(births))
         statuses = [
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "statuses": n,
         "enclosures": args.enclosures,
         "batch": args.batch,
+        "history_every_s": args.history_every,
         "stored": stored,
         "cpu_us_per_status": round(cpu / n * 1e6, 1),
         "wall_us_per_status": round(wall / n * 1e6, 1),
@@ -130,6 +133,14 @@ def main() -> None:
     parser.add_argument("--enclosures", type=int, default=500)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    parser.add_argument(
+        "--history-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="[SERVICE] status_history_every_s (0: every status in the history; the floor "
+        "then writes only the rows that were stored)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the writes")
     args = parser.parse_args()
     if args.quick:
