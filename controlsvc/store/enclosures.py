@@ -157,12 +157,16 @@ def insert_new(
     session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: tuple[str, ...]
 ) -> set[tuple[Any, ...]]:
     """INSERT rows, skipping those that collide with a unique key; the ``key`` values of the
-    rows actually inserted (one statement: ``ON CONFLICT DO NOTHING RETURNING``)."""
+    rows actually inserted (``ON CONFLICT DO NOTHING RETURNING``).
+
+    The rows go as parameters of one cached statement, which SQLAlchemy sends as multi-row
+    INSERTs ("insertmanyvalues"): a statement with the rows inlined as ``.values(rows)`` was
+    compiled anew for every batch size, a tenth of the bridge's CPU in a session's start."""
     if not rows:
         return set()
     columns = [table.c[name] for name in key]
-    stmt = _insert_skipping_conflicts(session, table).values(list(rows)).returning(*columns)
-    return {tuple(row) for row in session.execute(stmt)}
+    stmt = _insert_skipping_conflicts(session, table).returning(*columns)
+    return {tuple(row) for row in session.execute(stmt, list(rows))}
 
 
 def lock_enclosures(
