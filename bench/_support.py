@@ -23,6 +23,9 @@ API (gunicorn's workers included) run under py-spy, which samples their threads 
 on a CPU and writes ``DIR/bridge.txt`` and ``DIR/api.txt`` (collapsed stacks) when they stop;
 ``bench/profile_report.py`` turns them into tables. py-spy's own CPU then counts in the
 processes' figures: a profiled run measures where the time goes, not how much there is.
+py-spy runs with ``--nonblocking``: pausing the process for each sample slowed a session's
+start fivefold, enough to change how the bridge batches (a sample may now and then catch a
+stack half-updated, which the tables' thousands of samples absorb).
 """
 
 from __future__ import annotations
@@ -222,7 +225,21 @@ class ProcessSampler:
         return {
             f"{prefix}_cpu_cores": round(self.cores, 3),
             f"{prefix}_rss_mb": round(self.rss_max / 2**20, 1),
+            f"{prefix}_rss_slope_mb_per_min": self.rss_slope_mb_per_min(),
         }
+
+    def rss_slope_mb_per_min(self) -> float | None:
+        """Least-squares slope of the RSS samples over the window: ~0 when memory is flat,
+        a steady climb when something accumulates (None: fewer than 10 samples)."""
+        samples = self.rss_samples
+        n = len(samples)
+        if n < 10:
+            return None
+        xs = [i * self.interval_s / 60 for i in range(n)]
+        mean_x, mean_y = sum(xs) / n, sum(samples) / n
+        spread = sum((x - mean_x) ** 2 for x in xs)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, samples, strict=True)) / spread
+        return round(slope / 2**20, 3)
 
 
 def sample_process(pid: int) -> ProcessSampler:
@@ -268,7 +285,8 @@ def profiled(name: str, argv: list[str]) -> list[str]:
     Path(directory).mkdir(parents=True, exist_ok=True)
     output = Path(directory, f"{name}.txt").resolve()
     rate = str(PROFILE_RATE_HZ)
-    return [spy, "record", "--subprocesses", "--rate", rate, "--format", "raw", "--output"] + [
+    return [spy, "record", "--nonblocking", "--subprocesses", "--rate", rate, "--format", "raw"] + [
+        "--output",
         str(output),
         "--",
         *argv,
