@@ -38,7 +38,6 @@ from controlsvc.store import alerts, commands, enclosures, eventlog
 from controlsvc.store.db import Database, is_down, utcnow
 from controlsvc.store.enclosures import Liveness, StateChange, Verdict
 from controlsvc.store.models.enclosures import AgentEvent, Enclosure, StatusRecord
-from controlsvc.store.models.events import EventRecord
 from schemas.codec import parse_message
 from schemas.commands import Ack
 from schemas.errors import MessageError, TopicError
@@ -257,7 +256,7 @@ class Writer:
 
     def _apply(
         self, session: Session, parsed: Sequence[Parsed], batch: _Batch, now: datetime
-    ) -> list[EventRecord]:
+    ) -> list[eventlog.Logged]:
         encs = enclosures.lock_enclosures(session, {p.eid for p in parsed}, now=now)
         superseded = _superseded_wills(parsed)
         for position, item in enumerate(parsed):

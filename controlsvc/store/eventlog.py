@@ -23,10 +23,10 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic_core import to_json, to_jsonable_python
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import Table, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.publisher import BrokerUnavailable, Publisher
@@ -67,7 +67,39 @@ def notification_topic(prefix: str) -> str:
     return Topics(prefix).service_events()
 
 
-def event_body(row: EventRecord) -> dict[str, Any]:
+class LoggedEvent(Protocol):
+    """An event row as ``event_body`` reads it: an ``EventRecord`` or a ``Logged``."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def enclosure_id(self) -> str | None: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def command_id(self) -> uuid.UUID | None: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """An event ``record_many`` just wrote: its id and what was written, no ORM object."""
+
+    id: int
+    kind: str
+    at: datetime
+    enclosure_id: str | None
+    session_id: str | None
+    command_id: uuid.UUID | None
+    data: dict[str, Any]
+
+
+def event_body(row: LoggedEvent) -> dict[str, Any]:
     """An event as `GET /api/events` streams it and a notification carries it
     (`schemas.messages.LoggedEvent`, built by hand: it is on every event's path). Call it before
     the commit, which expires the row; `at` is UTC as a read of the row would give it."""
@@ -192,8 +224,8 @@ def record(
     command_id: uuid.UUID | None = None,
     session_id: str | None = None,
     at: datetime | None = None,
-) -> EventRecord:
-    """Add an event to the log (flushed, so it has its id); the caller commits.
+) -> Logged:
+    """Add an event to the log (written, so it has its id); the caller commits.
 
     `data` may hold datetimes, UUIDs, enums and pydantic models: they are stored as JSON.
     """
@@ -213,9 +245,12 @@ class Entry:
     at: datetime | None = None
 
 
-def record_many(session: Session, entries: Sequence[Entry]) -> list[EventRecord]:
-    """``record`` for several events with one flush (one multi-row INSERT): the bridge records
-    dozens per batch."""
+def record_many(session: Session, entries: Sequence[Entry]) -> list[Logged]:
+    """``record`` for several events in one statement: the bridge records dozens per batch.
+
+    A Core ``INSERT … RETURNING id`` with the rows as parameters (SQLAlchemy sends them as
+    multi-row INSERTs, ids in the rows' order), not ORM objects: the unit of work cost more
+    than the INSERT itself."""
     if not entries:
         return []
     for entry in entries:
@@ -223,19 +258,35 @@ def record_many(session: Session, entries: Sequence[Entry]) -> list[EventRecord]
     _serialise_writers(session)
     now = utcnow()
     rows = [
-        EventRecord(
-            kind=entry.kind,
-            data=to_jsonable_python(entry.data),
-            enclosure_id=entry.enclosure_id,
-            command_id=entry.command_id,
-            session_id=entry.session_id,
-            at=entry.at or now,
+        Logged(
+            0,
+            entry.kind,
+            entry.at or now,
+            entry.enclosure_id,
+            entry.session_id,
+            entry.command_id,
+            to_jsonable_python(entry.data),
         )
         for entry in entries
     ]
-    session.add_all(rows)
-    session.flush()
-    return rows
+    table: Table = EventRecord.__table__  # type: ignore[assignment]
+    stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    params = [
+        {
+            "kind": row.kind,
+            "at": row.at,
+            "enclosure_id": row.enclosure_id,
+            "session_id": row.session_id,
+            "command_id": row.command_id,
+            "data": row.data,
+        }
+        for row in rows
+    ]
+    ids = session.execute(stmt, params).scalars().all()
+    return [
+        Logged(int(i), r.kind, r.at, r.enclosure_id, r.session_id, r.command_id, r.data)
+        for i, r in zip(ids, rows, strict=True)
+    ]
 
 
 Intent = tuple[str, dict[str, Any], str | None, uuid.UUID | None]
@@ -253,14 +304,14 @@ class Recorded:
     events: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def of(cls, rows: Sequence[EventRecord]) -> Recorded | None:
+    def of(cls, rows: Sequence[LoggedEvent]) -> Recorded | None:
         """From one transaction's rows; build it before the commit (which expires them)."""
         if not rows:
             return None
         return cls(max(row.id for row in rows), [event_body(row) for row in rows])
 
 
-def record_intent_rows(session: Session, intents: Sequence[Intent]) -> list[EventRecord]:
+def record_intent_rows(session: Session, intents: Sequence[Intent]) -> list[Logged]:
     """Record collected ``intents`` in one flush (``session_id`` taken from the data when it
     names one); the rows, in id order."""
     return record_many(
