@@ -42,7 +42,6 @@ so the queue fills and the broker holds the rest until the database is back.
 
 from __future__ import annotations
 
-import gc
 import logging
 import queue
 import signal
@@ -441,21 +440,6 @@ class _Lane:
         return min(times, default=None)
 
 
-# The bridge makes many short-lived objects per message (JSON, pydantic models, ORM state), so
-# CPython's default gen-0 threshold (700) runs the collector every few messages, and each
-# older-generation pass walks every long-lived object (SQLAlchemy's and pydantic's schemas).
-# Moving what exists at start out of the collector's sight and collecting less often cut the
-# writer's CPU per status by about a fifth (bench/writer.py, docs/benchmarks.md).
-GC_THRESHOLDS = (10_000, 50, 100)
-
-
-def tune_gc() -> None:
-    """For a long-running bridge process, once it is built (not for bridges inside tests)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 def run(settings: Settings) -> None:
     """Run a bridge until SIGTERM or SIGINT. Raises ``BrokerRefused`` when the broker refuses
     the service's credentials (retrying would not help)."""
@@ -467,7 +451,6 @@ def run(settings: Settings) -> None:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     bridge = Bridge(settings)
-    tune_gc()
     try:
         bridge.start()
         log.info(

@@ -57,7 +57,6 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 def gunicorn_options(settings: Settings, host: str, port: int, workers: int) -> dict[str, Any]:
     from controlsvc import metrics
-    from controlsvc.api import event_feed
 
     return {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
@@ -74,7 +73,7 @@ def gunicorn_options(settings: Settings, host: str, port: int, workers: int) -> 
         **_gunicorn_json_logs(settings),
         "proc_name": "jaxmba-api",
         # End a stopping worker's event streams at once instead of after the graceful timeout.
-        "post_worker_init": event_feed.gunicorn_post_worker_init,
+        "post_worker_init": gunicorn_post_worker_init,
         "child_exit": metrics.gunicorn_child_exit,
     }
 
@@ -192,9 +191,21 @@ def serve_gunicorn_apart(
 def run_bridge(settings: Settings) -> None:
     from controlsvc import metrics
     from controlsvc.bridge.service import run as run_bridge_service
+    from controlsvc.ops.gc_policy import tune_gc
 
     metrics.setup_process(settings)
+    tune_gc()
     run_bridge_service(settings)
+
+
+def gunicorn_post_worker_init(worker: Any) -> None:
+    """gunicorn ``post_worker_init``: the worker has loaded the app; end its event streams at
+    once on SIGTERM, and tune its collector."""
+    from controlsvc.api import event_feed
+    from controlsvc.ops.gc_policy import tune_gc
+
+    event_feed.gunicorn_post_worker_init(worker)
+    tune_gc()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

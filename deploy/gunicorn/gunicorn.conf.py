@@ -29,9 +29,9 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    from controlsvc.api import event_feed
+    from controlsvc.ops.runner import gunicorn_post_worker_init
 
-    event_feed.gunicorn_post_worker_init(worker)
+    gunicorn_post_worker_init(worker)
 
 
 def child_exit(server, worker):
