@@ -437,16 +437,14 @@ class SessionDriver:
             if se.lost_since is None:
                 se.lost_since = enc.state_changed_at or now
             lost_alert = alerts.open_alert(session, eid, "enclosure_lost")
-            if state in ACTIVE_ENCLOSURE_STATES and now >= rs.start_at and lost_alert is None:
-                alerts.raise_alert(
-                    session,
-                    "enclosure_lost",
-                    eid,
-                    f"{alerts.away_sentence(enc)} during session “{rs.name}”",
-                    events,
-                    session_id=rs.id,
-                    now=now,
-                )
+            if state in ACTIVE_ENCLOSURE_STATES and now >= rs.start_at:
+                message = f"{alerts.away_sentence(enc)} during session “{rs.name}”"
+                if lost_alert is None:
+                    alerts.raise_alert(
+                        session, "enclosure_lost", eid, message, events, session_id=rs.id, now=now
+                    )
+                else:  # raised by the expected-online watch, which got there first
+                    alerts.name_session(lost_alert, rs.id, message, events)
             if now - se.lost_since > self.lost_grace:
                 grace = self.lost_grace.total_seconds()
                 if signal(Signal.LOST_TIMEOUT, f"{enc.state} for more than {grace:g} s"):

@@ -66,6 +66,7 @@ __all__ = [
     "get_alert",
     "list_alerts",
     "open_alert",
+    "name_session",
     "raise_alert",
     "recover",
     "watch_expected_online",
@@ -174,6 +175,19 @@ def raise_alert(
         extra=log_ids(enclosure_id=enclosure_id, session_id=session_id),
     )
     return alert
+
+
+def name_session(alert: Alert, session_id: str, message: str, events: list[Any]) -> bool:
+    """An open alert raised outside a session turns out to be about one (an enclosure expected
+    online was lost while recording, and the expected-online watch saw it first): it names
+    the session from now on, in the database and, through its ``alert`` event, in every UI.
+    False when it already names one."""
+    if alert.session_id is not None:
+        return False
+    alert.session_id = session_id
+    alert.message = _clip(message)
+    _event(alert, False, events)
+    return True
 
 
 def clock_skew(

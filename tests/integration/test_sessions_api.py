@@ -518,3 +518,28 @@ def test_one_truth_for_progress_and_lost(client, operator, viewer, online, datab
     )
     one = client.get(f"/api/alerts/{lost['alert_id']}", headers=viewer).get_json()
     assert one["session_status"] == "canceled"
+
+
+def test_an_expected_online_alert_that_came_first_names_the_session(
+    client, operator, settings, make_bridge, agents, database
+):
+    """An enclosure expected online and recording in a session is lost: whichever timer sees it
+    first, the one alert open names the session (the expected-online watch getting there first
+    used to leave an alert that never mentioned it)."""
+    bridge = make_bridge(settings, housekeeping=False)  # no timers: this test runs them, in order
+    a = agents("enc-a", interval=1.0)
+    a.online()
+    wait_state(database, "enc-a", "idle")
+    r = client.patch("/api/enclosures/enc-a", json={"expected_online": True}, headers=operator)
+    assert r.status_code == 200, r.get_json()
+    sid = create(client, operator, eids=("enc-a",)).get_json()["id"]
+    event(a, "recording_started", sid)
+    wait_enc_state(client, operator, sid, "enc-a", "recording")
+    a.drop()
+    wait_state(database, "enc-a", "lost")
+    assert bridge.sessions.watch_expected_online() == 1  # first: the plain alert
+    bridge.sessions.advance()
+    with database.sessionmaker() as session:
+        (alert,) = session.scalars(select(Alert).where(Alert.recovered_at.is_(None))).all()
+    assert alert.session_id == sid
+    assert alert.message == "enc-a lost its connection during session “test session”"
