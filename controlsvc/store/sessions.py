@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
@@ -260,7 +260,25 @@ def _names(ids: Iterable[str]) -> str:
     return ", ".join(sorted(ids))
 
 
-def _check_enclosures(session: Session, body: SessionCreate, encs: dict[str, Enclosure]) -> None:
+class _Known(Protocol):
+    """What a creation needs to know of each enclosure asked for."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def retired_at(self) -> datetime | None: ...
+
+
+def _known(session: Session, ids: Sequence[str]) -> dict[str, _Known]:
+    """Three columns of the enclosures asked for: loading the whole rows (status documents
+    included) took a third of a 1,000-enclosure session's creation."""
+    rows = session.execute(
+        select(Enclosure.id, Enclosure.state, Enclosure.retired_at).where(Enclosure.id.in_(ids))
+    )
+    return {row.id: row for row in rows}
+
+
+def _check_enclosures(session: Session, body: SessionCreate, encs: Mapping[str, _Known]) -> None:
     wanted = [e.id for e in body.enclosures]
     unknown = [eid for eid in wanted if eid not in encs or encs[eid].retired_at is not None]
     if unknown:
@@ -311,9 +329,7 @@ def create_session(
         raise InvalidInput("must be in the future (leave it out to start now)", field="start_at")
     _serialise_creation(session)
     wanted = [e.id for e in body.enclosures]
-    encs = {
-        enc.id: enc for enc in session.scalars(select(Enclosure).where(Enclosure.id.in_(wanted)))
-    }
+    encs = _known(session, wanted)
     _check_enclosures(session, body, encs)
     start_at = body.start_at or now
     rs = RecordingSession(
