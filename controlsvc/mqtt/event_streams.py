@@ -31,16 +31,9 @@ class _Feed(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class FeedEvent:
+class FeedEvent(eventlog.Logged):
     """One event as streamed; `json` is its SSE `data:` line, built once per process."""
 
-    id: int
-    kind: str
-    at: datetime
-    enclosure_id: str | None
-    session_id: str | None
-    command_id: uuid.UUID | None
-    data: dict[str, Any]
     json: str
 
     @classmethod
