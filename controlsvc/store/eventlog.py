@@ -257,36 +257,21 @@ def record_many(session: Session, entries: Sequence[Entry]) -> list[Logged]:
         check_kind(entry.kind)
     _serialise_writers(session)
     now = utcnow()
-    rows = [
-        Logged(
-            0,
-            entry.kind,
-            entry.at or now,
-            entry.enclosure_id,
-            entry.session_id,
-            entry.command_id,
-            to_jsonable_python(entry.data),
-        )
+    params = [
+        {
+            "kind": entry.kind,
+            "at": entry.at or now,
+            "enclosure_id": entry.enclosure_id,
+            "session_id": entry.session_id,
+            "command_id": entry.command_id,
+            "data": to_jsonable_python(entry.data),
+        }
         for entry in entries
     ]
     table: Table = EventRecord.__table__  # type: ignore[assignment]
     stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    params = [
-        {
-            "kind": row.kind,
-            "at": row.at,
-            "enclosure_id": row.enclosure_id,
-            "session_id": row.session_id,
-            "command_id": row.command_id,
-            "data": row.data,
-        }
-        for row in rows
-    ]
     ids = session.execute(stmt, params).scalars().all()
-    return [
-        Logged(int(i), r.kind, r.at, r.enclosure_id, r.session_id, r.command_id, r.data)
-        for i, r in zip(ids, rows, strict=True)
-    ]
+    return [Logged(id=int(i), **row) for i, row in zip(ids, params, strict=True)]
 
 
 Intent = tuple[str, dict[str, Any], str | None, uuid.UUID | None]
