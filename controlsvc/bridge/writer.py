@@ -117,6 +117,31 @@ def _superseded_wills(parsed: Sequence[Parsed]) -> set[int]:
     return {states[i][0] for i in found}
 
 
+class _Cadence:
+    """At most one per enclosure per ``every_s`` (0: every one) unless forced; only what a
+    committed batch took counts (``commit``), so a failed write leaves the next one due.
+    Per process: a few bridges may each take one within a period."""
+
+    def __init__(self, every_s: float, clock: Callable[[], float]) -> None:
+        self.every_s = every_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    def due(self, eid: str, taken: dict[str, float], *, force: bool = False) -> bool:
+        """Whether ``eid`` is due one now; if so, noted in ``taken`` (the batch's)."""
+        if self.every_s <= 0:
+            return True
+        now = self._clock()
+        last = taken.get(eid, self._last.get(eid))
+        if force or last is None or now - last >= self.every_s:
+            taken[eid] = now
+            return True
+        return False
+
+    def commit(self, taken: dict[str, float]) -> None:
+        self._last.update(taken)
+
+
 class Writer:
     """Parses and writes batches; used by the bridge's single worker thread."""
 
@@ -135,14 +160,11 @@ class Writer:
         self._topics = topics
         self._liveness = liveness
         self.stats = stats
-        self.status_event_every_s = status_event_every_s
-        self._clock = clock
         self._throttle = LogThrottle(LOG_PERIOD_S)
-        self._last_status_event: dict[str, float] = {}
+        self._status_events = _Cadence(status_event_every_s, clock)
         # 0: every status gets a history row; else at most one per enclosure per this long,
-        # plus those that changed something (kept per process: a few bridges may each keep one).
-        self.history_every_s = history_every_s
-        self._last_history: dict[str, float] = {}
+        # plus those that changed something.
+        self._history = _Cadence(history_every_s, clock)
 
     # -- validation -----------------------------------------------------------------------------
     def _refuse(self, inbound: Inbound, key: str, reason: str, detail: str) -> None:
@@ -242,8 +264,8 @@ class Writer:
                 session.rollback()
                 raise
         # Only what was committed counts.
-        self._last_status_event.update(batch.status_events)
-        self._last_history.update(batch.history_at)
+        self._status_events.commit(batch.status_events)
+        self._history.commit(batch.history_at)
         for key, n in batch.written.items():
             self.stats.count("written", key, n)
         for key, n in batch.ignored.items():
@@ -333,7 +355,9 @@ class Writer:
         changed = outcome.verdict is Verdict.NEW and (
             new_boot or outcome.significant or outcome.change is not None
         )
-        if outcome.verdict is not Verdict.DUPLICATE and self._history_due(enc.id, changed, batch):
+        if outcome.verdict is not Verdict.DUPLICATE and self._history.due(
+            enc.id, batch.history_at, force=changed
+        ):
             document = enc.status if outcome.verdict is Verdict.NEW else None
             batch.history.append(enclosures.status_row(enc.id, message, received_at, document))
         if outcome.verdict is not Verdict.NEW:
@@ -344,11 +368,8 @@ class Writer:
         alerts.clock_skew(
             session, enc.id, skew_before, clock_skew(enc.status), batch.events, now=received_at
         )
-        clock = self._clock()
-        last = batch.status_events.get(enc.id, self._last_status_event.get(enc.id))
-        due = last is None or clock - last >= self.status_event_every_s
-        if outcome.significant or outcome.change is not None or due:
-            batch.status_events[enc.id] = clock
+        force = outcome.significant or outcome.change is not None
+        if self._status_events.due(enc.id, batch.status_events, force=force):
             data = {
                 "enclosure_id": enc.id,
                 "state": enc.state,
@@ -358,18 +379,6 @@ class Writer:
                 "status": enc.status,
             }
             batch.events.append(("enclosure.status", data, enc.id, None))
-
-    def _history_due(self, eid: str, changed: bool, batch: _Batch) -> bool:
-        """Whether this status gets a history row (the caller has ruled out duplicates);
-        ``changed``: it is the latest and a new boot, a new state or what a user sees."""
-        if self.history_every_s <= 0:
-            return True
-        clock = self._clock()
-        last = batch.history_at.get(eid, self._last_history.get(eid))
-        if changed or last is None or clock - last >= self.history_every_s:
-            batch.history_at[eid] = clock
-            return True
-        return False
 
     def _alive(self, session: Session, enc: Enclosure, item: Parsed, batch: _Batch) -> None:
         """Any live message proves the agent is there: move its silence deadline."""
