@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
 
@@ -46,7 +47,7 @@ class TemplatePath(StrictModel):
     id: int = Field(ge=1, le=2**53, description="Template id.")
 
 
-def _start(body: SessionCreate) -> tuple[dict[str, Any], int]:
+def _start(body: SessionCreate) -> tuple[Response, int]:
     session = db_session()
     rs, outgoing = sessions.create_session(
         session,

@@ -51,7 +51,7 @@ from controlsvc.store.models.sessions import (
     RecordingSession,
     SessionEnclosure,
 )
-from controlsvc.store.session_progress import progress_of, totals_of
+from controlsvc.store.session_progress import progress_fields, totals_of
 from controlsvc.store.sessions import (
     ACTIVE_SESSION_VALUES,
     DONE_STATES,
@@ -400,7 +400,7 @@ class SessionDriver:
 
     @staticmethod
     def _totals(rs: RecordingSession, ses: Sequence[SessionEnclosure]) -> dict[str, Any]:
-        totals = totals_of((progress_of(se) for se in ses), sum(se.gap_s for se in ses))
+        totals = totals_of((progress_fields(se) for se in ses), sum(se.gap_s for se in ses))
         return {
             "session_id": rs.id,
             "status": rs.status,

@@ -41,7 +41,7 @@ from controlsvc.store.models.sessions import (
     SessionGap,
     SessionSegment,
 )
-from controlsvc.store.session_progress import progress_of
+from controlsvc.store.session_progress import progress_fields
 from controlsvc.store.sessions import (
     EventIntent,
     apply,
@@ -148,7 +148,7 @@ def _progress(se: SessionEnclosure) -> dict[str, Any]:
         "session_id": se.session_id,
         "enclosure_id": se.enclosure_id,
         "state": se.state,
-        **progress_of(se).model_dump(),
+        **progress_fields(se),
         "gap_s": round(se.gap_s, 3),
     }
 

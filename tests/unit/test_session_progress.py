@@ -8,7 +8,14 @@ import pytest
 
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.models.sessions import SessionEnclosure
-from controlsvc.store.session_progress import fails_at, is_lost, lost_since, progress_of, totals_of
+from controlsvc.store.session_progress import (
+    fails_at,
+    is_lost,
+    lost_since,
+    progress_fields,
+    progress_of,
+    totals_of,
+)
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -44,27 +51,30 @@ def test_live_while_it_records(state):
 def test_evidence_once_done(state):
     p = progress_of(part(state))
     assert (p.basis, p.recorded_s, p.frames) == ("evidence", 20.0, 200)
+    assert progress_fields(part(state)) == p.model_dump()
 
 
 def test_totals_are_live_while_any_is():
-    totals = totals_of([progress_of(part("recording")), progress_of(part("completed"))], 3.0)
+    totals = totals_of(
+        [progress_fields(part("recording")), progress_fields(part("completed"))], 3.0
+    )
     assert (totals.basis, totals.recorded_s, totals.frames, totals.gap_s) == (
         "live",
         44.5,
         445,
         3.0,
     )
-    assert totals_of([progress_of(part("failed"))], 0).basis == "evidence"
+    assert totals_of([progress_fields(part("failed"))], 0).basis == "evidence"
 
 
 def test_lost_at_once_with_the_time_it_fails():
     enc = Enclosure(id="enc-a", name="enc-a", state="lost", state_changed_at=T0)
     se = part("recording")
     assert is_lost(se, enc.state)
-    assert lost_since(se, enc) == T0  # before the bridge's tick records it
+    assert lost_since(se.lost_since, enc) == T0  # before the bridge's tick records it
     se.lost_since = T0 - timedelta(seconds=2)
-    assert lost_since(se, enc) == T0 - timedelta(seconds=2)
-    assert fails_at(lost_since(se, enc), 60) == T0 + timedelta(seconds=58)
+    assert lost_since(se.lost_since, enc) == T0 - timedelta(seconds=2)
+    assert fails_at(lost_since(se.lost_since, enc), 60) == T0 + timedelta(seconds=58)
     assert not is_lost(part("timed_out"), "lost")
     assert not is_lost(se, "idle")
     assert not is_lost(se, "recording")
