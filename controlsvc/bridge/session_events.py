@@ -10,7 +10,7 @@ timer's side is ``controlsvc.bridge.session_driver``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -160,6 +160,8 @@ class _BatchFacts:
 
     new_segments: set[tuple[str, str, str]]  # (session, enclosure, path) inserted just now
     open_frame_alerts: dict[str, set[str]]  # enclosure -> open alerts that frames recover
+    # enclosure -> its agent's clock offset (s), from the caller's copy of its latest status
+    skews: Mapping[str, float | None] = field(default_factory=dict)
     changed_alerts: set[str] = field(default_factory=set)  # enclosures: look again
 
 
@@ -248,10 +250,15 @@ def on_events(
     session: Session,
     items: Sequence[tuple[str, AgentEventMessage, datetime]],
     events: list[EventIntent],
+    *,
+    skews: Mapping[str, float | None] | None = None,
 ) -> None:
     """``on_event`` for a batch of newly stored events ``(enclosure id, event, received
     at)``, applied in order, with ONE locking read of their sessions' enclosures (a fan-out
-    brings 1,000 ``recording_started`` at once; one round trip each is most of their cost)."""
+    brings 1,000 ``recording_started`` at once; one round trip each is most of their cost).
+
+    ``skews``: each enclosure's clock offset as the caller knows it (the writer's working
+    copies); an enclosure not in it is read (one statement)."""
     pairs = {
         (event.session_id, eid)
         for eid, event, _ in items
@@ -271,6 +278,7 @@ def on_events(
         open_frame_alerts=_open_frame_alerts(
             session, {eid for _, eid, e, _ in mine if e.kind in _FRAMES_AGAIN}
         ),
+        skews=skews or {},
     )
     for eid, event, received_at in items:
         if event.kind in ENCLOSURE_KINDS:
@@ -295,8 +303,11 @@ def _session_event(
         return
     # The agent's time on the service's clock (its reported skew, never after arrival + 5 s):
     # a skewed agent's early stop must not pass for the end.
-    enc = session.get(Enclosure, eid)
-    skew = clock_skew(current_status(enc)) if enc is not None else None
+    if eid in facts.skews:
+        skew = facts.skews[eid]
+    else:
+        enc = session.get(Enclosure, eid)
+        skew = clock_skew(current_status(enc)) if enc is not None else None
     at = bounded_at(event.at, received_at, skew)
     reaction = react(event.kind, event_payload(event), event.data, at=at, end_at=rs.end_at)
     if reaction is not None:

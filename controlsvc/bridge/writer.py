@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,10 +34,10 @@ from controlsvc.bridge import session_events
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.domain.enclosure_state import clock_skew, superseded_wills
-from controlsvc.store import alerts, commands, enclosures, eventlog
+from controlsvc.store import alerts, commands, enclosure_rows, enclosures, eventlog
 from controlsvc.store.db import Database, is_down, utcnow
 from controlsvc.store.enclosures import Liveness, StateChange, Verdict
-from controlsvc.store.models.enclosures import AgentEvent, Enclosure, StatusRecord
+from controlsvc.store.models.enclosures import AgentEvent, Enclosure, EnclosureRow, StatusRecord
 from schemas.codec import parse_message
 from schemas.commands import Ack
 from schemas.errors import MessageError, TopicError
@@ -115,6 +115,14 @@ def _superseded_wills(parsed: Sequence[Parsed]) -> set[int]:
     ]
     found = superseded_wills([(eid, m.state, m.boot_id, m.connection) for _, eid, m in states])
     return {states[i][0] for i in found}
+
+
+def _expire_loaded_enclosures(session: Session) -> None:
+    """Forget ORM copies of enclosures read earlier in the transaction (an alert's subject):
+    ``write_back`` changed their rows behind the ORM's back."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Enclosure):
+            session.expire(obj)
 
 
 class _Cadence:
@@ -279,7 +287,7 @@ class Writer:
     def _apply(
         self, session: Session, parsed: Sequence[Parsed], batch: _Batch, now: datetime
     ) -> list[eventlog.Logged]:
-        encs = enclosures.lock_enclosures(session, {p.eid for p in parsed}, now=now)
+        encs = enclosure_rows.lock_rows(session, {p.eid for p in parsed}, now=now)
         superseded = _superseded_wills(parsed)
         for position, item in enumerate(parsed):
             enc = encs[item.eid]
@@ -298,7 +306,10 @@ class Writer:
                 self._ack(session, enc, item, message, batch)
             else:
                 self._event(session, enc, item, message, batch)
-        self._store_events(session, batch)
+        # Written before the agent events' reactions, which read enclosures through the ORM.
+        enclosure_rows.write_back(session, encs.values())
+        _expire_loaded_enclosures(session)
+        self._store_events(session, batch, encs)
         if batch.history:
             enclosures.insert_ignore(
                 session,
@@ -324,7 +335,7 @@ class Writer:
     def _state(
         self,
         session: Session,
-        enc: Enclosure,
+        enc: EnclosureRow,
         item: Parsed,
         message: EnclosureStateMessage,
         batch: _Batch,
@@ -344,7 +355,7 @@ class Writer:
         self._transition(change, batch)
 
     def _status(
-        self, session: Session, enc: Enclosure, item: Parsed, message: Status, batch: _Batch
+        self, session: Session, enc: EnclosureRow, item: Parsed, message: Status, batch: _Batch
     ) -> None:
         received_at = item.inbound.received_at
         skew_before = clock_skew(enc.status)
@@ -380,14 +391,16 @@ class Writer:
             }
             batch.events.append(("enclosure.status", data, enc.id, None))
 
-    def _alive(self, session: Session, enc: Enclosure, item: Parsed, batch: _Batch) -> None:
+    def _alive(self, session: Session, enc: EnclosureRow, item: Parsed, batch: _Batch) -> None:
         """Any live message proves the agent is there: move its silence deadline."""
         if item.inbound.retain:
             return
         enclosures.touch(enc, item.inbound.received_at, self._liveness)
         self._transition(enclosures.revive(session, enc, item.inbound.received_at), batch)
 
-    def _ack(self, session: Session, enc: Enclosure, item: Parsed, ack: Ack, batch: _Batch) -> None:
+    def _ack(
+        self, session: Session, enc: EnclosureRow, item: Parsed, ack: Ack, batch: _Batch
+    ) -> None:
         self._alive(session, enc, item, batch)
         outcome = commands.apply_ack(session, enc.id, ack, item.inbound.received_at)
         if outcome.record is None:
@@ -409,12 +422,14 @@ class Writer:
         batch.events.append(("command.updated", record.model_dump(mode="json"), enc.id, record.id))
 
     def _event(
-        self, session: Session, enc: Enclosure, item: Parsed, event: Event, batch: _Batch
+        self, session: Session, enc: EnclosureRow, item: Parsed, event: Event, batch: _Batch
     ) -> None:
         self._alive(session, enc, item, batch)
         batch.agent_events.append((enc.id, event, item.inbound.received_at))
 
-    def _store_events(self, session: Session, batch: _Batch) -> None:
+    def _store_events(
+        self, session: Session, batch: _Batch, encs: Mapping[str, EnclosureRow]
+    ) -> None:
         """Insert the batch's agent events in one statement (a session fan-out brings a
         thousand at once), then hand the new ones, in arrival order, to the session driver."""
         if not batch.agent_events:
@@ -449,4 +464,9 @@ class Writer:
             else:
                 batch.bump(batch.ignored, "duplicate")
         if fresh:  # recording sessions (controlsvc.bridge.session_driver)
-            session_events.on_events(session, fresh, batch.events)
+            skews = {
+                eid: clock_skew(enclosures.current_status(encs[eid]))
+                for eid in {eid for eid, _, _ in fresh}
+                if eid in encs
+            }
+            session_events.on_events(session, fresh, batch.events, skews=skews)

@@ -3,6 +3,8 @@
 Plain typed functions over a SQLAlchemy ``Session`` (they flush, never commit) and, where a
 message must go out, a ``Publisher``. No Flask, no paho. The bridge feeds ``apply_lifecycle``,
 ``apply_status``, ``touch`` and ``mark_silent``; the REST API uses the registry functions.
+The ingest functions change an ``Enclosure`` or the writer's ``EnclosureRow`` working copy
+(``controlsvc.store.enclosure_rows``) alike.
 What a message means (derived state, staleness) is decided by the pure functions of
 ``controlsvc.domain.enclosure_state``, re-exported here.
 
@@ -14,7 +16,7 @@ proof of life: they never move ``last_seen_at`` past their own ``at``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,7 +42,12 @@ from controlsvc.domain.errors import Conflict, NotFound
 from controlsvc.domain.publisher import Publisher
 from controlsvc.store.db import utcnow
 from controlsvc.store.fleet_summary import status_values
-from controlsvc.store.models.enclosures import Enclosure, EnclosureTransition, StatusRecord
+from controlsvc.store.models.enclosures import (
+    Enclosure,
+    EnclosureRow,
+    EnclosureTransition,
+    StatusRecord,
+)
 from controlsvc.store.pagination import (
     Page,
     after_key,
@@ -70,7 +77,6 @@ __all__ = [
     "apply_status",
     "current_status",
     "derive_state",
-    "discover",
     "enclosure_out",
     "get_enclosure",
     "insert_ignore",
@@ -79,7 +85,7 @@ __all__ = [
     "judge_status",
     "list_enclosures",
     "list_transitions",
-    "lock_enclosures",
+    "new_enclosure_row",
     "mark_silent",
     "purge_status_history",
     "register_enclosure",
@@ -169,38 +175,7 @@ def insert_new(
     return {tuple(row) for row in session.execute(stmt, list(rows))}
 
 
-def lock_enclosures(
-    session: Session, ids: Iterable[str], *, now: datetime | None = None, discover: bool = True
-) -> dict[str, Enclosure]:
-    """The enclosures with these ids, locked for this transaction (PostgreSQL: FOR UPDATE, in id
-    order so two bridges never deadlock). With ``discover``, unknown ids are created first
-    (an enclosure appears on its first message: the broker has already authenticated it).
-    Retired enclosures are included; callers skip them."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    found = _lock(session, wanted)
-    missing = [eid for eid in wanted if eid not in found]
-    if discover and missing:  # rare: one extra round trip only when something is new
-        now = now or utcnow()
-        insert_ignore(
-            session,
-            Enclosure.__table__,  # type: ignore[arg-type]
-            [_new_enclosure_row(eid, now) for eid in missing],
-        )
-        found.update(_lock(session, missing))
-    return found
-
-
-def _lock(session: Session, ids: list[str]) -> dict[str, Enclosure]:
-    query = select(Enclosure).where(Enclosure.id.in_(ids)).order_by(Enclosure.id)
-    # NO KEY UPDATE (PostgreSQL): inserting a command or a session row that references the
-    # enclosure (a KEY SHARE lock) need not wait for a batch to commit.
-    query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
-    return {enc.id: enc for enc in session.scalars(query)}
-
-
-def _new_enclosure_row(eid: str, now: datetime) -> dict[str, Any]:
+def new_enclosure_row(eid: str, now: datetime) -> dict[str, Any]:
     return {
         "id": eid,
         "name": eid,
@@ -211,13 +186,12 @@ def _new_enclosure_row(eid: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def discover(session: Session, eid: str, *, now: datetime | None = None) -> Enclosure:
-    """The enclosure ``eid``, created if unknown (see ``lock_enclosures``)."""
-    return lock_enclosures(session, [eid], now=now)[eid]
-
-
 def _set_state(
-    session: Session, enc: Enclosure, state: EnclosureState, reason: str, at: datetime
+    session: Session,
+    enc: Enclosure | EnclosureRow,
+    state: EnclosureState,
+    reason: str,
+    at: datetime,
 ) -> StateChange | None:
     previous = EnclosureState(enc.state)
     reason = clip_reason(reason)
@@ -239,20 +213,20 @@ def _set_state(
     return StateChange(enc.id, previous, state, reason, at, enc.lifecycle)
 
 
-def current_status(enc: Enclosure) -> Mapping[str, Any] | None:
+def current_status(enc: Enclosure | EnclosureRow) -> Mapping[str, Any] | None:
     """The latest status if it belongs to the agent's current boot."""
     if enc.status is None or enc.status_boot_id != enc.boot_id:
         return None
     return enc.status
 
 
-def _refresh(session: Session, enc: Enclosure, at: datetime) -> StateChange | None:
+def _refresh(session: Session, enc: Enclosure | EnclosureRow, at: datetime) -> StateChange | None:
     state, reason = derive_state(enc.lifecycle, current_status(enc))
     return _set_state(session, enc, state, reason, at)
 
 
 def touch(
-    enc: Enclosure,
+    enc: Enclosure | EnclosureRow,
     received_at: datetime,
     liveness: Liveness,
     *,
@@ -274,14 +248,14 @@ def touch(
         enc.silent_after = seen + liveness.silence_limit(enc.status_interval_s)
 
 
-def revive(session: Session, enc: Enclosure, at: datetime) -> StateChange | None:
+def revive(session: Session, enc: Enclosure | EnclosureRow, at: datetime) -> StateChange | None:
     """Recompute the state after a live message (a silent-lost enclosure is back)."""
     return _refresh(session, enc, at)
 
 
 def apply_lifecycle(
     session: Session,
-    enc: Enclosure,
+    enc: Enclosure | EnclosureRow,
     message: EnclosureStateMessage,
     received_at: datetime,
     liveness: Liveness,
@@ -316,7 +290,7 @@ def apply_lifecycle(
 
 def apply_status(
     session: Session,
-    enc: Enclosure,
+    enc: Enclosure | EnclosureRow,
     message: Status,
     received_at: datetime,
     liveness: Liveness,

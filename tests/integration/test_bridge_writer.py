@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats
 from controlsvc.bridge.writer import Writer
-from controlsvc.store import commands, enclosures
+from controlsvc.store import commands, enclosure_rows, enclosures
 from controlsvc.store.db import utcnow
 from controlsvc.store.enclosures import Liveness
 from controlsvc.store.models.commands import Command
@@ -110,8 +110,7 @@ def test_status_history_and_events_are_idempotent(writer, stats, database):
 
 def test_acks(writer, stats, database):
     with database.session() as session:
-        enclosures.discover(session, "enc-a")
-        enclosures.discover(session, "enc-b")
+        enclosure_rows.lock_rows(session, ["enc-a", "enc-b"])
         cmd = commands.create_command(session, "enc-a", CommandKind.PING, {}, 30)
         other = commands.create_command(session, "enc-b", CommandKind.PING, {}, 30)
     cid = str(cmd.id)
@@ -155,7 +154,7 @@ def test_retired_enclosure_messages_are_ignored(writer, stats, database):
 def test_time_out_and_republish_candidates(database):
     now = utcnow()
     with database.session() as session:
-        enclosures.discover(session, "enc-a")
+        enclosure_rows.lock_rows(session, ["enc-a"])
         old = commands.create_command(
             session, "enc-a", CommandKind.PING, {}, 1, now=now - timedelta(seconds=10)
         )

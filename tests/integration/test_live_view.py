@@ -24,7 +24,7 @@ from controlsvc.broker import LocalBroker
 from controlsvc.config.settings import Settings
 from controlsvc.mqtt.publisher import PUBLISHER_KEY
 from controlsvc.ops.app import create_app
-from controlsvc.store import enclosures, users
+from controlsvc.store import enclosure_rows, enclosures, users
 from controlsvc.store.db import Database
 from enclosure_agent.recorder import encode_jpeg
 from schemas.codec import dump_message, parse_message
@@ -211,8 +211,9 @@ def base_url(live_app: Flask) -> Iterator[str]:
 def eid(database: Database, broker_enclosure: BrokerAccount) -> str:
     """An enclosure the service knows, reported idle."""
     with database.session() as session:
-        enc = enclosures.discover(session, broker_enclosure.username)
-        enc.state = "idle"
+        rows = enclosure_rows.lock_rows(session, [broker_enclosure.username])
+        rows[broker_enclosure.username].state = "idle"
+        enclosure_rows.write_back(session, rows.values())
     return broker_enclosure.username
 
 

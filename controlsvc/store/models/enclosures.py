@@ -8,6 +8,7 @@ the derived state); every status also goes to ``status_history`` (purged after
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -96,6 +97,45 @@ class Enclosure(Base):
     @property
     def retired(self) -> bool:
         return self.retired_at is not None
+
+
+@dataclass(slots=True, eq=False)
+class EnclosureRow:
+    """The columns of an ``Enclosure`` that the bridge's ingest reads or writes, same names and
+    types, as a plain object (``controlsvc.store.enclosure_rows`` reads and writes them)."""
+
+    id: str
+    retired_at: datetime | None
+    state: str
+    state_reason: str | None
+    state_changed_at: datetime | None
+    lifecycle: str | None
+    lifecycle_at: datetime | None
+    lifecycle_connection: int | None
+    boot_id: str | None
+    agent_version: str | None
+    status_interval_s: float | None
+    last_seen_at: datetime | None
+    silent_after: datetime | None
+    status: dict[str, Any] | None
+    status_boot_id: str | None
+    status_seq: int | None
+    status_at: datetime | None
+    status_received_at: datetime | None
+    summary_disk_free_pct: float | None
+    summary_clock_offset_s: float | None
+    summary_fps: float | None
+    summary_error: str | None
+    summary_recording: str | None
+    # The values as read, in the order of INGEST_COLUMNS: what ``write_back`` compares with.
+    loaded: tuple[Any, ...] = field(default=(), repr=False)
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_at is not None
+
+    def values(self, names: tuple[str, ...]) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in names)
 
 
 class EnclosureTransition(Base):

@@ -1,0 +1,108 @@
+"""The bridge's working copies of enclosure rows (``store.enclosure_rows``) on both databases:
+read locked, changed in memory, only what changed written back, nothing else touched."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from sqlalchemy import select, update
+
+from controlsvc.store import enclosure_rows, enclosures
+from controlsvc.store.db import utcnow
+from controlsvc.store.enclosure_rows import INGEST_COLUMNS
+from controlsvc.store.models.enclosures import Enclosure, EnclosureRow, EnclosureTransition
+from schemas.enums import EnclosureState
+
+
+def test_the_working_copy_has_the_columns_of_the_model():
+    columns = Enclosure.__table__.c
+    for f in fields(EnclosureRow):
+        if f.name == "loaded":
+            continue
+        assert f.name in columns, f"EnclosureRow.{f.name} is not a column of enclosures"
+        assert columns[f.name].nullable == ("None" in str(f.type)), f.name
+    # The registry's columns are the API's: the bridge never writes them.
+    assert not {"name", "location", "notes", "expected_online", "edited_at"} & set(INGEST_COLUMNS)
+
+
+def test_unknown_enclosures_appear_and_known_ones_are_read(database):
+    with database.sessionmaker() as session:
+        rows = enclosure_rows.lock_rows(session, ["enc-b", "enc-a", "enc-a"], now=utcnow())
+        session.commit()
+    assert sorted(rows) == ["enc-a", "enc-b"]
+    assert rows["enc-a"].state == EnclosureState.OFFLINE.value
+    assert not rows["enc-a"].retired
+    with database.sessionmaker() as session:
+        assert session.scalar(select(Enclosure.name).where(Enclosure.id == "enc-b")) == "enc-b"
+
+
+def test_only_changed_rows_and_ingest_columns_are_written(database):
+    now = utcnow()
+    with database.sessionmaker() as session:
+        enclosure_rows.lock_rows(session, ["enc-a", "enc-b"], now=now)
+        session.commit()
+    with database.sessionmaker() as session:
+        rows = enclosure_rows.lock_rows(session, ["enc-a", "enc-b"])
+        assert enclosure_rows.write_back(session, rows.values()) == 0  # nothing changed
+        row = rows["enc-a"]
+        row.status = {"seq": 1}
+        row.status_seq = 1
+        row.last_seen_at = now
+        change = enclosures.revive(session, row, now)  # offline, nothing says otherwise
+        assert change is None
+        assert enclosure_rows.write_back(session, rows.values()) == 1
+        assert enclosure_rows.write_back(session, rows.values()) == 0  # the snapshot moved
+        session.commit()
+    with database.sessionmaker() as session:
+        enc = session.get(Enclosure, "enc-a")
+        assert enc is not None
+        assert (enc.status, enc.status_seq, enc.last_seen_at) == ({"seq": 1}, 1, now)
+        assert enc.name == "enc-a"  # untouched
+        other = session.get(Enclosure, "enc-b")
+        assert other is not None
+        assert other.status is None
+
+
+def test_a_row_whose_document_is_unchanged_keeps_it(database):
+    """An ack or an event moves ``last_seen_at`` only; the status document is not rewritten
+    (the second statement leaves the column out), so an edit made under the lock survives."""
+    now = utcnow()
+    with database.sessionmaker() as session:
+        rows = enclosure_rows.lock_rows(session, ["enc-a"], now=now)
+        rows["enc-a"].status = {"seq": 1}
+        enclosure_rows.write_back(session, rows.values())
+        session.commit()
+    with database.sessionmaker() as session:
+        rows = enclosure_rows.lock_rows(session, ["enc-a"])
+        # Changed in the same transaction by another path: the copy does not know it.
+        session.execute(update(Enclosure).where(Enclosure.id == "enc-a").values(status={"x": 2}))
+        rows["enc-a"].last_seen_at = now
+        assert enclosure_rows.write_back(session, rows.values()) == 1
+        session.commit()
+    with database.sessionmaker() as session:
+        enc = session.get(Enclosure, "enc-a")
+        assert enc is not None
+        assert (enc.status, enc.last_seen_at) == ({"x": 2}, now)
+
+
+def test_a_state_change_of_a_working_copy_is_recorded(database):
+    now = utcnow()
+    with database.sessionmaker() as session:
+        rows = enclosure_rows.lock_rows(session, ["enc-a"], now=now)
+        row = rows["enc-a"]
+        row.lifecycle = "ready"
+        row.boot_id = row.status_boot_id = "b1"
+        row.status = {"camera": {"connected": True}, "recording": None}
+        change = enclosures.revive(session, row, now)
+        assert change is not None
+        assert change.previous is EnclosureState.OFFLINE
+        enclosure_rows.write_back(session, rows.values())
+        session.commit()
+    with database.sessionmaker() as session:
+        enc = session.get(Enclosure, "enc-a")
+        assert enc is not None
+        assert enc.state == change.state.value
+        moves = session.execute(
+            select(EnclosureTransition.from_state, EnclosureTransition.to_state)
+        ).all()
+        assert moves == [("offline", change.state.value)]
