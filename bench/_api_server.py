@@ -40,17 +40,11 @@ def main() -> None:
     options = gunicorn_options(settings, host, port, workers)
     options["accesslog"] = None
     options["loglevel"] = "warning"
-    # The hooks `run` installs where the modules offer them (event streams end on SIGTERM,
-    # per-worker metrics are cleaned up).
+    # ``gunicorn_options`` carries the product's hooks (event streams end on SIGTERM, the
+    # collector tuned per worker, per-worker metrics cleaned up): the benchmarks measure them.
     from controlsvc import metrics
-    from controlsvc.api import event_feed
 
-    if hasattr(metrics, "setup_process"):
-        metrics.setup_process(settings)
-    if hasattr(event_feed, "gunicorn_post_worker_init"):
-        options["post_worker_init"] = event_feed.gunicorn_post_worker_init
-    if hasattr(metrics, "gunicorn_child_exit"):
-        options["child_exit"] = metrics.gunicorn_child_exit
+    metrics.setup_process(settings)
     BenchApi(settings, options).run()
 
 
