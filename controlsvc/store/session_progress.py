@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 from controlsvc.domain.session_state import (
     ACTIVE_ENCLOSURE_STATES,
     ACTIVE_SESSION_STATUSES,
-    EncState,
 )
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.models.sessions import RecordingSession, SessionEnclosure
@@ -58,7 +57,7 @@ ACTIVE_SESSION_ENCLOSURE = (
 
 
 def _is_live(se: HasProgress) -> bool:
-    return EncState(se.state) in ACTIVE_ENCLOSURE_STATES
+    return se.state in ACTIVE_ENCLOSURE_STATES  # a StrEnum set: the stored text is looked up as is
 
 
 def recorded(
@@ -66,7 +65,7 @@ def recorded(
 ) -> tuple[float, int]:
     """Recorded seconds and frames from a session enclosure's columns: the closed segments,
     plus the open file while it is live (the one rule every page's figures come from)."""
-    live = EncState(state) in ACTIVE_ENCLOSURE_STATES
+    live = state in ACTIVE_ENCLOSURE_STATES
     return (
         round(segments_s + (live_s if live else 0.0), 3),
         frames + (live_frames if live else 0),
