@@ -362,10 +362,10 @@ def test_pending_command_is_published_by_the_bridge(settings, database, online):
 
 
 def test_broker_down_answers_202_pending(app, client, operator, database, broker, settings):
-    from controlsvc.store.enclosures import discover
+    from controlsvc.store.enclosure_rows import lock_rows
 
     with database.session() as session:
-        discover(session, "enc-a")
+        lock_rows(session, ["enc-a"])
     broker.stop()
     response = send(client, operator)
     assert response.status_code == 202

@@ -17,7 +17,7 @@ from controlsvc.config.settings import Settings
 from controlsvc.mqtt.publisher import MqttPublisher
 from controlsvc.store import desired, outbox, sessions
 from controlsvc.store.db import Database
-from controlsvc.store.enclosures import discover
+from controlsvc.store.enclosure_rows import lock_rows
 from controlsvc.store.models.sessions import RecordingSession
 from schemas.codec import parse_message
 from schemas.messages import Desired
@@ -42,7 +42,7 @@ def _decide(database: Database, eids: list[str]) -> tuple[str, list[desired.Outg
     """A session on ``eids`` decided and flushed, not committed: what a view has in hand."""
     session = database.sessionmaker()
     for eid in eids:
-        discover(session, eid)
+        lock_rows(session, [eid])
     body = SessionCreate(
         name=f"outbox-{secrets.token_hex(3)}",
         enclosures=[{"id": eid, "file_prefix": "cage"} for eid in eids],
@@ -104,7 +104,7 @@ def test_commit_then_publish_records_what_the_broker_took(
     eids = [f"enc-{secrets.token_hex(3)}" for _ in range(2)]
     session = database.sessionmaker()
     for eid in eids:
-        discover(session, eid)
+        lock_rows(session, [eid])
     body = SessionCreate(
         name="now",
         enclosures=[{"id": eid, "file_prefix": "cage"} for eid in eids],
@@ -127,7 +127,7 @@ def test_with_the_broker_away_the_commit_stands_and_the_record_says_not_sent(
 ) -> None:
     eid = f"enc-{secrets.token_hex(3)}"
     session = database.sessionmaker()
-    discover(session, eid)
+    lock_rows(session, [eid])
     body = SessionCreate(
         name="away",
         enclosures=[{"id": eid, "file_prefix": "cage"}],
