@@ -167,8 +167,8 @@ def current_recordings(session: Session) -> dict[str, tuple[str, float, int]]:
     the session and enclosure pages show (``session_progress.recorded``), not its heartbeat's
     (which still names a session after it was canceled while the enclosure was away)."""
     out: dict[str, tuple[str, float, int]] = {}
-    for eid, sid, state, segments_s, live_s, frames, live_frames in session.connection().execute(
-        _RECORDINGS
+    for eid, sid, state, segments_s, live_s, frames, live_frames in _plain_rows(
+        session, _RECORDINGS
     ):
         recorded_s, total = recorded(state, segments_s, live_s, frames, live_frames)
         out[eid] = (sid, round(recorded_s, 1), total)  # the newest last: it wins
