@@ -273,11 +273,17 @@ def run(browser: Any, made: Any, args: argparse.Namespace) -> dict[str, Any]:
         )
 
     # 3b. The heap with every card built (scrolled to the end), then in the table view.
+    # page.evaluate has no time-out of its own: each step waits two frames or 250 ms, whichever
+    # comes first (a frame that never comes must not hang the bench).
+    print("ui_fleet: updates done; scrolling through the fleet", file=sys.stderr)
     page.evaluate(
         """async () => {
           for (let y = 0; y < document.body.scrollHeight; y += innerHeight) {
             scrollTo(0, y);
-            await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+            await new Promise((r) => {
+              requestAnimationFrame(() => requestAnimationFrame(r));
+              setTimeout(r, 250);
+            });
           }
         }"""
     )
