@@ -1,6 +1,6 @@
 """Recording sessions moved by the agents' events, inside the bridge's batch transaction.
 
-``on_event`` / ``on_events`` are called by the ``Writer`` for each NEW agent event, inside the
+``on_events`` is called by the ``Writer`` with the NEW agent events of a batch, inside the
 batch's transaction, so an event applies exactly once. What an event does is decided by the
 domain (``controlsvc.domain.session_reactions.react``); this module reads the facts it needs
 (locking the rows in a fixed order, a batch's lookups at once) and carries the reaction out. The
@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlsvc.domain import alert_words
-from controlsvc.domain.enclosure_state import bounded_at, clock_skew
+from controlsvc.domain.enclosure_state import bounded_at
 from controlsvc.domain.session_reactions import (
     ENCLOSURE_KINDS,
     RECOVERED_BY_FRAMES,
@@ -32,7 +32,7 @@ from controlsvc.domain.session_reactions import (
 from controlsvc.domain.session_state import ACTIVE_ENCLOSURE_STATES, EncState, next_state
 from controlsvc.store import alerts
 from controlsvc.store.db import utcnow
-from controlsvc.store.enclosures import current_status, insert_ignore, insert_new
+from controlsvc.store.enclosures import insert_ignore, insert_new
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.models.sessions import (
     Alert,
@@ -52,7 +52,7 @@ from schemas.events import SegmentClosed, event_payload
 
 log = logging.getLogger(__name__)
 
-__all__ = ["on_event", "on_events"]
+__all__ = ["on_events"]
 
 
 _ACTIVE = [s.value for s in ACTIVE_ENCLOSURE_STATES]
@@ -161,7 +161,7 @@ class _BatchFacts:
     new_segments: set[tuple[str, str, str]]  # (session, enclosure, path) inserted just now
     open_frame_alerts: dict[str, set[str]]  # enclosure -> open alerts that frames recover
     # enclosure -> its agent's clock offset (s), from the caller's copy of its latest status
-    skews: Mapping[str, float | None] = field(default_factory=dict)
+    skews: Mapping[str, float | None]
     changed_alerts: set[str] = field(default_factory=set)  # enclosures: look again
 
 
@@ -234,31 +234,20 @@ def _segment(se: SessionEnclosure, event: AgentEventMessage, facts: _BatchFacts)
         se.last_frame_at = seg.ended_at
 
 
-def on_event(
-    session: Session,
-    eid: str,
-    event: AgentEventMessage,
-    received_at: datetime,
-    events: list[EventIntent],
-) -> None:
-    """Apply one newly stored agent event to its session (the writer's transaction);
-    event-log entries are added to ``events`` (recorded by the writer last)."""
-    on_events(session, [(eid, event, received_at)], events)
-
-
 def on_events(
     session: Session,
     items: Sequence[tuple[str, AgentEventMessage, datetime]],
     events: list[EventIntent],
     *,
-    skews: Mapping[str, float | None] | None = None,
+    skews: Mapping[str, float | None],
 ) -> None:
-    """``on_event`` for a batch of newly stored events ``(enclosure id, event, received
-    at)``, applied in order, with ONE locking read of their sessions' enclosures (a fan-out
-    brings 1,000 ``recording_started`` at once; one round trip each is most of their cost).
+    """Apply newly stored agent events ``(enclosure id, event, received at)`` to their
+    sessions, in order, with ONE locking read of their sessions' enclosures (a fan-out brings
+    1,000 ``recording_started`` at once; one round trip each is most of their cost).
+    Event-log entries are added to ``events`` (recorded by the writer last).
 
-    ``skews``: each enclosure's clock offset as the caller knows it (the writer's working
-    copies); an enclosure not in it is read (one statement)."""
+    ``skews``: each of these enclosures' clock offset, from the writer's working copies of
+    their rows (``controlsvc.store.enclosure_rows``), which hold this batch's statuses."""
     pairs = {
         (event.session_id, eid)
         for eid, event, _ in items
@@ -278,7 +267,7 @@ def on_events(
         open_frame_alerts=_open_frame_alerts(
             session, {eid for _, eid, e, _ in mine if e.kind in _FRAMES_AGAIN}
         ),
-        skews=skews or {},
+        skews=skews,
     )
     for eid, event, received_at in items:
         if event.kind in ENCLOSURE_KINDS:
@@ -303,12 +292,7 @@ def _session_event(
         return
     # The agent's time on the service's clock (its reported skew, never after arrival + 5 s):
     # a skewed agent's early stop must not pass for the end.
-    if eid in facts.skews:
-        skew = facts.skews[eid]
-    else:
-        enc = session.get(Enclosure, eid)
-        skew = clock_skew(current_status(enc)) if enc is not None else None
-    at = bounded_at(event.at, received_at, skew)
+    at = bounded_at(event.at, received_at, facts.skews[eid])
     reaction = react(event.kind, event_payload(event), event.data, at=at, end_at=rs.end_at)
     if reaction is not None:
         _carry_out(session, se, eid, event, reaction, events, facts)

@@ -467,6 +467,5 @@ class Writer:
             skews = {
                 eid: clock_skew(enclosures.current_status(encs[eid]))
                 for eid in {eid for eid, _, _ in fresh}
-                if eid in encs
             }
             session_events.on_events(session, fresh, batch.events, skews=skews)
