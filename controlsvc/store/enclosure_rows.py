@@ -81,7 +81,7 @@ def _lock(session: Session, ids: list[str]) -> dict[str, EnclosureRow]:
         .with_for_update(key_share=True)
     )
     out = {}
-    for values in session.connection().execute(query):
+    for values in session.connection().execute(query).all():  # fetched at once
         row = EnclosureRow(*values)
         row.loaded = tuple(values[2:])
         out[row.id] = row
@@ -94,7 +94,7 @@ def write_back(session: Session, rows: Iterable[EnclosureRow]) -> int:
     with_status: list[dict[str, Any]] = []
     without_status: list[dict[str, Any]] = []
     for row in rows:
-        now = row.values(INGEST_COLUMNS)
+        now = tuple(getattr(row, name) for name in INGEST_COLUMNS)
         if now == row.loaded:
             continue
         params = dict(zip(INGEST_COLUMNS, now, strict=True))

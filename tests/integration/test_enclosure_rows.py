@@ -31,7 +31,7 @@ def test_unknown_enclosures_appear_and_known_ones_are_read(database):
         session.commit()
     assert sorted(rows) == ["enc-a", "enc-b"]
     assert rows["enc-a"].state == EnclosureState.OFFLINE.value
-    assert not rows["enc-a"].retired
+    assert rows["enc-a"].retired_at is None
     with database.sessionmaker() as session:
         assert session.scalar(select(Enclosure.name).where(Enclosure.id == "enc-b")) == "enc-b"
 

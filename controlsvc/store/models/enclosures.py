@@ -130,13 +130,6 @@ class EnclosureRow:
     # The values as read, in the order of INGEST_COLUMNS: what ``write_back`` compares with.
     loaded: tuple[Any, ...] = field(default=(), repr=False)
 
-    @property
-    def retired(self) -> bool:
-        return self.retired_at is not None
-
-    def values(self, names: tuple[str, ...]) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in names)
-
 
 class EnclosureTransition(Base):
     """One change of an enclosure's derived state: when, from what, to what, and why."""
