@@ -7,6 +7,10 @@ so guessing one account's password from many addresses, or many accounts' passwo
 address, both stop at `[SERVICE] login_rate_limit`. A refused attempt is a 429 problem+json
 with `Retry-After` (seconds).
 
+The counts are sliding windows (the last period's attempts, estimated from the current and the
+previous fixed window): a fixed window would let twice the limit through, half before and half
+after its boundary.
+
 The counts live where `[SERVICE] ratelimit_storage_uri` says: `database` (the default: the
 service's database, shared by every worker and process), `redis://...` (flask-limiter's
 storage), or `memory://` (this process only: each worker would count apart). The client address
@@ -20,6 +24,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, cast
@@ -28,7 +33,7 @@ from flask import Flask, abort, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse
-from sqlalchemy import Connection, Engine, delete
+from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from controlsvc.api.errors import problem
@@ -76,32 +81,55 @@ class LimiterCounter:
         return allowed, strategy.get_window_stats(item, key).reset_time
 
 
-class DatabaseCounter:
-    """Fixed-window counts in the `attempt_counts` table: one atomic upsert per attempt, in a
-    transaction of its own (a refused login rolls its request back; the count must stay)."""
+def sliding_count(previous: int, current: int, elapsed: float) -> float:
+    """The attempts of the last period, estimated from two fixed windows: all of the current
+    one's and the share of the previous one's that still falls in the period (`elapsed` is the
+    fraction of the current window gone by). Unlike a fixed window, this cannot let twice the
+    limit through around a window's boundary."""
+    return previous * (1.0 - elapsed) + current
 
-    def __init__(self, engine: Engine) -> None:
+
+def sliding_reset(amount: int, previous: int, current: int, start: float, period: float) -> float:
+    """When one more attempt would be within `amount` again, if none is made meanwhile (epoch
+    seconds; `start` is when the current window began)."""
+    if current + 1 <= amount:
+        # within this window, once enough of the previous one's share has passed out of it
+        needed = 1.0 - (amount - current - 1) / previous if previous else 0.0
+        return start + period * max(needed, 0.0)
+    # in the next window, where this one's attempts are the previous ones
+    needed = 1.0 - (amount - 1) / current
+    return start + period * (1.0 + max(needed, 0.0))
+
+
+class DatabaseCounter:
+    """Sliding-window counts kept in the `attempt_counts` table, one row per key and fixed window:
+    one atomic upsert per attempt and a read of the previous window's row, in a transaction of
+    its own (a refused login rolls its request back; the count must stay)."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
+        self._clock = clock
         self._purged_at = -math.inf
         self._lock = threading.Lock()
 
     def hit(self, item: RateLimitItem, key: str) -> tuple[bool, float]:
         period = item.get_expiry()
-        now = time.time()
+        now = self._clock()
         window = int(now // period)
-        ends = (window + 1) * period
+        start = window * period
         stored = key if len(key) <= MAX_KEY_LENGTH else hashlib.sha256(key.encode()).hexdigest()
         insert = (
             postgresql.insert(AttemptCount)
             if self.engine.dialect.name == "postgresql"
             else sqlite.insert(AttemptCount)
         )
-        stmt = (
+        count = (
             insert.values(
                 key=stored,
                 window_index=window,
                 hits=1,
-                expires_at=datetime.fromtimestamp(ends, UTC),
+                # the row still counts, as the previous window, through the next one
+                expires_at=datetime.fromtimestamp(start + 2 * period, UTC),
             )
             .on_conflict_do_update(
                 index_elements=["key", "window_index"],
@@ -109,10 +137,15 @@ class DatabaseCounter:
             )
             .returning(AttemptCount.hits)
         )
+        previous = select(AttemptCount.hits).where(
+            AttemptCount.key == stored, AttemptCount.window_index == window - 1
+        )
         with self.engine.begin() as conn:
             self._purge(conn, now)
-            hits = int(conn.execute(stmt).scalar_one())
-        return hits <= item.amount, ends
+            current = int(conn.execute(count).scalar_one())
+            before = int(conn.execute(previous).scalar() or 0)
+        allowed = sliding_count(before, current, (now - start) / period) <= item.amount
+        return allowed, sliding_reset(item.amount, before, current, start, period)
 
     def _purge(self, conn: Connection, now: float) -> None:
         with self._lock:
@@ -158,7 +191,7 @@ def _counter(app: Flask, settings: Settings) -> Counter:
         key_func=get_remote_address,
         app=app,
         storage_uri=uri,
-        strategy="fixed-window",
+        strategy="sliding-window-counter",
         headers_enabled=False,
         key_prefix="jaxmba",
     )

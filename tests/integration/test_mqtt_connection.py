@@ -119,7 +119,8 @@ def test_bad_credentials_stop_the_reconnecting_with_the_shared_table(connect) ->
     """The refusal is read with the table the agent uses; paho's loop ends instead of knocking
     at the broker every few seconds with a password that cannot work."""
     connection, hooks = connect(password="wrong-" + secrets.token_hex(8))
-    wait_for(lambda: connection.refusal is not None, message="no refusal")
+    # `refusal` is set before the hooks run (in paho's thread): wait for what is asserted
+    wait_for(lambda: hooks.refusals and hooks.downs, message="the refusal was not told")
     refused = connection.refusal
     assert refused is not None
     assert refused.fatal

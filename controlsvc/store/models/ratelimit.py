@@ -11,7 +11,8 @@ from controlsvc.store.db import Base
 
 
 class AttemptCount(Base):
-    """Attempts counted under one key (scope, kind, account or address) in one fixed window."""
+    """Attempts counted under one key (scope, kind, account or address) in one fixed window; the
+    sliding count of controlsvc/api/ratelimit.py weighs it with the window before."""
 
     __tablename__ = "attempt_counts"
 
@@ -20,5 +21,5 @@ class AttemptCount(Base):
     # The window's number: seconds since the epoch // the window's length.
     window_index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     hits: Mapped[int]
-    # When the window ends: the row is useless after it and purged.
+    # When the next window ends: the row is useless after it and purged.
     expires_at: Mapped[datetime] = mapped_column(index=True)
