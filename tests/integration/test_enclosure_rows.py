@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from controlsvc.store import enclosure_rows, enclosures
 from controlsvc.store.db import utcnow
@@ -65,7 +65,7 @@ def test_only_changed_rows_and_ingest_columns_are_written(database):
 
 def test_a_row_whose_document_is_unchanged_keeps_it(database):
     """An ack or an event moves ``last_seen_at`` only; the status document is not rewritten
-    (the second statement leaves the column out), so an edit made under the lock survives."""
+    (the UPDATE leaves the column out), so an edit made under the lock survives."""
     now = utcnow()
     with database.sessionmaker() as session:
         rows = enclosure_rows.lock_rows(session, ["enc-a"], now=now)
@@ -106,3 +106,49 @@ def test_a_state_change_of_a_working_copy_is_recorded(database):
             select(EnclosureTransition.from_state, EnclosureTransition.to_state)
         ).all()
         assert moves == [("offline", change.state.value)]
+
+
+def test_only_the_changed_columns_are_sent(database):
+    """Each row sends the columns it changed, rows changing the same ones in one statement:
+    an ack's row does not resend the agent's version or the status's summary, and an edit made
+    under the lock to a column the copy did not change survives."""
+    now = utcnow()
+    with database.sessionmaker() as session:
+        rows = enclosure_rows.lock_rows(session, ["enc-a", "enc-b", "enc-c"], now=now)
+        session.commit()
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many):
+        if statement.lstrip().upper().startswith("UPDATE ENCLOSURES"):
+            statements.append(statement)
+
+    with database.sessionmaker() as session:
+        rows = enclosure_rows.lock_rows(session, ["enc-a", "enc-b", "enc-c"])
+        session.execute(
+            update(Enclosure).where(Enclosure.id == "enc-a").values(agent_version="edited")
+        )
+        for eid in ("enc-a", "enc-b"):  # an ack's or an event's changes
+            rows[eid].last_seen_at = now
+            rows[eid].silent_after = now
+        rows["enc-c"].status = {"seq": 1}
+        rows["enc-c"].status_seq = 1
+        event.listen(database.engine, "before_cursor_execute", seen)
+        try:
+            assert enclosure_rows.write_back(session, rows.values()) == 3
+        finally:
+            event.remove(database.engine, "before_cursor_execute", seen)
+        session.commit()
+    assert len(statements) == 2, statements
+    ack, status = sorted(s.split(" WHERE ")[0] for s in statements)  # "...last_seen" < "...status"
+    assert "last_seen_at" in ack
+    assert "silent_after" in ack
+    assert "status" not in ack
+    assert "agent_version" not in ack
+    assert "status_seq" in status
+    assert "last_seen_at" not in status
+    with database.sessionmaker() as session:
+        a, c = session.get(Enclosure, "enc-a"), session.get(Enclosure, "enc-c")
+        assert a is not None
+        assert c is not None
+        assert (a.agent_version, a.last_seen_at) == ("edited", now)
+        assert (c.status, c.status_seq, c.last_seen_at) == ({"seq": 1}, 1, None)
