@@ -430,6 +430,19 @@ class Stack:
         (by design when it falls behind: not lost)."""
         return int(self.bridge_counter("jaxmba_bridge_statuses_coalesced"))
 
+    def statuses_done(self, *, history_rows: bool = True) -> int:
+        """Statuses the bridge is done with, as of now: written (the history's rows when it
+        keeps every status, else its own counter) or coalesced into a newer status of their
+        enclosure (by design when it falls behind). A drain that counted the rows alone would
+        wait, after coalescing, for rows that never come (until its quiet period or cap)."""
+        if history_rows:
+            written = int(self.scalar("SELECT count(*) FROM status_history"))
+        else:
+            written = int(
+                self.bridge_counter("jaxmba_bridge_messages_written", 0, {"kind": "status"})
+            )
+        return written + int(self.bridge_counter("jaxmba_bridge_statuses_coalesced", 0))
+
     def bridge_counter(
         self, name: str, settle_s: float = 2.0, labels: Mapping[str, str] | None = None
     ) -> float:

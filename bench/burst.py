@@ -97,7 +97,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 published = time.monotonic()
                 expected = fleet.counters().statuses_acked
                 _, waited = stack.wait_rows(
-                    expected, quiet_s=DRAIN_QUIET_S, cap_s=DRAIN_CAP_S, poll_s=POLL_S
+                    expected,
+                    quiet_s=DRAIN_QUIET_S,
+                    cap_s=DRAIN_CAP_S,
+                    poll_s=POLL_S,
+                    count=stack.statuses_done,
                 )
                 drained = published + waited
             try:
@@ -108,7 +112,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             fleet.stop()
         counters = fleet.counters()
         # A heartbeat may have come due meanwhile (hourly, at a random point): count it too.
-        stored, _ = stack.wait_rows(counters.statuses_acked, quiet_s=DRAIN_QUIET_S, cap_s=60)
+        stack.wait_rows(
+            counters.statuses_acked, quiet_s=DRAIN_QUIET_S, cap_s=60, count=stack.statuses_done
+        )
+        stored = int(stack.scalar("SELECT count(*) FROM status_history"))
         drops = broker.log_file.read_text(errors="replace").count("messages are being dropped")
         coalesced = stack.statuses_coalesced()
         insert = insert_floor(engine, "status_history", stored)

@@ -114,8 +114,8 @@ def measure(
     env = {"JAXMBA_SERVICE_STATUS_HISTORY_EVERY_S": str(history_every_s)}
     with Stack(status_interval_s=STATUS_INTERVAL_S, keep=keep, env=env) as stack:
 
-        def applied() -> int:
-            """Statuses the bridge applied: history rows while it keeps every status, else its
+        def written() -> int:
+            """Statuses the bridge wrote: history rows while it keeps every status, else its
             own counter (the history keeps only some)."""
             if not history_every_s:
                 return int(stack.scalar("SELECT count(*) FROM status_history"))
@@ -135,13 +135,13 @@ def measure(
             me, mosquitto = psutil.Process(), psutil.Process(broker.pid)
             fleet_cpu0, broker_cpu0 = _cpu(me), _cpu(mosquitto)
             acked0 = fleet.counters().statuses_acked
-            rows0 = applied()
+            rows0 = written()
             window_start = datetime.now(UTC)
             with sample_process(bridge.pid) as usage:
                 time.sleep(duration)
             at_end = datetime.now(UTC)
             published_in_window = fleet.counters().statuses_acked - acked0
-            stored_in_window = applied() - rows0
+            stored_in_window = written() - rows0
             fleet_cores = (_cpu(me) - fleet_cpu0) / usage.seconds
             broker_cores = (_cpu(mosquitto) - broker_cpu0) / usage.seconds
             rows = stack.rows("SELECT status_at FROM enclosures WHERE status_at IS NOT NULL")
@@ -160,11 +160,16 @@ def measure(
         finally:
             fleet.stop()
         counters = fleet.counters()
-        stored, drain_s = stack.wait_rows(
-            counters.statuses_acked, quiet_s=DRAIN_QUIET_S, cap_s=DRAIN_CAP_S, count=applied
+        # Done with: written, or coalesced into a newer status (not written, by design).
+        _, drain_s = stack.wait_rows(
+            counters.statuses_acked,
+            quiet_s=DRAIN_QUIET_S,
+            cap_s=DRAIN_CAP_S,
+            count=lambda: stack.statuses_done(history_rows=not history_every_s),
         )
         broker_drops = _broker_drop_notices(broker.log_file)
         coalesced = stack.statuses_coalesced()
+        stored = written()
         lag = [
             float(row[0]) * 1000
             for row in stack.rows(
