@@ -65,10 +65,17 @@ def _nodelay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def connect(host: str, port: int, user: str, password: str, client_id: str) -> mqtt.Client:
+def connect(
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    client_id: str,
+    client_class: type[mqtt.Client] = mqtt.Client,
+) -> mqtt.Client:
     """A connected paho client as ours are made (MQTT 5, VERSION2 callbacks, TCP_NODELAY), its
     network loop running in a thread."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client = client_class(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(user, password)
     client.on_socket_open = _nodelay
     connected = threading.Event()
@@ -108,8 +115,8 @@ class Broker:
         self.host, self.port, self.user, self.password = host, port, user, password
         self.prefix = prefix
 
-    def client(self, client_id: str) -> mqtt.Client:
-        return connect(self.host, self.port, self.user, self.password, client_id)
+    def client(self, client_id: str, client_class: type[mqtt.Client] = mqtt.Client) -> mqtt.Client:
+        return connect(self.host, self.port, self.user, self.password, client_id, client_class)
 
     def env(self) -> dict[str, str]:
         return {

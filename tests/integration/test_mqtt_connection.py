@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from controlsvc.broker import SERVICE_USER, LocalBroker
 from controlsvc.config.settings import MqttSettings, Settings
 from controlsvc.mqtt.connection import MqttConnection
+from controlsvc.mqtt.read_buffer import READ_CHUNK
 from schemas.connack import FATAL_CONNACK
 from tests.support.broker import mosquitto, mqtt_client  # noqa: F401
 from tests.support.waiting import wait_for
@@ -168,3 +169,34 @@ def test_an_exception_escaping_pahos_loop_does_not_end_the_connection(
     wait_for(lambda: connection.up and hooks.ups == 2, message="never connected again")
     sender.publish(f"{PREFIX}/test/x", b"second", qos=1)
     wait_for(lambda: b"second" in hooks.payloads, message="the connection stopped delivering")
+
+
+def test_a_burst_arrives_whole_and_in_order_in_few_socket_reads(
+    connect, mosquitto, mqtt_client, monkeypatch
+) -> None:
+    """The connection reads the socket in chunks (``controlsvc.mqtt.read_buffer``): messages of
+    every size, one larger than a chunk and empty ones among them, arrive whole and in order,
+    in fewer reads than messages (paho alone makes at least three per message)."""
+    reads = 0
+    plain_recv = paho.Client._sock_recv
+
+    def counted(self: paho.Client, bufsize: int) -> bytes:
+        nonlocal reads
+        if self is connection.client:  # not the sender's reads of its PUBACKs
+            reads += 1
+        return plain_recv(self, bufsize)
+
+    monkeypatch.setattr(paho.Client, "_sock_recv", counted)
+    connection, hooks = connect()
+    wait_for(lambda: connection.up and hooks.ups == 1, message="never connected")
+    sender: Any = mqtt_client(mosquitto, SERVICE_USER)
+    sizes = [(i * 37) % 1500 for i in range(1500)]
+    sizes[700] = READ_CHUNK + 12345
+    payloads = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    reads = 0
+    infos = [sender._client.publish(f"{PREFIX}/test/burst", p, qos=1) for p in payloads]
+    for info in infos:
+        info.wait_for_publish(timeout=30)
+    wait_for(lambda: len(hooks.payloads) >= len(payloads), message="the burst did not arrive")
+    assert hooks.payloads == payloads
+    assert reads < len(payloads), f"{reads} socket reads for {len(payloads)} messages"
