@@ -9,17 +9,20 @@ certificates come from deploy/mosquitto/make-certs.sh, the procedure docs/broker
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import shutil
 import socket
 import ssl
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from controlsvc.broker import (
     OPERATOR_USER,
@@ -28,6 +31,9 @@ from controlsvc.broker import (
     find_free_port,
     write_password_file,
 )
+from controlsvc.config.settings import MqttSettings
+from controlsvc.mqtt.connection import MqttConnection
+from controlsvc.mqtt.read_buffer import READ_CHUNK
 from tests.support.broker import (
     REPO_ROOT,
     SHIPPED_ACL,
@@ -36,6 +42,7 @@ from tests.support.broker import (
     require_mosquitto,
 )
 from tests.support.mqtt import ACCEPTED, NOT_AUTHORIZED, ConnectRefused, MqttTestClient
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]  # TLS certificates, a broker per test
 
@@ -194,3 +201,57 @@ def test_reload_of_the_shipped_config(deployed: Deployed) -> None:
     assert deployed.process.running
     enc = deployed.client("enc-a", client_id="enc-a-after-reload")
     enc.disconnect()
+
+
+def test_a_service_connection_over_tls_reads_a_burst_whole(deployed: Deployed, settings) -> None:
+    """``MqttConnection`` over TLS (``[MQTT] tls``, ``ca_file``) reading in chunks: TLS hands
+    a record (at most 16 KiB) per read, so messages that span records, and one larger than the
+    read chunk, must arrive whole and in order. Logged in as an enclosure: the TLS listener is
+    theirs."""
+    topic = "jaxmba/v1/enc/enc-a/cmd"
+    received: list[bytes] = []
+    lock = threading.Lock()
+
+    def on_up(client, _session_present):
+        client.subscribe(topic, qos=1)
+
+    def on_message(_c, _u, msg):
+        with lock:
+            received.append(msg.payload)
+
+    mqtt = MqttSettings(
+        host=HOST,
+        port=deployed.tls_port,
+        username="enc-a",
+        password=SecretStr(deployed.accounts["enc-a"]),
+        tls=True,
+        ca_file=str(deployed.ca),
+    )
+    connection = MqttConnection(
+        settings.model_copy(update={"mqtt": mqtt}),
+        kind="tls-test",
+        client_id="enc-a",
+        logger=logging.getLogger(__name__),
+        on_up=on_up,
+    )
+    connection.client.on_message = on_message
+    connection.start()
+    service = deployed.client(SERVICE_USER, tls=False, client_id="svc-burst")
+    try:
+        wait_for(lambda: connection.up, message="no TLS connection")
+        wait_for(
+            lambda: service.publish(topic, b"probe") in ACCEPTED and received,
+            message="the subscription never delivered",
+        )
+        with lock:
+            received.clear()
+        sizes = [(i * 997) % 40_000 for i in range(200)] + [READ_CHUNK * 2 + 7]
+        payloads = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+        infos = [service._client.publish(topic, p, qos=1) for p in payloads]
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+        wait_for(lambda: len(received) >= len(payloads), message="the burst did not arrive")
+        assert received == payloads
+    finally:
+        service.disconnect()
+        connection.stop()
