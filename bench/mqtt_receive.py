@@ -1,17 +1,20 @@
 """paho's receive path: a subscriber's CPU per QoS 1 message, paho as it comes (the floor)
-against the service's client reading the socket in chunks (``controlsvc.mqtt.read_buffer``).
+against paho reading the socket in chunks (``controlsvc.mqtt.read_buffer``) and the service's
+client, which also writes its PUBACKs together (``controlsvc.mqtt.ack_writes``).
 
-    .venv/bin/python bench/mqtt_receive.py            # 50,000 messages, 3 rounds of each
+    .venv/bin/python bench/mqtt_receive.py            # 50,000 messages, 3 rounds of each client
     .venv/bin/python bench/mqtt_receive.py --quick    # 20,000 messages, 1 round
 
 One broker as the service runs it (``LocalBroker``, the service account). For each round and
 client, a subscriber (in this process, QoS 1) takes ``--messages`` status-sized messages
-(800 bytes, 2,000 topics) that a publisher process sends as fast as the broker takes them; the
-figure is this process's CPU from the first message to the last, per message. The rounds
-alternate the two clients, so both see the same machine.
+(800 bytes, 2,000 topics) that a publisher process sends as fast as the broker takes them, and
+acknowledges them as the bridge does (manual acks, from another thread, up to 500 at a time);
+the figure is this process's CPU from the first message to the last acknowledged, per
+message. The rounds alternate the clients, so all see the same machine.
 
 The last line is one JSON object: {"bench": "mqtt_receive", "paho_cpu_us_per_msg": [...],
-"buffered_cpu_us_per_msg": [...], "ratio": {"cpu_per_msg": buffered / paho (medians)}, ...}.
+"buffered_cpu_us_per_msg": [...], "service_cpu_us_per_msg": [...], "ratio": {"buffered": ...,
+"service": ...} (medians, to paho's)}.
 No target: the figure explains the bridge's and the API's receive cost (docs/benchmarks.md).
 """
 
@@ -33,11 +36,19 @@ import psutil  # noqa: E402
 from _support import Stack, machine, print_result  # noqa: E402
 from floors import Broker, disconnect, stack_broker, subscribe  # noqa: E402
 
+from controlsvc.mqtt.ack_writes import AckJoiningClient  # noqa: E402
 from controlsvc.mqtt.read_buffer import BufferedReadClient  # noqa: E402
+
+CLIENTS: dict[str, type[mqtt.Client]] = {
+    "paho": mqtt.Client,
+    "buffered": BufferedReadClient,
+    "service": AckJoiningClient,
+}
 
 PAYLOAD_BYTES = 800  # a status document
 TOPICS = 2000
 TIMEOUT_S = 300.0
+ACK_BATCH = 500  # the bridge's batch under load
 
 PUBLISHER = """
 import os
@@ -59,30 +70,43 @@ c.loop_stop()
 
 
 def one_round(broker: Broker, client_class: type[mqtt.Client], n: int) -> float:
-    """CPU seconds per message of a subscriber of ``client_class`` taking ``n`` messages."""
+    """CPU seconds per message of a subscriber of ``client_class`` taking ``n`` messages and
+    acknowledging them as the bridge does: manual acks, sent in batches by another thread."""
     me = psutil.Process()
     got = 0
     started: list[float] = []
     done = threading.Event()
+    pending: list[tuple[int, int]] = []
+    lock = threading.Condition()
 
-    def on_message(_c: Any, _u: Any, _m: mqtt.MQTTMessage) -> None:
+    def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         nonlocal got
         if not started:
             started.append(sum(me.cpu_times()[:2]))
-        got += 1
-        if got == n:
-            done.set()
+        with lock:
+            pending.append((message.mid, message.qos))
+            lock.notify()
+
+    def acker() -> None:
+        nonlocal got
+        while got < n:
+            with lock:
+                lock.wait_for(lambda: pending, timeout=1.0)
+                batch = pending[:ACK_BATCH]
+                del pending[:ACK_BATCH]
+            for mid, qos in batch:
+                client.ack(mid, qos)
+            got += len(batch)
+        done.set()
 
     name = client_class.__name__
     client = broker.client(f"recv-{name}-{time.monotonic_ns()}", client_class)
+    client.manual_ack_set(True)
     client.on_message = on_message
     subscribe(client, f"{broker.prefix}/floor/recv/#")
-    code = PUBLISHER.format(
-        size=PAYLOAD_BYTES,
-        prefix=broker.prefix,
-        topics=TOPICS,
-        n=n,
-    )
+    acking = threading.Thread(target=acker, name="acker", daemon=True)
+    acking.start()
+    code = PUBLISHER.format(size=PAYLOAD_BYTES, prefix=broker.prefix, topics=TOPICS, n=n)
     env = broker.env() | {"H": broker.host, "P": str(broker.port)}
     env |= {"U": broker.user, "W": broker.password}
     publisher = subprocess.Popen([sys.executable, "-c", code], env=env)  # noqa: S603
@@ -108,25 +132,29 @@ def main() -> None:
     args = parser.parse_args()
     n = args.messages or (20_000 if args.quick else 50_000)
     rounds = args.rounds or (1 if args.quick else 3)
-    figures: dict[str, list[float]] = {"paho": [], "buffered": []}
+    figures: dict[str, list[float]] = {key: [] for key in CLIENTS}
     with Stack() as stack:
         stack.broker({})
         broker = stack_broker(stack)
         for _ in range(rounds):
-            for key, cls in (("paho", mqtt.Client), ("buffered", BufferedReadClient)):
+            for key, cls in CLIENTS.items():
                 figures[key].append(round(one_round(broker, cls, n) * 1e6, 1))
         facts = machine()
-    paho_us, buffered_us = (statistics.median(figures[k]) for k in ("paho", "buffered"))
+    medians = {key: statistics.median(values) for key, values in figures.items()}
     print_result(
         {
             "bench": "mqtt_receive",
             "messages": n,
             "rounds": rounds,
             "payload_bytes": PAYLOAD_BYTES,
-            "paho_cpu_us_per_msg": figures["paho"],
-            "buffered_cpu_us_per_msg": figures["buffered"],
-            "floor": {"kind": "paho's own Client, same broker and load", "cpu_us_per_msg": paho_us},
-            "ratio": {"cpu_per_msg": round(buffered_us / paho_us, 2)},
+            **{f"{key}_cpu_us_per_msg": values for key, values in figures.items()},
+            "floor": {
+                "kind": "paho's own Client, same broker and load",
+                "cpu_us_per_msg": medians["paho"],
+            },
+            "ratio": {
+                key: round(medians[key] / medians["paho"], 2) for key in CLIENTS if key != "paho"
+            },
             "targets_met": None,
             "machine": facts,
         }

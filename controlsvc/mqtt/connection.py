@@ -4,8 +4,9 @@ Every connection the service makes (the API's publisher, event feed and preview 
 bridge's two) is a ``MqttConnection``: MQTT 5 with VERSION2 callbacks, credentials and TLS from
 ``[MQTT]``, TCP_NODELAY on every socket, reconnecting with backoff, CONNACK refusals read with
 the table the agent uses too (``schemas.connack``: a fatal one stops the reconnecting), up and
-down counted in ``/metrics`` by kind, the socket read in chunks (``read_buffer``), and a
-network loop that survives an exception escaping paho (logged, then connected again afresh).
+down counted in ``/metrics`` by kind, the socket read in chunks (``read_buffer``) and
+acknowledgements written together (``ack_writes``), and a network loop that survives an
+exception escaping paho (logged, then connected again afresh).
 
 Its user keeps its own state and wording, through three hooks called on paho's network thread:
 ``on_up(client, session_present)`` after each accepted CONNACK (subscribe there),
@@ -33,7 +34,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from controlsvc.config.settings import Settings
 from controlsvc.metrics import MQTT_CONNECTED, MQTT_CONNECTS, MQTT_REFUSALS
-from controlsvc.mqtt.read_buffer import BufferedReadClient
+from controlsvc.mqtt.ack_writes import AckJoiningClient
 from schemas.connack import Refusal, refusal
 
 __all__ = ["STOPPED", "MqttConnection", "new_properties", "reason_value"]
@@ -74,10 +75,10 @@ def _nodelay(_client: paho.Client, _userdata: Any, sock: Any) -> None:
             _log.debug("TCP_NODELAY not set: %s", exc)
 
 
-class _Client(BufferedReadClient):
-    """paho's client, reading in chunks, whose network loop (``loop_forever``, run by
-    ``loop_start``'s thread) asks ``loop_failed`` what to do when an exception escapes it: go on
-    (True) or end."""
+class _Client(AckJoiningClient):
+    """paho's client, reading in chunks and writing PUBACKs together, whose network loop
+    (``loop_forever``, run by ``loop_start``'s thread) asks ``loop_failed`` what to do when an
+    exception escapes it: go on (True) or end."""
 
     loop_failed: Callable[[Exception], bool] | None = None
 
