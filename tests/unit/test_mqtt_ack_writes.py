@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import socket
 import struct
 
@@ -82,3 +83,31 @@ def test_a_write_is_at_most_the_cap(wired) -> None:
         theirs.recv(1 << 20)
     assert max(sends) <= MAX_JOINED_BYTES
     assert sum(sends) >= count * 4
+
+
+class _CountingQueue(collections.deque):  # type: ignore[type-arg]
+    taken = 0
+
+    def popleft(self):  # type: ignore[no-untyped-def]
+        self.taken += 1
+        return super().popleft()
+
+
+def test_a_queue_without_a_run_of_pubacks_is_left_as_it_is(wired, monkeypatch) -> None:
+    """A queue of PUBLISHes (a session's documents) is not taken apart and put back."""
+    client, _theirs, _sends = wired
+    client._out_packet = _CountingQueue()
+    for mid in range(1, 6):
+        client._packet_queue(0x32, b"publish", mid, 1)  # a PUBLISH at QoS 1
+    client._send_puback(9)
+    queued = list(client._out_packet)
+    seen: list[list[object]] = []
+
+    def write(self: paho.Client) -> paho.MQTTErrorCode:  # paho's, looking only
+        seen.append(list(self._out_packet))
+        return paho.MQTT_ERR_SUCCESS
+
+    monkeypatch.setattr(paho.Client, "_packet_write", write)
+    client._packet_write()
+    assert client._out_packet.taken == 0
+    assert seen == [queued]
