@@ -5,9 +5,8 @@
 unknown ones; the ingest functions of ``controlsvc.store.enclosures`` change an
 ``EnclosureRow`` as they change an ``Enclosure``; ``write_back`` sends the columns that
 changed, one executemany UPDATE per set of them (pages of 100 with psycopg2's
-``execute_batch``). Through the ORM,
-the attribute instrumentation (13 sets per status), the change tracking and the flush cost the
-writer a quarter of its CPU (``bench/writer.py``).
+``execute_batch``). Through the ORM, the attribute instrumentation (13 sets per status), the
+change tracking and the flush cost the writer a quarter of its CPU (``bench/writer.py``).
 
 Only the ingest columns are written; the row lock taken by ``lock_rows`` keeps anyone else
 from changing them meanwhile. Registry columns (name, location, notes, expected_online) are
@@ -103,9 +102,6 @@ def write_back(session: Session, rows: Iterable[EnclosureRow]) -> int:
             for name, value, before in zip(INGEST_COLUMNS, now, loaded, strict=True)
             if (value is not before if name == "status" else value != before)
         }
-        if not params:  # equal documents read and rebuilt
-            row.loaded = now
-            continue
         columns = tuple(params)
         params["_id"] = row.id
         changed.setdefault(columns, []).append(params)
