@@ -425,23 +425,23 @@ class Stack:
         env.update(self.env)
         return env
 
-    def statuses_coalesced(self) -> int:
+    def statuses_coalesced(self, settle_s: float = 2.0) -> int:
         """Statuses the bridge replaced by a newer one of their enclosure before writing them
         (by design when it falls behind: not lost)."""
-        return int(self.bridge_counter("jaxmba_bridge_statuses_coalesced"))
+        return int(self.bridge_counter("jaxmba_bridge_statuses_coalesced", settle_s))
+
+    def statuses_written(self, *, history_rows: bool = True) -> int:
+        """Statuses the bridge wrote, as of now: the history's rows while it keeps every
+        status, else its own counter (the history keeps only some)."""
+        if history_rows:
+            return int(self.scalar("SELECT count(*) FROM status_history"))
+        return int(self.bridge_counter("jaxmba_bridge_messages_written", 0, {"kind": "status"}))
 
     def statuses_done(self, *, history_rows: bool = True) -> int:
-        """Statuses the bridge is done with, as of now: written (the history's rows when it
-        keeps every status, else its own counter) or coalesced into a newer status of their
-        enclosure (by design when it falls behind). A drain that counted the rows alone would
-        wait, after coalescing, for rows that never come (until its quiet period or cap)."""
-        if history_rows:
-            written = int(self.scalar("SELECT count(*) FROM status_history"))
-        else:
-            written = int(
-                self.bridge_counter("jaxmba_bridge_messages_written", 0, {"kind": "status"})
-            )
-        return written + int(self.bridge_counter("jaxmba_bridge_statuses_coalesced", 0))
+        """Statuses the bridge is done with, as of now: written or coalesced. A drain that
+        counted the written ones alone would wait, after coalescing, for rows that never come
+        (until its quiet period or cap)."""
+        return self.statuses_written(history_rows=history_rows) + self.statuses_coalesced(0)
 
     def bridge_counter(
         self, name: str, settle_s: float = 2.0, labels: Mapping[str, str] | None = None

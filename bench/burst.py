@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.wait_rows(
             counters.statuses_acked, quiet_s=DRAIN_QUIET_S, cap_s=60, count=stack.statuses_done
         )
-        stored = int(stack.scalar("SELECT count(*) FROM status_history"))
+        stored = stack.statuses_written()
         drops = broker.log_file.read_text(errors="replace").count("messages are being dropped")
         coalesced = stack.statuses_coalesced()
         insert = insert_floor(engine, "status_history", stored)

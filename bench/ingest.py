@@ -113,15 +113,10 @@ def measure(
     accounts = fleet_accounts(enclosures, "ing")
     env = {"JAXMBA_SERVICE_STATUS_HISTORY_EVERY_S": str(history_every_s)}
     with Stack(status_interval_s=STATUS_INTERVAL_S, keep=keep, env=env) as stack:
+        history_rows = not history_every_s  # else the history keeps only some statuses
 
         def written() -> int:
-            """Statuses the bridge wrote: history rows while it keeps every status, else its
-            own counter (the history keeps only some)."""
-            if not history_every_s:
-                return int(stack.scalar("SELECT count(*) FROM status_history"))
-            return int(
-                stack.bridge_counter("jaxmba_bridge_messages_written", 0, {"kind": "status"})
-            )
+            return stack.statuses_written(history_rows=history_rows)
 
         broker = stack.broker(accounts)
         engine = stack.database()
@@ -165,7 +160,7 @@ def measure(
             counters.statuses_acked,
             quiet_s=DRAIN_QUIET_S,
             cap_s=DRAIN_CAP_S,
-            count=lambda: stack.statuses_done(history_rows=not history_every_s),
+            count=lambda: stack.statuses_done(history_rows=history_rows),
         )
         broker_drops = _broker_drop_notices(broker.log_file)
         coalesced = stack.statuses_coalesced()

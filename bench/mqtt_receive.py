@@ -80,7 +80,6 @@ def one_round(broker: Broker, client_class: type[mqtt.Client], n: int) -> float:
     lock = threading.Condition()
 
     def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
-        nonlocal got
         if not started:
             started.append(sum(me.cpu_times()[:2]))
         with lock:
