@@ -115,7 +115,12 @@ def settings(db_url: URL, tmp_path: Path) -> Settings:
         secrets={"secret_key": TEST_SECRET, "jwt_secret_key": TEST_SECRET},  # type: ignore[arg-type]
         mail={"backend": "console"},  # type: ignore[arg-type]
         # No token cache: it needs a broker (tests/integration/test_token_cache.py has one).
-        service={"public_url": "http://testserver", "token_check_cache_s": 0},  # type: ignore[arg-type]
+        # No summary cache: tests read what they just wrote (test_summary_cache.py has it).
+        service={  # type: ignore[arg-type]
+            "public_url": "http://testserver",
+            "token_check_cache_s": 0,
+            "summary_cache_s": 0,
+        },
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from flask import Response, current_app
+from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import AfterValidator, Field, WithJsonSchema
 from pydantic_core import to_json
@@ -17,6 +17,7 @@ from pydantic_core import to_json
 from controlsvc.api import http_cache, tokens
 from controlsvc.api.errors import problem_responses
 from controlsvc.api.pages import page_body
+from controlsvc.api.summary_cache import SummaryCache
 from controlsvc.api.web import db_session, settings
 from controlsvc.broker import accounts as broker_accounts
 from controlsvc.config.settings import Settings
@@ -138,14 +139,33 @@ def summary() -> Any:
     id, with what a dashboard shows (state, since, recording, disk, clock, fps, error, open
     alerts). Rows are arrays of values in the order of ``fields``. Send the ``ETag`` back as
     ``If-None-Match``: 304 until something in it changed (a status, a state, an edit, an
-    alert). gzip with ``Accept-Encoding: gzip``."""
+    alert). gzip with ``Accept-Encoding: gzip``. While only statuses move, a process serves
+    the body it built last for up to ``service.summary_cache_s`` (1 s; ``as_of`` says when
+    it was read); a state, an edit, an alert or a session change is in the next read."""
     session = db_session()
-    etag = http_cache.weak_etag(fleet_summary.validator(session))
+    version = fleet_summary.version(session)
+    etag = http_cache.weak_etag(version.etag)
     unchanged = http_cache.not_modified(etag)
     if unchanged is not None:
         return unchanged
-    body = to_json(fleet_summary.fleet_summary(session, now=utcnow()))
-    return Response(body, mimetype="application/json", headers={"ETag": etag})
+    cache = _summary_cache()
+    built = cache.get(version.settled)
+    if built is not None:  # kept: only status figures may have moved since
+        unchanged = http_cache.not_modified(built.etag)
+        if unchanged is not None:
+            return unchanged
+    else:
+        body = to_json(fleet_summary.fleet_summary(session, now=utcnow()))
+        built = cache.put(version.settled, etag, body)
+    return http_cache.prepared_json(built.body, built.etag, built.gzipped)
+
+
+_SUMMARY_CACHE = "jaxmba.summary_cache"
+
+
+def _summary_cache() -> SummaryCache:
+    cache: SummaryCache = current_app.extensions[_SUMMARY_CACHE]
+    return cache
 
 
 @bp.get("/<string:eid>", responses={200: EnclosureOut, **problem_responses(404, 422)})
@@ -223,4 +243,7 @@ def transitions(path: EnclosurePath, query: PageQuery) -> Any:
 def register(app: Any, app_settings: Settings) -> None:
     tokens.init_app(app, app_settings)
     mqtt_publisher.init_app(app, app_settings)
+    app.extensions[_SUMMARY_CACHE] = SummaryCache(
+        app_settings.service.summary_cache_s, gzip_level=http_cache.GZIP_LEVEL
+    )
     app.register_api(bp)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Callable
 
 from flask import Flask, Request, Response, request
 
@@ -28,6 +29,7 @@ __all__ = [
     "GZIP_MIN_BYTES",
     "init_app",
     "not_modified",
+    "prepared_json",
     "weak_etag",
 ]
 
@@ -84,13 +86,31 @@ def _compress(response: Response) -> Response:
         response.vary.add("Accept-Encoding")
         return response
     response.vary.add("Accept-Encoding")
-    if "Content-Encoding" in response.headers or request.accept_encodings["gzip"] <= 0:
+    if "Content-Encoding" in response.headers:
         return response
     body = response.get_data()
-    if len(body) < GZIP_MIN_BYTES:
+    if not _gzip_wanted(len(body)):
         return response
     response.set_data(gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
     response.headers["Content-Encoding"] = "gzip"
+    return response
+
+
+def _gzip_wanted(size: int) -> bool:
+    """Should a JSON body of ``size`` bytes go out gzipped to this request?"""
+    return size >= GZIP_MIN_BYTES and request.accept_encodings["gzip"] > 0
+
+
+def prepared_json(body: bytes, etag: str, gzipped: Callable[[], bytes]) -> Response:
+    """A JSON response of ``body`` whose gzip form the caller keeps (``gzipped`` is called
+    only when the request takes gzip): nothing is compressed again after the view."""
+    if _gzip_wanted(len(body)):
+        response = Response(gzipped(), mimetype="application/json")
+        response.headers["Content-Encoding"] = "gzip"
+    else:
+        response = Response(body, mimetype="application/json")
+    response.headers["ETag"] = etag
+    response.vary.add("Accept-Encoding")
     return response
 
 

@@ -247,6 +247,14 @@ class ServiceSettings(_Section):
         description="Seconds an API process keeps a passed access-token check (0: check the "
         "database on every request); changes reach every process over MQTT at once",
     )
+    summary_cache_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="Seconds an API process serves the fleet summary it built last while no "
+        "state, edit, alert or session membership changed (0: build it for every read); only "
+        "the figures statuses move (last seen, disk, fps, recorded time) can be that old",
+    )
     email_token_hours: int = Field(24, ge=1, le=24 * 14, description="Invite/reset link lifetime")
     max_request_bytes: int = Field(
         1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest accepted request body"

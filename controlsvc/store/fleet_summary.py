@@ -5,14 +5,15 @@ rows of values in the order of ``FIELDS`` (no repeated keys). Taking a few value
 stored status documents costs ten times the read itself (in SQL on PostgreSQL's ``json`` as in
 Python), so the bridge keeps them beside the status as plain columns (``status_values``, called
 by ``enclosures.apply_status``) and the summary is two plain statements: the enclosures, and
-their open alerts counted. ``validator`` is the cheap ETag: one aggregate statement that moves
+their open alerts counted. ``version`` is the cheap ETag: one aggregate statement that moves
 whenever a row of the summary may have changed. No Flask here.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +42,8 @@ __all__ = [
     "open_alert_counts",
     "status_values",
     "summary_rows",
-    "validator",
+    "Version",
+    "version",
 ]
 
 FIELDS = SUMMARY_FIELDS
@@ -220,17 +222,32 @@ def summary_rows(session: Session) -> list[list[Any]]:
     ]
 
 
-def validator(session: Session) -> str:
-    """A cheap ETag for the summary: the enclosures' count and newest status, state change,
-    message and edit, and the open unacknowledged alerts' count and newest id (an alert only
-    leaves that set by recovering or being acknowledged, which lowers the count, and only
-    enters it by being raised, which moves the newest id). One statement, no rows."""
+@dataclass(frozen=True, slots=True)
+class Version:
+    """The summary's validator in two parts. ``settled`` moves with what a user acts on or
+    waits for: an enclosure's state, an edit, a registration, an alert, a session joined or
+    left. The rest moves with every status (last seen, disk, fps, a recording's figures), many
+    times a second in a live fleet. ``etag`` covers both: the body as it stands."""
+
+    settled: str
+    etag: str
+
+
+def _digest(parts: Sequence[Any]) -> str:
+    text = "|".join("" if p is None else str(p) for p in parts)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def version(session: Session) -> Version:
+    """A cheap validator for the summary: the enclosures' count and newest state change, edit,
+    registration, status and message, and the open unacknowledged alerts' count and newest id
+    (an alert only leaves that set by recovering or being acknowledged, which lowers the
+    count, and only enters it by being raised, which moves the newest id). One statement, no
+    rows."""
     open_unacked = (Alert.recovered_at.is_(None), Alert.acked_at.is_(None))
     query = select(
         func.count(),
-        func.max(Enclosure.status_received_at),
         func.max(Enclosure.state_changed_at),
-        func.max(Enclosure.last_seen_at),
         func.max(Enclosure.edited_at),
         func.max(Enclosure.registered_at),
         select(func.count()).select_from(Alert).where(*open_unacked).scalar_subquery(),
@@ -244,10 +261,12 @@ def validator(session: Session) -> str:
         select(func.max(SessionEnclosure.state_changed_at))
         .where(SessionEnclosure.state.in_(ACTIVE_SESSION_ENCLOSURE_STATES))
         .scalar_subquery(),
+        # The live part: last.
+        func.max(Enclosure.status_received_at),
+        func.max(Enclosure.last_seen_at),
     ).where(Enclosure.retired_at.is_(None))
-    parts = session.connection().execute(query).one()
-    text = "|".join("" if p is None else str(p) for p in parts)
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    parts = tuple(session.connection().execute(query).one())
+    return Version(settled=_digest(parts[:-2]), etag=_digest(parts))
 
 
 def fleet_summary(session: Session, *, now: datetime) -> dict[str, Any]:

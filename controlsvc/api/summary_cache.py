@@ -1,0 +1,79 @@
+"""The fleet summary an API process built last, served again while it is still true enough.
+
+In a live fleet the summary changes with every status, many times a second, so its ETag
+seldom repeats and every dashboard that opens (or polls) would have the process read and
+serialise every enclosure again. Here the body is kept, with its gzip form, for
+``service.summary_cache_s`` (1 s) as long as the summary's ``settled`` version holds: a state
+change, an edit, an alert or a session joined or left makes the next read build it anew at
+once, so what a user acts on or waits for is never shown late; only the figures every status
+moves (last seen, disk, fps, recorded seconds) may be up to that long old, which ``as_of`` in
+the body says. Each process keeps its own; no Flask here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["Built", "SummaryCache"]
+
+
+@dataclass(slots=True)
+class Built:
+    """One summary body, the version it was built under and its ETag."""
+
+    settled: str
+    etag: str
+    body: bytes
+    built_at: float
+    gzip_level: int
+    _gzipped: bytes | None = field(default=None, repr=False)
+
+    def gzipped(self) -> bytes:
+        """The body gzip-compressed, once (two threads may both compress it: same bytes)."""
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=self.gzip_level, mtime=0)
+        return self._gzipped
+
+
+class SummaryCache:
+    """The last summary built, for ``max_age_s`` seconds of ``clock`` (0: never kept)."""
+
+    def __init__(
+        self,
+        max_age_s: float,
+        *,
+        gzip_level: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_age_s = max_age_s
+        self.gzip_level = gzip_level
+        self.clock = clock
+        self._last: Built | None = None
+        self._lock = threading.Lock()
+        self.builds = 0  # bodies built (a read of the cache's effect, for tests and metrics)
+
+    def get(self, settled: str) -> Built | None:
+        """The body built under ``settled`` if it is younger than ``max_age_s``."""
+        last = self._last
+        if last is None or last.settled != settled:
+            return None
+        if self.clock() - last.built_at >= self.max_age_s:
+            return None
+        return last
+
+    def put(self, settled: str, etag: str, body: bytes) -> Built:
+        """Keep ``body`` (when caching is on) and return it as a ``Built``."""
+        built = Built(settled, etag, body, self.clock(), self.gzip_level)
+        with self._lock:
+            self.builds += 1
+            if self.max_age_s > 0:
+                self._last = built
+        return built
+
+    def clear(self) -> None:
+        with self._lock:
+            self._last = None

@@ -1,0 +1,175 @@
+"""The fleet summary an API process keeps (``service.summary_cache_s``), SQLite and PostgreSQL:
+served again while only statuses moved and it is young enough, built anew at once when a state,
+an edit, an alert or a session's membership changed, and compressed once."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from controlsvc.api import summary_cache
+from controlsvc.api.summary_cache import SummaryCache
+from controlsvc.config.settings import Settings
+from controlsvc.store.db import Database
+from tests.integration.bridge_fixtures import state_payload, status_payload
+from tests.integration.test_fleet_summary_api import (
+    SUMMARY,
+    _alert_id,
+    _session,
+    add_alert,
+    as_dicts,
+    ingest,
+)
+
+MAX_AGE_S = 1.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    service = settings.service.model_copy(update={"summary_cache_s": MAX_AGE_S})
+    return settings.model_copy(update={"service": service})
+
+
+@pytest.fixture
+def clock(app) -> Clock:
+    clock = Clock()
+    app.extensions["jaxmba.summary_cache"].clock = clock
+    return clock
+
+
+@pytest.fixture
+def cache(app) -> SummaryCache:
+    kept: SummaryCache = app.extensions["jaxmba.summary_cache"]
+    return kept
+
+
+@pytest.fixture
+def viewer(auth) -> dict[str, str]:
+    return auth.headers(auth.create("viewer@example.com", role="viewer"))
+
+
+@pytest.fixture
+def operator(auth) -> dict[str, str]:
+    return auth.headers(auth.create("op@example.com", role="operator"))
+
+
+def a_status(database: Database, seq: int, offset_s: float) -> None:
+    clock = {"offset_s": offset_s, "skewed": False}
+    ingest(database, ("enc-a", "status", status_payload("b1", seq, clock=clock)))
+
+
+def two_enclosures(database: Database) -> None:
+    ingest(
+        database,
+        ("enc-a", "state", state_payload("ready", "b1")),
+        ("enc-a", "status", status_payload("b1", 0)),
+        ("enc-b", "state", state_payload("ready", "b2")),
+    )
+
+
+def offset_of(body: dict[str, Any]) -> float | None:
+    value: float | None = as_dicts(body)["enc-a"]["clock_offset_s"]
+    return value
+
+
+def test_a_status_alone_is_served_from_the_kept_body_until_it_is_too_old(
+    client, viewer, database, clock, cache
+):
+    two_enclosures(database)
+    a_status(database, 1, 0.25)
+    first = client.get(SUMMARY, headers=viewer)
+    assert offset_of(first.get_json()) == 0.25
+    assert cache.builds == 1
+
+    a_status(database, 2, 0.5)  # moves last_seen_at and the offset: only status figures
+    clock.now += MAX_AGE_S / 2
+    kept = client.get(SUMMARY, headers=viewer)
+    assert kept.data == first.data  # as_of included: the same body
+    assert kept.headers["ETag"] == first.headers["ETag"]
+    assert cache.builds == 1
+    # Its ETag still gives 304 while it is kept.
+    again = client.get(SUMMARY, headers={**viewer, "If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+
+    clock.now += MAX_AGE_S / 2  # now as old as it may be
+    fresh = client.get(SUMMARY, headers={**viewer, "If-None-Match": first.headers["ETag"]})
+    assert fresh.status_code == 200
+    assert offset_of(fresh.get_json()) == 0.5
+    assert fresh.headers["ETag"] != first.headers["ETag"]
+    assert cache.builds == 2
+
+
+def test_what_a_user_acts_on_is_in_the_next_read(client, viewer, operator, database, clock, cache):
+    two_enclosures(database)
+    changes: dict[str, Callable[[], Any]] = {
+        "a state changes": lambda: ingest(
+            database, ("enc-b", "state", state_payload("disconnected", "b2"))
+        ),
+        "a location is edited": lambda: client.patch(
+            "/api/enclosures/enc-b", json={"location": "Room 3/Rack C"}, headers=operator
+        ),
+        "an alert is raised": lambda: add_alert(database, "enc-a", "disk_low"),
+        "an alert is acknowledged": lambda: client.post(
+            f"/api/alerts/{_alert_id(database)}/ack", headers=operator
+        ),
+        "a session starts on it": lambda: _session(database, "s-1", ["enc-a"]),
+        "an enclosure appears": lambda: ingest(
+            database, ("enc-c", "state", state_payload("ready", "b3"))
+        ),
+    }
+    for what, change in changes.items():
+        before = client.get(SUMMARY, headers=viewer)
+        builds = cache.builds
+        change()
+        after = client.get(SUMMARY, headers={**viewer, "If-None-Match": before.headers["ETag"]})
+        assert after.status_code == 200, what
+        assert after.get_json()["rows"] != before.get_json()["rows"], what
+        assert cache.builds == builds + 1, what
+    assert clock.now == 1000.0  # no time passed: none of it waited for the body to age
+
+
+def test_the_kept_body_is_compressed_once(client, viewer, database, clock, cache, monkeypatch):
+    ingest(
+        database, *[(f"enc-{i:02d}", "state", state_payload("ready", f"b{i}")) for i in range(30)]
+    )
+    compressed: list[int] = []
+    real_compress = gzip.compress
+
+    def counting(data: bytes, *args: Any, **kwargs: Any) -> bytes:
+        compressed.append(len(data))
+        return real_compress(data, *args, **kwargs)
+
+    monkeypatch.setattr(summary_cache.gzip, "compress", counting)
+    zipped = {**viewer, "Accept-Encoding": "gzip"}
+    first = client.get(SUMMARY, headers=zipped)
+    second = client.get(SUMMARY, headers=zipped)
+    plain = client.get(SUMMARY, headers=viewer)
+    assert first.headers["Content-Encoding"] == second.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in first.headers["Vary"]
+    assert first.data == second.data
+    assert int(first.headers["Content-Length"]) == len(first.data) < len(plain.data) / 3
+    assert json.loads(gzip.decompress(first.data)) == plain.get_json()
+    assert "Content-Encoding" not in plain.headers
+    assert plain.headers["ETag"] == first.headers["ETag"]
+    assert compressed == [len(plain.data)]  # once, for both gzip reads
+    assert cache.builds == 1
+
+
+def test_a_zero_age_builds_every_read(app, client, viewer, database):
+    app.extensions["jaxmba.summary_cache"] = kept = SummaryCache(0)
+    two_enclosures(database)
+    for _ in range(3):
+        assert client.get(SUMMARY, headers=viewer).status_code == 200
+    assert kept.builds == 3
