@@ -14,7 +14,7 @@ coalesced to the latest per enclosure once the lane falls behind.
   to queue or drop. A retained copy (replayed on subscribe) never replaces a live status: it
   is the older one.
 - ``get``: the oldest message that must be written first, then the statuses in the order they
-  arrived: events and acks have priority over statuses.
+  arrived: events and acks have priority over statuses (``statuses=False``: only those).
 
 Interface of ``queue.Queue`` where it overlaps (``put``/``get`` raise ``queue.Full``/
 ``queue.Empty``), so the worker reads it like the queue it replaces.
@@ -58,6 +58,7 @@ class Inbox:
         self._by_topic: dict[str, list[_Waiting]] = {}  # the live ones, oldest first
         self._statuses = 0  # live ones
         self._woken = False  # `wake` was called: a waiting `get` returns
+        self.took_status = False  # what the last `get` gave was a status (for its one reader)
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
@@ -102,12 +103,12 @@ class Inbox:
         head = self._head()
         return head is not None and now - head.since > self.status_behind
 
-    def get(self, timeout: float | None = None) -> Inbound:
+    def get(self, timeout: float | None = None, *, statuses: bool = True) -> Inbound:
         """The next message (see the module doc); waits up to ``timeout``, else
-        ``queue.Empty``."""
+        ``queue.Empty``. Without ``statuses``, only a message that must be written counts."""
         with self._not_empty:
-            self._not_empty.wait_for(lambda: self._woken or self._has_any(), timeout)
-            if not self._has_any():
+            self._not_empty.wait_for(lambda: self._woken or self._has_any(statuses), timeout)
+            if not self._has_any(statuses):
                 self._woken = False
                 raise queue.Empty
             return self._pop()
@@ -119,16 +120,17 @@ class Inbox:
             self._woken = True
             self._not_empty.notify_all()
 
-    def get_nowait(self) -> Inbound:
+    def get_nowait(self, *, statuses: bool = True) -> Inbound:
         with self._lock:
-            if not self._has_any():
+            if not self._has_any(statuses):
                 raise queue.Empty
             return self._pop()
 
-    def _has_any(self) -> bool:
-        return bool(self._fifo) or self._statuses > 0
+    def _has_any(self, statuses: bool = True) -> bool:
+        return bool(self._fifo) or (statuses and self._statuses > 0)
 
     def _pop(self) -> Inbound:
+        self.took_status = not self._fifo
         if self._fifo:
             self._not_full.notify()
             return self._fifo.popleft()

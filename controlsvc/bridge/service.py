@@ -52,12 +52,12 @@ from datetime import datetime
 from types import FrameType
 
 from controlsvc import metrics
+from controlsvc.bridge.batching import next_batch
 from controlsvc.bridge.errors import BrokerRefused
 from controlsvc.bridge.housekeeping import Housekeeping
 from controlsvc.bridge.inbound import Inbound, Link
 from controlsvc.bridge.inbox import Inbox
 from controlsvc.bridge.leadership import Leadership
-from controlsvc.bridge.linger import OutcomeWait
 from controlsvc.bridge.mqtt_client import STATUSES, BridgeClient
 from controlsvc.bridge.session_driver import SessionDriver
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
@@ -88,9 +88,8 @@ LANES = {"postgresql": 2, "sqlite": 1}
 # At most this many messages per transaction: big enough that a burst is written at thousands
 # per second, small enough that one transaction stays in the tens of milliseconds.
 BATCH_MAX = 500
-# A batch holding an ``accepted`` ack waits at most this long for the command's outcome; one
-# without acks, this long after its first message for more (see ``controlsvc.bridge.linger``).
-ACK_LINGER_S = 0.002
+# A batch without acks waits this long after its first message for more
+# (``controlsvc.bridge.batching``).
 FILL_LINGER_S = 0.02
 # How long the worker waits for a first message before checking whether it must stop.
 IDLE_POLL_S = 0.2
@@ -336,42 +335,19 @@ class Bridge:
 
     # -- worker thread -----------------------------------------------------------------------
     def _next_batch(self, lane: _Lane) -> list[Inbound]:
-        """What is queued, up to ``batch_max``: waits for the first message, then, when the
-        queue runs dry, as ``controlsvc.bridge.linger`` says (an ack: only for an accepted
-        command's outcome, up to ``ACK_LINGER_S``; no ack: up to ``fill_linger_s`` after the
-        first message)."""
-        try:
-            first = lane.queue.get(timeout=IDLE_POLL_S)
-        except queue.Empty:
-            return []
-        fill_until = time.monotonic() + self.fill_linger_s
-        lane.busy_since = first.received_at  # still backlog until written (``backlog_since``)
-        batch = [first]
-        outcomes = OutcomeWait(self._ack_suffix)
-        outcomes.add(first)
-        outcome_until: float | None = None
-        while len(batch) < self.batch_max:
-            try:
-                inbound = lane.queue.get_nowait()
-            except queue.Empty:
-                if outcomes.waiting:
-                    if outcome_until is None:
-                        outcome_until = time.monotonic() + ACK_LINGER_S
-                    until = outcome_until
-                elif outcomes.acks:
-                    break
-                else:
-                    until = fill_until
-                remaining = until - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    inbound = lane.queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-            batch.append(inbound)
-            outcomes.add(inbound)
-        return batch
+        """What is queued (``controlsvc.bridge.batching``)."""
+
+        def busy(first: Inbound) -> None:  # still backlog until written (``backlog_since``)
+            lane.busy_since = first.received_at
+
+        return next_batch(
+            lane.queue,
+            batch_max=self.batch_max,
+            fill_linger_s=self.fill_linger_s,
+            ack_suffix=self._ack_suffix,
+            first_timeout=IDLE_POLL_S,
+            on_first=busy,
+        )
 
     def _work(self, lane: _Lane) -> None:
         while not self._abandon.is_set():

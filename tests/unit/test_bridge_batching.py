@@ -1,0 +1,157 @@
+"""What one transaction of the bridge takes from its inbox (``next_batch``): a message someone
+waits for (a state, an ack, an agent event) is not followed by statuses in its batch."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+from controlsvc.bridge.batching import next_batch
+from controlsvc.bridge.inbound import Inbound
+from controlsvc.bridge.inbox import Inbox
+
+T0 = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
+
+
+def message(eid: str, channel: str, n: int, payload: bytes | None = None) -> Inbound:
+    return Inbound(
+        f"jaxmba/v1/enc/{eid}/{channel}",
+        payload if payload is not None else str(n).encode(),
+        1,
+        False,
+        T0 + timedelta(milliseconds=n),
+        mid=n,
+    )
+
+
+def ack(eid: str, n: int, command_id: str, result: str) -> Inbound:
+    body = json.dumps({"command_id": command_id, "result": result}).encode()
+    return message(eid, "ack", n, body)
+
+
+class Clock:
+    """Time that moves only when told (a linger then ends at once: nothing more will come)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0  # every look at the clock is a second later
+        return self.now
+
+
+def take(inbox: Inbox, *, batch_max: int = 500, fill_linger_s: float = 0.0) -> list[str]:
+    batch = next_batch(
+        inbox,
+        batch_max=batch_max,
+        fill_linger_s=fill_linger_s,
+        ack_suffix="/ack",
+        first_timeout=0.0,
+        clock=Clock(),
+    )
+    return [f"{m.topic.split('/')[3]}/{m.topic.split('/')[4]}" for m in batch]
+
+
+def inbox_of(*messages: Inbound) -> Inbox:
+    inbox = Inbox(maxsize=1000, status_maxsize=1000)
+    for m in messages:
+        if m.topic.endswith("/status"):
+            inbox.put_status(m)
+        else:
+            inbox.put(m)
+    return inbox
+
+
+def test_a_state_is_written_without_the_statuses_behind_it():
+    inbox = inbox_of(
+        *[message(f"e{i}", "status", i) for i in range(300)],
+        message("e7", "state", 300),  # a Will: "lost"
+    )
+    assert take(inbox) == ["e7/state"]
+    assert len(take(inbox)) == 300  # the statuses, in the next batch
+    assert take(inbox) == []
+
+
+def test_messages_someone_waits_for_go_together_but_without_statuses():
+    inbox = inbox_of(
+        message("e1", "status", 0),
+        message("e1", "state", 1),
+        message("e2", "events", 2),
+        ack("e3", 3, "c1", "succeeded"),
+        message("e2", "status", 4),
+    )
+    assert take(inbox) == ["e1/state", "e2/events", "e3/ack"]
+    assert take(inbox) == ["e1/status", "e2/status"]
+
+
+def test_a_batch_of_statuses_still_takes_a_state_that_arrives_then_stops_taking_statuses():
+    inbox = inbox_of(message("e1", "status", 0))
+    # What arrives while the batch lingers, a group per look at the clock.
+    arrivals = [
+        [message("e2", "status", 1)],
+        [message("e3", "state", 2), message("e4", "status", 3)],
+    ]
+
+    class Feeding(Clock):
+        def __call__(self) -> float:
+            if not arrivals:
+                return 1e9  # nothing more comes: the linger is over
+            for m in arrivals.pop(0):
+                (inbox.put_status if m.topic.endswith("/status") else inbox.put)(m)
+            return super().__call__()
+
+    batch = next_batch(
+        inbox,
+        batch_max=500,
+        fill_linger_s=100.0,
+        ack_suffix="/ack",
+        first_timeout=0.0,
+        clock=Feeding(),
+    )
+    topics = [m.topic.removeprefix("jaxmba/v1/enc/") for m in batch]
+    assert topics == ["e1/status", "e2/status", "e3/state"]  # e4's status was there: left
+    assert take(inbox) == ["e4/status"]
+
+
+def test_a_batch_of_statuses_fills_up_to_its_maximum():
+    inbox = inbox_of(*[message(f"e{i}", "status", i) for i in range(12)])
+    assert len(take(inbox, batch_max=5)) == 5
+    assert len(take(inbox, batch_max=5)) == 5
+    assert len(take(inbox, batch_max=5)) == 2
+
+
+def test_the_first_message_is_reported_as_soon_as_it_is_taken():
+    inbox = inbox_of(message("e1", "state", 0), message("e2", "state", 1))
+    seen: list[str] = []
+
+    def first(m: Inbound) -> None:
+        seen.append(m.topic)
+        assert inbox.qsize() == 1  # before the rest of the batch was taken
+
+    batch = next_batch(
+        inbox, batch_max=10, fill_linger_s=0.0, ack_suffix="/ack", first_timeout=0.0, on_first=first
+    )
+    assert seen == ["jaxmba/v1/enc/e1/state"]
+    assert len(batch) == 2
+
+
+def test_an_accepted_command_waits_for_its_outcome_not_for_statuses():
+    inbox = inbox_of(ack("e1", 0, "c1", "accepted"), message("e2", "status", 1))
+    done = threading.Event()
+
+    def later() -> None:
+        inbox.put(ack("e1", 2, "c1", "succeeded"))
+        done.set()
+
+    timer = threading.Thread(target=later)
+    timer.start()
+    batch = next_batch(inbox, batch_max=10, fill_linger_s=0.0, ack_suffix="/ack", first_timeout=0.0)
+    timer.join()
+    # Whether the outcome made it depends on the thread; a status never does.
+    assert all(m.topic.endswith("/ack") for m in batch)
+    assert take(inbox)[-1] == "e2/status"
+
+
+def test_nothing_within_the_first_timeout_is_an_empty_batch():
+    assert take(Inbox(maxsize=10, status_maxsize=10)) == []
