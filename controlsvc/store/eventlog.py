@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic_core import to_json, to_jsonable_python
-from sqlalchemy import Table, delete, func, insert, or_, select, text, update
+from sqlalchemy import Table, bindparam, cast, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.publisher import BrokerUnavailable, Publisher
@@ -197,13 +197,18 @@ def _serialise_writers(session: Session) -> None:
     a transaction and commit promptly: other event writers wait meanwhile. SQLite serialises
     writers by itself.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    transaction = session.get_transaction()
-    if transaction is not None and session.info.get(_LOCKED_KEY) is transaction:
+    if not _lock_pending(session):
         return
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENTS_LOCK_KEY})
     session.info[_LOCKED_KEY] = session.get_transaction()
+
+
+def _lock_pending(session: Session) -> bool:
+    """PostgreSQL, and this transaction does not hold the event writers' lock yet."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    transaction = session.get_transaction()
+    return transaction is None or session.info.get(_LOCKED_KEY) is not transaction
 
 
 def check_kind(kind: str) -> str:
@@ -255,7 +260,6 @@ def record_many(session: Session, entries: Sequence[Entry]) -> list[Logged]:
         return []
     for entry in entries:
         check_kind(entry.kind)
-    _serialise_writers(session)
     now = utcnow()
     params = [
         {
@@ -268,10 +272,39 @@ def record_many(session: Session, entries: Sequence[Entry]) -> list[Logged]:
         }
         for entry in entries
     ]
-    table: Table = EventRecord.__table__  # type: ignore[assignment]
-    stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    ids = session.execute(stmt, params).scalars().all()
+    if len(params) == 1 and _lock_pending(session):
+        # The lock and the row in one round trip (a command's event, an ack's).
+        ids = [session.execute(_LOCK_AND_INSERT_ONE, params[0]).scalar_one()]
+        session.info[_LOCKED_KEY] = session.get_transaction()
+    else:
+        _serialise_writers(session)
+        ids = list(session.execute(_INSERT_MANY, params).scalars())
     return [Logged(id=int(i), **row) for i, row in zip(ids, params, strict=True)]
+
+
+_TABLE: Table = EventRecord.__table__  # type: ignore[assignment]
+_COLUMNS = ("kind", "at", "enclosure_id", "session_id", "command_id", "data")
+_INSERT_MANY = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+# PostgreSQL: ``_serialise_writers``' lock taken by the INSERT itself, through a CTE it selects
+# from (a volatile function: evaluated, never inlined away). The values are cast to their
+# columns' types: a parameter in a SELECT list is text, which PostgreSQL will not store in a
+# uuid or json column unasked.
+_WRITERS_LOCK = select(func.pg_advisory_xact_lock(EVENTS_LOCK_KEY).label("held")).cte(
+    "event_writers_lock"
+)
+_LOCK_AND_INSERT_ONE = (
+    insert(_TABLE)
+    .from_select(
+        list(_COLUMNS),
+        select(
+            *(
+                cast(bindparam(name, type_=_TABLE.c[name].type), _TABLE.c[name].type)
+                for name in _COLUMNS
+            )
+        ).select_from(_WRITERS_LOCK),
+    )
+    .returning(_TABLE.c.id)
+)
 
 
 Intent = tuple[str, dict[str, Any], str | None, uuid.UUID | None]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from controlsvc.store import eventlog, users
-from controlsvc.store.db import Database, utcnow
+from controlsvc.store.db import Database, as_utc, utcnow
 from controlsvc.store.models.events import EventRecord, EventTicket
 
 
@@ -197,3 +197,41 @@ def test_many_events_in_one_transaction_take_the_lock_once(database: Database):
     assert len(locks) == (1 if database.engine.dialect.name == "postgresql" else 0)
     with database.session() as session:
         assert session.query(EventRecord).count() == 5
+
+
+def test_one_event_takes_the_lock_in_its_own_insert(database: Database):
+    """A transaction that records one event (a command's, an ack's) takes the writers' lock in
+    the INSERT's round trip, and the row it stores is the one given (types included)."""
+    statements: list[str] = []
+    from sqlalchemy import event
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    command_id = uuid.uuid4()
+    at = datetime(2026, 12, 5, 3, 30, 1, 250000, tzinfo=UTC)
+    data = {"state": "sent", "nested": {"n": [1, 2.5, None]}, "text": "é"}
+    with database.session() as session:
+        session.connection()  # the transaction has begun: count only what recording sends
+        event.listen(database.engine, "before_cursor_execute", seen)
+        try:
+            logged = eventlog.record(
+                session, "command.updated", data, enclosure_id="enc-1", command_id=command_id, at=at
+            )
+        finally:
+            event.remove(database.engine, "before_cursor_execute", seen)
+        session.commit()
+    assert len(statements) == 1
+    assert ("pg_advisory_xact_lock" in statements[0]) is (
+        database.engine.dialect.name == "postgresql"
+    )
+    with database.session() as session:
+        row = session.get(EventRecord, logged.id)
+        assert row is not None
+        assert (row.kind, row.enclosure_id, row.command_id, row.data) == (
+            "command.updated",
+            "enc-1",
+            command_id,
+            data,
+        )
+        assert as_utc(row.at) == at
