@@ -6,7 +6,7 @@ A command's life (``CommandState``) is the state table of ``controlsvc.domain.co
        |                            |--ack rejected | succeeded | failed | expired (terminal)
        +------ no terminal answer by deadline_at (+ grace) --> timed_out (the bridge's timer)
 
-Durability: ``create_command`` only flushes; the caller COMMITS before ``publish_command`` so
+Durability: ``create_command`` only writes; the caller COMMITS before ``publish_command`` so
 a crash after the API answered 202 loses nothing: the bridge re-publishes ``pending`` commands
 still before their deadline (``republishable``). Agents treat a command id seen twice as one
 command (QoS 1 is at least once anyway).
@@ -19,6 +19,7 @@ for a settled command is ignored.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import uuid
@@ -27,7 +28,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, func, literal, select, text, update
+from sqlalchemy import (
+    Row,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    type_coerce,
+    update,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -145,35 +158,92 @@ def create_command(
     created_by_id: int | None = None,
     now: datetime | None = None,
 ) -> Command:
-    """A new ``pending`` command for ``eid`` (flushed; the caller commits before publishing).
+    """A new ``pending`` command for ``eid`` (written; the caller commits before publishing).
 
     ``NotFound`` for an unknown enclosure, ``Conflict`` for a retired one, ``InvalidInput``
     naming ``params.<field>`` when the params do not fit the kind. A ``lost`` or ``offline``
     enclosure is accepted: its state is kept on the command and the command expires in time.
+
+    One statement: the row is inserted from the enclosure's, when it exists and is not retired,
+    copying its state (this is on every command's path: a read of the enclosure and the ORM's
+    unit of work took two round trips and most of the time). The ``Command`` returned is not
+    attached to the session: it holds what was written.
     """
     now = now or utcnow()
-    enc = _enclosure_state(session, eid)
-    if enc.retired_at is not None:
-        raise Conflict(f"enclosure {eid!r} is retired", field="eid")
     try:
         typed = parse_params(kind, dict(params))
     except MessageError as exc:
+        _check_enclosure(session, eid)  # an unknown or retired enclosure is said first
         field = exc.errors[0][0] if exc.errors else "params"
         raise InvalidInput(exc.reason, field=field) from None
-    command = Command(
-        id=uuid.uuid4(),
-        enclosure_id=eid,
-        kind=kind.value,
-        params=typed.model_dump(mode="json", exclude_unset=True),
-        state=CommandState.PENDING.value,
-        created_at=now,
-        created_by_id=created_by_id,
-        deadline_at=now + timedelta(seconds=timeout_s),
-        enclosure_state=enc.state,
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "kind": kind.value,
+        "params": typed.model_dump(mode="json", exclude_unset=True),
+        "state": CommandState.PENDING.value,
+        "created_at": now,
+        "created_by_id": created_by_id,
+        "deadline_at": now + timedelta(seconds=timeout_s),
+        "publish_count": 0,
+    }
+    written = None
+    if is_enclosure_id(eid):
+        dialect = session.get_bind().dialect.name
+        written = session.execute(_insert_for(dialect), {**values, "eid": eid}).one_or_none()
+    if written is None:
+        _check_enclosure(session, eid)
+        raise Conflict(f"enclosure {eid!r} is retired", field="eid")  # retired meanwhile
+    return Command(**values, enclosure_id=eid, enclosure_state=written.enclosure_state)
+
+
+def _check_enclosure(session: Session, eid: str) -> None:
+    """``NotFound`` for an unknown enclosure, ``Conflict`` for a retired one."""
+    enc = _enclosure_state(session, eid)
+    if enc.retired_at is not None:
+        raise Conflict(f"enclosure {eid!r} is retired", field="eid")
+
+
+_CREATED = (
+    "id",
+    "kind",
+    "params",
+    "state",
+    "created_at",
+    "created_by_id",
+    "deadline_at",
+    "publish_count",
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _insert_for(dialect: str) -> Any:
+    """``INSERT INTO commands (...) SELECT <values>, id, state FROM enclosures WHERE id = :eid
+    AND retired_at IS NULL RETURNING enclosure_state``. On PostgreSQL the values are cast to
+    their columns' types (a parameter in a SELECT list is text, which PostgreSQL will not
+    store in a uuid or json column); SQLite must not see the casts (CAST to JSON or DATETIME
+    there is a cast to a number)."""
+    table = _TABLE
+    enclosures = cast(Table, Enclosure.__table__)
+
+    def value(name: str) -> Any:
+        column = table.c[name]
+        param = bindparam(name, type_=column.type)
+        return (
+            sql_cast(param, column.type)
+            if dialect == "postgresql"
+            else type_coerce(param, column.type)
+        )
+
+    source = select(
+        *(value(name) for name in _CREATED),
+        enclosures.c.id,
+        enclosures.c.state,
+    ).where(enclosures.c.id == bindparam("eid"), enclosures.c.retired_at.is_(None))
+    return (
+        insert(table)
+        .from_select([*_CREATED, "enclosure_id", "enclosure_state"], source)
+        .returning(table.c.enclosure_state)
     )
-    session.add(command)
-    session.flush()
-    return command
 
 
 @dataclass(frozen=True, slots=True)
