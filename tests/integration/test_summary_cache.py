@@ -18,11 +18,10 @@ from controlsvc.store.db import Database
 from tests.integration.bridge_fixtures import state_payload, status_payload
 from tests.integration.test_fleet_summary_api import (
     SUMMARY,
-    _alert_id,
     _session,
-    add_alert,
     as_dicts,
     ingest,
+    settled_changes,
 )
 
 MAX_AGE_S = 1.0
@@ -114,16 +113,7 @@ def test_a_status_alone_is_served_from_the_kept_body_until_it_is_too_old(
 def test_what_a_user_acts_on_is_in_the_next_read(client, viewer, operator, database, clock, cache):
     two_enclosures(database)
     changes: dict[str, Callable[[], Any]] = {
-        "a state changes": lambda: ingest(
-            database, ("enc-b", "state", state_payload("disconnected", "b2"))
-        ),
-        "a location is edited": lambda: client.patch(
-            "/api/enclosures/enc-b", json={"location": "Room 3/Rack C"}, headers=operator
-        ),
-        "an alert is raised": lambda: add_alert(database, "enc-a", "disk_low"),
-        "an alert is acknowledged": lambda: client.post(
-            f"/api/alerts/{_alert_id(database)}/ack", headers=operator
-        ),
+        **settled_changes(client, database, operator),
         "a session starts on it": lambda: _session(database, "s-1", ["enc-a"]),
         "an enclosure appears": lambda: ingest(
             database, ("enc-c", "state", state_payload("ready", "b3"))
