@@ -10,6 +10,9 @@
   cores). Those statuses go in the next batch; nothing is reordered, since states, acks and
   events already came first. A batch that began with statuses still takes a state, an ack or
   an event that arrives while it fills, and then stops taking statuses.
+- **A batch holding a state message is written as soon as the inbox runs dry**, like one
+  holding an ack: it is a connection coming or going (a Will's "lost"), which a user or an
+  alert waits for; waiting ``fill_linger_s`` for company would only delay it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def next_batch(
     batch_max: int,
     fill_linger_s: float,
     ack_suffix: str,
+    state_suffix: str,
     first_timeout: float,
     on_first: Callable[[Inbound], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -49,6 +53,7 @@ def next_batch(
     fill_until = clock() + fill_linger_s
     batch = [first]
     urgent = not inbox.took_status  # from here on: no statuses
+    prompt = first.topic.endswith(state_suffix)  # written once the inbox runs dry
     outcomes = OutcomeWait(ack_suffix)
     outcomes.add(first)
     outcome_until: float | None = None
@@ -60,7 +65,7 @@ def next_batch(
                 if outcome_until is None:
                     outcome_until = clock() + ACK_LINGER_S
                 until = outcome_until
-            elif outcomes.acks:
+            elif outcomes.acks or prompt:
                 break
             else:
                 until = fill_until
@@ -72,6 +77,7 @@ def next_batch(
             except queue.Empty:
                 break
         urgent = urgent or not inbox.took_status
+        prompt = prompt or inbound.topic.endswith(state_suffix)
         batch.append(inbound)
         outcomes.add(inbound)
     return batch

@@ -5,7 +5,9 @@
   ``failed``) a millisecond later, and written in one transaction the command settles a whole
   transaction sooner than in two in a row. Once every accepted command in the batch has its
   outcome there is nothing to wait for.
-- Any other batch (statuses, states, agent events) waits a little for company: one transaction
+- So does a batch holding a state message (``controlsvc.bridge.batching``): a connection
+  coming or going, which a user or an alert waits for.
+- Any other batch (statuses, agent events) waits a little for company: one transaction
   per message or two costs several times the CPU per message of one per few dozen, and a status
   a few milliseconds later is not staler in any way that matters.
 

@@ -156,6 +156,7 @@ class Bridge:
         ]
         self._enc_head = f"{self.topics.prefix}/enc/"
         self._ack_suffix = f"/{Channel.ACK.value}"
+        self._state_suffix = f"/{Channel.STATE.value}"
         self.client = BridgeClient(
             settings, self.topics, self._enqueue, self.stats, client_id=client_id
         )
@@ -345,6 +346,7 @@ class Bridge:
             batch_max=self.batch_max,
             fill_linger_s=self.fill_linger_s,
             ack_suffix=self._ack_suffix,
+            state_suffix=self._state_suffix,
             first_timeout=IDLE_POLL_S,
             on_first=busy,
         )

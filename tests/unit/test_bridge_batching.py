@@ -7,6 +7,8 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from controlsvc.bridge.batching import next_batch
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.inbox import Inbox
@@ -47,6 +49,7 @@ def take(inbox: Inbox, *, batch_max: int = 500, fill_linger_s: float = 0.0) -> l
         batch_max=batch_max,
         fill_linger_s=fill_linger_s,
         ack_suffix="/ack",
+        state_suffix="/state",
         first_timeout=0.0,
         clock=Clock(),
     )
@@ -106,6 +109,7 @@ def test_a_batch_of_statuses_still_takes_a_state_that_arrives_then_stops_taking_
         batch_max=500,
         fill_linger_s=100.0,
         ack_suffix="/ack",
+        state_suffix="/state",
         first_timeout=0.0,
         clock=Feeding(),
     )
@@ -130,7 +134,13 @@ def test_the_first_message_is_reported_as_soon_as_it_is_taken():
         assert inbox.qsize() == 1  # before the rest of the batch was taken
 
     batch = next_batch(
-        inbox, batch_max=10, fill_linger_s=0.0, ack_suffix="/ack", first_timeout=0.0, on_first=first
+        inbox,
+        batch_max=10,
+        fill_linger_s=0.0,
+        ack_suffix="/ack",
+        state_suffix="/state",
+        first_timeout=0.0,
+        on_first=first,
     )
     assert seen == ["jaxmba/v1/enc/e1/state"]
     assert len(batch) == 2
@@ -146,7 +156,14 @@ def test_an_accepted_command_waits_for_its_outcome_not_for_statuses():
 
     timer = threading.Thread(target=later)
     timer.start()
-    batch = next_batch(inbox, batch_max=10, fill_linger_s=0.0, ack_suffix="/ack", first_timeout=0.0)
+    batch = next_batch(
+        inbox,
+        batch_max=10,
+        fill_linger_s=0.0,
+        ack_suffix="/ack",
+        state_suffix="/state",
+        first_timeout=0.0,
+    )
     timer.join()
     # Whether the outcome made it depends on the thread; a status never does.
     assert all(m.topic.endswith("/ack") for m in batch)
@@ -155,3 +172,41 @@ def test_an_accepted_command_waits_for_its_outcome_not_for_statuses():
 
 def test_nothing_within_the_first_timeout_is_an_empty_batch():
     assert take(Inbox(maxsize=10, status_maxsize=10)) == []
+
+
+class Recording(Inbox):
+    """An inbox that notes how long each ``get`` was asked to wait."""
+
+    def __init__(self) -> None:
+        super().__init__(maxsize=100, status_maxsize=100)
+        self.waits: list[float | None] = []
+
+    def get(self, timeout: float | None = None, *, statuses: bool = True) -> Inbound:
+        self.waits.append(timeout)
+        return super().get(timeout, statuses=statuses)
+
+
+@pytest.mark.parametrize(
+    ("first", "lingers"),
+    [
+        (message("e1", "state", 0), False),  # a Will: written at once
+        (message("e1", "events", 0), True),  # a fan-out's events: wait for company
+        (message("e1", "status", 0), True),
+    ],
+)
+def test_a_state_message_is_written_as_soon_as_the_inbox_runs_dry(first, lingers):
+    inbox = Recording()
+    (inbox.put_status if first.topic.endswith("/status") else inbox.put)(first)
+    looks = iter([0.0, 0.0, 1.0])  # the batch starts, looks once in its linger, then it is over
+    batch = next_batch(
+        inbox,
+        batch_max=10,
+        fill_linger_s=0.05,
+        ack_suffix="/ack",
+        state_suffix="/state",
+        first_timeout=0.0,
+        clock=lambda: next(looks, 1.0),
+    )
+    assert batch == [first]
+    assert inbox.waits[0] == 0.0  # the first message
+    assert (len(inbox.waits) > 1) is lingers  # a second get: it waited for company
