@@ -19,7 +19,10 @@ rooms and racks, publishing statuses every ``--status-interval`` s while it runs
    bridge announces an unchanged status at most every 10 s.) It is revived, unmeasured, before
    the next sample. The page also stamps the ``enclosure.state`` event as its stream hands it
    over: ``sse_event_received_ms`` (publish to the page) and ``ui_apply_ms`` (event to card)
-   split the figure between the service and the page.
+   split the figure between the service and the page; the event's row (its ``at``, taken by
+   the bridge just before its commit) splits the service's share into ``bridge_recorded_ms``
+   (publish to recorded: the broker, the bridge's queue and batch) and ``recorded_to_page_ms``
+   (the commit, the notification, the API's feed and the event stream).
    Floor: a bare paho QoS 1 request/response echo through the same broker (``echo_floor``,
    measured before the fleet starts: paho's loop cannot watch this process's sockets once the
    fleet's 2,000 connections have taken the numbers below 1,024):
@@ -69,6 +72,11 @@ VIEWPORT = {"width": 1280, "height": 900}
 TIMEOUT_MS = 120_000
 FIRST_PAINT_TARGET_MS = 1000.0
 UPDATE_TARGET_MS = 200.0
+# When the bridge recorded an enclosure's newest "lost" event (its clock: this machine's).
+LOST_RECORDED_SQL = (
+    "SELECT extract(epoch FROM at) * 1000 FROM events WHERE kind = 'enclosure.state'"
+    " AND enclosure_id = :eid AND data->>'state' = 'lost' ORDER BY id DESC LIMIT 1"
+)
 
 # Stamps, in the page, the login click and the first card (inserted, then the next frame).
 WATCH_FIRST_CARD = """() => {
@@ -246,6 +254,8 @@ def run(browser: Any, made: Any, args: argparse.Namespace) -> dict[str, Any]:
     latencies: list[float] = []
     arrivals: list[float] = []  # publish -> the event in the page
     applied: list[float] = []  # the event in the page -> its card replaced
+    recorded: list[float] = []  # publish -> the bridge recorded the event (before its commit)
+    delivered: list[float] = []  # recorded -> the event in the page (commit, feed, stream)
     for eid in chosen:
         before = page.evaluate(f"(window.__cards[{eid!r}] || []).length")
         published = time.time() * 1000
@@ -265,6 +275,12 @@ def run(browser: Any, made: Any, args: argparse.Namespace) -> dict[str, Any]:
         if received is not None:
             arrivals.append(received - published)
             applied.append(shown - received)
+        # The bridge's share: when it recorded the event (just before its commit).
+        recorded_ms = made.stack.scalar(LOST_RECORDED_SQL, eid=eid)
+        if recorded_ms is not None:
+            recorded.append(float(recorded_ms) - published)
+            if received is not None:
+                delivered.append(received - float(recorded_ms))
         made.fleet.revive(eid)
         page.wait_for_function(
             f"() => document.querySelector('article.card[data-enclosure=\"{eid}\"]')"
@@ -315,6 +331,8 @@ def run(browser: Any, made: Any, args: argparse.Namespace) -> dict[str, Any]:
         "all_counted_ms": stats([s["counted_ms"] for s in samples]),
         "sse_update_ms": stats(latencies),
         "sse_event_received_ms": stats(arrivals) if arrivals else None,
+        "bridge_recorded_ms": stats(recorded) if recorded else None,
+        "recorded_to_page_ms": stats(delivered) if delivered else None,
         "ui_apply_ms": stats(applied) if applied else None,
         "js_heap_mb": {
             "fleet_shown": heap_shown,
