@@ -36,7 +36,6 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    text,
     type_coerce,
     update,
 )
@@ -382,8 +381,6 @@ def dispatch(
     """
     if not publish(publisher, command, topics):
         return command_out(command)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit = off"))
     now = utcnow()
     record = sent_record(command, now)
     row = eventlog.record(
@@ -392,6 +389,7 @@ def dispatch(
         record.model_dump(mode="json"),
         enclosure_id=command.enclosure_id,
         command_id=command.id,
+        synchronous_commit=False,
     )
     body = eventlog.event_body(row)
     if not mark_sent(session, command, now):

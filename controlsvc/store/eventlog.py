@@ -229,13 +229,16 @@ def record(
     command_id: uuid.UUID | None = None,
     session_id: str | None = None,
     at: datetime | None = None,
+    synchronous_commit: bool = True,
 ) -> Logged:
     """Add an event to the log (written, so it has its id); the caller commits.
 
     `data` may hold datetimes, UUIDs, enums and pydantic models: they are stored as JSON.
+    ``synchronous_commit=False`` (PostgreSQL): the transaction's commit will not wait for its
+    WAL to reach the disk, for a caller that can lose it in a crash (set in the same round trip).
     """
     entry = Entry(kind, data, enclosure_id, command_id, session_id, at)
-    return record_many(session, [entry])[0]
+    return record_many(session, [entry], synchronous_commit=synchronous_commit)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +253,9 @@ class Entry:
     at: datetime | None = None
 
 
-def record_many(session: Session, entries: Sequence[Entry]) -> list[Logged]:
+def record_many(
+    session: Session, entries: Sequence[Entry], *, synchronous_commit: bool = True
+) -> list[Logged]:
     """``record`` for several events in one statement: the bridge records dozens per batch.
 
     A Core ``INSERT … RETURNING id`` with the rows as parameters (SQLAlchemy sends them as
@@ -274,9 +279,12 @@ def record_many(session: Session, entries: Sequence[Entry]) -> list[Logged]:
     ]
     if len(params) == 1 and _lock_pending(session):
         # The lock and the row in one round trip (a command's event, an ack's).
-        ids = [session.execute(_LOCK_AND_INSERT_ONE, params[0]).scalar_one()]
+        statement = _LOCK_AND_INSERT_ONE[synchronous_commit]
+        ids = [session.execute(statement, params[0]).scalar_one()]
         session.info[_LOCKED_KEY] = session.get_transaction()
     else:
+        if not synchronous_commit and session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SET LOCAL synchronous_commit = off"))
         _serialise_writers(session)
         ids = list(session.execute(_INSERT_MANY, params).scalars())
     return [Logged(id=int(i), **row) for i, row in zip(ids, params, strict=True)]
@@ -285,26 +293,29 @@ def record_many(session: Session, entries: Sequence[Entry]) -> list[Logged]:
 _TABLE: Table = EventRecord.__table__  # type: ignore[assignment]
 _COLUMNS = ("kind", "at", "enclosure_id", "session_id", "command_id", "data")
 _INSERT_MANY = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
-# PostgreSQL: ``_serialise_writers``' lock taken by the INSERT itself, through a CTE it selects
-# from (a volatile function: evaluated, never inlined away). The values are cast to their
-# columns' types: a parameter in a SELECT list is text, which PostgreSQL will not store in a
-# uuid or json column unasked.
-_WRITERS_LOCK = select(func.pg_advisory_xact_lock(EVENTS_LOCK_KEY).label("held")).cte(
-    "event_writers_lock"
-)
-_LOCK_AND_INSERT_ONE = (
-    insert(_TABLE)
-    .from_select(
-        list(_COLUMNS),
-        select(
-            *(
-                cast(bindparam(name, type_=_TABLE.c[name].type), _TABLE.c[name].type)
-                for name in _COLUMNS
-            )
-        ).select_from(_WRITERS_LOCK),
+
+
+def _lock_and_insert_one(synchronous_commit: bool) -> Any:
+    """PostgreSQL: ``_serialise_writers``' lock taken by the INSERT of one row itself, through
+    a CTE it selects from (a volatile function: evaluated, never inlined away). The values are
+    cast to their columns' types: a parameter in a SELECT list is text, which PostgreSQL will
+    not store in a uuid or json column unasked."""
+    locks = [func.pg_advisory_xact_lock(EVENTS_LOCK_KEY).label("held")]
+    if not synchronous_commit:  # SET LOCAL, as a function a SELECT can call
+        locks.append(func.set_config("synchronous_commit", "off", True).label("wal"))
+    writers_lock = select(*locks).cte("event_writers_lock")
+    values = (
+        cast(bindparam(name, type_=_TABLE.c[name].type), _TABLE.c[name].type) for name in _COLUMNS
     )
-    .returning(_TABLE.c.id)
-)
+    return (
+        insert(_TABLE)
+        .from_select(list(_COLUMNS), select(*values).select_from(writers_lock))
+        .returning(_TABLE.c.id)
+    )
+
+
+# By ``synchronous_commit``.
+_LOCK_AND_INSERT_ONE = {flag: _lock_and_insert_one(flag) for flag in (True, False)}
 
 
 Intent = tuple[str, dict[str, Any], str | None, uuid.UUID | None]

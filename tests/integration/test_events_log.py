@@ -235,3 +235,38 @@ def test_one_event_takes_the_lock_in_its_own_insert(database: Database):
             data,
         )
         assert as_utc(row.at) == at
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["one event", "two events"])
+def test_a_commit_that_need_not_wait_for_the_disk(database: Database, many: bool):
+    """``synchronous_commit=False`` turns PostgreSQL's setting off for that transaction only
+    (for one event in the INSERT's own round trip), and stores the events as usual."""
+    postgres = database.engine.dialect.name == "postgresql"
+    entries = [eventlog.Entry("command.updated", {"n": n}) for n in range(2 if many else 1)]
+    statements: list[str] = []
+    from sqlalchemy import event, text
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    with database.session() as session:
+        if postgres:
+            usual = session.execute(text("SHOW synchronous_commit")).scalar()
+            session.commit()
+        session.connection()
+        event.listen(database.engine, "before_cursor_execute", seen)
+        try:
+            logged = eventlog.record_many(session, entries, synchronous_commit=False)
+        finally:
+            event.remove(database.engine, "before_cursor_execute", seen)
+        if postgres:
+            assert session.execute(text("SHOW synchronous_commit")).scalar() == "off"
+        session.commit()
+        if postgres:  # the next transaction is as usual again
+            assert session.execute(text("SHOW synchronous_commit")).scalar() == usual
+    if not many:
+        assert len(statements) == 1
+    with database.session() as session:
+        stored = [row.data for row in eventlog.since(session, 0)]
+    assert stored == [{"n": n} for n in range(len(entries))]
+    assert [row.id for row in logged] == sorted(row.id for row in logged)
