@@ -233,12 +233,16 @@ class MqttLink:
         connection attempt in progress to give up.
         """
         self._stopping.set()
+        # The network thread, read once: paho's loop_stop reads it again after the thread may
+        # have ended and cleared it (eclipse-paho/paho.mqtt.python#872: AttributeError).
+        thread = self._client._thread  # noqa: SLF001
         self._client.disconnect()  # also ends a reconnect loop that is waiting
-        thread = threading.Thread(target=self._client.loop_stop, daemon=True)
-        thread.start()
-        thread.join(timeout_s)
+        self._client._thread_terminate = True  # noqa: SLF001 - what loop_stop sets
+        own = thread is threading.current_thread()  # stopped from a callback: cannot join
+        if thread is not None and not own:
+            thread.join(timeout_s)
         self._connected.clear()
-        if not thread.is_alive():
+        if thread is None or not (own or thread.is_alive()):
             # paho closes its sockets (the wake-up pair too) only when the client is collected;
             # in a cycle (its callbacks are our methods) the sockets' own finalizers may come
             # first and warn. Its loop has ended: close them now.

@@ -181,8 +181,13 @@ class Connection:
         self._stop()
 
     def _stop(self) -> None:
+        # paho's loop_stop reads its thread again after the thread may have ended and cleared
+        # it (eclipse-paho/paho.mqtt.python#872: AttributeError): read it once, join it here.
+        thread = self._client._thread  # noqa: SLF001
         self._client.disconnect()
-        self._client.loop_stop()
+        self._client._thread_terminate = True  # noqa: SLF001 - what loop_stop sets
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     def is_connected(self) -> bool:
         return bool(self._client.is_connected())

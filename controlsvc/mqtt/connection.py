@@ -35,6 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from controlsvc.config.settings import Settings
 from controlsvc.metrics import MQTT_CONNECTED, MQTT_CONNECTS, MQTT_REFUSALS
 from controlsvc.mqtt.ack_writes import AckJoiningClient
+from controlsvc.mqtt.loop_stop import stop_loop
 from schemas.connack import Refusal, refusal
 
 __all__ = ["STOPPED", "MqttConnection", "new_properties", "reason_value"]
@@ -193,13 +194,13 @@ class MqttConnection:
             self.client.disconnect(properties=properties)
         else:
             self.client.disconnect()  # ends a reconnect loop that is waiting
-        self.client.loop_stop()
+        stop_loop(self.client)
         self._went_down(STOPPED)
 
     def kill(self) -> None:
         """Drop the connection without DISCONNECT, as a crash would (tests): the Will fires."""
         self._stopping.set()
-        self.client.loop_stop()
+        stop_loop(self.client)
         sock = self.client.socket()
         if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
