@@ -64,6 +64,7 @@ from floors import (  # noqa: E402
 )
 
 from controlsvc.broker import SERVICE_USER, LocalBroker, generate_password  # noqa: E402
+from controlsvc.mqtt.loop_stop import stop_loop  # noqa: E402
 from controlsvc.store import eventlog, migrate, users  # noqa: E402
 from controlsvc.store.db import Database  # noqa: E402
 from tests.support.postgres import create_database, drop_database, postgres_server  # noqa: E402
@@ -371,7 +372,7 @@ def main() -> None:
             }
         finally:
             notifier.disconnect()
-            notifier.loop_stop()
+            stop_loop(notifier)
             if api.poll() is None:
                 api.kill()
                 api.wait()

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from controlsvc.bridge import Bridge
 from controlsvc.broker import SERVICE_USER, LocalBroker
 from controlsvc.config.settings import Settings
+from controlsvc.mqtt.loop_stop import stop_loop
 from controlsvc.store.db import Database
 from controlsvc.store.models.commands import Command
 from controlsvc.store.models.enclosures import Enclosure, EnclosureTransition, StatusRecord
@@ -272,11 +273,11 @@ class Agent:
         if self.client.is_connected():
             self.state("disconnected")
             self.client.disconnect()
-        self.client.loop_stop()
+        stop_loop(self.client)
 
     def drop(self) -> None:
         """Die without DISCONNECT: the broker publishes the Will at once (socket closed)."""
-        self.client.loop_stop()
+        stop_loop(self.client)
         sock = self.client.socket()
         if isinstance(sock, socket.socket):
             sock.shutdown(socket.SHUT_RDWR)
@@ -325,7 +326,7 @@ def agents(broker: LocalBroker) -> Iterator[Callable[..., Agent]]:
     finally:
         for agent in made:
             agent.client.disconnect()
-            agent.client.loop_stop()
+            stop_loop(agent.client)
 
 
 # -- database reads ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from controlsvc.mqtt.loop_stop import stop_loop
 from controlsvc.store import eventlog
 from controlsvc.store.models.enclosures import AgentEvent, StatusRecord
 from controlsvc.store.models.events import EventRecord
@@ -226,7 +227,7 @@ def test_malformed_flood_then_valid_messages(settings, database, broker, make_br
     # every one reached the broker (a flood cut short would make the counts below wrong)
     assert all(info.is_published() for info in infos)
     flood.disconnect()
-    flood.loop_stop()
+    stop_loop(flood)
     for _ in range(20):
         agent.status()
     wait_for(

@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from controlsvc.broker import LocalBroker
 from controlsvc.config.sections import SecretsSettings
 from controlsvc.config.settings import Settings
+from controlsvc.mqtt.loop_stop import stop_loop
 from controlsvc.store import commands as command_domain
 from controlsvc.store.db import Database
 from controlsvc.store.models.commands import Command
@@ -104,7 +105,7 @@ class Publisher:
 
     def close(self) -> None:
         self._client.disconnect()
-        self._client.loop_stop()
+        stop_loop(self._client)
 
 
 @contextlib.contextmanager

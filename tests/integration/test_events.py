@@ -34,6 +34,7 @@ from controlsvc.config.sections import MqttSettings
 from controlsvc.config.settings import Settings
 from controlsvc.mqtt.connection import RECONNECT_MAX_S
 from controlsvc.mqtt.event_feed import FALLBACK_READ_S, shutdown_all
+from controlsvc.mqtt.loop_stop import stop_loop
 from controlsvc.store import eventlog, users
 from controlsvc.store.db import Database, utcnow
 from tests.support import broker as broker_fixtures
@@ -184,7 +185,7 @@ class Notifier:
 
     def close(self) -> None:
         self._client.disconnect()
-        self._client.loop_stop()
+        stop_loop(self._client)
 
 
 @pytest.fixture

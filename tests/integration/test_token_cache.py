@@ -19,6 +19,7 @@ from controlsvc.api import event_feed
 from controlsvc.api.token_cache import EXTENSION_KEY, TokenCache
 from controlsvc.broker import SERVICE_USER, LocalBroker
 from controlsvc.config.settings import Settings
+from controlsvc.mqtt.loop_stop import stop_loop
 from controlsvc.mqtt.publisher import PUBLISHER_KEY
 from controlsvc.ops.app import create_app
 from controlsvc.store.db import Database
@@ -184,4 +185,4 @@ def test_a_bad_message_on_the_topic_empties_the_cache(two, people, broker):
         wait_for(lambda: len(cache_of(a)) == 0, message="a bad message left the cache as it was")
     finally:
         sender.disconnect()
-        sender.loop_stop()
+        stop_loop(sender)

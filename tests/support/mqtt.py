@@ -25,6 +25,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from controlsvc.mqtt.loop_stop import stop_loop
+
 if TYPE_CHECKING:
     from controlsvc.broker import LocalBroker
 
@@ -238,7 +240,7 @@ class MqttTestClient:
         self._stop()
 
     def _stop(self) -> None:
-        self._client.loop_stop()
+        stop_loop(self._client)
         # paho closes its socket and wake-up socket pair only in __del__ or reinitialise();
         # close them now, deterministically, instead of leaving them to the garbage collector.
         self._client.reinitialise()
