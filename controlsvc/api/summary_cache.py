@@ -54,7 +54,7 @@ class SummaryCache:
         self.clock = clock
         self._last: Built | None = None
         self._lock = threading.Lock()
-        self.builds = 0  # bodies built (a read of the cache's effect, for tests and metrics)
+        self.builds = 0  # bodies built: what the tests read to see the cache's effect
 
     def get(self, settled: str) -> Built | None:
         """The body built under ``settled`` if it is younger than ``max_age_s``."""

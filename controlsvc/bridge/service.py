@@ -88,8 +88,8 @@ LANES = {"postgresql": 2, "sqlite": 1}
 # At most this many messages per transaction: big enough that a burst is written at thousands
 # per second, small enough that one transaction stays in the tens of milliseconds.
 BATCH_MAX = 500
-# A batch without acks waits this long after its first message for more
-# (``controlsvc.bridge.batching``).
+# A batch of statuses or agent events waits this long after its first message for more
+# (``controlsvc.bridge.batching``; one holding an ack or a state does not).
 FILL_LINGER_S = 0.02
 # How long the worker waits for a first message before checking whether it must stop.
 IDLE_POLL_S = 0.2
