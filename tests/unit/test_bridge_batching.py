@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -43,16 +44,20 @@ class Clock:
         return self.now
 
 
+def collect(inbox: Inbox, **given: Any) -> list[Inbound]:
+    """``next_batch`` with this module's defaults (nothing lingers unless told)."""
+    settings: dict[str, Any] = {
+        "batch_max": 500,
+        "fill_linger_s": 0.0,
+        "ack_suffix": "/ack",
+        "state_suffix": "/state",
+        "first_timeout": 0.0,
+    }
+    return next_batch(inbox, **{**settings, **given})
+
+
 def take(inbox: Inbox, *, batch_max: int = 500, fill_linger_s: float = 0.0) -> list[str]:
-    batch = next_batch(
-        inbox,
-        batch_max=batch_max,
-        fill_linger_s=fill_linger_s,
-        ack_suffix="/ack",
-        state_suffix="/state",
-        first_timeout=0.0,
-        clock=Clock(),
-    )
+    batch = collect(inbox, batch_max=batch_max, fill_linger_s=fill_linger_s, clock=Clock())
     return [f"{m.topic.split('/')[3]}/{m.topic.split('/')[4]}" for m in batch]
 
 
@@ -104,15 +109,7 @@ def test_a_batch_of_statuses_still_takes_a_state_that_arrives_then_stops_taking_
                 (inbox.put_status if m.topic.endswith("/status") else inbox.put)(m)
             return super().__call__()
 
-    batch = next_batch(
-        inbox,
-        batch_max=500,
-        fill_linger_s=100.0,
-        ack_suffix="/ack",
-        state_suffix="/state",
-        first_timeout=0.0,
-        clock=Feeding(),
-    )
+    batch = collect(inbox, batch_max=500, fill_linger_s=100.0, clock=Feeding())
     topics = [m.topic.removeprefix("jaxmba/v1/enc/") for m in batch]
     assert topics == ["e1/status", "e2/status", "e3/state"]  # e4's status was there: left
     assert take(inbox) == ["e4/status"]
@@ -133,15 +130,7 @@ def test_the_first_message_is_reported_as_soon_as_it_is_taken():
         seen.append(m.topic)
         assert inbox.qsize() == 1  # before the rest of the batch was taken
 
-    batch = next_batch(
-        inbox,
-        batch_max=10,
-        fill_linger_s=0.0,
-        ack_suffix="/ack",
-        state_suffix="/state",
-        first_timeout=0.0,
-        on_first=first,
-    )
+    batch = collect(inbox, batch_max=10, on_first=first)
     assert seen == ["jaxmba/v1/enc/e1/state"]
     assert len(batch) == 2
 
@@ -156,14 +145,7 @@ def test_an_accepted_command_waits_for_its_outcome_not_for_statuses():
 
     timer = threading.Thread(target=later)
     timer.start()
-    batch = next_batch(
-        inbox,
-        batch_max=10,
-        fill_linger_s=0.0,
-        ack_suffix="/ack",
-        state_suffix="/state",
-        first_timeout=0.0,
-    )
+    batch = collect(inbox, batch_max=10)
     timer.join()
     # Whether the outcome made it depends on the thread; a status never does.
     assert all(m.topic.endswith("/ack") for m in batch)
@@ -198,15 +180,7 @@ def test_a_state_message_is_written_as_soon_as_the_inbox_runs_dry(first, lingers
     inbox = Recording()
     (inbox.put_status if first.topic.endswith("/status") else inbox.put)(first)
     looks = iter([0.0, 0.0, 1.0])  # the batch starts, looks once in its linger, then it is over
-    batch = next_batch(
-        inbox,
-        batch_max=10,
-        fill_linger_s=0.05,
-        ack_suffix="/ack",
-        state_suffix="/state",
-        first_timeout=0.0,
-        clock=lambda: next(looks, 1.0),
-    )
+    batch = collect(inbox, batch_max=10, fill_linger_s=0.05, clock=lambda: next(looks, 1.0))
     assert batch == [first]
     assert inbox.waits[0] == 0.0  # the first message
     assert (len(inbox.waits) > 1) is lingers  # a second get: it waited for company
