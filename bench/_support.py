@@ -25,7 +25,9 @@ on a CPU and writes ``DIR/bridge.txt`` and ``DIR/api.txt`` (collapsed stacks) wh
 processes' figures: a profiled run measures where the time goes, not how much there is.
 py-spy runs with ``--nonblocking``: pausing the process for each sample slowed a session's
 start fivefold, enough to change how the bridge batches (a sample may now and then catch a
-stack half-updated, which the tables' thousands of samples absorb).
+stack half-updated, which the tables' thousands of samples absorb). ``--profile-gil`` samples
+only the thread holding the GIL (py-spy's ``--gil``): Python's own CPU, without the threads that
+wait for a core or in a driver's call that released the GIL.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ __all__ = [
 PYTHON = sys.executable
 BRIDGE_OVERRIDE_ENV = "JAXMBA_BENCH_BRIDGE"  # experiments: another command line for the bridge
 PROFILE_ENV = "JAXMBA_BENCH_PROFILE"  # a directory: run the bridge and the API under py-spy
+PROFILE_GIL_ENV = "JAXMBA_BENCH_PROFILE_GIL"  # "1": sample only the thread holding the GIL
 PROFILE_RATE_HZ = 250  # py-spy samples per second of a running thread
 CHILD_READY_TIMEOUT_S = 60.0  # the bridge and the API import, connect and answer in a few s
 CHILD_STOP_TIMEOUT_S = 15.0
@@ -273,6 +276,19 @@ def add_profile_option(parser: argparse.ArgumentParser) -> None:
         "(read them with bench/profile_report.py)",
     )
 
+    class GilOnly(argparse.Action):
+        def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+            os.environ[PROFILE_GIL_ENV] = "1"
+            setattr(namespace, self.dest, True)
+
+    parser.add_argument(
+        "--profile-gil",
+        action=GilOnly,
+        nargs=0,
+        default=False,
+        help="with --profile: sample only the thread holding the GIL (Python's own CPU)",
+    )
+
 
 def profiled(name: str, argv: list[str]) -> list[str]:
     """``argv`` under py-spy when ``JAXMBA_BENCH_PROFILE`` names a directory, else as it is."""
@@ -285,7 +301,9 @@ def profiled(name: str, argv: list[str]) -> list[str]:
     Path(directory).mkdir(parents=True, exist_ok=True)
     output = Path(directory, f"{name}.txt").resolve()
     rate = str(PROFILE_RATE_HZ)
-    return [spy, "record", "--nonblocking", "--subprocesses", "--rate", rate, "--format", "raw"] + [
+    gil = ["--gil"] if os.environ.get(PROFILE_GIL_ENV) == "1" else []
+    record = [spy, "record", "--nonblocking", "--subprocesses", *gil, "--rate", rate]
+    return [*record, "--format", "raw"] + [
         "--output",
         str(output),
         "--",

@@ -24,6 +24,7 @@ run while the fleet and the service are still up. Targets: p50 <= 3 x the floor'
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import threading
@@ -47,12 +48,15 @@ from _support import (  # noqa: E402
     start_fleet,
 )
 from floors import (  # noqa: E402
+    Broker,
     Sniffer,
     check_targets,
     cpu_ms_per_unit,
+    disconnect,
     echo_floor,
     ratio,
     stack_broker,
+    subscribe,
 )
 
 from fleet_simulator import Fleet, fleet_accounts  # noqa: E402
@@ -70,14 +74,54 @@ def _ts(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
 
+class Notifications:
+    """When each command's terminal ``command.updated`` event was announced: the bridge's
+    notification (``service/events``, its ``at`` taken after the commit) and its arrival here,
+    so the time after ``settled_at`` splits into the bridge's write, the broker and the API."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[float, float]] = {}  # command id -> (notification at, arrival)
+        self._client: Any = None
+
+    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
+        arrived = time.time()
+        try:
+            body = json.loads(message.payload)
+            at = _ts(body["at"])
+        except (ValueError, KeyError, TypeError):
+            return
+        for event in body.get("events") or ():
+            data = event.get("data") or {}
+            if event.get("kind") == "command.updated" and data.get("state") in TERMINAL:
+                with self._lock:
+                    self._seen[str(event.get("command_id"))] = (at or arrived, arrived)
+
+    def __enter__(self) -> Notifications:
+        self._client = self._broker.client(f"rtt-notifications-{id(self)}")
+        self._client.on_message = self._on_message
+        subscribe(self._client, Topics(self._broker.prefix).service_events())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        disconnect(self._client)
+
+    def of(self, command_id: str) -> tuple[float, float] | None:
+        with self._lock:
+            return self._seen.get(command_id)
+
+
 def one_command(
-    client: httpx.Client, eid: str, post_wait: bool
+    client: httpx.Client, eid: str, post_wait: bool, notifications: Notifications | None = None
 ) -> tuple[float, float, str, dict[str, float]]:
     """(ms until terminal, ms of the POST alone, final state, phase durations in ms).
 
     The phases come from the command record's own times (same machine, same clock): the API
     accepting it until the broker had it (``created_at`` -> ``sent_at``), the agent and the
-    bridge settling it (``sent_at`` -> ``settled_at``), and the answer reaching us.
+    bridge settling it (``sent_at`` -> ``settled_at``), and the answer reaching us; with
+    ``notifications``, that last part split at the bridge's commit (its notification's ``at``)
+    and at the notification's arrival (what an API process's event feed waits for).
     """
     wall0 = time.time()
     started = time.perf_counter()
@@ -104,6 +148,12 @@ def one_command(
             "sent_to_settled": (settled - sent) * 1000,
             "settled_to_answer": (wall1 - settled) * 1000,
         }
+        notified = notifications.of(command["id"]) if notifications is not None else None
+        if notified is not None:
+            committed, arrived = notified
+            phases["settled_to_committed"] = (committed - settled) * 1000
+            phases["committed_to_notified"] = (arrived - committed) * 1000
+            phases["notified_to_answer"] = (wall1 - arrived) * 1000
     return (done - started) * 1000, (posted - started) * 1000, command["state"], phases
 
 
@@ -137,14 +187,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             posts: list[float] = []
             states: Counter[str] = Counter()
             phases: dict[str, list[float]] = {}
+            floor_broker = stack_broker(stack)
+            topics = Topics(floor_broker.prefix)
 
-            def worker(count: int, measured: bool) -> None:
+            def worker(count: int, measured: bool, notifications: Notifications | None) -> None:
                 with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
                     for _ in range(count):
                         with lock:
                             i = next(counter)
                         rtt, post, state, phase = one_command(
-                            client, ids[i % len(ids)], not args.post_then_get
+                            client, ids[i % len(ids)], not args.post_then_get, notifications
                         )
                         if measured:
                             with lock:
@@ -154,14 +206,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 for name, ms in phase.items():
                                     phases.setdefault(name, []).append(ms)
 
-            floor_broker = stack_broker(stack)
-            topics = Topics(floor_broker.prefix)
             # The warm-up's commands and acks give the floor its payload sizes.
             with (
                 Sniffer(floor_broker, topics.enc_filter("cmd")) as commands,
                 Sniffer(floor_broker, topics.enc_filter("ack")) as acks,
             ):
-                worker(WARMUP, measured=False)
+                worker(WARMUP, measured=False, notifications=None)
                 request_bytes, response_bytes = commands.typical_size(), acks.typical_size()
             per_thread = [args.commands // args.concurrency] * args.concurrency
             per_thread[0] += args.commands - sum(per_thread)
@@ -169,11 +219,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             assert stack.api_ is not None
             started = time.monotonic()
             with (
+                Notifications(floor_broker) as notifications,
                 sample_process(stack.bridge_.pid) as bridge_usage,
                 sample_process(stack.api_.pid) as api_usage,
                 ThreadPoolExecutor(args.concurrency) as pool,
             ):
-                for future in [pool.submit(worker, n, True) for n in per_thread]:
+                for future in [pool.submit(worker, n, True, notifications) for n in per_thread]:
                     future.result()
             elapsed = time.monotonic() - started
             # Same broker, same background load, same number of round trips.
