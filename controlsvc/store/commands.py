@@ -34,7 +34,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    literal,
+    or_,
     select,
     type_coerce,
     update,
@@ -292,30 +292,12 @@ def mark_sent(
     locked, and rather than wait for the bridge's batch to commit, the ack's state wins (the
     answer still shows ``sent``: the broker has it) and this publish goes uncounted.
     """
-    target = select(Command.id).where(Command.id == command.id)
-    if session.get_bind().dialect.name == "postgresql" and not wait_for_lock:
-        target = target.with_for_update(skip_locked=True)
-    result = session.execute(
-        update(Command)
-        .where(
-            Command.id.in_(target.scalar_subquery()),
-            Command.state.in_(_sources(Signal.PUBLISHED)),
-        )
-        .values(
-            state=command_state.target(Signal.PUBLISHED).value,
-            sent_at=now,
-            publish_count=Command.publish_count + 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    skip_locked = session.get_bind().dialect.name == "postgresql" and not wait_for_lock
+    params = {"command_id": command.id, "now": now}
+    result = session.execute(_mark_sent(skip_locked, advance=True), params)
     changed = int(getattr(result, "rowcount", 0) or 0) == 1
     if not changed:  # rare: only when the answer beat this call
-        session.execute(
-            update(Command)
-            .where(Command.id.in_(target.scalar_subquery()))
-            .values(publish_count=Command.publish_count + 1)
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(_mark_sent(skip_locked, advance=False), params)
     sent = command_state.next_state(CommandState(command.state), Signal.PUBLISHED)
     if changed or sent is not None:
         # What the row holds (or is about to hold), without reading it back.
@@ -324,6 +306,30 @@ def mark_sent(
     if changed:
         set_committed_value(command, "publish_count", (command.publish_count or 0) + 1)
     return changed
+
+
+@functools.lru_cache(maxsize=4)
+def _mark_sent(skip_locked: bool, *, advance: bool) -> Any:
+    """``mark_sent``'s UPDATE, built once (it is on every command's path, and building it cost
+    more CPU than running it): with ``advance``, ``pending`` -> ``sent`` and the count; else
+    the count alone. ``skip_locked``: a row the bridge has locked is left alone."""
+    table = _TABLE
+    target = select(table.c.id).where(table.c.id == bindparam("command_id", type_=table.c.id.type))
+    if skip_locked:
+        target = target.with_for_update(skip_locked=True)
+    values: dict[str, Any] = {"publish_count": table.c.publish_count + 1}
+    conditions = [table.c.id.in_(target.scalar_subquery())]
+    if advance:
+        values["state"] = command_state.target(Signal.PUBLISHED).value
+        values["sent_at"] = bindparam("now", type_=table.c.sent_at.type)
+        conditions.append(_state_is(_sources(Signal.PUBLISHED)))
+    return update(table).where(*conditions).values(values)
+
+
+def _state_is(states: Collection[str]) -> Any:
+    """``state = a OR state = b``: unlike ``IN (...)``, not expanded into the SQL anew at each
+    execution, so a statement built once stays as it was compiled."""
+    return or_(*(_TABLE.c.state == state for state in states))
 
 
 def publish(
@@ -425,6 +431,36 @@ _TABLE = cast(Table, Command.__table__)
 _RECORD_COLUMNS = tuple(_TABLE.c[name] for name in CommandOut.model_fields)
 
 
+@functools.lru_cache(maxsize=32)
+def _ack_update(signal: Signal, with_data: bool) -> Any:
+    """The ack's conditional ``UPDATE … RETURNING`` for ``signal``, built once per kind of ack:
+    on every command's path, building it (its columns, its ``WHERE``, its cache key) cost as
+    much CPU as running it. The source states are plain equalities, not ``IN``: an ``IN`` list
+    is expanded into the SQL anew at each execution."""
+    table = _TABLE
+    new = command_state.target(signal)
+    received_at = bindparam("received_at", type_=table.c.sent_at.type)
+    values: dict[str, Any] = {
+        "state": new.value,
+        "detail": bindparam("detail", type_=table.c.detail.type),
+        "sent_at": func.coalesce(table.c.sent_at, received_at),
+    }
+    if with_data:
+        values["result"] = bindparam("result", type_=table.c.result.type)
+    if new.is_terminal:
+        values["settled_at"] = received_at
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("command_id", type_=table.c.id.type),
+            table.c.enclosure_id == bindparam("eid", type_=table.c.enclosure_id.type),
+            _state_is(_sources(signal)),
+        )
+        .values(**values)
+        .returning(*_RECORD_COLUMNS)
+    )
+
+
 def apply_ack(session: Session, eid: str, ack: Ack, received_at: datetime) -> AckOutcome:
     """Settle (or advance) a command from the agent's ack.
 
@@ -435,28 +471,17 @@ def apply_ack(session: Session, eid: str, ack: Ack, received_at: datetime) -> Ac
     # One round trip in the common case: a conditional UPDATE ... RETURNING of the record's
     # columns (Core, not the ORM: this is on every command's path, and nothing here needs the
     # object); only an ack that changes nothing is looked at again, to say why.
-    table = _TABLE
     signal = command_state.ack_signal(ack.result)
-    new = command_state.target(signal)
-    values: dict[str, Any] = {
-        "state": new.value,
+    params: dict[str, Any] = {
+        "command_id": ack.command_id,
+        "eid": eid,
         "detail": ack.detail,
-        "sent_at": func.coalesce(table.c.sent_at, literal(received_at, table.c.sent_at.type)),
+        "received_at": received_at,
     }
     if ack.data is not None:
-        values["result"] = ack.data
-    if new.is_terminal:
-        values["settled_at"] = received_at
-    row = session.execute(
-        update(table)
-        .where(
-            table.c.id == ack.command_id,
-            table.c.enclosure_id == eid,
-            table.c.state.in_(_sources(signal)),
-        )
-        .values(**values)
-        .returning(*_RECORD_COLUMNS)
-    ).one_or_none()
+        params["result"] = ack.data
+    statement = _ack_update(signal, ack.data is not None)
+    row = session.execute(statement, params).one_or_none()
     if row is not None:
         return AckOutcome(CommandOut.model_validate(row))
     current = session.execute(
