@@ -306,10 +306,13 @@ def run(browser: Any, made: Any, args: argparse.Namespace) -> dict[str, Any]:
     cards_built = page.locator("#fleet article.card").count()
     heap_scrolled = heap_mb(cdp)
     page.evaluate("scrollTo(0, 0)")
-    page.get_by_role("button", name="Table").click()
+    # force: the toolbar's state counts change with the fleet (enclosures the loaded machine's
+    # bridge lets fall silent come and go), shifting the toggle by a few pixels; Playwright's
+    # wait for it to be "stable" then timed out now and then (120 s).
+    page.get_by_role("button", name="Table").click(force=True)
     page.locator("table.fleet-table tr[data-enclosure]").first.wait_for()
     heap_table = heap_mb(cdp)
-    page.get_by_role("button", name="Cards").click()
+    page.get_by_role("button", name="Cards").click(force=True)
     context.close()
     if errors:
         raise RuntimeError(f"errors in the page: {errors}")
