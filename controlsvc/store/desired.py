@@ -21,16 +21,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.publisher import BatchPublisher, BrokerUnavailable, Publisher
 from controlsvc.store.db import utcnow
 from controlsvc.store.enclosures import insert_ignore
 from controlsvc.store.models.sessions import DesiredVersion
+from controlsvc.store.row_updates import update_rows
 from schemas.codec import dump_message
 from schemas.messages import Desired, DesiredRecording
 from schemas.topics import CHANNEL_QOS, Channel, Topics
+
+_TABLE: Table = DesiredVersion.__table__  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +152,8 @@ def set_recordings(
                     }
                 )
         out.append(Outgoing(eid, version, topics.desired(eid), payload))
-    if rows:  # ORM bulk UPDATE by primary key: executemany, in pages (see ``controlsvc.store.db``)
-        session.execute(update(DesiredVersion), rows)
+    if rows:  # one statement for a session's 1,000 documents (``row_updates``)
+        update_rows(session.connection(), _TABLE, "enclosure_id", rows)
     for version, (data, _, eids) in clears.items():
         session.execute(
             update(DesiredVersion)

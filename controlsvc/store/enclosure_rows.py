@@ -4,8 +4,8 @@
 (PostgreSQL: ``FOR NO KEY UPDATE``, in id order, so two bridges never deadlock), creating the
 unknown ones; the ingest functions of ``controlsvc.store.enclosures`` change an
 ``EnclosureRow`` as they change an ``Enclosure``; ``write_back`` sends the columns that
-changed, one executemany UPDATE per set of them (pages of 100 with psycopg2's
-``execute_batch``). Through the ORM, the attribute instrumentation (13 sets per status), the
+changed, one UPDATE per set of them (``row_updates``: on PostgreSQL one statement whatever
+the number of rows). Through the ORM, the attribute instrumentation (13 sets per status), the
 change tracking and the flush cost the writer a quarter of its CPU (``bench/writer.py``).
 
 Only the ingest columns are written; the row lock taken by ``lock_rows`` keeps anyone else
@@ -15,18 +15,18 @@ the API's and are never read or written here.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from controlsvc.store.db import utcnow
 from controlsvc.store.enclosures import insert_ignore, new_enclosure_row
 from controlsvc.store.models.enclosures import Enclosure, EnclosureRow
+from controlsvc.store.row_updates import update_rows
 
 __all__ = ["INGEST_COLUMNS", "EnclosureRow", "lock_rows", "write_back"]
 
@@ -37,18 +37,6 @@ INGEST_COLUMNS: tuple[str, ...] = tuple(
 )
 _READ = tuple(f.name for f in fields(EnclosureRow) if f.name != "loaded")
 _table: Table = Enclosure.__table__  # type: ignore[assignment]
-
-
-@functools.lru_cache(maxsize=256)
-def _update(columns: tuple[str, ...]) -> Any:
-    """The UPDATE of these columns, built once per set: a status changes 6 to 9 of the 21
-    ingest columns, an ack or an event 2, and every column sent costs a bind processor and
-    psycopg2's rendering of its value (the status document's the most)."""
-    return (
-        update(_table)
-        .where(_table.c.id == bindparam("_id"))
-        .values({name: bindparam(name) for name in columns})
-    )
 
 
 def lock_rows(
@@ -118,10 +106,10 @@ def write_back(session: Session, rows: Iterable[EnclosureRow]) -> int:
             if (value is not before if name == "status" else value != before)
         }
         columns = tuple(params)
-        params["_id"] = row.id
+        params["id"] = row.id
         changed.setdefault(columns, []).append(params)
         row.loaded = now
     connection = session.connection()
-    for columns, params_list in changed.items():
-        connection.execute(_update(columns), params_list)
+    for params_list in changed.values():
+        update_rows(connection, _table, "id", params_list)
     return sum(len(group) for group in changed.values())

@@ -1,0 +1,111 @@
+"""``store.row_updates``: many rows updated by key in one statement (PostgreSQL) or an
+ordinary UPDATE (SQLite, one row), with the same result as the columns' own types give."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Table, event
+
+from controlsvc.store import enclosure_rows
+from controlsvc.store.db import utcnow
+from controlsvc.store.models.enclosures import Enclosure
+from controlsvc.store.row_updates import _recordset_update, update_rows
+
+TABLE: Table = Enclosure.__table__  # type: ignore[assignment]
+
+
+def _enclosures(database, ids):
+    with database.sessionmaker() as session:
+        enclosure_rows.lock_rows(session, ids, now=utcnow())
+        session.commit()
+
+
+def _read(database, eid):
+    with database.sessionmaker() as session:
+        enc = session.get(Enclosure, eid)
+        assert enc is not None
+        return enc
+
+
+def test_each_row_gets_its_values_and_nothing_else_changes(database):
+    ids = [f"enc-{i}" for i in range(5)]
+    _enclosures(database, ids)
+    seen = datetime(2026, 12, 5, 7, 0, 0, 123456, tzinfo=UTC)
+    east = timezone(timedelta(hours=2))
+    rows = [
+        {
+            "id": eid,
+            "status": {"seq": i, "camera": {"connected": True, "fps": 29.97}, "none": None},
+            "status_seq": 10**12 + i,  # a BIGINT
+            "last_seen_at": (seen + timedelta(seconds=i)).astimezone(east),  # any zone: UTC back
+            "summary_fps": 29.5 if i % 2 else None,
+            "summary_error": 'disk full: "/data" 100 %' if i == 3 else None,
+        }
+        for i, eid in enumerate(ids[:4])
+    ]
+    statements: list[str] = []
+    event.listen(database.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    with database.sessionmaker() as session:
+        assert update_rows(session.connection(), TABLE, "id", rows) == 4
+        session.commit()
+    updates = [s for s in statements if s.lstrip().upper().startswith("UPDATE")]
+    if database.engine.dialect.name == "postgresql":
+        assert len(updates) == 1  # one statement for all the rows
+    for i, row in enumerate(rows):
+        enc = _read(database, row["id"])
+        assert enc.status == row["status"]
+        assert enc.status_seq == row["status_seq"]
+        assert enc.last_seen_at == seen + timedelta(seconds=i)
+        assert enc.last_seen_at.tzinfo is not None
+        assert enc.summary_fps == row["summary_fps"]
+        assert enc.summary_error == row["summary_error"]
+        assert enc.name == row["id"]  # a column not given: untouched
+    untouched = _read(database, ids[4])
+    assert (untouched.status, untouched.status_seq, untouched.last_seen_at) == (None, None, None)
+
+
+def test_one_row_and_no_rows(database):
+    _enclosures(database, ["enc-a"])
+    statements: list[str] = []
+    event.listen(database.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    with database.sessionmaker() as session:
+        assert update_rows(session.connection(), TABLE, "id", []) == 0
+        assert (
+            update_rows(session.connection(), TABLE, "id", [{"id": "enc-a", "status_seq": 7}]) == 1
+        )
+        session.commit()
+    assert _read(database, "enc-a").status_seq == 7
+    (one,) = [s for s in statements if s.lstrip().upper().startswith("UPDATE")]
+    assert "id" not in one.split(" WHERE ")[0], one  # the key is not set to itself
+
+
+def test_rows_naming_other_columns_are_refused(database):
+    """json_to_recordset would set a column a row leaves out to NULL."""
+    _enclosures(database, ["enc-a", "enc-b"])
+    rows = [{"id": "enc-a", "status_seq": 1}, {"id": "enc-b", "summary_fps": 2.0}]
+    with database.sessionmaker() as session, pytest.raises(ValueError, match="same columns"):
+        update_rows(session.connection(), TABLE, "id", rows)
+
+
+def test_a_naive_datetime_is_refused(database):
+    _enclosures(database, ["enc-a", "enc-b"])
+    naive = datetime(2026, 12, 5, 7, 0, 0)  # noqa: DTZ001 - the point of the test
+    rows = [{"id": eid, "last_seen_at": naive} for eid in ("enc-a", "enc-b")]
+    with database.sessionmaker() as session, pytest.raises(Exception, match="naive datetime"):
+        update_rows(session.connection(), TABLE, "id", rows)
+    assert _read(database, "enc-a").last_seen_at is None
+
+
+def test_the_statement_declares_each_columns_type(database):
+    """json_to_recordset types each value by the column list it is given: the columns' own."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: an ordinary UPDATE")
+    sql, datetimes = _recordset_update(
+        TABLE, "id", ("status", "last_seen_at"), database.engine.dialect
+    )
+    assert "json_to_recordset" in sql
+    assert "last_seen_at TIMESTAMP WITH TIME ZONE" in sql
+    assert "status JSON" in sql
+    assert datetimes == ("last_seen_at",)
