@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The bridge's ``Writer`` alone: parse and write status batches, no MQTT, no other process.
+"""The bridge's ``Writer`` alone: parse and write batches (statuses, acks or events), no MQTT.
 
 Shows the database cost of ingest per status (CPU and wall) on a fresh PostgreSQL database
 (or SQLite with ``--sqlite``), isolated from the broker and the network thread. Each enclosure
@@ -8,14 +8,22 @@ first sends its ``state`` (ready), then statuses round-robin, ``--batch`` per tr
     .venv/bin/python bench/writer.py                 # 20,000 statuses, 500 enclosures
     .venv/bin/python bench/writer.py --quick         # 5,000 statuses, 200 enclosures
     .venv/bin/python bench/writer.py --profile out   # also write a cProfile to ``out``
+    .venv/bin/python bench/writer.py --kind ack --messages 2000 --enclosures 50
+    .venv/bin/python bench/writer.py --kind event --enclosures 1000 --batch 250
 
 The floor (``floors.insert_floor``): the rows just stored, written again by a bare batched
 statement per ``--batch`` rows (``COPY`` on PostgreSQL, ``executemany`` on SQLite) into a copy
 of ``status_history`` with its indexes; ``ratio`` = the writer's CPU (and wall) per status over
 the floor's per row. No target: the figure shows what Core/``COPY`` writes could gain.
 
-The last line is one JSON object: {"bench": "writer", "cpu_us_per_status": ..., "floor": {...},
-"ratio": {...}, "cpu_ms_per_unit": {...}, ...}.
+``--kind ack``: acks, each settling a command, one per transaction as the bridge writes an ack
+that comes alone (its floor: the events they recorded, written again one per transaction);
+``--kind event``: every enclosure's ``recording_started`` of a session on all of them, as a
+fan-out brings them (floor: those agent events written again, ``--batch`` per transaction).
+
+The last line is one JSON object: {"bench": "writer", "kind": "status", "cpu_us_per_status":
+..., "floor": {...}, "ratio": {...}, "cpu_ms_per_unit": {...}, ...} (``cpu_us_per_ack`` and so
+on for the other kinds).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +50,13 @@ from controlsvc.bridge.inbound import Inbound  # noqa: E402
 from controlsvc.bridge.stats import BridgeStats  # noqa: E402
 from controlsvc.bridge.writer import Writer  # noqa: E402
 from controlsvc.domain.enclosure_state import Liveness  # noqa: E402
-from controlsvc.store import migrate  # noqa: E402
+from controlsvc.store import commands, migrate, sessions  # noqa: E402
 from controlsvc.store.db import Database, utcnow  # noqa: E402
 from fleet_simulator.accounts import fleet_ids  # noqa: E402
 from fleet_simulator.agent import AgentOptions, SimulatedAgent  # noqa: E402
+from schemas import Ack, AckResult, CommandKind, Event, RecordingStarted, dump_message  # noqa: E402
 from schemas.enums import Lifecycle  # noqa: E402
+from schemas.rest.sessions import SessionCreate, SessionEnclosureIn  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
 from tests.support.postgres import create_database, drop_database, postgres_server  # noqa: E402
 
@@ -68,6 +79,75 @@ def _inbound(topic: str, payload: bytes) -> Inbound:
     return Inbound(topic, payload, 1, False, utcnow())
 
 
+@dataclass
+class _Load:
+    """What one kind of message gives the writer: its batches, the table that counts what was
+    stored, and the floor's table and rows per transaction."""
+
+    batches: list[list[Inbound]]
+    stored_sql: str
+    floor_table: str
+    floor_batch: int
+
+
+def _statuses(agents: list[SimulatedAgent], args: argparse.Namespace) -> _Load:
+    statuses = [
+        _inbound(a.status_topic, a.status_message().payload)
+        for _ in range(-(-args.messages // len(agents)))
+        for a in agents
+    ][: args.messages]
+    batches = [statuses[i : i + args.batch] for i in range(0, len(statuses), args.batch)]
+    return _Load(batches, "SELECT count(*) FROM status_history", "status_history", args.batch)
+
+
+def _acks(agents: list[SimulatedAgent], database: Database, topics: Topics, n: int) -> _Load:
+    """``succeeded`` for ``n`` commands, one per transaction, as they come: one at a time."""
+    acks = []
+    with database.sessionmaker() as session:
+        for i in range(n):
+            agent = agents[i % len(agents)]
+            command = commands.create_command(
+                session, agent.eid, CommandKind.PING, {}, 3600, now=utcnow()
+            )
+            ack = Ack(command_id=command.id, result=AckResult.SUCCEEDED, data={"pong": True})
+            acks.append(_inbound(topics.ack(agent.eid), dump_message(ack)))
+        session.commit()
+    settled = "SELECT count(*) FROM commands WHERE state = 'succeeded'"
+    return _Load([[ack] for ack in acks], settled, "events", 1)
+
+
+def _recording_started(
+    agents: list[SimulatedAgent], database: Database, topics: Topics, batch: int
+) -> _Load:
+    """Every enclosure's ``recording_started`` for a session on all of them (a fan-out)."""
+    body = SessionCreate(
+        name="bench",
+        duration_s=3600,
+        enclosures=[SessionEnclosureIn(id=a.eid, file_prefix="bench") for a in agents],
+    )
+    now = utcnow()
+    with database.sessionmaker() as session:
+        rs, _ = sessions.create_session(session, topics, body, now=now)
+        session_id = rs.id
+        session.commit()
+    events = [
+        _inbound(
+            topics.events(a.eid),
+            dump_message(
+                Event.of(
+                    RecordingStarted(file=f"/bench/{a.eid}.mkv", end_at=None, target_fps=30.0),
+                    session_id=session_id,
+                    at=now,
+                )
+            ),
+        )
+        for a in agents
+    ]
+    batches = [events[i : i + batch] for i in range(0, len(events), batch)]
+    recording = "SELECT count(*) FROM session_enclosures WHERE state = 'recording'"
+    return _Load(batches, recording, "agent_events", batch)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     topics = Topics("jaxmba/v1")
     options = AgentOptions(topics=topics, agent_version="bench", status_interval_s=5.0)
@@ -80,47 +160,55 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         births = [_inbound(a.state_topic, a.state_message(Lifecycle.READY).payload) for a in agents]
         writer.write(writer.parse(births))
-        statuses = [
-            _inbound(a.status_topic, a.status_message().payload)
-            for _ in range(-(-args.messages // len(agents)))
-            for a in agents
-        ][: args.messages]
-        batches = [statuses[i : i + args.batch] for i in range(0, len(statuses), args.batch)]
+        if args.kind == "status":
+            load = _statuses(agents, args)
+        else:  # the enclosures have a status first, as they would
+            writer.write(
+                writer.parse([_inbound(a.status_topic, a.status_message().payload) for a in agents])
+            )
+            if args.kind == "ack":
+                load = _acks(agents, database, topics, args.messages)
+            else:
+                load = _recording_started(agents, database, topics, args.batch)
+        n = sum(len(batch) for batch in load.batches)
         profile = cProfile.Profile() if args.profile else None
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profile:
             profile.enable()
-        for batch in batches:
+        for batch in load.batches:
             writer.write(writer.parse(batch))
         if profile:
             profile.disable()
             profile.dump_stats(args.profile)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         with database.engine.connect() as conn:
-            stored = conn.execute(text("SELECT count(*) FROM status_history")).scalar_one()
-        floor = insert_floor(database.engine, "status_history", stored, batch=args.batch)
+            stored = conn.execute(text(load.stored_sql)).scalar_one()
+        floor = insert_floor(
+            database.engine, load.floor_table, min(stored, n), batch=load.floor_batch
+        )
         facts = machine(None if args.sqlite else database.engine)  # SHOW is PostgreSQL's
         database.dispose()
-    n = len(statuses)
     check_targets("writer", {})
+    kind = args.kind
     return {
         "bench": "writer",
         "backend": "sqlite" if args.sqlite else "postgresql",
-        "statuses": n,
+        "kind": kind,
+        f"{kind}es" if kind == "status" else f"{kind}s": n,
         "enclosures": args.enclosures,
-        "batch": args.batch,
+        "batch": load.floor_batch,
         "history_every_s": args.history_every,
         "stored": stored,
-        "cpu_us_per_status": round(cpu / n * 1e6, 1),
-        "wall_us_per_status": round(wall / n * 1e6, 1),
-        "statuses_per_s": round(n / wall, 1),
+        f"cpu_us_per_{kind}": round(cpu / n * 1e6, 1),
+        f"wall_us_per_{kind}": round(wall / n * 1e6, 1),
+        f"{kind}es_per_s" if kind == "status" else f"{kind}s_per_s": round(n / wall, 1),
         "floor": floor,
         "ratio": {
-            "cpu_per_status": ratio(cpu * 1000 / n, floor["cpu_ms_per_row"]),
-            "wall_per_status": ratio(wall * 1000 / n, floor["wall_ms_per_row"]),
+            f"cpu_per_{kind}": ratio(cpu * 1000 / n, floor["cpu_ms_per_row"]),
+            f"wall_per_{kind}": ratio(wall * 1000 / n, floor["wall_ms_per_row"]),
         },
         # The writer runs in this process: its CPU is this process's.
-        "cpu_ms_per_unit": {"unit": "status", **cpu_ms_per_unit(n, writer=cpu)},
+        "cpu_ms_per_unit": {"unit": kind, **cpu_ms_per_unit(n, writer=cpu)},
         "targets_met": None,
         "machine": facts,
     }
@@ -129,6 +217,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5,000 statuses, 200 enclosures")
+    parser.add_argument(
+        "--kind",
+        choices=("status", "ack", "event"),
+        default="status",
+        help="statuses in batches; acks one per transaction (each settling a command); "
+        "events: every enclosure's recording_started of a session on all of them, in batches",
+    )
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--enclosures", type=int, default=500)
     parser.add_argument("--batch", type=int, default=500)
