@@ -91,7 +91,7 @@ def _lock(session: Session, ids: list[str]) -> dict[str, EnclosureRow]:
 
 def write_back(session: Session, rows: Iterable[EnclosureRow]) -> int:
     """UPDATE, in the rows whose ingest columns changed since ``lock_rows``, the columns that
-    changed (one executemany per set of columns; their snapshot moves to the written values);
+    changed (one ``update_rows`` per set of columns; their snapshot moves to the written values);
     how many rows were written."""
     changed: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
