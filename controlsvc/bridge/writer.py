@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from controlsvc.bridge import session_events
@@ -35,6 +36,7 @@ from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats, LogThrottle
 from controlsvc.domain.enclosure_state import clock_skew, superseded_wills
 from controlsvc.store import alerts, commands, enclosure_rows, enclosures, eventlog
+from controlsvc.store.bulk_rows import insert_rows
 from controlsvc.store.db import Database, is_down, utcnow
 from controlsvc.store.enclosures import Liveness, StateChange, Verdict
 from controlsvc.store.models.enclosures import AgentEvent, Enclosure, EnclosureRow, StatusRecord
@@ -63,6 +65,7 @@ STATUS_EVENT_EVERY_S = 10.0
 # Bad input is logged once per enclosure (or topic) per this many seconds.
 LOG_PERIOD_S = 60.0
 PAYLOAD_SHOWN = 120  # bytes of a refused payload quoted in the log
+_HISTORY: Table = StatusRecord.__table__  # type: ignore[assignment]
 _ACK_IGNORED = {
     "unknown": "unknown_command",
     "foreign": "foreign_ack",
@@ -310,12 +313,8 @@ class Writer:
         enclosure_rows.write_back(session, encs.values())
         _expire_loaded_enclosures(session)
         self._store_events(session, batch, encs)
-        if batch.history:
-            enclosures.insert_ignore(
-                session,
-                StatusRecord.__table__,  # type: ignore[arg-type]
-                batch.history,
-            )
+        if batch.history:  # one statement (``store.bulk_rows``); a copy written before is skipped
+            insert_rows(session.connection(), _HISTORY, batch.history)
         return eventlog.record_intent_rows(session, batch.events)
 
     def _transition(self, change: StateChange | None, batch: _Batch) -> None:

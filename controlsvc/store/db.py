@@ -111,7 +111,7 @@ def make_engine(url: URL | str, *, echo: bool = False) -> Engine:
         json_serializer=json_dumps,
         # INSERTs in multi-row VALUES pages and UPDATEs in execute_batch pages: one round trip
         # per 100 rows instead of one per row (the hottest UPDATEs of many rows, the bridge's,
-        # are one statement each: ``controlsvc.store.row_updates``).
+        # are one statement each: ``controlsvc.store.bulk_rows``).
         executemany_mode="values_plus_batch",
     )
     _ping_idle_connections(engine)

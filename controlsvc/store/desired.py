@@ -25,10 +25,10 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.publisher import BatchPublisher, BrokerUnavailable, Publisher
+from controlsvc.store.bulk_rows import update_rows
 from controlsvc.store.db import utcnow
 from controlsvc.store.enclosures import insert_ignore
 from controlsvc.store.models.sessions import DesiredVersion
-from controlsvc.store.row_updates import update_rows
 from schemas.codec import dump_message
 from schemas.messages import Desired, DesiredRecording
 from schemas.topics import CHANNEL_QOS, Channel, Topics
@@ -152,7 +152,7 @@ def set_recordings(
                     }
                 )
         out.append(Outgoing(eid, version, topics.desired(eid), payload))
-    if rows:  # one statement for a session's 1,000 documents (``row_updates``)
+    if rows:  # one statement for a session's 1,000 documents (``bulk_rows``)
         update_rows(session.connection(), _TABLE, "enclosure_id", rows)
     for version, (data, _, eids) in clears.items():
         session.execute(

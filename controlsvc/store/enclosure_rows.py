@@ -4,7 +4,7 @@
 (PostgreSQL: ``FOR NO KEY UPDATE``, in id order, so two bridges never deadlock), creating the
 unknown ones; the ingest functions of ``controlsvc.store.enclosures`` change an
 ``EnclosureRow`` as they change an ``Enclosure``; ``write_back`` sends the columns that
-changed, one UPDATE per set of them (``row_updates``: on PostgreSQL one statement whatever
+changed, one UPDATE per set of them (``bulk_rows``: on PostgreSQL one statement whatever
 the number of rows). Through the ORM, the attribute instrumentation (13 sets per status), the
 change tracking and the flush cost the writer a quarter of its CPU (``bench/writer.py``).
 
@@ -23,10 +23,10 @@ from typing import Any
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
+from controlsvc.store.bulk_rows import update_rows
 from controlsvc.store.db import utcnow
 from controlsvc.store.enclosures import insert_ignore, new_enclosure_row
 from controlsvc.store.models.enclosures import Enclosure, EnclosureRow
-from controlsvc.store.row_updates import update_rows
 
 __all__ = ["INGEST_COLUMNS", "EnclosureRow", "lock_rows", "write_back"]
 

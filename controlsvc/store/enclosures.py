@@ -40,6 +40,7 @@ from controlsvc.domain.enclosure_state import (
 )
 from controlsvc.domain.errors import Conflict, NotFound
 from controlsvc.domain.publisher import Publisher
+from controlsvc.store.bulk_rows import skipping_conflicts
 from controlsvc.store.db import utcnow
 from controlsvc.store.fleet_summary import status_values
 from controlsvc.store.models.enclosures import (
@@ -135,16 +136,7 @@ class StatusOutcome:
 
 def _insert_skipping_conflicts(session: Session, table: Table) -> Any:
     """``INSERT … ON CONFLICT DO NOTHING`` into ``table`` for the session's backend."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table).on_conflict_do_nothing()
-    raise NotImplementedError(f"INSERT ... ON CONFLICT DO NOTHING on {dialect}")  # pragma: no cover
+    return skipping_conflicts(table, session.get_bind().dialect.name)
 
 
 def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:

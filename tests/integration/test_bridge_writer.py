@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from controlsvc.bridge import writer as writer_module
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.stats import BridgeStats
 from controlsvc.bridge.writer import Writer
@@ -249,17 +250,17 @@ def test_status_history_rate_counts_only_what_was_committed(database, stats, mon
         database, Topics(PREFIX), Liveness(), stats, history_every_s=60, clock=lambda: now["t"]
     )
     write(writer, msg("status", status_payload("b1", 0)))
-    real = enclosures.insert_ignore
+    real = writer_module.insert_rows
     calls = {"n": 0}
 
-    def fail_twice(session, table, rows):
+    def fail_twice(connection, table, rows):
         if table is StatusRecord.__table__:
             calls["n"] += 1
             if calls["n"] <= 2:  # the batch, then the message written alone: dropped
                 raise RuntimeError("injected")
-        return real(session, table, rows)
+        return real(connection, table, rows)
 
-    monkeypatch.setattr(enclosures, "insert_ignore", fail_twice)
+    monkeypatch.setattr(writer_module, "insert_rows", fail_twice)
     now["t"] = 100.0  # seq 1 is due a row, and its write fails
     write(writer, msg("status", status_payload("b1", 1)))
     assert stats.snapshot()["ignored"] == {"dropped": 1}

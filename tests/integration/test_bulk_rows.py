@@ -1,19 +1,21 @@
-"""``store.row_updates``: many rows updated by key in one statement (PostgreSQL) or an
-ordinary UPDATE (SQLite, one row), with the same result as the columns' own types give."""
+"""``store.bulk_rows``: many rows updated by key, or inserted skipping conflicts, in one
+statement (PostgreSQL) or ordinary statements (SQLite, one row), with the same result as the
+columns' own types give."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, select
 
 from controlsvc.store import enclosure_rows
+from controlsvc.store.bulk_rows import _recordset_update, insert_rows, update_rows
 from controlsvc.store.db import utcnow
-from controlsvc.store.models.enclosures import Enclosure
-from controlsvc.store.row_updates import _recordset_update, update_rows
+from controlsvc.store.models.enclosures import Enclosure, StatusRecord
 
 TABLE: Table = Enclosure.__table__  # type: ignore[assignment]
+HISTORY: Table = StatusRecord.__table__  # type: ignore[assignment]
 
 
 def _enclosures(database, ids):
@@ -109,3 +111,45 @@ def test_the_statement_declares_each_columns_type(database):
     assert "last_seen_at TIMESTAMP WITH TIME ZONE" in sql
     assert "status JSON" in sql
     assert datetimes == ("last_seen_at",)
+
+
+def _history(eid, seq, at):
+    return {
+        "enclosure_id": eid,
+        "boot_id": "boot-1",
+        "seq": seq,
+        "at": at,
+        "received_at": at + timedelta(milliseconds=5),
+        "status": {"seq": seq, "disk": {"free": 10**12}, "none": None},
+    }
+
+
+def test_rows_are_inserted_and_copies_of_stored_ones_skipped(database):
+    _enclosures(database, ["enc-a", "enc-b"])
+    at = datetime(2026, 12, 5, 7, 0, tzinfo=UTC)
+    first = [_history(eid, seq, at) for eid in ("enc-a", "enc-b") for seq in (1, 2)]
+    with database.sessionmaker() as session:
+        assert insert_rows(session.connection(), HISTORY, first) == 4
+        session.commit()
+    again = [*first[:2], _history("enc-a", 3, at + timedelta(seconds=1))]  # two copies, one new
+    with database.sessionmaker() as session:
+        assert insert_rows(session.connection(), HISTORY, again) == 1
+        assert insert_rows(session.connection(), HISTORY, []) == 0
+        session.commit()
+    with database.sessionmaker() as session:
+        stored = session.scalars(select(StatusRecord).order_by(StatusRecord.id)).all()
+    assert len(stored) == 5
+    by_key = {(r.enclosure_id, r.seq): r for r in stored}
+    row = by_key[("enc-a", 3)]
+    assert row.at == at + timedelta(seconds=1)
+    assert row.received_at == at + timedelta(seconds=1, milliseconds=5)
+    assert row.status == {"seq": 3, "disk": {"free": 10**12}, "none": None}
+
+
+def test_a_column_only_the_orm_fills_in_is_refused(database):
+    """``registered_at`` has a Python default: a raw INSERT would store NULL (or fail)."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: an ordinary INSERT, which fills the defaults in")
+    rows = [{"id": f"enc-{i}", "name": f"enc-{i}", "state": "offline"} for i in range(2)]
+    with database.sessionmaker() as session, pytest.raises(ValueError, match="registered_at"):
+        insert_rows(session.connection(), TABLE, rows)
