@@ -5,9 +5,8 @@
 
     paho network threads         worker threads (lanes)             ticker thread
     reliable: on_message ─▶ lane of the enclosure: Inbox ──────────▶ batch (≤ BATCH_MAX,
-      (state, ack, events)    bounded FIFO                           ≤ FILL_LINGER_S to fill)
-    statuses: on_message ─▶ status lane of the enclosure: Inbox
-                              (the latest per enclosure
+      (state, ack, events)    bounded FIFO (first)                   ≤ FILL_LINGER_S to fill)
+    statuses: on_message ─▶   statuses (the latest per enclosure
                               once STATUS_BEHIND_S behind)
                                       parse + validate (schemas)
                                       ONE transaction (Writer) ── commit
@@ -16,15 +15,10 @@
                                                                      service/state, purge;
                                                                      sessions, desired, alerts
 
-Lanes: on PostgreSQL, states, acks and events go to two lanes and statuses to two others, each
-message to the lane of its enclosure (a hash of the id), each lane with its own worker. One
-enclosure's states, acks and events thus stay in order, and so do its statuses; a Will's
-"lost", a command's answer or a recording's start never waits behind a transaction of hundreds
-of statuses (statuses and the others were never applied in arrival order: the writer judges
-each by its own times, as it must with several bridges); while one lane waits for the
-database, the others parse and write. A lane may wait for another's lock on the row of an
-enclosure both are writing, never in a cycle (rows are locked in id order, the event log
-last). SQLite allows one writer at a time: one lane for everything.
+Lanes: on PostgreSQL two workers write concurrently, each message going to the lane of its
+enclosure (a hash of the id). One enclosure's messages thus stay in order, two lanes never wait
+for each other's row locks, and while one lane waits for the database the other parses and
+writes. SQLite allows one writer at a time: one lane.
 
 Back-pressure instead of loss: when a lane's FIFO is full, the reliable connection's
 ``on_message`` waits for room (the network thread stops reading, TCP and the broker queue the
@@ -89,8 +83,7 @@ STATUS_QUEUE_SIZE = 20_000
 # waiting ones of its enclosure at once, so statuses do not queue up stale (a burst the workers
 # write within this time is written whole, with history).
 STATUS_BEHIND_S = 1.0
-# Worker lanes per backend, for states, acks and events and as many again for statuses (see the
-# module doc).
+# Worker lanes per backend (see the module doc).
 LANES = {"postgresql": 2, "sqlite": 1}
 # At most this many messages per transaction: big enough that a burst is written at thousands
 # per second, small enough that one transaction stays in the tens of milliseconds.
@@ -144,9 +137,8 @@ class Bridge:
         self.batch_max = batch_max
         self.fill_linger_s = fill_linger_s
         count = lanes or LANES.get(self.database.engine.dialect.name, 1)
-
-        def lane() -> _Lane:
-            return _Lane(
+        self._lanes = [
+            _Lane(
                 Inbox(
                     maxsize=max(1, queue_size // count),
                     status_maxsize=max(1, status_queue_size // count),
@@ -160,14 +152,8 @@ class Bridge:
                     history_every_s=settings.service.status_history_every_s,
                 ),
             )
-
-        # States, acks and events on lanes of their own, statuses on theirs (see the module
-        # doc); with one lane (SQLite: one writer at a time) everything shares it.
-        self._reliable_lanes = [lane() for _ in range(count)]
-        self._status_lanes = [lane() for _ in range(count)] if count > 1 else self._reliable_lanes
-        self._lanes = self._reliable_lanes + (
-            self._status_lanes if self._status_lanes is not self._reliable_lanes else []
-        )
+            for _ in range(count)
+        ]
         self._enc_head = f"{self.topics.prefix}/enc/"
         self._ack_suffix = f"/{Channel.ACK.value}"
         self._state_suffix = f"/{Channel.STATE.value}"
@@ -318,14 +304,11 @@ class Bridge:
         times = [t for t in (lane.backlog_since() for lane in self._lanes) if t is not None]
         return min(times, default=None)
 
-    def _lane_of(self, topic: str, *, status: bool = False) -> _Lane:
-        """The lane of a message on ``topic`` (``status``: of a status): by enclosure, so one
-        enclosure's states, acks and events stay in order, and so do its statuses."""
-        lanes = self._status_lanes if status else self._reliable_lanes
-        if len(lanes) == 1 or not topic.startswith(self._enc_head):
-            return lanes[0]
+    def _lane_of(self, topic: str) -> _Lane:
+        if len(self._lanes) == 1 or not topic.startswith(self._enc_head):
+            return self._lanes[0]
         eid = topic[len(self._enc_head) :].split("/", 1)[0]
-        return lanes[hash(eid) % len(lanes)]
+        return self._lanes[hash(eid) % len(self._lanes)]
 
     def _enqueue(self, inbound: Inbound) -> None:
         lane = self._lane_of(inbound.topic)
@@ -346,7 +329,7 @@ class Bridge:
         """A status: never waits; coalesced when too many wait (see the module doc)."""
         if not self._accepting.is_set():
             return  # stopping: not acknowledged, so the broker delivers it again
-        redundant = self._lane_of(inbound.topic, status=True).queue.put_status(inbound)
+        redundant = self._lane_of(inbound.topic).queue.put_status(inbound)
         if redundant:
             self.stats.add("statuses_coalesced", len(redundant))
             self.status_client.ack(redundant)

@@ -8,7 +8,6 @@ Import the fixtures into a test module::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import socket
@@ -283,25 +282,6 @@ class Agent:
         if isinstance(sock, socket.socket):
             sock.shutdown(socket.SHUT_RDWR)
             sock.close()
-
-
-@contextlib.contextmanager
-def database_held(database: Database, ids: list[str]) -> Iterator[None]:
-    """No bridge write gets through while inside: the enclosure rows are locked (PostgreSQL)
-    or the database's write lock is taken (SQLite)."""
-    raw = database.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if database.engine.dialect.name == "postgresql":
-            cursor.execute("SELECT id FROM enclosures WHERE id = ANY(%s) FOR UPDATE", (ids,))
-            assert len(cursor.fetchall()) == len(ids)
-        else:
-            raw.driver_connection.isolation_level = None  # type: ignore[union-attr]
-            cursor.execute("BEGIN IMMEDIATE")
-        yield
-    finally:
-        raw.rollback()
-        raw.close()
 
 
 # -- fixtures ------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import pytest
 
 from controlsvc.bridge import Bridge
 from controlsvc.bridge.inbound import Inbound
-from controlsvc.bridge.service import LANES
 from controlsvc.store.db import utcnow
 from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
@@ -16,21 +15,17 @@ from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     agents,
     bridge_settings,
     broker,
-    database_held,
     enclosure_attr,
     history_count,
     make_bridge,
     mosquitto_factory,
     now,
     status_payload,
-    wait_state,
 )
 from tests.support.broker import default_accounts
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.mosquitto
-
-RELIABLE = ("state", "ack", "events")
 
 
 def _status_inbound(eid: str, *, qos: int, generation: int) -> Inbound:
@@ -40,47 +35,15 @@ def _status_inbound(eid: str, *, qos: int, generation: int) -> Inbound:
 
 def test_lanes_per_backend_and_one_lane_per_enclosure(settings, database, broker):
     bridge = Bridge(bridge_settings(settings, broker), database, housekeeping=False)
-    per_kind = LANES[database.engine.dialect.name]
+    expected = 2 if database.engine.dialect.name == "postgresql" else 1
+    assert len(bridge._lanes) == expected
     for eid in (f"enc-{i}" for i in range(50)):
-        reliable = {id(bridge._lane_of(f"{PREFIX}/enc/{eid}/{ch}")) for ch in RELIABLE}
-        assert len(reliable) == 1  # states, acks and events of an enclosure: one lane, in order
-        status = bridge._lane_of(f"{PREFIX}/enc/{eid}/status", status=True)
-        assert (id(status) in reliable) is (per_kind == 1)  # SQLite: one lane for everything
-    used = {id(bridge._lane_of(f"{PREFIX}/enc/enc-{i}/ack")) for i in range(50)}
-    used_by_statuses = {
-        id(bridge._lane_of(f"{PREFIX}/enc/enc-{i}/status", status=True)) for i in range(50)
-    }
-    assert len(used) == len(used_by_statuses) == per_kind
-    assert len(bridge._lanes) == (2 * per_kind if per_kind > 1 else 1)
+        lanes = {id(bridge._lane_of(f"{PREFIX}/enc/{eid}/{ch}")) for ch in ("status", "ack")}
+        assert len(lanes) == 1  # every channel of an enclosure on the same lane: in order
+    if expected == 2:
+        used = {id(bridge._lane_of(f"{PREFIX}/enc/enc-{i}/status")) for i in range(50)}
+        assert len(used) == 2
     assert bridge._lane_of("elsewhere/x") is bridge._lanes[0]
-
-
-def test_a_will_is_not_held_up_by_statuses_being_written(
-    settings, database, mosquitto_factory, make_bridge
-):
-    """A Will's "lost" is written while a batch of statuses waits for the database: it used
-    to share the lane of the enclosures hashed with it, and wait for their transaction."""
-    if database.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite allows one writer at a time: one lane for everything")
-    lanes = LANES["postgresql"]
-    ids = [f"enc-{i}" for i in range(40)]
-    busy = ids[0]  # the two enclosures share a hash bucket: one lane, before statuses had theirs
-    dying = next(eid for eid in ids[1:] if hash(eid) % lanes == hash(busy) % lanes)
-    broker = mosquitto_factory(accounts=default_accounts((busy, dying)))
-    bridge = make_bridge(bridge_settings(settings, broker))
-    writing, leaving = Agent(broker, busy), Agent(broker, dying)
-    for agent in (writing, leaving):
-        agent.online()
-        wait_state(database, agent.eid, "idle")
-    wait_for(lambda: bridge.backlog_since() is None)
-    with database_held(database, [busy]):
-        seq = writing.status()
-        wait_for(lambda: bridge.backlog_since() is not None)  # taken, waiting for the row
-        leaving.drop()  # the broker publishes its Will at once
-        wait_state(database, dying, "lost")
-        assert enclosure_attr(database, busy, "status_seq") < seq  # still waiting
-    wait_for(lambda: enclosure_attr(database, busy, "status_seq") == seq)
-    writing.disconnect()
 
 
 def test_copies_from_an_old_connection_are_skipped_not_written(

@@ -14,10 +14,11 @@ which no test may.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -42,7 +43,6 @@ from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
     PREFIX,
     ack_payload,
     bridge_settings,
-    database_held,
     event_payload,
     make_bridge,
     mosquitto_factory,
@@ -106,6 +106,25 @@ class Publisher:
     def close(self) -> None:
         self._client.disconnect()
         stop_loop(self._client)
+
+
+@contextlib.contextmanager
+def database_held(database: Database, ids: list[str]) -> Iterator[None]:
+    """No bridge write gets through while inside: the enclosure rows are locked (PostgreSQL)
+    or the database's write lock is taken (SQLite)."""
+    raw = database.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if database.engine.dialect.name == "postgresql":
+            cursor.execute("SELECT id FROM enclosures WHERE id = ANY(%s) FOR UPDATE", (ids,))
+            assert len(cursor.fetchall()) == len(ids)
+        else:
+            raw.driver_connection.isolation_level = None  # type: ignore[union-attr]
+            cursor.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        raw.rollback()
+        raw.close()
 
 
 @pytest.fixture
@@ -190,7 +209,7 @@ def test_overload_loses_no_event_or_ack_and_keeps_the_latest_status(
                 pub.wait_acknowledged(PUBLISH_TIMEOUT_S)
             # While nothing can be written, every status is replaced by a newer one but those
             # in the batches in progress and one per enclosure: none queues up stale.
-            in_batches = len(bridge._status_lanes) * BATCH_MAX
+            in_batches = len(bridge._lanes) * BATCH_MAX
             least = ENCLOSURES * (STATUSES - 1) - in_batches
             wait_for(
                 lambda: bridge.stats.snapshot().get("statuses_coalesced", 0) >= least,
