@@ -190,18 +190,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         database.dispose()
     check_targets("writer", {})
     kind = args.kind
+    plural = "statuses" if kind == "status" else f"{kind}s"
     return {
         "bench": "writer",
         "backend": "sqlite" if args.sqlite else "postgresql",
         "kind": kind,
-        f"{kind}es" if kind == "status" else f"{kind}s": n,
+        plural: n,
         "enclosures": args.enclosures,
         "batch": load.floor_batch,
         "history_every_s": args.history_every,
         "stored": stored,
         f"cpu_us_per_{kind}": round(cpu / n * 1e6, 1),
         f"wall_us_per_{kind}": round(wall / n * 1e6, 1),
-        f"{kind}es_per_s" if kind == "status" else f"{kind}s_per_s": round(n / wall, 1),
+        f"{plural}_per_s": round(n / wall, 1),
         "floor": floor,
         "ratio": {
             f"cpu_per_{kind}": ratio(cpu * 1000 / n, floor["cpu_ms_per_row"]),

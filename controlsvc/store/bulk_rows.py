@@ -109,7 +109,6 @@ def _by_key(table: Table, key: str, columns: tuple[str, ...]) -> Any:
     )
 
 
-@functools.lru_cache(maxsize=64)
 def _recordset(table: Table, columns: tuple[str, ...], dialect: Dialect) -> str:
     """``json_to_recordset(...) AS v(<column> <its type>, ...)``: the rows, typed as the
     columns they go to."""
