@@ -1,6 +1,7 @@
 """paho's receive path: a subscriber's CPU per QoS 1 message, paho as it comes (the floor)
-against paho reading the socket in chunks (``controlsvc.mqtt.read_buffer``) and the service's
-client, which also writes its PUBACKs together (``controlsvc.mqtt.ack_writes``).
+against paho reading the socket in chunks (``controlsvc.mqtt.read_buffer``), with its PUBACKs
+written together as well (``controlsvc.mqtt.ack_writes``), and the service's client, which
+also takes PUBLISHes on a short path (``controlsvc.mqtt.received``).
 
     .venv/bin/python bench/mqtt_receive.py            # 50,000 messages, 3 rounds of each client
     .venv/bin/python bench/mqtt_receive.py --quick    # 20,000 messages, 1 round
@@ -13,8 +14,9 @@ the figure is this process's CPU from the first message to the last acknowledged
 message. The rounds alternate the clients, so all see the same machine.
 
 The last line is one JSON object: {"bench": "mqtt_receive", "paho_cpu_us_per_msg": [...],
-"buffered_cpu_us_per_msg": [...], "service_cpu_us_per_msg": [...], "ratio": {"buffered": ...,
-"service": ...} (medians, to paho's)}.
+"buffered_cpu_us_per_msg": [...], "service_cpu_us_per_msg": [...],
+"received_cpu_us_per_msg": [...], "ratio": {"buffered": ..., "service": ..., "received": ...}
+(medians, to paho's)}.
 No target: the figure explains the bridge's and the API's receive cost (docs/benchmarks.md).
 """
 
@@ -38,11 +40,13 @@ from floors import Broker, disconnect, stack_broker, subscribe  # noqa: E402
 
 from controlsvc.mqtt.ack_writes import AckJoiningClient  # noqa: E402
 from controlsvc.mqtt.read_buffer import BufferedReadClient  # noqa: E402
+from controlsvc.mqtt.received import Received, ReceivingClient  # noqa: E402
 
 CLIENTS: dict[str, type[mqtt.Client]] = {
     "paho": mqtt.Client,
     "buffered": BufferedReadClient,
     "service": AckJoiningClient,
+    "received": ReceivingClient,  # with ``on_received``: the short path
 }
 
 PAYLOAD_BYTES = 800  # a status document
@@ -79,12 +83,15 @@ def one_round(broker: Broker, client_class: type[mqtt.Client], n: int) -> float:
     pending: list[tuple[int, int]] = []
     lock = threading.Condition()
 
-    def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+    def on_received(message: Received) -> None:
         if not started:
             started.append(sum(me.cpu_times()[:2]))
         with lock:
             pending.append((message.mid, message.qos))
             lock.notify()
+
+    def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        on_received(Received(message.topic, message.payload, message.qos, False, message.mid))
 
     def acker() -> None:
         nonlocal got
@@ -102,6 +109,8 @@ def one_round(broker: Broker, client_class: type[mqtt.Client], n: int) -> float:
     client = broker.client(f"recv-{name}-{time.monotonic_ns()}", client_class)
     client.manual_ack_set(True)
     client.on_message = on_message
+    if isinstance(client, ReceivingClient):
+        client.on_received = on_received
     subscribe(client, f"{broker.prefix}/floor/recv/#")
     acking = threading.Thread(target=acker, name="acker", daemon=True)
     acking.start()

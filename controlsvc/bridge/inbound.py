@@ -1,4 +1,5 @@
-"""A received MQTT message, copied out of paho's ``MQTTMessage`` on the network thread."""
+"""A received MQTT message, copied out of paho's ``MQTTMessage`` (or the short path's
+``Received``) on the network thread."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from enum import Enum
 
 import paho.mqtt.client as paho
 
+from controlsvc.mqtt.received import Received
 from controlsvc.store.db import utcnow
 
 __all__ = ["Inbound", "Link"]
@@ -49,4 +51,20 @@ class Inbound:
             generation=generation,
             correlation_data=getattr(props, "CorrelationData", None) if props else None,
             link=link,
+        )
+
+    @classmethod
+    def from_received(
+        cls, received: Received, generation: int, link: Link = Link.RELIABLE
+    ) -> Inbound:
+        return cls(
+            received.topic,
+            received.payload,
+            received.qos,
+            received.retain,
+            utcnow(),
+            received.mid,
+            generation,
+            received.correlation_data,
+            link,
         )

@@ -28,7 +28,8 @@ write is idempotent, so receiving them twice is harmless.
   every connect and every ``SERVICE_HEARTBEAT_S`` (agents estimate their clock offset from it,
   and it repairs the state after another bridge's Will or clean stop said offline).
 - A refused CONNACK returns at once; bad credentials stop the reconnecting for good (``fatal``).
-- Callbacks never block for long and never raise: ``on_message`` copies the message and hands
+- Callbacks never block for long and never raise: ``on_received`` (paho's ``on_message`` for
+  what the short path leaves to paho, ``controlsvc.mqtt.received``) copies the message and hands
   it to the bridge (``RELIABLE`` may wait for room in its queue: back-pressure, not loss).
 """
 
@@ -60,6 +61,7 @@ from controlsvc.mqtt.publisher import (
     wait_published,
     wait_published_many,
 )
+from controlsvc.mqtt.received import Received
 from controlsvc.store import eventlog
 from controlsvc.store.db import utcnow
 from schemas.codec import dump_message
@@ -204,7 +206,8 @@ class BridgeClient:
                 self.topics.service_state(), self._service_state(False), qos=1, retain=True
             )
         client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
+        client.on_message = self._on_message  # what the short path leaves to paho
+        client.on_received = self._on_received
         client.on_publish = self._codes.on_publish
         return connection
 
@@ -366,6 +369,13 @@ class BridgeClient:
                 [Inbound("", b"", message.qos, False, utcnow(), message.mid, self._generation)]
             )
             return
+        try:
+            self._deliver(inbound)
+        except Exception:
+            log.exception("error handing over the message on %s", inbound.topic)
+
+    def _on_received(self, received: Received) -> None:
+        inbound = Inbound.from_received(received, self._generation, self.role.link)
         try:
             self._deliver(inbound)
         except Exception:

@@ -4,9 +4,9 @@
 ::
 
     paho network threads         worker threads (lanes)             ticker thread
-    reliable: on_message ─▶ lane of the enclosure: Inbox ──────────▶ batch (≤ BATCH_MAX,
+    reliable: on_received─▶ lane of the enclosure: Inbox ──────────▶ batch (≤ BATCH_MAX,
       (state, ack, events)    bounded FIFO (first)                   ≤ FILL_LINGER_S to fill)
-    statuses: on_message ─▶   statuses (the latest per enclosure
+    statuses: on_received─▶   statuses (the latest per enclosure
                               once STATUS_BEHIND_S behind)
                                       parse + validate (schemas)
                                       ONE transaction (Writer) ── commit
@@ -21,7 +21,7 @@ for each other's row locks, and while one lane waits for the database the other 
 writes. SQLite allows one writer at a time: one lane.
 
 Back-pressure instead of loss: when a lane's FIFO is full, the reliable connection's
-``on_message`` waits for room (the network thread stops reading, TCP and the broker queue the
+``on_received`` waits for room (the network thread stops reading, TCP and the broker queue the
 rest). If that lasts beyond the keepalive the connection drops; nothing is lost, since
 unacknowledged messages are delivered again on the persistent session, and the queued copies
 from the old connection are skipped instead of written twice. The bridge's keepalive is at

@@ -11,8 +11,9 @@ exception escaping paho (logged, then connected again afresh).
 Its user keeps its own state and wording, through three hooks called on paho's network thread:
 ``on_up(client, session_present)`` after each accepted CONNACK (subscribe there),
 ``on_down(detail)`` once each time the connection goes down (or first fails), and
-``on_refused(refusal)`` for each refused CONNACK. The user sets ``on_message``,
-``on_subscribe`` and ``on_publish`` on ``client`` itself.
+``on_refused(refusal)`` for each refused CONNACK. The user sets ``on_message`` (and
+``on_received`` for the short path, ``controlsvc.mqtt.received``), ``on_subscribe`` and
+``on_publish`` on ``client`` itself.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from controlsvc.config.settings import Settings
 from controlsvc.metrics import MQTT_CONNECTED, MQTT_CONNECTS, MQTT_REFUSALS
-from controlsvc.mqtt.ack_writes import AckJoiningClient
 from controlsvc.mqtt.loop_stop import stop_loop
+from controlsvc.mqtt.received import ReceivingClient
 from schemas.connack import Refusal, refusal
 
 __all__ = ["STOPPED", "MqttConnection", "new_properties", "reason_value"]
@@ -76,8 +77,9 @@ def _nodelay(_client: paho.Client, _userdata: Any, sock: Any) -> None:
             _log.debug("TCP_NODELAY not set: %s", exc)
 
 
-class _Client(AckJoiningClient):
-    """paho's client, reading in chunks and writing PUBACKs together, whose network loop
+class _Client(ReceivingClient):
+    """paho's client, reading in chunks, taking PUBLISHes on a short path when ``on_received``
+    is set and writing PUBACKs together, whose network loop
     (``loop_forever``, run by ``loop_start``'s thread) asks ``loop_failed`` what to do when an
     exception escapes it: go on (True) or end."""
 

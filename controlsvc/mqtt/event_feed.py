@@ -46,6 +46,7 @@ from controlsvc.domain.errors import Unavailable
 from controlsvc.metrics import SSE_CLIENTS_DROPPED
 from controlsvc.mqtt.connection import MqttConnection
 from controlsvc.mqtt.event_streams import CommandWatch, EventFilter, FeedEvent, Subscription
+from controlsvc.mqtt.received import Received
 from controlsvc.store import eventlog
 from controlsvc.store.db import Database
 from schemas.messages import TokensChanged
@@ -147,7 +148,8 @@ class EventFeed:
             on_up=self._on_up,
             on_down=self._on_down,
         )
-        connection.client.on_message = self._on_message
+        connection.client.on_message = self._on_message  # what the short path leaves to paho
+        connection.client.on_received = self._on_received
         connection.client.on_subscribe = self._on_subscribe
         self._mqtt = connection
         connection.start()
@@ -286,12 +288,18 @@ class EventFeed:
         self._auth_listener.users_changed(changed.users)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-        if msg.topic == self.auth_topic:
+        self._notified_by(msg.topic, msg.payload)
+
+    def _on_received(self, received: Received) -> None:
+        self._notified_by(received.topic, received.payload)
+
+    def _notified_by(self, topic: str, payload: bytes | bytearray) -> None:
+        if topic == self.auth_topic:
             if self._auth_listener is not None:
-                self._on_auth(msg.payload)
+                self._on_auth(payload)
             return
         try:
-            note = eventlog.read_notification(msg.payload)
+            note = eventlog.read_notification(payload)
             last_id = note.last_id
             with self._wake:
                 if note.events is not None and len(self._carried) < CARRIED_MAX:
@@ -303,7 +311,7 @@ class EventFeed:
                 self._pending = True
                 self._wake.notify_all()
         except Exception:
-            log.exception("live events: bad notification on %s: %.200r", msg.topic, msg.payload)
+            log.exception("live events: bad notification on %s: %.200r", topic, payload)
 
     def _broker_changed(self, up: bool, detail: str) -> None:
         self._broker_up = up
