@@ -188,6 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         facts = machine(None if args.sqlite else database.engine)  # SHOW is PostgreSQL's
         database.dispose()
+    cache = getattr(writer, "statuses", None)  # the writer's status documents (absent before)
     check_targets("writer", {})
     kind = args.kind
     plural = "statuses" if kind == "status" else f"{kind}s"
@@ -198,6 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plural: n,
         "enclosures": args.enclosures,
         "batch": load.floor_batch,
+        "status_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses},
         "history_every_s": args.history_every,
         "stored": stored,
         f"cpu_us_per_{kind}": round(cpu / n * 1e6, 1),

@@ -176,6 +176,8 @@ class Writer:
         # 0: every status gets a history row; else at most one per enclosure per this long,
         # plus those that changed something.
         self._history = _Cadence(history_every_s, clock)
+        # The status documents this writer last read or wrote (``enclosure_rows``).
+        self.statuses = enclosure_rows.StatusCache()
 
     # -- validation -----------------------------------------------------------------------------
     def _refuse(self, inbound: Inbound, key: str, reason: str, detail: str) -> None:
@@ -290,7 +292,9 @@ class Writer:
     def _apply(
         self, session: Session, parsed: Sequence[Parsed], batch: _Batch, now: datetime
     ) -> list[eventlog.Logged]:
-        encs = enclosure_rows.lock_rows(session, {p.eid for p in parsed}, now=now)
+        encs = enclosure_rows.lock_rows(
+            session, {p.eid for p in parsed}, now=now, statuses=self.statuses
+        )
         superseded = _superseded_wills(parsed)
         for position, item in enumerate(parsed):
             enc = encs[item.eid]
@@ -310,7 +314,7 @@ class Writer:
             else:
                 self._event(session, enc, item, message, batch)
         # Written before the agent events' reactions, which read enclosures through the ORM.
-        enclosure_rows.write_back(session, encs.values())
+        enclosure_rows.write_back(session, encs.values(), self.statuses)
         _expire_loaded_enclosures(session)
         self._store_events(session, batch, encs)
         if batch.history:  # one statement (``store.bulk_rows``); a copy written before is skipped

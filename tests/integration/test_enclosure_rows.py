@@ -152,3 +152,81 @@ def test_only_the_changed_columns_are_sent(database):
         assert c is not None
         assert (a.agent_version, a.last_seen_at) == ("edited", now)
         assert (c.status, c.status_seq, c.last_seen_at) == ({"seq": 1}, 1, None)
+
+
+def _set_status(row: EnclosureRow, seq: int, document: dict, at) -> None:
+    row.status, row.status_boot_id, row.status_seq, row.status_at = document, "b1", seq, at
+
+
+def _status_reads(database) -> tuple[list[str], object]:
+    reads: list[str] = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many):
+        head = statement.split(" FROM ")[0]
+        if statement.lstrip().upper().startswith("SELECT") and "status," in head + ",":
+            reads.append(statement)
+
+    return reads, seen
+
+
+def test_a_status_this_writer_wrote_is_not_read_back(database):
+    """The cache gives the document written last; the locking SELECT leaves it out."""
+    cache = enclosure_rows.StatusCache()
+    now = utcnow()
+    with database.sessionmaker() as session:
+        rows = enclosure_rows.lock_rows(session, ["enc-a", "enc-b"], now=now, statuses=cache)
+        for seq, eid in enumerate(("enc-a", "enc-b"), start=1):
+            _set_status(rows[eid], seq, {"seq": seq, "camera": {"connected": True}}, now)
+        enclosure_rows.write_back(session, rows.values(), cache)
+        session.commit()
+    reads, seen = _status_reads(database)
+    event.listen(database.engine, "before_cursor_execute", seen)
+    try:
+        with database.sessionmaker() as session:
+            rows = enclosure_rows.lock_rows(session, ["enc-a", "enc-b"], statuses=cache)
+            session.commit()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", seen)
+    assert reads == []
+    assert rows["enc-b"].status == {"seq": 2, "camera": {"connected": True}}
+    assert rows["enc-b"].loaded == tuple(getattr(rows["enc-b"], c) for c in INGEST_COLUMNS)
+    assert cache.hits == 2
+
+
+def test_a_status_written_elsewhere_or_rolled_back_is_read_from_the_database(database):
+    mine, theirs = enclosure_rows.StatusCache(), enclosure_rows.StatusCache()
+    now = utcnow()
+    with database.sessionmaker() as session:
+        rows = enclosure_rows.lock_rows(session, ["enc-a", "enc-b"], now=now, statuses=mine)
+        _set_status(rows["enc-a"], 1, {"seq": 1}, now)
+        _set_status(rows["enc-b"], 1, {"seq": 1}, now)
+        enclosure_rows.write_back(session, rows.values(), mine)
+        session.commit()
+    with database.sessionmaker() as session:  # another bridge's writer
+        rows = enclosure_rows.lock_rows(session, ["enc-a"], statuses=theirs)
+        _set_status(rows["enc-a"], 2, {"seq": 2, "by": "another bridge"}, now)
+        enclosure_rows.write_back(session, rows.values(), theirs)
+        session.commit()
+    with database.sessionmaker() as session:  # this writer's, never committed
+        rows = enclosure_rows.lock_rows(session, ["enc-b"], statuses=mine)
+        _set_status(rows["enc-b"], 2, {"seq": 2, "rolled": "back"}, now)
+        enclosure_rows.write_back(session, rows.values(), mine)
+        session.rollback()
+    with database.sessionmaker() as session:
+        rows = enclosure_rows.lock_rows(session, ["enc-a", "enc-b"], statuses=mine)
+        session.commit()
+    assert rows["enc-a"].status == {"seq": 2, "by": "another bridge"}
+    assert rows["enc-a"].status_seq == 2
+    assert rows["enc-b"].status == {"seq": 1}
+    assert rows["enc-b"].status_seq == 1
+
+
+def test_the_status_cache_keeps_the_most_recent_entries():
+    cache = enclosure_rows.StatusCache(size=2)
+    at = utcnow()
+    for eid in ("enc-a", "enc-b", "enc-c"):
+        cache.put(eid, ("b1", 1, at), {"id": eid})
+    assert cache.get("enc-a", ("b1", 1, at)) == (False, None)  # the oldest went
+    assert cache.get("enc-c", ("b1", 1, at)) == (True, {"id": "enc-c"})
+    assert cache.get("enc-c", ("b1", 2, at)) == (False, None)  # another status
+    assert cache.get("enc-b", (None, None, None)) == (False, None)  # nothing identifies it
