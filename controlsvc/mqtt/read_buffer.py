@@ -88,9 +88,20 @@ class BufferedReadClient(paho.Client):
 
     def _packet_read(self) -> MQTTErrorCode:
         """A packet whole in the buffer at once; otherwise paho's reads (see the module doc)."""
-        buffer, at = self._read_buffer, self._read_at
-        if self._in_packet["command"] != 0 or at >= len(buffer):
+        if self._in_packet["command"] != 0:  # one paho began reading
             return super()._packet_read()
+        if self._read_at >= len(self._read_buffer):
+            # Read a chunk here: paho's first read would take one byte of it and leave the
+            # rest of the packet to its slow path. A failure (nothing there, the connection
+            # gone) is paho's to read again and report.
+            try:
+                data = super()._sock_recv(READ_CHUNK)
+            except OSError:  # BlockingIOError included
+                return super()._packet_read()
+            if not data:
+                return super()._packet_read()
+            self._read_buffer, self._read_at = data, 0
+        buffer, at = self._read_buffer, self._read_at
         found = whole_packet(buffer, at)
         if found is None:
             return super()._packet_read()

@@ -205,3 +205,25 @@ def test_a_hook_that_raises_is_reported_as_paho_reports_its_callbacks(client) ->
     theirs.sendall(_publish("t/b", b"y"))
     assert client.loop_read() == paho.MQTT_ERR_SUCCESS
     theirs.close()
+
+
+def test_the_first_packet_of_a_read_is_taken_whole_too(client) -> None:
+    """paho's own reads (a byte of the header at a time) serve only a packet cut by the end of
+    a chunk, and the reports of a socket that has nothing or is closed."""
+    got: list[int] = []
+    client.on_received = lambda r: got.append(r.mid)
+    small_reads: list[int] = []
+    buffered = client._sock_recv
+
+    def counted(bufsize: int) -> bytes:
+        small_reads.append(bufsize)
+        return buffered(bufsize)
+
+    client._sock_recv = counted
+    theirs = _connect(client)
+    theirs.sendall(b"".join(_publish("t/a", b"x" * 100, mid=mid) for mid in (1, 2, 3)))
+    assert client.loop_read() == paho.MQTT_ERR_SUCCESS
+    assert got == [1, 2, 3]
+    assert small_reads == []
+    theirs.close()
+    assert client.loop_read() == paho.MQTT_ERR_CONN_LOST  # the end of the stream, as paho's
