@@ -73,7 +73,11 @@ def next_batch(
             if remaining <= 0:
                 break
             try:
-                inbound = inbox.get(timeout=remaining, statuses=not urgent)
+                # Woken by the message that makes it write (an ack, a state, an event) or by
+                # a full batch of statuses, not by each status (``Inbox.get``).
+                inbound = inbox.get(
+                    timeout=remaining, statuses=not urgent, enough=batch_max - len(batch)
+                )
             except queue.Empty:
                 break
         urgent = urgent or not inbox.took_status

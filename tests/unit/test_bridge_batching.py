@@ -162,10 +162,14 @@ class Recording(Inbox):
     def __init__(self) -> None:
         super().__init__(maxsize=100, status_maxsize=100)
         self.waits: list[float | None] = []
+        self.enough: list[int] = []
 
-    def get(self, timeout: float | None = None, *, statuses: bool = True) -> Inbound:
+    def get(
+        self, timeout: float | None = None, *, statuses: bool = True, enough: int = 1
+    ) -> Inbound:
         self.waits.append(timeout)
-        return super().get(timeout, statuses=statuses)
+        self.enough.append(enough)
+        return super().get(timeout, statuses=statuses, enough=enough)
 
 
 @pytest.mark.parametrize(
@@ -184,3 +188,11 @@ def test_a_state_message_is_written_as_soon_as_the_inbox_runs_dry(first, lingers
     assert batch == [first]
     assert inbox.waits[0] == 0.0  # the first message
     assert (len(inbox.waits) > 1) is lingers  # a second get: it waited for company
+
+
+def test_a_batch_lingering_for_company_asks_for_the_statuses_that_would_fill_it():
+    inbox = Recording()
+    inbox.put_status(message("e1", "status", 0))
+    looks = iter([0.0, 0.0, 1.0])
+    collect(inbox, batch_max=10, fill_linger_s=0.05, clock=lambda: next(looks, 1.0))
+    assert inbox.enough == [1, 9]  # the first message, then the other nine

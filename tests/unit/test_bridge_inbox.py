@@ -175,3 +175,56 @@ def test_wake_ends_a_waiting_get_at_once_and_only_once():
     inbox.wake()
     inbox.put(message("enc-a", "ack", 1))
     assert inbox.get(timeout=0).payload == b"1"
+
+
+class _CountingCondition(threading.Condition):
+    def __init__(self, lock: threading.Lock) -> None:
+        super().__init__(lock)
+        self.notified = 0
+
+    def notify(self, n: int = 1) -> None:
+        self.notified += 1
+        super().notify(n)
+
+
+def _waiting_reader(inbox: Inbox, enough: int) -> tuple[threading.Thread, list[bytes]]:
+    """A reader in ``get(enough=...)``, returned once it waits (it set its wish under the lock
+    that its wait releases, so every later put comes after the wait began)."""
+    got: list[bytes] = []
+    reader = threading.Thread(
+        target=lambda: got.append(inbox.get(timeout=60, enough=enough).payload), daemon=True
+    )
+    reader.start()
+    while inbox._statuses_enough != enough:  # noqa: SLF001 - the state that proves it waits
+        threading.Event().wait(0.001)
+    return reader, got
+
+
+def test_a_reader_filling_a_batch_is_woken_by_enough_statuses_not_by_each():
+    inbox = Inbox(maxsize=10, status_maxsize=100)
+    inbox._not_empty = condition = _CountingCondition(inbox._lock)  # noqa: SLF001
+    reader, got = _waiting_reader(inbox, enough=3)
+    inbox.put_status(message("enc-a", "status", 1))
+    inbox.put_status(message("enc-b", "status", 2))
+    assert condition.notified == 0
+    inbox.put_status(message("enc-c", "status", 3))
+    reader.join(10)
+    assert got == [b"1"]
+    assert condition.notified == 1
+    assert inbox._statuses_enough == 1  # noqa: SLF001 - the next reader's wish is its own
+
+
+def test_a_reader_filling_a_batch_is_woken_at_once_by_a_message_that_must_be_written():
+    inbox = Inbox(maxsize=10, status_maxsize=100)
+    reader, got = _waiting_reader(inbox, enough=50)
+    inbox.put_status(message("enc-a", "status", 1))
+    inbox.put(message("enc-b", "state", 2))
+    reader.join(10)
+    assert got == [b"2"]  # the state first, the status stays for the rest of the batch
+    assert drain(inbox) == [("enc-a/status", b"1")]
+
+
+def test_a_reader_that_waited_for_more_statuses_than_came_takes_those_there():
+    inbox = Inbox(maxsize=10, status_maxsize=100)
+    inbox.put_status(message("enc-a", "status", 1))
+    assert inbox.get(timeout=0.0, enough=5).payload == b"1"
