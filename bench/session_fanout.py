@@ -150,7 +150,9 @@ def _phases(engine: Any, sid: str, kind: str, wall: float) -> dict[str, float]:
     """Where a fan-out's time went, from the rows' own timestamps (seconds after the POST was
     sent; the agents run on this machine, so their clock is this one): the last agent event
     of ``kind`` (``agents_s``: the simulator has every document and reacted), its arrival at
-    the bridge (``received_s``) and, for a start, the last confirmation (``applied_s``)."""
+    the bridge (``received_s``) and, for a start, the last confirmation (``applied_s``); for a
+    cancel, the last status the bridge received (``status_received_s``) and the last change of
+    an enclosure's state (``state_applied_s``: what the cancel's end waits for)."""
     sql = text(
         "SELECT max(at), max(received_at) FROM agent_events WHERE session_id = :sid AND kind = :k"
     )
@@ -167,6 +169,13 @@ def _phases(engine: Any, sid: str, kind: str, wall: float) -> dict[str, float]:
     out = {"agents_s": after(at), "received_s": after(received)}
     if kind == "recording_started":
         out["applied_s"] = after(confirmed)
+    else:  # a cancel ends when every enclosure's status says it stopped
+        with engine.connect() as conn:
+            status_received, state_changed = conn.execute(
+                text("SELECT max(status_received_at), max(state_changed_at) FROM enclosures")
+            ).one()
+        out["status_received_s"] = after(status_received)
+        out["state_applied_s"] = after(state_changed)
     return out
 
 
