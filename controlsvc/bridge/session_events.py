@@ -29,8 +29,8 @@ from controlsvc.domain.session_reactions import (
     Reaction,
     react,
 )
-from controlsvc.domain.session_state import ACTIVE_ENCLOSURE_STATES, EncState, next_state
-from controlsvc.store import alerts
+from controlsvc.domain.session_state import EncState, next_state
+from controlsvc.store import alerts, session_enclosure_rows
 from controlsvc.store.db import utcnow
 from controlsvc.store.enclosures import insert_ignore, insert_new
 from controlsvc.store.models.enclosures import Enclosure
@@ -38,6 +38,7 @@ from controlsvc.store.models.sessions import (
     Alert,
     RecordingSession,
     SessionEnclosure,
+    SessionEnclosureRow,
     SessionGap,
     SessionSegment,
 )
@@ -55,34 +56,11 @@ log = logging.getLogger(__name__)
 __all__ = ["on_events"]
 
 
-_ACTIVE = [s.value for s in ACTIVE_ENCLOSURE_STATES]
 _FRAMES_AGAIN = (EventKind.RECORDING_STARTED, EventKind.RECORDING_RESUMED)
 _RS_CACHE_KEY = "jaxmba.bridge.sessions.rs"
 
 
 # -- events (the writer's transaction) -----------------------------------------------------------
-
-
-def _session_enclosures(
-    session: Session, pairs: set[tuple[str, str]]
-) -> dict[tuple[str, str], SessionEnclosure]:
-    """The ``(session id, enclosure id)`` rows, locked, in the order the API's cancel locks
-    them (session, enclosure), so the two never deadlock."""
-    if not pairs:
-        return {}
-    query = (
-        select(SessionEnclosure)
-        .where(
-            SessionEnclosure.session_id.in_(sorted({sid for sid, _ in pairs})),
-            SessionEnclosure.enclosure_id.in_(sorted({eid for _, eid in pairs})),
-        )
-        .order_by(SessionEnclosure.session_id, SessionEnclosure.enclosure_id)
-        .with_for_update()
-    )
-    # A few rows beyond the pairs may match (another of these enclosures in the same
-    # session): locked for this short transaction, not used.
-    rows = {(se.session_id, se.enclosure_id): se for se in session.scalars(query)}
-    return {key: se for key, se in rows.items() if key in pairs}
 
 
 def _recording_session(session: Session, session_id: str) -> RecordingSession | None:
@@ -104,24 +82,15 @@ def alert_subject(session: Session, eid: str) -> str:
     return alert_words.who(eid, enc.name if enc is not None else None)
 
 
-def session_named(session: Session, se: SessionEnclosure) -> tuple[str | None, str]:
+def session_named(
+    session: Session, se: SessionEnclosure | SessionEnclosureRow
+) -> tuple[str | None, str]:
     """(session name, session id) for an alert's sentence."""
     rs = _recording_session(session, se.session_id)
     return (rs.name if rs is not None else None), se.session_id
 
 
-def _active_enclosure(session: Session, eid: str) -> SessionEnclosure | None:
-    """The enclosure's part in the session it is recording now, if any."""
-    return session.scalar(
-        select(SessionEnclosure)
-        .where(SessionEnclosure.enclosure_id == eid, SessionEnclosure.state.in_(_ACTIVE))
-        .order_by(SessionEnclosure.id.desc())
-        .limit(1)
-        .with_for_update()
-    )
-
-
-def _add_gap(session: Session, se: SessionEnclosure, event_id: str, gap: Gap) -> None:
+def _add_gap(session: Session, se: SessionEnclosureRow, event_id: str, gap: Gap) -> None:
     inserted = insert_ignore(
         session,
         SessionGap.__table__,  # type: ignore[arg-type]
@@ -142,7 +111,7 @@ def _add_gap(session: Session, se: SessionEnclosure, event_id: str, gap: Gap) ->
         se.gaps += 1
 
 
-def _progress(se: SessionEnclosure) -> dict[str, Any]:
+def _progress(se: SessionEnclosureRow) -> dict[str, Any]:
     """The ``session.progress`` event of one enclosure: the figures the API shows."""
     return {
         "session_id": se.session_id,
@@ -165,12 +134,12 @@ class _BatchFacts:
     changed_alerts: set[str] = field(default_factory=set)  # enclosures: look again
 
 
-def _segment_key(se: SessionEnclosure, seg: SegmentClosed) -> tuple[str, str, str]:
+def _segment_key(se: SessionEnclosureRow, seg: SegmentClosed) -> tuple[str, str, str]:
     return (se.session_id, se.enclosure_id, seg.path)
 
 
 def _insert_segments(
-    session: Session, closed: Sequence[tuple[SessionEnclosure, AgentEventMessage, datetime]]
+    session: Session, closed: Sequence[tuple[SessionEnclosureRow, AgentEventMessage, datetime]]
 ) -> set[tuple[str, str, str]]:
     """Store the evidence of these ``segment_closed`` events in one statement; the keys of
     the segments not known before (a segment is stored once per path)."""
@@ -218,7 +187,7 @@ def _open_frame_alerts(session: Session, eids: set[str]) -> dict[str, set[str]]:
     return found
 
 
-def _segment(se: SessionEnclosure, event: AgentEventMessage, facts: _BatchFacts) -> None:
+def _segment(se: SessionEnclosureRow, event: AgentEventMessage, facts: _BatchFacts) -> None:
     seg = event_payload(event)
     assert isinstance(seg, SegmentClosed)
     key = _segment_key(se, seg)
@@ -243,7 +212,8 @@ def on_events(
 ) -> None:
     """Apply newly stored agent events ``(enclosure id, event, received at)`` to their
     sessions, in order, with ONE locking read of their sessions' enclosures (a fan-out brings
-    1,000 ``recording_started`` at once; one round trip each is most of their cost).
+    1,000 ``recording_started`` at once; one round trip each is most of their cost) into
+    working copies (``store.session_enclosure_rows``), written back in one statement.
     Event-log entries are added to ``events`` (recorded by the writer last).
 
     ``skews``: each of these enclosures' clock offset, from the writer's working copies of
@@ -253,7 +223,8 @@ def on_events(
         for eid, event, _ in items
         if event.kind in SESSION_KINDS and event.session_id is not None
     }
-    ses = _session_enclosures(session, pairs)
+    copies = _Copies(session, session_enclosure_rows.lock_pairs(session, pairs))
+    ses = copies.by_pair
     mine = [
         (se, eid, event, received_at)
         for eid, event, received_at in items
@@ -271,16 +242,39 @@ def on_events(
     )
     for eid, event, received_at in items:
         if event.kind in ENCLOSURE_KINDS:
-            _enclosure_event(session, eid, event, events)
+            _enclosure_event(session, copies, eid, event, events)
         elif event.kind in SESSION_KINDS and event.session_id is not None:
             se = ses.get((event.session_id, eid))
             if se is not None:  # else a recording outside any session (a direct command)
                 _session_event(session, se, eid, event, received_at, events, facts)
+    copies.write_back()
+
+
+class _Copies:
+    """The working copies of one ``on_events`` call, one per row, written back at its end."""
+
+    def __init__(
+        self, session: Session, by_pair: dict[tuple[str, str], SessionEnclosureRow]
+    ) -> None:
+        self._session = session
+        self.by_pair = by_pair
+
+    def active(self, eid: str) -> SessionEnclosureRow | None:
+        """The enclosure's part in the session it records now, as this batch left it: the
+        copies are written first (rare: an enclosure's own event, such as a camera fault)."""
+        self.write_back()
+        found = session_enclosure_rows.lock_active(self._session, eid)
+        if found is None:
+            return None
+        return self.by_pair.setdefault((found.session_id, found.enclosure_id), found)
+
+    def write_back(self) -> None:
+        session_enclosure_rows.write_back(self._session, self.by_pair.values())
 
 
 def _session_event(
     session: Session,
-    se: SessionEnclosure,
+    se: SessionEnclosureRow,
     eid: str,
     event: AgentEventMessage,
     received_at: datetime,
@@ -299,9 +293,13 @@ def _session_event(
 
 
 def _enclosure_event(
-    session: Session, eid: str, event: AgentEventMessage, events: list[EventIntent]
+    session: Session,
+    copies: _Copies,
+    eid: str,
+    event: AgentEventMessage,
+    events: list[EventIntent],
 ) -> None:
-    se = _active_enclosure(session, eid)
+    se = copies.active(eid)
     if se is None:
         return  # alerts are for enclosures in an active session
     reaction = react(event.kind, event_payload(event), event.data, at=event.at)
@@ -311,7 +309,7 @@ def _enclosure_event(
 
 def _carry_out(
     session: Session,
-    se: SessionEnclosure,
+    se: SessionEnclosureRow,
     eid: str,
     event: AgentEventMessage,
     reaction: Reaction,
@@ -347,7 +345,7 @@ def _carry_out(
 
 def _change_alerts(
     session: Session,
-    se: SessionEnclosure,
+    se: SessionEnclosureRow,
     eid: str,
     change: AlertChange,
     events: list[EventIntent],

@@ -32,10 +32,10 @@ from typing import Any
 from sqlalchemy import Row, Table, bindparam, select
 from sqlalchemy.orm import Session
 
-from controlsvc.store.bulk_rows import update_rows
 from controlsvc.store.db import utcnow
 from controlsvc.store.enclosures import insert_ignore, new_enclosure_row
 from controlsvc.store.models.enclosures import Enclosure, EnclosureRow
+from controlsvc.store.working_copies import write_changed
 
 __all__ = ["INGEST_COLUMNS", "EnclosureRow", "StatusCache", "lock_rows", "write_back"]
 
@@ -169,27 +169,19 @@ def write_back(
     session: Session, rows: Iterable[EnclosureRow], statuses: StatusCache | None = None
 ) -> int:
     """UPDATE, in the rows whose ingest columns changed since ``lock_rows``, the columns that
-    changed (one ``update_rows`` per set of columns; their snapshot moves to the written values);
-    how many rows were written. A new status document goes into ``statuses``."""
-    changed: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        now = tuple(getattr(row, name) for name in INGEST_COLUMNS)
-        loaded = row.loaded
-        if now == loaded:
-            continue
-        # The document by identity: comparing two status dicts would cost more than sending one.
-        params = {
-            name: value
-            for name, value, before in zip(INGEST_COLUMNS, now, loaded, strict=True)
-            if (value is not before if name == "status" else value != before)
-        }
-        columns = tuple(params)
-        if statuses is not None and "status" in params:
+    changed (``working_copies.write_changed``); how many rows were written. A new status
+    document goes into ``statuses``."""
+
+    def written(row: EnclosureRow, changed: dict[str, Any]) -> None:
+        if statuses is not None and "status" in changed:
             statuses.put(row.id, (row.status_boot_id, row.status_seq, row.status_at), row.status)
-        params["id"] = row.id
-        changed.setdefault(columns, []).append(params)
-        row.loaded = now
-    connection = session.connection()
-    for params_list in changed.values():
-        update_rows(connection, _table, "id", params_list)
-    return sum(len(group) for group in changed.values())
+
+    return write_changed(
+        session.connection(),
+        _table,
+        "id",
+        rows,
+        INGEST_COLUMNS,
+        by_identity=("status",),  # a document: comparing two costs more than sending one
+        written=written,
+    )

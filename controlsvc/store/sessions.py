@@ -40,6 +40,7 @@ from controlsvc.store.models.sessions import (
     MESSAGE_LENGTH,
     RecordingSession,
     SessionEnclosure,
+    SessionEnclosureRow,
     SessionGap,
 )
 from controlsvc.store.session_views import get_session, get_session_enclosure
@@ -100,7 +101,9 @@ def new_session_id(now: datetime) -> str:
 # -- transitions (shared by the API and the bridge) -----------------------------------------------
 
 
-def state_event(rs_id: str, se: SessionEnclosure, previous: str) -> dict[str, Any]:
+def state_event(
+    rs_id: str, se: SessionEnclosure | SessionEnclosureRow, previous: str
+) -> dict[str, Any]:
     return {
         "session_id": rs_id,
         "enclosure_id": se.enclosure_id,
@@ -112,7 +115,7 @@ def state_event(rs_id: str, se: SessionEnclosure, previous: str) -> dict[str, An
 
 
 def transition_values(
-    se: SessionEnclosure, transition: Transition, now: datetime
+    se: SessionEnclosure | SessionEnclosureRow, transition: Transition, now: datetime
 ) -> dict[str, Any]:
     """The columns of ``se`` that ``transition`` sets, and their new values."""
     values: dict[str, Any] = {
@@ -130,7 +133,7 @@ def transition_values(
 
 
 def apply(
-    se: SessionEnclosure,
+    se: SessionEnclosure | SessionEnclosureRow,
     transition: Transition | None,
     now: datetime,
     events: list[EventIntent],

@@ -7,6 +7,7 @@ decisions up where the previous one left them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -99,6 +100,39 @@ class SessionEnclosure(Base):
     last_frame_at: Mapped[datetime | None] = mapped_column(default=None)
     gap_s: Mapped[float] = mapped_column(default=0.0)
     gaps: Mapped[int] = mapped_column(default=0)
+
+    @property
+    def recorded_s(self) -> float:
+        return self.segments_s + self.live_s
+
+
+@dataclass(slots=True, eq=False)
+class SessionEnclosureRow:
+    """The columns of a ``SessionEnclosure``, same names and types, as a plain object: what the
+    bridge's writer changes when agents' events arrive (``store.session_enclosure_rows``)."""
+
+    id: int
+    session_id: str
+    enclosure_id: str
+    file_prefix: str
+    state: str
+    message: str | None
+    state_changed_at: datetime | None
+    starting_at: datetime | None
+    confirmed_at: datetime | None
+    stopped_at: datetime | None
+    lost_since: datetime | None
+    segments: int
+    frames: int
+    bytes: int
+    segments_s: float
+    live_s: float
+    live_frames: int
+    last_frame_at: datetime | None
+    gap_s: float
+    gaps: int
+    # The values as read, in the order of ``session_enclosure_rows.WRITTEN``.
+    loaded: tuple[Any, ...] = field(default=(), repr=False)
 
     @property
     def recorded_s(self) -> float:
