@@ -44,6 +44,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.engine import Engine
 
@@ -88,9 +90,13 @@ def connect(
     return client
 
 
-def subscribe(client: mqtt.Client, topic: str, *, retained: bool = False) -> None:
+def subscribe(
+    client: mqtt.Client, topic: str, *, retained: bool = False, subscription_id: int | None = None
+) -> None:
     """Subscribe at QoS 1 and wait for the SUBACK; without ``retained`` the broker sends no
-    retained messages (only what is published from now on)."""
+    retained messages (only what is published from now on). ``subscription_id``: the broker
+    then sends it with every message, as it does to the bridge (its shared subscription has
+    one)."""
     done = threading.Event()
     client.on_subscribe = lambda *_: done.set()
     handling = (
@@ -98,7 +104,15 @@ def subscribe(client: mqtt.Client, topic: str, *, retained: bool = False) -> Non
         if retained
         else SubscribeOptions.RETAIN_DO_NOT_SEND
     )
-    client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=handling))
+    properties = None
+    if subscription_id is not None:
+        properties = Properties(PacketTypes.SUBSCRIBE)
+        properties.SubscriptionIdentifier = subscription_id
+    client.subscribe(
+        topic,
+        options=SubscribeOptions(qos=1, retainHandling=handling),
+        properties=properties,
+    )
     if not done.wait(WAIT_TIMEOUT_S):
         raise TimeoutError(f"no SUBACK for {topic}")
 

@@ -11,7 +11,9 @@ client, a subscriber (in this process, QoS 1) takes ``--messages`` status-sized 
 (800 bytes, 2,000 topics) that a publisher process sends as fast as the broker takes them, and
 acknowledges them as the bridge does (manual acks, from another thread, up to 500 at a time);
 the figure is this process's CPU from the first message to the last acknowledged, per
-message. The rounds alternate the clients, so all see the same machine.
+message. The subscription has an identifier, as the bridge's has (since 2026-12-05: the broker
+then sends it as a property of every message, which paho decodes). The rounds alternate the
+clients, so all see the same machine.
 
 The last line is one JSON object: {"bench": "mqtt_receive", "paho_cpu_us_per_msg": [...],
 "buffered_cpu_us_per_msg": [...], "service_cpu_us_per_msg": [...],
@@ -111,7 +113,8 @@ def one_round(broker: Broker, client_class: type[mqtt.Client], n: int) -> float:
     client.on_message = on_message
     if isinstance(client, ReceivingClient):
         client.on_received = on_received
-    subscribe(client, f"{broker.prefix}/floor/recv/#")
+    # With an identifier, as the bridge subscribes: the broker sends it with every message.
+    subscribe(client, f"{broker.prefix}/floor/recv/#", subscription_id=1)
     acking = threading.Thread(target=acker, name="acker", daemon=True)
     acking.start()
     code = PUBLISHER.format(size=PAYLOAD_BYTES, prefix=broker.prefix, topics=TOPICS, n=n)
