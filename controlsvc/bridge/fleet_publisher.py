@@ -6,19 +6,22 @@ web UI shows (registered enclosures that never connected too). No paho, no Flask
 columns: ``summary_recording`` stands for the status document), and
 publishes those whose state, session or name changed since it last published them; after each
 (re)connection of the bridge it publishes all of them again (a broker that lost its retained
-messages converges). Several bridges may publish the same message: it is retained and carries
-the same state, so the last one standing is right. Retiring an enclosure clears its message
-(``enclosures.retire_enclosure``).
+messages converges). On PostgreSQL a tick reads, per enclosure, only a digest of the columns its
+message is made of (``_DIGESTS``), and whole rows only for the enclosures whose digest or active
+session changed: reading 2,000 rows twice a second was 5 % of the bridge's CPU, growing with the
+fleet rather than with its traffic. Several bridges may publish the same message: it is
+retained and carries the same state, so the last one standing is right. Retiring an enclosure
+clears its message (``enclosures.retire_enclosure``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.enclosure_state import derive_state
@@ -74,6 +77,25 @@ _ROWS = (
 )
 
 
+# PostgreSQL: what an enclosure's message is made of (but its active session, which
+# ``_sessions`` reads), as one digest per enclosure. A row's text form keeps NULLs apart.
+_DIGESTS = text(
+    """
+    SELECT id, md5(ROW(
+        name, state, state_reason, lifecycle IS NULL,
+        coalesce(state_changed_at, registered_at), expected_online,
+        CASE WHEN status_boot_id = boot_id THEN summary_recording END
+    )::text)
+    FROM enclosures
+    WHERE retired_at IS NULL
+    """
+)
+
+# What was published for an enclosure: its digest and active session (PostgreSQL) or its
+# ``FleetRow.signature()``.
+_Key = tuple[Any, ...]
+
+
 class FleetRow(NamedTuple):
     """What ``FleetState`` says of one enclosure, before the message is built."""
 
@@ -111,9 +133,17 @@ class FleetRow(NamedTuple):
         )
 
 
-def fleet_rows(session: Session) -> list[FleetRow]:
-    """Every enclosure that is not retired (by id)."""
-    active = _sessions(session)
+def fleet_rows(
+    session: Session,
+    ids: Sequence[str] | None = None,
+    *,
+    active: Mapping[str, str] | None = None,
+) -> list[FleetRow]:
+    """Every enclosure that is not retired (by id), or those of them among ``ids``.
+    ``active``: each enclosure's active session (``_sessions``), if the caller read it."""
+    if active is None:
+        active = _sessions(session)
+    statement = _ROWS if ids is None else _ROWS.where(Enclosure.id.in_(sorted(ids)))
     rows = []
     for (
         eid,
@@ -127,7 +157,7 @@ def fleet_rows(session: Session) -> list[FleetRow]:
         expected_online,
         recorded,
         same_boot,
-    ) in session.connection().execute(_ROWS):  # Core: plain tuples, no ORM result processing
+    ) in session.connection().execute(statement):  # Core: plain tuples, no ORM processing
         rows.append(
             FleetRow(
                 enclosure_id=eid,
@@ -160,7 +190,7 @@ class FleetPublisher:
         self._db = database
         self._client = client
         self._topics = topics
-        self._published: dict[str, tuple[Any, ...]] = {}
+        self._published: dict[str, _Key] = {}
         self._generation = -1
 
     def run_once(self, now: datetime | None = None) -> int:
@@ -168,20 +198,40 @@ class FleetPublisher:
         if not self._client.connected:
             return 0
         generation = self._client.generation
-        with self._db.sessionmaker() as session:
-            rows = fleet_rows(session)
         if generation != self._generation:
             self._published.clear()
-        due = [r for r in rows if self._published.get(r.enclosure_id) != r.signature()]
-        gone = set(self._published) - {r.enclosure_id for r in rows}
+        with self._db.sessionmaker() as session:
+            due, keys = self._due(session)
+        gone = set(self._published) - set(keys)
         for eid in gone:  # retired (the API cleared the topic): forget it
             del self._published[eid]
-        sent = self._publish(due, now or utcnow())
+        sent = self._publish(due, keys, now or utcnow())
         if len(sent) == len(due):
             self._generation = generation
         return len(sent)
 
-    def _publish(self, rows: Sequence[FleetRow], now: datetime) -> list[FleetRow]:
+    def _due(self, session: Session) -> tuple[list[FleetRow], dict[str, _Key]]:
+        """The rows to publish, and every enclosure's key (see ``_Key``)."""
+        if session.get_bind().dialect.name != "postgresql":
+            rows = fleet_rows(session)
+            keys = {row.enclosure_id: row.signature() for row in rows}
+            return [
+                r for r in rows if self._published.get(r.enclosure_id) != keys[r.enclosure_id]
+            ], keys
+        active = _sessions(session)
+        keys = {
+            eid: (digest, active.get(eid)) for eid, digest in session.connection().execute(_DIGESTS)
+        }
+        changed = [eid for eid, key in keys.items() if self._published.get(eid) != key]
+        if not changed:
+            return [], keys
+        # All of them (after a reconnection): no list of every id in the statement.
+        ids = None if len(changed) == len(keys) else changed
+        return fleet_rows(session, ids, active=active), keys
+
+    def _publish(
+        self, rows: Sequence[FleetRow], keys: Mapping[str, _Key], now: datetime
+    ) -> list[FleetRow]:
         if not rows:
             return []
         messages = [
@@ -190,7 +240,10 @@ class FleetPublisher:
         errors = self._client.publish_many(messages, qos=SERVICE_QOS, retain=True)
         sent = [r for r, error in zip(rows, errors, strict=True) if error is None]
         for row in sent:
-            self._published[row.enclosure_id] = row.signature()
+            # A row read after its digest may be newer: then the next tick publishes it again.
+            key = keys.get(row.enclosure_id)
+            if key is not None:
+                self._published[row.enclosure_id] = key
         if len(sent) < len(rows):
             log.warning("%d fleet states not published yet", len(rows) - len(sent))
         return sent
