@@ -369,13 +369,12 @@ class BridgeClient:
                 [Inbound("", b"", message.qos, False, utcnow(), message.mid, self._generation)]
             )
             return
-        try:
-            self._deliver(inbound)
-        except Exception:
-            log.exception("error handing over the message on %s", inbound.topic)
+        self._hand_over(inbound)
 
     def _on_received(self, received: Received) -> None:
-        inbound = Inbound.from_received(received, self._generation, self.role.link)
+        self._hand_over(Inbound.from_received(received, self._generation, self.role.link))
+
+    def _hand_over(self, inbound: Inbound) -> None:
         try:
             self._deliver(inbound)
         except Exception:

@@ -39,7 +39,7 @@ from controlsvc.store import alerts, commands, enclosure_rows, enclosures, event
 from controlsvc.store.bulk_rows import insert_rows
 from controlsvc.store.db import Database, is_down, utcnow
 from controlsvc.store.enclosures import Liveness, StateChange, Verdict
-from controlsvc.store.models.enclosures import AgentEvent, Enclosure, EnclosureRow, StatusRecord
+from controlsvc.store.models.enclosures import AgentEvent, EnclosureRow, StatusRecord
 from schemas.codec import parse_message
 from schemas.commands import Ack
 from schemas.errors import MessageError, TopicError
@@ -118,14 +118,6 @@ def _superseded_wills(parsed: Sequence[Parsed]) -> set[int]:
     ]
     found = superseded_wills([(eid, m.state, m.boot_id, m.connection) for _, eid, m in states])
     return {states[i][0] for i in found}
-
-
-def _expire_loaded_enclosures(session: Session) -> None:
-    """Forget ORM copies of enclosures read earlier in the transaction (an alert's subject):
-    ``write_back`` changed their rows behind the ORM's back."""
-    for obj in list(session.identity_map.values()):
-        if isinstance(obj, Enclosure):
-            session.expire(obj)
 
 
 class _Cadence:
@@ -313,9 +305,9 @@ class Writer:
                 self._ack(session, enc, item, message, batch)
             else:
                 self._event(session, enc, item, message, batch)
-        # Written before the agent events' reactions, which read enclosures through the ORM.
+        # Written before the agent events' reactions, which read enclosures through the ORM
+        # (``write_back`` expires the ORM's copies).
         enclosure_rows.write_back(session, encs.values(), self.statuses)
-        _expire_loaded_enclosures(session)
         self._store_events(session, batch, encs)
         if batch.history:  # one statement (``store.bulk_rows``); a copy written before is skipped
             insert_rows(session.connection(), _HISTORY, batch.history)

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from controlsvc.store.db import utcnow
 from controlsvc.store.enclosures import insert_ignore, new_enclosure_row
 from controlsvc.store.models.enclosures import Enclosure, EnclosureRow
-from controlsvc.store.working_copies import write_changed
+from controlsvc.store.working_copies import expire_loaded, write_changed
 
 __all__ = ["INGEST_COLUMNS", "EnclosureRow", "StatusCache", "lock_rows", "write_back"]
 
@@ -170,13 +170,14 @@ def write_back(
 ) -> int:
     """UPDATE, in the rows whose ingest columns changed since ``lock_rows``, the columns that
     changed (``working_copies.write_changed``); how many rows were written. A new status
-    document goes into ``statuses``."""
+    document goes into ``statuses``; ORM copies of enclosures loaded in the transaction are
+    expired."""
 
     def written(row: EnclosureRow, changed: dict[str, Any]) -> None:
         if statuses is not None and "status" in changed:
             statuses.put(row.id, (row.status_boot_id, row.status_seq, row.status_at), row.status)
 
-    return write_changed(
+    count = write_changed(
         session.connection(),
         _table,
         "id",
@@ -185,3 +186,6 @@ def write_back(
         by_identity=("status",),  # a document: comparing two costs more than sending one
         written=written,
     )
+    if count:
+        expire_loaded(session, Enclosure)
+    return count

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from controlsvc.domain.session_state import ACTIVE_ENCLOSURE_STATES
 from controlsvc.store.models.sessions import SessionEnclosure, SessionEnclosureRow
-from controlsvc.store.working_copies import write_changed
+from controlsvc.store.working_copies import expire_loaded, write_changed
 
 __all__ = ["WRITTEN", "SessionEnclosureRow", "lock_active", "lock_pairs", "write_back"]
 
@@ -95,7 +95,5 @@ def write_back(session: Session, rows: Iterable[SessionEnclosureRow]) -> int:
     written. ORM copies of rows of this table loaded in the transaction are expired."""
     written = write_changed(session.connection(), _table, "id", rows, WRITTEN)
     if written:
-        for obj in list(session.identity_map.values()):
-            if isinstance(obj, SessionEnclosure):
-                session.expire(obj)
+        expire_loaded(session, SessionEnclosure)
     return written

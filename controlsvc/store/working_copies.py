@@ -15,10 +15,11 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Table
+from sqlalchemy.orm import Session
 
 from controlsvc.store.bulk_rows import update_rows
 
-__all__ = ["WorkingCopy", "write_changed"]
+__all__ = ["WorkingCopy", "expire_loaded", "write_changed"]
 
 
 class WorkingCopy(Protocol):
@@ -65,3 +66,12 @@ def write_changed(
     for group in groups.values():
         update_rows(connection, table, key, group)
     return sum(len(group) for group in groups.values())
+
+
+def expire_loaded(session: Session, model: type) -> None:
+    """Forget the ORM copies of ``model`` read earlier in the transaction (an alert's subject,
+    say): ``write_changed`` changed their rows behind the ORM's back, and the next use of one
+    reads it again."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, model):
+            session.expire(obj)

@@ -230,3 +230,19 @@ def test_the_status_cache_keeps_the_most_recent_entries():
     assert cache.get("enc-c", ("b1", 1, at)) == (True, {"id": "enc-c"})
     assert cache.get("enc-c", ("b1", 2, at)) == (False, None)  # another status
     assert cache.get("enc-b", (None, None, None)) == (False, None)  # nothing identifies it
+
+
+def test_orm_copies_read_in_the_transaction_see_what_was_written(database):
+    now = utcnow()
+    with database.sessionmaker() as session:
+        enclosure_rows.lock_rows(session, ["enc-a"], now=now)
+        session.commit()
+    with database.sessionmaker() as session:
+        orm = session.get(Enclosure, "enc-a")  # as an alert's subject is read
+        assert orm is not None
+        assert orm.last_seen_at is None
+        rows = enclosure_rows.lock_rows(session, ["enc-a"])
+        rows["enc-a"].last_seen_at = now
+        enclosure_rows.write_back(session, rows.values())
+        assert orm.last_seen_at == now  # expired, read again
+        session.commit()
