@@ -3,13 +3,13 @@ the recorded session from ``summary_recording`` while the status is of the curre
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from controlsvc.bridge import fleet_publisher
 from controlsvc.bridge.fleet_publisher import FleetPublisher, fleet_rows
 from controlsvc.store.models.enclosures import Enclosure
-from controlsvc.store.models.sessions import RecordingSession, SessionEnclosure
 from schemas.topics import Topics
+from tests.support.sessions import add_session
 
 
 def test_the_recorded_session_comes_from_the_status_of_the_current_boot(database):
@@ -109,20 +109,7 @@ def test_each_tick_publishes_what_changed_and_reads_only_that(database, monkeypa
     assert client.take() == ["enc-c"]
 
     with database.session() as s:  # joins a session: its active session is in the message
-        now = datetime.now(UTC)
-        s.add(
-            RecordingSession(
-                id="s1",
-                name="s1",
-                status="running",
-                duration_s=60,
-                start_at=now,
-                end_at=now + timedelta(minutes=1),
-                created_at=now,
-            )
-        )
-        s.flush()
-        s.add(SessionEnclosure(session_id="s1", enclosure_id="enc-a", file_prefix="a"))
+        add_session(s, "s1", {"enc-a": None}, start=datetime.now(UTC), duration_s=60)
     assert publisher.run_once() == 1
     assert client.take() == ["enc-a"]
 

@@ -7,7 +7,7 @@ import gzip
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from controlsvc.store.models.sessions import Alert, RecordingSession, SessionEnc
 from schemas.rest.enclosures import MAX_FLEET_LIMIT
 from schemas.topics import Topics
 from tests.integration.bridge_fixtures import PREFIX, state_payload, status_payload
+from tests.support.sessions import add_session
 
 SUMMARY = "/api/enclosures/summary"
 # What the dashboard asks for: the whole fleet, each enclosure in at most this many bytes.
@@ -375,26 +376,8 @@ def _fleet(database: Database, n: int, start: int = 0) -> None:
 
 
 def _session(database: Database, sid: str, ids: list[str]) -> None:
-    now = utcnow()
     with database.session() as session:
-        session.add(
-            RecordingSession(
-                id=sid,
-                name=sid,
-                status="running",
-                duration_s=3600,
-                start_at=now,
-                end_at=now + timedelta(hours=1),
-                created_at=now,
-            )
-        )
-        session.flush()
-        for eid in ids:
-            session.add(
-                SessionEnclosure(
-                    session_id=sid, enclosure_id=eid, file_prefix=eid, state="recording"
-                )
-            )
+        add_session(session, sid, dict.fromkeys(ids, "recording"), start=utcnow())
         session.commit()
 
 

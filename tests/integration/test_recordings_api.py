@@ -14,13 +14,12 @@ import pytest
 from controlsvc.store.db import Database
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.models.sessions import (
-    RecordingSession,
-    SessionEnclosure,
     SessionGap,
     SessionSegment,
 )
 from controlsvc.store.recordings import CSV_COLUMNS
 from tests.support.auth import Auth
+from tests.support.sessions import add_session
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
@@ -31,20 +30,7 @@ def viewer(auth: Auth) -> dict[str, str]:
 
 
 def _session(s, sid: str, name: str, start: datetime, eids: tuple[str, ...]) -> None:
-    s.add(
-        RecordingSession(
-            id=sid,
-            name=name,
-            status="completed",
-            duration_s=3600,
-            start_at=start,
-            end_at=start + timedelta(hours=1),
-            created_at=start,
-        )
-    )
-    s.flush()
-    for eid in eids:
-        s.add(SessionEnclosure(session_id=sid, enclosure_id=eid, file_prefix=f"m-{eid}"))
+    add_session(s, sid, dict.fromkeys(eids), start=start, name=name, status="completed")
 
 
 def _segment(s, sid: str, eid: str, n: int, start: datetime, minutes: int = 10) -> None:

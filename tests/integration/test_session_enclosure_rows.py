@@ -11,11 +11,11 @@ from sqlalchemy import event, select
 from controlsvc.bridge import session_events
 from controlsvc.store import enclosure_rows, session_enclosure_rows
 from controlsvc.store.models.sessions import (
-    RecordingSession,
     SessionEnclosure,
     SessionEnclosureRow,
 )
 from schemas.events import CameraRecovered, Event, RecordingStarted
+from tests.support.sessions import add_session
 
 T0 = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
 
@@ -26,26 +26,7 @@ def _sessions(database, layout: dict[str, dict[str, str]]) -> None:
         eids = sorted({eid for parts in layout.values() for eid in parts})
         enclosure_rows.lock_rows(s, eids, now=T0)
         for n, (sid, parts) in enumerate(layout.items()):
-            start = T0 + timedelta(minutes=n)
-            s.add(
-                RecordingSession(
-                    id=sid,
-                    name=sid,
-                    status="running",
-                    duration_s=3600,
-                    start_at=start,
-                    end_at=start + timedelta(hours=1),
-                    created_at=start,
-                )
-            )
-            s.flush()
-            for eid, state in parts.items():
-                s.add(
-                    SessionEnclosure(
-                        session_id=sid, enclosure_id=eid, file_prefix=f"m-{eid}", state=state
-                    )
-                )
-            s.flush()
+            add_session(s, sid, parts, start=T0 + timedelta(minutes=n))
         s.commit()
 
 
