@@ -272,4 +272,7 @@ def test_free_ports_come_from_below_the_ephemeral_range() -> None:
         port = broker_local.find_free_port()
         assert CHOSEN_PORTS_FROM <= port < low, (port, low)
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", port))  # and nobody has it
+            # Bound as the broker binds: a port an earlier test's broker listened on may still
+            # hold connections in TIME_WAIT, which only a bind without SO_REUSEADDR refuses.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))  # and nobody listens on it
