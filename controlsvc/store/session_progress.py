@@ -39,8 +39,11 @@ __all__ = [
     "HasProgress",
     "fails_at",
     "is_lost",
+    "lost_in",
     "lost_since",
+    "lost_since_of",
     "progress_fields",
+    "progress_values",
     "progress_of",
     "recorded",
     "totals_of",
@@ -105,14 +108,37 @@ def progress_fields(se: HasProgress) -> dict[str, Any]:
     """The fields of ``RecordingProgress`` for the enclosure's figures in its session, live or
     evidence (see the module). A dict: a session's detail validates 1,000 of them at once,
     and the bridge's progress events need no model at all."""
-    recorded_s, frames = recorded(se.state, se.segments_s, se.live_s, se.frames, se.live_frames)
+    return progress_values(
+        se.state,
+        se.segments_s,
+        se.live_s,
+        se.frames,
+        se.live_frames,
+        se.bytes,
+        se.segments,
+        se.last_frame_at,
+    )
+
+
+def progress_values(
+    state: str,
+    segments_s: float,
+    live_s: float,
+    frames: int,
+    live_frames: int,
+    size: int,
+    segments: int,
+    last_frame_at: datetime | None,
+) -> dict[str, Any]:
+    """``progress_fields`` from the columns' values (a row unpacked)."""
+    recorded_s, total = recorded(state, segments_s, live_s, frames, live_frames)
     return {
-        "basis": "live" if _is_live(se) else "evidence",
+        "basis": "live" if state in ACTIVE_ENCLOSURE_STATES else "evidence",
         "recorded_s": recorded_s,
-        "frames": frames,
-        "bytes": se.bytes,
-        "segments": se.segments,
-        "last_frame_at": se.last_frame_at,
+        "frames": total,
+        "bytes": size,
+        "segments": segments,
+        "last_frame_at": last_frame_at,
     }
 
 
@@ -136,7 +162,12 @@ def totals_of(progress: Iterable[Mapping[str, Any]], gap_s: float) -> SessionTot
 
 def is_lost(se: HasProgress, enclosure_state: str | None) -> bool:
     """Lost or offline while still active in the session (timed out is its own state)."""
-    return _is_live(se) and enclosure_state in _AWAY
+    return lost_in(se.state, enclosure_state)
+
+
+def lost_in(state: str, enclosure_state: str | None) -> bool:
+    """``is_lost`` from the session enclosure's state and the enclosure's."""
+    return state in ACTIVE_ENCLOSURE_STATES and enclosure_state in _AWAY
 
 
 class HasState(Protocol):
@@ -152,10 +183,19 @@ class HasState(Protocol):
 def lost_since(recorded_since: datetime | None, enc: HasState | None) -> datetime | None:
     """Since when: the bridge's record (the session enclosure's ``lost_since``), else (before
     its next tick) the enclosure's change."""
+    if enc is None:
+        return recorded_since
+    return lost_since_of(recorded_since, enc.state, enc.state_changed_at)
+
+
+def lost_since_of(
+    recorded_since: datetime | None, enclosure_state: str | None, changed_at: datetime | None
+) -> datetime | None:
+    """``lost_since`` from the enclosure's state and its change's time."""
     if recorded_since is not None:
         return recorded_since
-    if enc is not None and enc.state in _AWAY:
-        return enc.state_changed_at
+    if enclosure_state in _AWAY:
+        return changed_at
     return None
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -115,19 +115,27 @@ _GAPS = select(
 ).order_by(SessionGap.enclosure_id, SessionGap.started_at)
 
 
-class _EnclosureNow(NamedTuple):
-    """The enclosure's side of ``lost_since``."""
-
-    state: str
-    state_changed_at: datetime | None
-
-
 def session_out(session: Session, rs: RecordingSession, *, lost_grace_s: float = 0.0) -> SessionOut:
-    """The session with every enclosure's progress (``session_progress``: the same figures
-    the enclosure pages show), whether it is lost, its gaps, and the totals.
+    """The session with every enclosure's progress, as a model (``session_document``)."""
+    return SessionOut.model_validate(session_document(session, rs, lost_grace_s=lost_grace_s))
 
-    Two Core statements and plain dicts, validated once as a whole: building 1,000
-    ``SessionEnclosureOut`` models one by one from ORM rows was 90% of a detail's time."""
+
+def session_json(session: Session, rs: RecordingSession, *, lost_grace_s: float = 0.0) -> bytes:
+    """``GET /api/sessions/{id}``'s body: ``session_document`` serialised as it stands. The
+    document is what ``SessionOut`` would dump (the tests hold the two equal); validating
+    1,000 enclosures' dicts against it again cost a third of a detail's time."""
+    return to_json(session_document(session, rs, lost_grace_s=lost_grace_s))
+
+
+def session_document(
+    session: Session, rs: RecordingSession, *, lost_grace_s: float = 0.0
+) -> dict[str, Any]:
+    """The session with every enclosure's progress (``session_progress``: the same figures
+    the enclosure pages show), whether it is lost, its gaps, and the totals, as plain data in
+    ``SessionOut``'s shape (times aware, in UTC).
+
+    Two Core statements, each row unpacked once: building 1,000 ``SessionEnclosureOut`` models
+    one by one from ORM rows was 90% of a detail's time."""
     connection = session.connection()
     gaps: dict[str, list[dict[str, Any]]] = {}
     for eid, started_at, ended_at, gap_s, cause in connection.execute(
@@ -139,48 +147,71 @@ def session_out(session: Session, rs: RecordingSession, *, lost_grace_s: float =
     out: list[dict[str, Any]] = []
     states: Counter[str] = Counter()
     gap_total = 0.0
-    for row in connection.execute(_DETAIL.where(SessionEnclosure.session_id == rs.id)):
-        enc = (
-            None
-            if row.enclosure_state is None
-            else _EnclosureNow(row.enclosure_state, row.enclosure_changed_at)
+    for (
+        eid,
+        file_prefix,
+        state,
+        message,
+        state_changed_at,
+        confirmed_at,
+        segments_s,
+        live_s,
+        frames,
+        live_frames,
+        size,
+        segments,
+        last_frame_at,
+        gap_s,
+        recorded_lost_since,
+        enclosure_name,
+        enclosure_state,
+        enclosure_changed_at,
+    ) in connection.execute(_DETAIL.where(SessionEnclosure.session_id == rs.id)):
+        lost = session_progress.lost_in(state, enclosure_state)
+        since = session_progress.lost_since_of(
+            recorded_lost_since, enclosure_state, enclosure_changed_at
         )
-        lost = session_progress.is_lost(row, row.enclosure_state)
-        since = session_progress.lost_since(row.lost_since, enc)
-        states[row.state] += 1
-        gap_total += row.gap_s
+        states[state] += 1
+        gap_total += gap_s
         out.append(
             {
-                "enclosure_id": row.enclosure_id,
-                "file_prefix": row.file_prefix,
-                "state": row.state,
-                "message": row.message,
-                "state_changed_at": row.state_changed_at,
-                "confirmed_at": row.confirmed_at,
-                "enclosure_name": row.enclosure_name,
-                "enclosure_state": row.enclosure_state,
+                "enclosure_id": eid,
+                "enclosure_name": enclosure_name,
+                "file_prefix": file_prefix,
+                "state": state,
+                "message": message,
+                "state_changed_at": state_changed_at,
+                "confirmed_at": confirmed_at,
+                "enclosure_state": enclosure_state,
                 "lost_since": since,
-                "recorded_s": round(row.segments_s + row.live_s, 3),
-                "frames": row.frames,
-                "bytes": row.bytes,
-                "segments": row.segments,
-                "last_frame_at": row.last_frame_at,
-                "gap_s": round(row.gap_s, 3),
-                "gaps": gaps.get(row.enclosure_id, []),
-                "progress": session_progress.progress_fields(row),
+                "recorded_s": round(segments_s + live_s, 3),
+                "frames": frames,
+                "bytes": size,
+                "segments": segments,
+                "last_frame_at": last_frame_at,
+                "gap_s": round(gap_s, 3),
+                "gaps": gaps.get(eid, []),
+                "progress": session_progress.progress_values(
+                    state,
+                    segments_s,
+                    live_s,
+                    frames,
+                    live_frames,
+                    size,
+                    segments,
+                    last_frame_at,
+                ),
                 "lost": lost,
                 "fails_at": session_progress.fails_at(since, lost_grace_s) if lost else None,
             }
         )
     totals = session_progress.totals_of((e["progress"] for e in out), gap_total)
-    return SessionOut.model_validate(
-        {
-            **_summary_fields(rs),
-            "enclosure_states": dict(states),
-            "enclosures": out,
-            "totals": totals,
-        }
-    )
+    return {
+        **_summary_fields(rs),
+        "enclosure_states": dict(states),
+        "enclosures": out,
+        "totals": totals.model_dump(),
+    }
 
 
 def list_sessions(
