@@ -14,9 +14,10 @@ second, with names and rooms/racks set and an alert open on every 20th; a sessio
   1,000-enclosure session, and ``session_detail_gzip``;
 - ``baseline_users_me``: ``GET /api/users/me``, the smallest authenticated read: what the
   HTTP round trip, gunicorn and the token's check cost on their own;
-- ``summary_built``, ``summary_built_gzip``: the summary read each time after the body an
-  API process keeps (``service.summary_cache_s``) has aged out, so every read builds it anew
-  (``summary`` back to back is what a dashboard gets while others read it too);
+- ``summary_built``, ``summary_built_gzip``, ``session_detail_built``,
+  ``session_detail_built_gzip``: the summary (the session's detail) read each time after the
+  body an API process keeps (``service.summary_cache_s``) has aged out, so every read builds
+  it anew (back to back is what a dashboard gets while others read it too);
 - ``summary_304``: the summary with ``If-None-Match``, after the session was cancelled, the
   fleet stopped and the summary stayed unchanged for 3 s (a live fleet changes the summary
   with every status, so a live 304 is rare).
@@ -29,8 +30,8 @@ floor's. ``cpu_ms_per_request``: the API's CPU (both workers) per request.
     .venv/bin/python bench/fleet_read.py --quick    # 2,000 enclosures, 5 reads of each
 
 The last line is one JSON object: {"bench": "fleet_read", "enclosures": 2000, "reads": {...},
-"floor": {...}, "ratio": {...}, "cpu_ms_per_request": {...}, "bytes": {...}, ...}. Target:
-summary <= 20 ms median, kept or built anew.
+"floor": {...}, "ratio": {...}, "cpu_ms_per_request": {...}, "bytes": {...}, ...}. Targets:
+the summary and the session's detail <= 20 ms median, kept or built anew.
 """
 
 from __future__ import annotations
@@ -251,14 +252,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     reads[name] = _measure(client, stack, path, args.reads, extra)
                     print(name, reads[name], file=sys.stderr, flush=True)
                 # Each read after the body an API process keeps has aged out: built anew.
-                for name, extra in (("summary_built", None), ("summary_built_gzip", gzip)):
+                built = {
+                    "summary_built": ("/api/enclosures/summary", None),
+                    "summary_built_gzip": ("/api/enclosures/summary", gzip),
+                    "session_detail_built": (f"/api/sessions/{sid}", None),
+                    "session_detail_built_gzip": (f"/api/sessions/{sid}", gzip),
+                }
+                for name, (path, extra) in built.items():
                     reads[name] = _measure(
-                        client,
-                        stack,
-                        "/api/enclosures/summary",
-                        args.reads,
-                        extra,
-                        spacing_s=SUMMARY_KEPT_S + 0.1,
+                        client, stack, path, args.reads, extra, spacing_s=SUMMARY_KEPT_S + 0.1
                     )
                     print(name, reads[name], file=sys.stderr, flush=True)
                 floor["summary"] = read_floor(engine, SUMMARY_SQL, args.reads)
@@ -286,7 +288,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     targets = {
         f"{name} <= {TARGET_SUMMARY_MS:g} ms median": reads[name]["median_ms"] <= TARGET_SUMMARY_MS
-        for name in ("summary", "summary_built")
+        for name in ("summary", "summary_built", "session_detail", "session_detail_built")
     }
     return {
         "bench": "fleet_read",

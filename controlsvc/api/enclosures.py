@@ -16,8 +16,8 @@ from pydantic_core import to_json
 
 from controlsvc.api import http_cache, tokens
 from controlsvc.api.errors import problem_responses
+from controlsvc.api.kept_bodies import KeptBodies
 from controlsvc.api.pages import page_body
-from controlsvc.api.summary_cache import SummaryCache
 from controlsvc.api.web import db_session, settings
 from controlsvc.broker import accounts as broker_accounts
 from controlsvc.config.settings import Settings
@@ -144,28 +144,16 @@ def summary() -> Any:
     it was read); a state, an edit, an alert or a session change is in the next read."""
     session = db_session()
     version = fleet_summary.version(session)
-    etag = http_cache.weak_etag(version.etag)
-    unchanged = http_cache.not_modified(etag)
-    if unchanged is not None:
-        return unchanged
-    cache = _summary_cache()
-    built = cache.get(version.settled)
-    if built is not None:  # kept: only status figures may have moved since
-        unchanged = http_cache.not_modified(built.etag)
-        if unchanged is not None:
-            return unchanged
-    else:
-        body = to_json(fleet_summary.fleet_summary(session, now=utcnow()))
-        built = cache.put(version.settled, etag, body)
-    return http_cache.prepared_json(built.body, built.etag, built.gzipped)
+    return http_cache.kept_json(
+        current_app.extensions[_SUMMARY_KEPT],
+        "summary",
+        version.settled,
+        http_cache.weak_etag(version.etag),
+        lambda: to_json(fleet_summary.fleet_summary(session, now=utcnow())),
+    )
 
 
-_SUMMARY_CACHE = "jaxmba.summary_cache"
-
-
-def _summary_cache() -> SummaryCache:
-    cache: SummaryCache = current_app.extensions[_SUMMARY_CACHE]
-    return cache
+_SUMMARY_KEPT = "jaxmba.summary_kept"
 
 
 @bp.get("/<string:eid>", responses={200: EnclosureOut, **problem_responses(404, 422)})
@@ -243,7 +231,7 @@ def transitions(path: EnclosurePath, query: PageQuery) -> Any:
 def register(app: Any, app_settings: Settings) -> None:
     tokens.init_app(app, app_settings)
     mqtt_publisher.init_app(app, app_settings)
-    app.extensions[_SUMMARY_CACHE] = SummaryCache(
+    app.extensions[_SUMMARY_KEPT] = KeptBodies(
         app_settings.service.summary_cache_s, gzip_level=http_cache.GZIP_LEVEL
     )
     app.register_api(bp)

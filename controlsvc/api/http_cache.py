@@ -23,11 +23,14 @@ from collections.abc import Callable
 
 from flask import Flask, Request, Response, request
 
+from controlsvc.api.kept_bodies import KeptBodies
+
 __all__ = [
     "CACHE_CONTROL",
     "GZIP_LEVEL",
     "GZIP_MIN_BYTES",
     "init_app",
+    "kept_json",
     "not_modified",
     "prepared_json",
     "weak_etag",
@@ -112,6 +115,25 @@ def prepared_json(body: bytes, etag: str, gzipped: Callable[[], bytes]) -> Respo
     response.headers["ETag"] = etag
     response.vary.add("Accept-Encoding")
     return response
+
+
+def kept_json(
+    kept: KeptBodies, key: str, settled: str, etag: str, build: Callable[[], bytes]
+) -> Response:
+    """A costly JSON body behind a cheap validator (``store.body_versions``): 304 when the
+    request names ``etag``; else the body ``kept`` holds for ``key`` under ``settled`` (304 if
+    the request names that one's ETag); else ``build()``'s, kept under ``etag``."""
+    unchanged = not_modified(etag)
+    if unchanged is not None:
+        return unchanged
+    built = kept.get(key, settled)
+    if built is not None:  # kept: only the figures statuses move may have moved since
+        unchanged = not_modified(built.etag)
+        if unchanged is not None:
+            return unchanged
+    else:
+        built = kept.put(key, settled, etag, build())
+    return prepared_json(built.body, built.etag, built.gzipped)
 
 
 def _finish(response: Response) -> Response:

@@ -16,9 +16,10 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from controlsvc.api import tokens
+from controlsvc.api import http_cache, tokens
 from controlsvc.api.enclosures import EDITORS, READERS, PathEnclosureId
 from controlsvc.api.errors import problem_responses
+from controlsvc.api.kept_bodies import KeptBodies
 from controlsvc.api.pages import page_body
 from controlsvc.api.web import db_session, settings
 from controlsvc.config.settings import Settings
@@ -127,9 +128,26 @@ def list_sessions(query: SessionListQuery) -> Any:
 @tokens.require_role(*READERS)
 def get_session(path: SessionPath) -> Any:
     """A session with every enclosure's progress (recorded seconds, frames, bytes, segments,
-    last frame, gaps) and the totals."""
+    last frame, gaps) and the totals. Send the ``ETag`` back as ``If-None-Match``: 304 until
+    something in it changed. While only the figures that statuses move have changed, a
+    process serves the body it built last for up to ``service.summary_cache_s`` (1 s); a
+    state, a closed segment, a gap or an enclosure lost is in the next read."""
     session = db_session()
-    return _out(session, session_views.get_session(session, path.id))
+    rs = session_views.get_session(session, path.id)
+    grace = settings().service.session_lost_grace_s
+    version = session_views.detail_version(session, rs, lost_grace_s=grace)
+    return http_cache.kept_json(
+        current_app.extensions[_DETAILS_KEPT],
+        rs.id,
+        version.settled,
+        http_cache.weak_etag(version.etag),
+        lambda: session_views.session_json(session, rs, lost_grace_s=grace),
+    )
+
+
+_DETAILS_KEPT = "jaxmba.session_details_kept"
+# Sessions whose detail a process keeps: the ones on the screens of a lab's day.
+DETAILS_KEPT = 16
 
 
 @bp.get("/<string:id>/recordings", responses={200: SegmentPage, **problem_responses(404, 422)})
@@ -183,4 +201,9 @@ def archive_session(path: SessionPath) -> Any:
 def register(app: Any, app_settings: Settings) -> None:
     tokens.init_app(app, app_settings)
     mqtt_publisher.init_app(app, app_settings)
+    app.extensions[_DETAILS_KEPT] = KeptBodies(
+        app_settings.service.summary_cache_s,
+        entries=DETAILS_KEPT,
+        gzip_level=http_cache.GZIP_LEVEL,
+    )
     app.register_api(bp)

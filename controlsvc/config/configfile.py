@@ -85,8 +85,8 @@ refresh_token_days = 30
 # Seconds an API process keeps a passed access-token check (0: read the database every request);
 # a logout, password change or disabling reaches every process over MQTT at once regardless.
 token_check_cache_s = 5
-# Seconds an API process serves the fleet summary it built last (0: build it for every read);
-# a state change, edit, alert or session change is shown at once regardless.
+# Seconds an API process serves the fleet summary or a session's detail it built last (0: build
+# it for every read); a state change, edit, alert or session change is shown at once regardless.
 summary_cache_s = 1
 email_token_hours = 24
 # Attempts per account and per client address (login, password reset, password change).

@@ -251,9 +251,10 @@ class ServiceSettings(_Section):
         1.0,
         ge=0,
         le=60,
-        description="Seconds an API process serves the fleet summary it built last while no "
-        "state, edit, alert or session membership changed (0: build it for every read); only "
-        "the figures statuses move (last seen, disk, fps, recorded time) can be that old",
+        description="Seconds an API process serves the fleet summary (or a session's detail) "
+        "it built last while no state, edit, alert, segment or session membership changed (0: "
+        "build it for every read); only the figures statuses move (last seen, disk, fps, "
+        "recorded time) can be that old",
     )
     email_token_hours: int = Field(24, ge=1, le=24 * 14, description="Invite/reset link lifetime")
     max_request_bytes: int = Field(

@@ -11,9 +11,7 @@ whenever a row of the summary may have changed. No Flask here.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +23,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from controlsvc.domain.enclosure_state import recording_session, status_fault
+from controlsvc.store.body_versions import Version, digest
 from controlsvc.store.models.enclosures import SUMMARY_ERROR_LENGTH, Enclosure
 from controlsvc.store.models.sessions import Alert, RecordingSession, SessionEnclosure
 from controlsvc.store.session_progress import (
@@ -42,7 +41,6 @@ __all__ = [
     "open_alert_counts",
     "status_values",
     "summary_rows",
-    "Version",
     "version",
 ]
 
@@ -222,22 +220,6 @@ def summary_rows(session: Session) -> list[list[Any]]:
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class Version:
-    """The summary's validator in two parts. ``settled`` moves with what a user acts on or
-    waits for: an enclosure's state, an edit, a registration, an alert, a session joined or
-    left. The rest moves with every status (last seen, disk, fps, a recording's figures), many
-    times a second in a live fleet. ``etag`` covers both: the body as it stands."""
-
-    settled: str
-    etag: str
-
-
-def _digest(parts: Sequence[Any]) -> str:
-    text = "|".join("" if p is None else str(p) for p in parts)
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-
-
 def version(session: Session) -> Version:
     """A cheap validator for the summary: the enclosures' count and newest state change, edit,
     registration, status and message, and the open unacknowledged alerts' count and newest id
@@ -266,7 +248,7 @@ def version(session: Session) -> Version:
         func.max(Enclosure.last_seen_at),
     ).where(Enclosure.retired_at.is_(None))
     parts = tuple(session.connection().execute(query).one())
-    return Version(settled=_digest(parts[:-2]), etag=_digest(parts))
+    return Version(settled=digest(parts[:-2]), etag=digest(parts))
 
 
 def fleet_summary(session: Session, *, now: datetime) -> dict[str, Any]:

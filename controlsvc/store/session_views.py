@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from controlsvc.domain.errors import NotFound
 from controlsvc.store import session_progress
+from controlsvc.store.body_versions import Version, digest
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.models.sessions import (
     RecordingSession,
@@ -113,6 +114,39 @@ _GAPS = select(
     SessionGap.gap_s,
     SessionGap.cause,
 ).order_by(SessionGap.enclosure_id, SessionGap.started_at)
+
+
+# What a session's detail shows moves these: a state (with its message, its time and, once,
+# ``confirmed_at``), a segment closed (its frames, bytes and seconds), a gap, the bridge's record
+# of a loss, the enclosure's own state (lost, offline) or name. Each such write sets its time to
+# now, past every earlier one, or adds one to a count. The last three move with every status.
+_DETAIL_VERSION = select(
+    func.count(),
+    func.max(SessionEnclosure.state_changed_at),
+    func.max(SessionEnclosure.confirmed_at),
+    func.max(SessionEnclosure.lost_since),
+    func.sum(SessionEnclosure.segments),
+    func.sum(SessionEnclosure.gaps),
+    func.max(Enclosure.state_changed_at),
+    func.max(Enclosure.edited_at),
+    # The live part: last.
+    func.sum(SessionEnclosure.live_frames),
+    func.sum(SessionEnclosure.live_s),
+    func.max(SessionEnclosure.last_frame_at),
+).outerjoin(Enclosure, Enclosure.id == SessionEnclosure.enclosure_id)
+_LIVE_PARTS = 3
+
+
+def detail_version(session: Session, rs: RecordingSession, *, lost_grace_s: float = 0.0) -> Version:
+    """A cheap validator for ``session_json``: the session's own fields and one aggregate
+    statement over its enclosures (see ``_DETAIL_VERSION``), no rows."""
+    own = (*_summary_fields(rs).values(), lost_grace_s)
+    parts = tuple(
+        session.connection()
+        .execute(_DETAIL_VERSION.where(SessionEnclosure.session_id == rs.id))
+        .one()
+    )
+    return Version(settled=digest((*own, *parts[:-_LIVE_PARTS])), etag=digest((*own, *parts)))
 
 
 def session_out(session: Session, rs: RecordingSession, *, lost_grace_s: float = 0.0) -> SessionOut:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from controlsvc.api import summary_cache
-from controlsvc.api.summary_cache import SummaryCache
+from controlsvc.api import kept_bodies
+from controlsvc.api.kept_bodies import KeptBodies
 from controlsvc.config.settings import Settings
 from controlsvc.store.db import Database
 from tests.integration.bridge_fixtures import state_payload, status_payload
@@ -44,13 +44,13 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 def clock(app) -> Clock:
     clock = Clock()
-    app.extensions["jaxmba.summary_cache"].clock = clock
+    app.extensions["jaxmba.summary_kept"].clock = clock
     return clock
 
 
 @pytest.fixture
-def cache(app) -> SummaryCache:
-    kept: SummaryCache = app.extensions["jaxmba.summary_cache"]
+def cache(app) -> KeptBodies:
+    kept: KeptBodies = app.extensions["jaxmba.summary_kept"]
     return kept
 
 
@@ -141,7 +141,7 @@ def test_the_kept_body_is_compressed_once(client, viewer, database, clock, cache
         compressed.append(len(data))
         return real_compress(data, *args, **kwargs)
 
-    monkeypatch.setattr(summary_cache.gzip, "compress", counting)
+    monkeypatch.setattr(kept_bodies.gzip, "compress", counting)
     zipped = {**viewer, "Accept-Encoding": "gzip"}
     first = client.get(SUMMARY, headers=zipped)
     second = client.get(SUMMARY, headers=zipped)
@@ -158,7 +158,7 @@ def test_the_kept_body_is_compressed_once(client, viewer, database, clock, cache
 
 
 def test_a_zero_age_builds_every_read(app, client, viewer, database):
-    app.extensions["jaxmba.summary_cache"] = kept = SummaryCache(0)
+    app.extensions["jaxmba.summary_kept"] = kept = KeptBodies(0)
     two_enclosures(database)
     for _ in range(3):
         assert client.get(SUMMARY, headers=viewer).status_code == 200
