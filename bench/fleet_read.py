@@ -31,7 +31,8 @@ floor's. ``cpu_ms_per_request``: the API's CPU (both workers) per request.
 
 The last line is one JSON object: {"bench": "fleet_read", "enclosures": 2000, "reads": {...},
 "floor": {...}, "ratio": {...}, "cpu_ms_per_request": {...}, "bytes": {...}, ...}. Targets:
-the summary and the session's detail <= 20 ms median, kept or built anew.
+the summary, the sessions and the session's detail <= 20 ms median with the fleet live;
+``*_built`` are reported with their ratio to the floor.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ REGISTER_TIMEOUT_S = 600.0  # a shared machine under load connects 2,000 slowly
 SESSION_ENCLOSURES = 1000
 SESSION_S = 3600
 WARMUP_READS = 3
-TARGET_SUMMARY_MS = 20.0
+TARGET_READ_MS = 20.0
 # How long an API process keeps the summary it built (the shipped ``service.summary_cache_s``).
 SUMMARY_KEPT_S = float(ServiceSettings.model_fields["summary_cache_s"].default)
 ALERT_EVERY = 20
@@ -83,7 +84,12 @@ SUMMARY_SQL = (
 )
 LIST_SQL = "SELECT * FROM enclosures WHERE retired_at IS NULL ORDER BY id LIMIT %(n)s"
 SESSIONS_SQL = "SELECT * FROM sessions ORDER BY created_at DESC, id DESC LIMIT 50"
-DETAIL_SQL = "SELECT * FROM session_enclosures WHERE session_id = %(sid)s ORDER BY enclosure_id"
+# The rows a detail shows: each enclosure's part and its name and state (the detail's join).
+DETAIL_SQL = (
+    "SELECT se.*, e.name, e.state, e.state_changed_at FROM session_enclosures se"
+    " LEFT JOIN enclosures e ON e.id = se.enclosure_id"
+    " WHERE se.session_id = %(sid)s ORDER BY se.enclosure_id"
+)
 
 
 def _wait_idle(stack: Stack, n: int) -> None:
@@ -286,9 +292,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for name, figures in reads.items()
         if _floor_of(name) in floor
     }
+    # Issue 15's figure: each read's median with the fleet live, as a dashboard (or a session
+    # page) gets it. The reads built anew are reported beside them, against their floors.
     targets = {
-        f"{name} <= {TARGET_SUMMARY_MS:g} ms median": reads[name]["median_ms"] <= TARGET_SUMMARY_MS
-        for name in ("summary", "summary_built", "session_detail", "session_detail_built")
+        f"{name} <= {TARGET_READ_MS:g} ms median": reads[name]["median_ms"] <= TARGET_READ_MS
+        for name in ("summary", "sessions", "session_detail")
     }
     return {
         "bench": "fleet_read",
