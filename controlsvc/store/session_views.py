@@ -226,14 +226,7 @@ def session_document(
                 "gap_s": round(gap_s, 3),
                 "gaps": gaps.get(eid, []),
                 "progress": session_progress.progress_values(
-                    state,
-                    segments_s,
-                    live_s,
-                    frames,
-                    live_frames,
-                    size,
-                    segments,
-                    last_frame_at,
+                    state, segments_s, live_s, frames, live_frames, size, segments, last_frame_at
                 ),
                 "lost": lost,
                 "fails_at": session_progress.fails_at(since, lost_grace_s) if lost else None,

@@ -16,8 +16,13 @@ from controlsvc.config.settings import Settings
 from controlsvc.store.db import Database, utcnow
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.models.sessions import RecordingSession, SessionEnclosure, SessionGap
-from tests.integration.bridge_fixtures import state_payload
+from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
+    operator,
+    state_payload,
+    viewer,
+)
 from tests.integration.test_fleet_summary_api import ingest
+from tests.support.kept_bodies import ManualClock, keeping
 from tests.support.sessions import add_session
 
 MAX_AGE_S = 1.0
@@ -25,23 +30,14 @@ DETAIL = "/api/sessions/s-1"
 KEPT = "jaxmba.session_details_kept"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    service = settings.service.model_copy(update={"summary_cache_s": MAX_AGE_S})
-    return settings.model_copy(update={"service": service})
+    return keeping(settings, MAX_AGE_S)
 
 
 @pytest.fixture
-def clock(app) -> Clock:
-    clock = Clock()
+def clock(app) -> ManualClock:
+    clock = ManualClock()
     app.extensions[KEPT].clock = clock
     return clock
 
@@ -50,16 +46,6 @@ def clock(app) -> Clock:
 def kept(app) -> KeptBodies:
     bodies: KeptBodies = app.extensions[KEPT]
     return bodies
-
-
-@pytest.fixture
-def viewer(auth) -> dict[str, str]:
-    return auth.headers(auth.create("viewer@example.com", role="viewer"))
-
-
-@pytest.fixture
-def operator(auth) -> dict[str, str]:
-    return auth.headers(auth.create("op@example.com", role="operator"))
 
 
 @pytest.fixture

@@ -15,7 +15,12 @@ from controlsvc.api import kept_bodies
 from controlsvc.api.kept_bodies import KeptBodies
 from controlsvc.config.settings import Settings
 from controlsvc.store.db import Database
-from tests.integration.bridge_fixtures import state_payload, status_payload
+from tests.integration.bridge_fixtures import (  # noqa: F401 (fixtures)
+    operator,
+    state_payload,
+    status_payload,
+    viewer,
+)
 from tests.integration.test_fleet_summary_api import (
     SUMMARY,
     _session,
@@ -23,27 +28,19 @@ from tests.integration.test_fleet_summary_api import (
     ingest,
     settled_changes,
 )
+from tests.support.kept_bodies import ManualClock, keeping
 
 MAX_AGE_S = 1.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    service = settings.service.model_copy(update={"summary_cache_s": MAX_AGE_S})
-    return settings.model_copy(update={"service": service})
+    return keeping(settings, MAX_AGE_S)
 
 
 @pytest.fixture
-def clock(app) -> Clock:
-    clock = Clock()
+def clock(app) -> ManualClock:
+    clock = ManualClock()
     app.extensions["jaxmba.summary_kept"].clock = clock
     return clock
 
@@ -52,16 +49,6 @@ def clock(app) -> Clock:
 def cache(app) -> KeptBodies:
     kept: KeptBodies = app.extensions["jaxmba.summary_kept"]
     return kept
-
-
-@pytest.fixture
-def viewer(auth) -> dict[str, str]:
-    return auth.headers(auth.create("viewer@example.com", role="viewer"))
-
-
-@pytest.fixture
-def operator(auth) -> dict[str, str]:
-    return auth.headers(auth.create("op@example.com", role="operator"))
 
 
 def a_status(database: Database, seq: int, offset_s: float) -> None:

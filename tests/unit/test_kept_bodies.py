@@ -5,18 +5,11 @@ from __future__ import annotations
 import gzip
 
 from controlsvc.api.kept_bodies import KeptBodies
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.kept_bodies import ManualClock
 
 
 def test_kept_for_its_settled_version_until_it_is_too_old() -> None:
-    clock = Clock()
+    clock = ManualClock(50.0)
     kept = KeptBodies(1.0, clock=clock)
     assert kept.get("summary", "s1") is None
     built = kept.put("summary", "s1", 'W/"e1"', b'{"rows":[]}')
@@ -30,7 +23,7 @@ def test_kept_for_its_settled_version_until_it_is_too_old() -> None:
 
 
 def test_the_newest_body_replaces_the_last() -> None:
-    clock = Clock()
+    clock = ManualClock(50.0)
     kept = KeptBodies(1.0, clock=clock)
     kept.put("summary", "s1", 'W/"e1"', b"1")
     second = kept.put("summary", "s2", 'W/"e2"', b"2")
@@ -42,7 +35,7 @@ def test_the_newest_body_replaces_the_last() -> None:
 
 
 def test_each_key_keeps_its_own_body_and_the_least_recently_built_goes_first() -> None:
-    kept = KeptBodies(1.0, entries=2, clock=Clock())
+    kept = KeptBodies(1.0, entries=2, clock=ManualClock(50.0))
     a = kept.put("a", "v", 'W/"a"', b"a")
     b = kept.put("b", "v", 'W/"b"', b"b")
     assert kept.get("a", "v") is a
@@ -55,7 +48,7 @@ def test_each_key_keeps_its_own_body_and_the_least_recently_built_goes_first() -
 
 
 def test_zero_keeps_nothing() -> None:
-    kept = KeptBodies(0.0, clock=Clock())
+    kept = KeptBodies(0.0, clock=ManualClock(50.0))
     built = kept.put("summary", "s1", 'W/"e1"', b"1")
     assert built.body == b"1"
     assert kept.get("summary", "s1") is None
@@ -63,7 +56,8 @@ def test_zero_keeps_nothing() -> None:
 
 def test_gzip_form_is_made_once_and_reads_back() -> None:
     body = b'{"rows":' + b"[1,2,3]," * 500 + b"[]}"
-    built = KeptBodies(1.0, gzip_level=1, clock=Clock()).put("summary", "s", 'W/"e"', body)
+    kept = KeptBodies(1.0, gzip_level=1, clock=ManualClock(50.0))
+    built = kept.put("summary", "s", 'W/"e"', body)
     packed = built.gzipped()
     assert built.gzipped() is packed
     assert gzip.decompress(packed) == body
