@@ -8,6 +8,7 @@ first sends its ``state`` (ready), then statuses round-robin, ``--batch`` per tr
     .venv/bin/python bench/writer.py                 # 20,000 statuses, 500 enclosures
     .venv/bin/python bench/writer.py --quick         # 5,000 statuses, 200 enclosures
     .venv/bin/python bench/writer.py --profile out   # also write a cProfile to ``out``
+    .venv/bin/python bench/writer.py --kind transition --enclosures 1000 --batch 250
     .venv/bin/python bench/writer.py --kind ack --messages 2000 --enclosures 50
     .venv/bin/python bench/writer.py --kind event --enclosures 1000 --batch 250
 
@@ -16,6 +17,8 @@ statement per ``--batch`` rows (``COPY`` on PostgreSQL, ``executemany`` on SQLit
 of ``status_history`` with its indexes; ``ratio`` = the writer's CPU (and wall) per status over
 the floor's per row. No target: the figure shows what Core/``COPY`` writes could gain.
 
+``--kind transition``: statuses that each move their enclosure's derived state (an error
+reported, then cleared), ``--batch`` per transaction (floor: the status rows, as for statuses);
 ``--kind ack``: acks, each settling a command, one per transaction as the bridge writes an ack
 that comes alone (its floor: the events they recorded, written again one per transaction);
 ``--kind event``: every enclosure's ``recording_started`` of a session on all of them, as a
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import json
 import sys
 import tempfile
 import time
@@ -100,6 +104,21 @@ def _statuses(agents: list[SimulatedAgent], args: argparse.Namespace) -> _Load:
     return _Load(batches, "SELECT count(*) FROM status_history", "status_history", args.batch)
 
 
+def _transitions(agents: list[SimulatedAgent], args: argparse.Namespace) -> _Load:
+    """Statuses that each change their enclosure's derived state: an error reported, then
+    cleared, in turn (as a fan-out's statuses move a thousand enclosures at once)."""
+    statuses = []
+    for round_ in range(-(-args.messages // len(agents))):
+        for a in agents:
+            document = json.loads(a.status_message().payload)
+            document["last_error"] = "camera stalled" if round_ % 2 == 0 else None
+            statuses.append(_inbound(a.status_topic, json.dumps(document).encode()))
+    statuses = statuses[: args.messages]
+    batches = [statuses[i : i + args.batch] for i in range(0, len(statuses), args.batch)]
+    moved = "SELECT count(*) FROM enclosure_transitions WHERE reason LIKE '%camera stalled%'"
+    return _Load(batches, moved, "status_history", args.batch)
+
+
 def _acks(agents: list[SimulatedAgent], database: Database, topics: Topics, n: int) -> _Load:
     """``succeeded`` for ``n`` commands, one per transaction, as they come: one at a time."""
     acks = []
@@ -162,6 +181,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         writer.write(writer.parse(births))
         if args.kind == "status":
             load = _statuses(agents, args)
+        elif args.kind == "transition":
+            load = _transitions(agents, args)
         else:  # the enclosures have a status first, as they would
             writer.write(
                 writer.parse([_inbound(a.status_topic, a.status_message().payload) for a in agents])
@@ -222,9 +243,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5,000 statuses, 200 enclosures")
     parser.add_argument(
         "--kind",
-        choices=("status", "ack", "event"),
+        choices=("status", "transition", "ack", "event"),
         default="status",
-        help="statuses in batches; acks one per transaction (each settling a command); "
+        help="statuses in batches; transitions: statuses each moving the enclosure's state; "
+        "acks one per transaction (each settling a command); "
         "events: every enclosure's recording_started of a session on all of them, in batches",
     )
     parser.add_argument("--messages", type=int, default=20_000)

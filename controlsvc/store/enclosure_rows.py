@@ -32,22 +32,33 @@ from typing import Any
 from sqlalchemy import Row, Table, bindparam, select
 from sqlalchemy.orm import Session
 
+from controlsvc.store.bulk_rows import insert_rows
 from controlsvc.store.db import utcnow
 from controlsvc.store.enclosures import insert_ignore, new_enclosure_row
-from controlsvc.store.models.enclosures import Enclosure, EnclosureRow
+from controlsvc.store.models.enclosures import Enclosure, EnclosureRow, EnclosureTransition
 from controlsvc.store.working_copies import expire_loaded, write_changed
 
-__all__ = ["INGEST_COLUMNS", "EnclosureRow", "StatusCache", "lock_rows", "write_back"]
+__all__ = [
+    "INGEST_COLUMNS",
+    "NOT_COLUMNS",
+    "EnclosureRow",
+    "StatusCache",
+    "lock_rows",
+    "write_back",
+]
 
 
-# Every field of an ``EnclosureRow`` but the key, ``retired_at`` (the API's) and the snapshot.
+# The fields of an ``EnclosureRow`` that are not columns: the snapshot and the transitions.
+NOT_COLUMNS = ("loaded", "transitions")
+# Every column of an ``EnclosureRow`` but the key and ``retired_at`` (the API's).
 INGEST_COLUMNS: tuple[str, ...] = tuple(
-    f.name for f in fields(EnclosureRow) if f.name not in ("id", "retired_at", "loaded")
+    f.name for f in fields(EnclosureRow) if f.name not in ("id", "retired_at", *NOT_COLUMNS)
 )
-_READ = tuple(f.name for f in fields(EnclosureRow) if f.name != "loaded")
+_READ = tuple(f.name for f in fields(EnclosureRow) if f.name not in NOT_COLUMNS)
 _STATUS = _READ.index("status")
 _LOCKED = _READ[:_STATUS] + _READ[_STATUS + 1 :]  # what the locking SELECT reads
 _table: Table = Enclosure.__table__  # type: ignore[assignment]
+_TRANSITIONS: Table = EnclosureTransition.__table__  # type: ignore[assignment]
 
 _AnyRow = Row[*tuple[Any, ...]]
 
@@ -169,9 +180,10 @@ def write_back(
     session: Session, rows: Iterable[EnclosureRow], statuses: StatusCache | None = None
 ) -> int:
     """UPDATE, in the rows whose ingest columns changed since ``lock_rows``, the columns that
-    changed (``working_copies.write_changed``); how many rows were written. A new status
-    document goes into ``statuses``; ORM copies of enclosures loaded in the transaction are
-    expired."""
+    changed (``working_copies.write_changed``), and INSERT the copies' transitions in one
+    statement; how many rows were written. A new status document goes into ``statuses``; ORM
+    copies of enclosures loaded in the transaction are expired."""
+    rows = list(rows)
 
     def written(row: EnclosureRow, changed: dict[str, Any]) -> None:
         if statuses is not None and "status" in changed:
@@ -188,4 +200,9 @@ def write_back(
     )
     if count:
         expire_loaded(session, Enclosure)
+    moves = [move for row in rows for move in row.transitions]
+    if moves:
+        insert_rows(session.connection(), _TRANSITIONS, moves)
+        for row in rows:
+            row.transitions.clear()
     return count

@@ -193,15 +193,17 @@ def _set_state(
     enc.state = state.value
     enc.state_reason = reason
     enc.state_changed_at = at
-    session.add(
-        EnclosureTransition(
-            enclosure_id=enc.id,
-            at=at,
-            from_state=previous.value,
-            to_state=state.value,
-            reason=reason,
-        )
-    )
+    move = {
+        "enclosure_id": enc.id,
+        "at": at,
+        "from_state": previous.value,
+        "to_state": state.value,
+        "reason": reason,
+    }
+    if isinstance(enc, EnclosureRow):
+        enc.transitions.append(move)  # stored with the copy (``enclosure_rows.write_back``)
+    else:
+        session.add(EnclosureTransition(**move))
     return StateChange(enc.id, previous, state, reason, at, enc.lifecycle)
 
 

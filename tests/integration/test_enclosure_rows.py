@@ -17,7 +17,7 @@ from schemas.enums import EnclosureState
 def test_the_working_copy_has_the_columns_of_the_model():
     columns = Enclosure.__table__.c
     for f in fields(EnclosureRow):
-        if f.name == "loaded":
+        if f.name in enclosure_rows.NOT_COLUMNS:
             continue
         assert f.name in columns, f"EnclosureRow.{f.name} is not a column of enclosures"
         assert columns[f.name].nullable == ("None" in str(f.type)), f.name
@@ -106,6 +106,45 @@ def test_a_state_change_of_a_working_copy_is_recorded(database):
             select(EnclosureTransition.from_state, EnclosureTransition.to_state)
         ).all()
         assert moves == [("offline", change.state.value)]
+
+
+def test_the_transitions_of_many_copies_are_one_statement(database):
+    """A fan-out moves a thousand enclosures at once: their transitions go in with the rows'
+    write-back, one INSERT for all of them, each once."""
+    now = utcnow()
+    eids = [f"enc-{i}" for i in range(5)]
+    with database.sessionmaker() as session:
+        enclosure_rows.lock_rows(session, eids, now=now)
+        session.commit()
+    inserts: list[str] = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many):
+        if "INSERT INTO enclosure_transitions" in statement:
+            inserts.append(statement)
+
+    with database.sessionmaker() as session:
+        rows = enclosure_rows.lock_rows(session, eids, now=now)
+        for row in rows.values():
+            row.lifecycle = "ready"
+            row.boot_id = row.status_boot_id = "b1"
+            row.status = {"camera": {"connected": True}, "recording": None}
+            assert enclosures.revive(session, row, now) is not None
+        event.listen(database.engine, "before_cursor_execute", seen)
+        try:
+            enclosure_rows.write_back(session, rows.values())
+            enclosure_rows.write_back(session, rows.values())  # nothing left to store twice
+        finally:
+            event.remove(database.engine, "before_cursor_execute", seen)
+        assert all(not row.transitions for row in rows.values())
+        session.commit()
+    assert len(inserts) == 1, inserts
+    with database.sessionmaker() as session:
+        moves = session.execute(
+            select(EnclosureTransition.enclosure_id, EnclosureTransition.from_state).order_by(
+                EnclosureTransition.enclosure_id
+            )
+        ).all()
+    assert moves == [(eid, "offline") for eid in eids]
 
 
 def test_only_the_changed_columns_are_sent(database):

@@ -129,6 +129,9 @@ class EnclosureRow:
     summary_recording: str | None
     # The values as read, in the order of INGEST_COLUMNS: what ``write_back`` compares with.
     loaded: tuple[Any, ...] = field(default=(), repr=False)
+    # Changes of the derived state made on this copy (``enclosure_transitions`` rows), stored
+    # by ``write_back`` with the columns: a fan-out changes a thousand at once.
+    transitions: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
 class EnclosureTransition(Base):
