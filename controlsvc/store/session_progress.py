@@ -59,8 +59,9 @@ ACTIVE_SESSION_ENCLOSURE = (
 )
 
 
-def _is_live(se: HasProgress) -> bool:
-    return se.state in ACTIVE_ENCLOSURE_STATES  # a StrEnum set: the stored text is looked up as is
+def _live(state: str) -> bool:
+    """Still recording the session: its figures are live, and it can be lost there."""
+    return state in ACTIVE_ENCLOSURE_STATES  # a StrEnum set: the stored text is looked up as is
 
 
 def recorded(
@@ -68,7 +69,7 @@ def recorded(
 ) -> tuple[float, int]:
     """Recorded seconds and frames from a session enclosure's columns: the closed segments,
     plus the open file while it is live (the one rule every page's figures come from)."""
-    live = state in ACTIVE_ENCLOSURE_STATES
+    live = _live(state)
     return (
         round(segments_s + (live_s if live else 0.0), 3),
         frames + (live_frames if live else 0),
@@ -133,7 +134,7 @@ def progress_values(
     """``progress_fields`` from the columns' values (a row unpacked)."""
     recorded_s, total = recorded(state, segments_s, live_s, frames, live_frames)
     return {
-        "basis": "live" if state in ACTIVE_ENCLOSURE_STATES else "evidence",
+        "basis": "live" if _live(state) else "evidence",
         "recorded_s": recorded_s,
         "frames": total,
         "bytes": size,
@@ -167,7 +168,7 @@ def is_lost(se: HasProgress, enclosure_state: str | None) -> bool:
 
 def lost_in(state: str, enclosure_state: str | None) -> bool:
     """``is_lost`` from the session enclosure's state and the enclosure's."""
-    return state in ACTIVE_ENCLOSURE_STATES and enclosure_state in _AWAY
+    return _live(state) and enclosure_state in _AWAY
 
 
 class HasState(Protocol):

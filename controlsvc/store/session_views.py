@@ -1,5 +1,5 @@
 """Reading recording sessions: one with its enclosures' progress, gaps and totals
-(``session_out``), the list of sessions and the list of recordings. Reading never changes
+(``session_json``), the list of sessions and the list of recordings. Reading never changes
 anything; ``controlsvc.store.sessions`` creates sessions and moves them.
 """
 
@@ -30,10 +30,7 @@ from controlsvc.store.pagination import (
     next_cursor,
 )
 from schemas.enums import SessionStatus
-from schemas.rest.sessions import (
-    SessionOut,
-    SessionSummary,
-)
+from schemas.rest.sessions import SessionSummary
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +144,6 @@ def detail_version(session: Session, rs: RecordingSession, *, lost_grace_s: floa
         .one()
     )
     return Version(settled=digest((*own, *parts[:-_LIVE_PARTS])), etag=digest((*own, *parts)))
-
-
-def session_out(session: Session, rs: RecordingSession, *, lost_grace_s: float = 0.0) -> SessionOut:
-    """The session with every enclosure's progress, as a model (``session_document``)."""
-    return SessionOut.model_validate(session_document(session, rs, lost_grace_s=lost_grace_s))
 
 
 def session_json(session: Session, rs: RecordingSession, *, lost_grace_s: float = 0.0) -> bytes:

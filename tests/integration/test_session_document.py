@@ -118,13 +118,3 @@ def test_the_served_detail_is_what_the_model_dumps(database):
     }
     assert as_model.totals.frames == 3820 + 3600 + 3820
     assert as_model.totals.gap_s == 12.346
-
-
-def test_the_model_form_is_the_same_document(database):
-    """``session_out`` (for callers that want the model) validates the same document."""
-    _furnished(database)
-    with database.sessionmaker() as s:
-        rs = session_views.get_session(s, "s1")
-        assert session_views.session_out(s, rs, lost_grace_s=GRACE_S) == SessionOut.model_validate(
-            session_views.session_document(s, rs, lost_grace_s=GRACE_S)
-        )
