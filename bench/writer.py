@@ -11,6 +11,7 @@ first sends its ``state`` (ready), then statuses round-robin, ``--batch`` per tr
     .venv/bin/python bench/writer.py --kind transition --enclosures 1000 --batch 250
     .venv/bin/python bench/writer.py --kind ack --messages 2000 --enclosures 50
     .venv/bin/python bench/writer.py --kind event --enclosures 1000 --batch 250
+    .venv/bin/python bench/writer.py --kind cancel --enclosures 1000 --batch 250
 
 The floor (``floors.insert_floor``): the rows just stored, written again by a bare batched
 statement per ``--batch`` rows (``COPY`` on PostgreSQL, ``executemany`` on SQLite) into a copy
@@ -22,7 +23,14 @@ reported, then cleared), ``--batch`` per transaction (floor: the status rows, as
 ``--kind ack``: acks, each settling a command, one per transaction as the bridge writes an ack
 that comes alone (its floor: the events they recorded, written again one per transaction);
 ``--kind event``: every enclosure's ``recording_started`` of a session on all of them, as a
-fan-out brings them (floor: those agent events written again, ``--batch`` per transaction).
+fan-out brings them (floor: those agent events written again, ``--batch`` per transaction);
+``--kind cancel``: what a cancel of a session on every enclosure, all recording, brings: each
+enclosure's ``segment_closed`` and ``recording_stopped``, then its status that no longer
+records, in the order the bridge's batches take them (events first), ``--batch`` per
+transaction; figures per enclosure (floor: the agent events written again).
+
+The writer runs with the bridge's collector settings (``controlsvc.ops.gc_policy``) unless
+``--default-gc``.
 
 The last line is one JSON object: {"bench": "writer", "kind": "status", "cpu_us_per_status":
 ..., "floor": {...}, "ratio": {...}, "cpu_ms_per_unit": {...}, ...} (``cpu_us_per_ack`` and so
@@ -54,11 +62,21 @@ from controlsvc.bridge.inbound import Inbound  # noqa: E402
 from controlsvc.bridge.stats import BridgeStats  # noqa: E402
 from controlsvc.bridge.writer import Writer  # noqa: E402
 from controlsvc.domain.enclosure_state import Liveness  # noqa: E402
+from controlsvc.ops.gc_policy import tune_gc  # noqa: E402
 from controlsvc.store import commands, migrate, sessions  # noqa: E402
 from controlsvc.store.db import Database, utcnow  # noqa: E402
 from fleet_simulator.accounts import fleet_ids  # noqa: E402
 from fleet_simulator.agent import AgentOptions, SimulatedAgent  # noqa: E402
-from schemas import Ack, AckResult, CommandKind, Event, RecordingStarted, dump_message  # noqa: E402
+from schemas import (  # noqa: E402
+    Ack,
+    AckResult,
+    CommandKind,
+    Desired,
+    DesiredRecording,
+    Event,
+    RecordingStarted,
+    dump_message,
+)
 from schemas.enums import Lifecycle  # noqa: E402
 from schemas.rest.sessions import SessionCreate, SessionEnclosureIn  # noqa: E402
 from schemas.topics import Topics  # noqa: E402
@@ -92,6 +110,7 @@ class _Load:
     stored_sql: str
     floor_table: str
     floor_batch: int
+    floor_per_unit: int = 1  # floor rows per unit (a cancel's enclosure: its two events)
 
 
 def _statuses(agents: list[SimulatedAgent], args: argparse.Namespace) -> _Load:
@@ -167,6 +186,45 @@ def _recording_started(
     return _Load(batches, recording, "agent_events", batch)
 
 
+def _canceled(
+    agents: list[SimulatedAgent], writer: Writer, database: Database, topics: Topics, batch: int
+) -> _Load:
+    """A session on every enclosure, started and recording (written here, not measured), then
+    canceled: the batches are what the agents answer to the cancel's ``desired`` documents
+    (two events each, then a status), events first as the bridge's inbox gives them."""
+    now = utcnow()
+    body = SessionCreate(
+        name="bench",
+        duration_s=3600,
+        enclosures=[SessionEnclosureIn(id=a.eid, file_prefix="bench") for a in agents],
+    )
+    with database.sessionmaker() as session:
+        rs, _ = sessions.create_session(session, topics, body, now=now)
+        wanted = DesiredRecording(
+            session_id=rs.id, file_prefix="bench", start_at=rs.start_at, end_at=rs.end_at
+        )
+        session.commit()
+    started = [
+        a.on_desired(dump_message(Desired(version=1, recording=wanted)), now) for a in agents
+    ]
+    for messages in _events_first(started, topics, batch):
+        writer.write(writer.parse(messages))
+    with database.sessionmaker() as session:
+        sessions.cancel_session(session, topics, rs.id, now=utcnow())
+        session.commit()
+    stopped = [a.on_desired(dump_message(Desired(version=2)), utcnow()) for a in agents]
+    idle = "SELECT count(*) FROM enclosures WHERE state = 'idle'"
+    return _Load(_events_first(stopped, topics, batch), idle, "agent_events", batch, 2)
+
+
+def _events_first(reactions: list[Any], topics: Topics, batch: int) -> list[list[Inbound]]:
+    """The agents' messages in the bridge's order (events before statuses), ``batch`` each."""
+    sent = [_inbound(m.topic, m.payload) for r in reactions for m in r.messages]
+    status = [m for m in sent if m.topic.endswith("/status")]
+    ordered = [m for m in sent if not m.topic.endswith("/status")] + status
+    return [ordered[i : i + batch] for i in range(0, len(ordered), batch)]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     topics = Topics("jaxmba/v1")
     options = AgentOptions(topics=topics, agent_version="bench", status_interval_s=5.0)
@@ -189,9 +247,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             if args.kind == "ack":
                 load = _acks(agents, database, topics, args.messages)
+            elif args.kind == "cancel":
+                load = _canceled(agents, writer, database, topics, args.batch)
             else:
                 load = _recording_started(agents, database, topics, args.batch)
-        n = sum(len(batch) for batch in load.batches)
+        messages = sum(len(batch) for batch in load.batches)
+        n = len(agents) if args.kind == "cancel" else messages
+        if not args.default_gc:
+            tune_gc()  # as the bridge does once it has started
         profile = cProfile.Profile() if args.profile else None
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profile:
@@ -205,8 +268,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with database.engine.connect() as conn:
             stored = conn.execute(text(load.stored_sql)).scalar_one()
         floor = insert_floor(
-            database.engine, load.floor_table, min(stored, n), batch=load.floor_batch
+            database.engine,
+            load.floor_table,
+            min(stored, n) * load.floor_per_unit,
+            batch=load.floor_batch,
         )
+        per_unit = {k: v * load.floor_per_unit for k, v in floor.items() if k.endswith("_per_row")}
         facts = machine(None if args.sqlite else database.engine)  # SHOW is PostgreSQL's
         database.dispose()
     cache = getattr(writer, "statuses", None)  # the writer's status documents (absent before)
@@ -218,18 +285,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "backend": "sqlite" if args.sqlite else "postgresql",
         "kind": kind,
         plural: n,
+        "messages": messages,
         "enclosures": args.enclosures,
         "batch": load.floor_batch,
         "status_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses},
         "history_every_s": args.history_every,
+        "gc": "default" if args.default_gc else "service",
         "stored": stored,
         f"cpu_us_per_{kind}": round(cpu / n * 1e6, 1),
         f"wall_us_per_{kind}": round(wall / n * 1e6, 1),
         f"{plural}_per_s": round(n / wall, 1),
         "floor": floor,
         "ratio": {
-            f"cpu_per_{kind}": ratio(cpu * 1000 / n, floor["cpu_ms_per_row"]),
-            f"wall_per_{kind}": ratio(wall * 1000 / n, floor["wall_ms_per_row"]),
+            f"cpu_per_{kind}": ratio(cpu * 1000 / n, per_unit["cpu_ms_per_row"]),
+            f"wall_per_{kind}": ratio(wall * 1000 / n, per_unit["wall_ms_per_row"]),
         },
         # The writer runs in this process: its CPU is this process's.
         "cpu_ms_per_unit": {"unit": kind, **cpu_ms_per_unit(n, writer=cpu)},
@@ -243,11 +312,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5,000 statuses, 200 enclosures")
     parser.add_argument(
         "--kind",
-        choices=("status", "transition", "ack", "event"),
+        choices=("status", "transition", "ack", "event", "cancel"),
         default="status",
         help="statuses in batches; transitions: statuses each moving the enclosure's state; "
         "acks one per transaction (each settling a command); "
-        "events: every enclosure's recording_started of a session on all of them, in batches",
+        "events: every enclosure's recording_started of a session on all of them, in batches; "
+        "cancel: what a cancel of such a session brings (per enclosure: two events, a status)",
     )
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--enclosures", type=int, default=500)
@@ -262,6 +332,12 @@ def main() -> None:
         "then writes only the rows that were stored)",
     )
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the writes")
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep CPython's collector settings (by default the writer runs with the "
+        "bridge's, controlsvc.ops.gc_policy; figures before 2026-12-05 were taken without)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.messages, args.enclosures = 5_000, 200

@@ -21,10 +21,10 @@ from datetime import datetime
 from typing import Any
 
 from pydantic_core import to_json
-from sqlalchemy import Connection, DateTime, Table, bindparam, update
+from sqlalchemy import Connection, DateTime, Table, bindparam, insert, update
 from sqlalchemy.engine import Dialect
 
-__all__ = ["insert_rows", "skipping_conflicts", "update_rows"]
+__all__ = ["insert_returning", "insert_rows", "skipping_conflicts", "update_rows"]
 
 _KEY_PARAM = "_row_key"
 
@@ -69,6 +69,45 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def insert_returning(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    returning: tuple[str, ...],
+    *,
+    skip_conflicts: bool = False,
+) -> list[tuple[Any, ...]]:
+    """INSERT ``rows`` as ``insert_rows`` does (skipping those that collide with a unique key
+    when ``skip_conflicts``; else a collision raises); the ``returning`` columns of each row
+    inserted, in the rows' order.
+
+    On PostgreSQL the rows go in their order (``WITH ORDINALITY … ORDER BY``), so a generated
+    key grows with it; elsewhere SQLAlchemy's multi-row INSERT sorts what it returns."""
+    if not rows:
+        return []
+    columns = tuple(_same_columns(rows))
+    dialect = connection.dialect
+    if dialect.name != "postgresql" or len(rows) == 1:
+        if skip_conflicts:
+            statement = skipping_conflicts(table, dialect.name).returning(
+                *(table.c[name] for name in returning)
+            )
+        else:
+            statement = _returning(table, returning)
+        result = connection.execute(statement, list(rows) if len(rows) > 1 else dict(rows[0]))
+        return [tuple(row) for row in result]
+    sql, datetimes = _recordset_insert(table, columns, dialect, returning, skip_conflicts)
+    result = connection.exec_driver_sql(sql, {"rows": _encoded(rows, datetimes)})
+    return [tuple(row) for row in result]
+
+
+@functools.lru_cache(maxsize=64)
+def _returning(table: Table, returning: tuple[str, ...]) -> Any:
+    return insert(table).returning(
+        *(table.c[name] for name in returning), sort_by_parameter_order=True
+    )
+
+
 def _same_columns(rows: Sequence[Mapping[str, Any]]) -> Any:
     names = rows[0].keys()
     if any(row.keys() != names for row in rows):
@@ -109,14 +148,16 @@ def _by_key(table: Table, key: str, columns: tuple[str, ...]) -> Any:
     )
 
 
-def _recordset(table: Table, columns: tuple[str, ...], dialect: Dialect) -> str:
+def _recordset(
+    table: Table, columns: tuple[str, ...], dialect: Dialect, *, alias: bool = True
+) -> str:
     """``json_to_recordset(...) AS v(<column> <its type>, ...)``: the rows, typed as the
-    columns they go to."""
+    columns they go to (without the alias ``v``, for ``ROWS FROM``)."""
     quote = dialect.identifier_preparer.quote
     fields = ", ".join(
         f"{quote(column)} {table.c[column].type.compile(dialect=dialect)}" for column in columns
     )
-    return f"json_to_recordset(CAST(%(rows)s AS json)) AS v({fields})"
+    return f"json_to_recordset(CAST(%(rows)s AS json)) AS {'v' if alias else ''}({fields})"
 
 
 def _datetimes(table: Table, columns: tuple[str, ...]) -> tuple[str, ...]:
@@ -125,9 +166,14 @@ def _datetimes(table: Table, columns: tuple[str, ...]) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=64)
 def _recordset_insert(
-    table: Table, columns: tuple[str, ...], dialect: Dialect
+    table: Table,
+    columns: tuple[str, ...],
+    dialect: Dialect,
+    returning: tuple[str, ...] = (),
+    skip_conflicts: bool = True,
 ) -> tuple[str, tuple[str, ...]]:
-    """The INSERT for these columns, and which of them are datetimes."""
+    """The INSERT for these columns (the rows in their order when it returns ``returning``),
+    and which of them are datetimes."""
     for column in table.c:
         if column.name in columns or column.server_default is not None:
             continue
@@ -138,10 +184,16 @@ def _recordset_insert(
     name = dialect.identifier_preparer.format_table(table)
     listed = ", ".join(quote(c) for c in columns)
     # Names and types from our own metadata, quoted by the dialect; the rows are a parameter.
-    sql = (
-        f"INSERT INTO {name} ({listed}) "  # noqa: S608
-        f"SELECT {listed} FROM {_recordset(table, columns, dialect)} ON CONFLICT DO NOTHING"
-    )
+    if returning:  # the rows in the array's order: what they return, and the keys they get
+        source = f"ROWS FROM ({_recordset(table, columns, dialect, alias=False)}) "
+        source += f"WITH ORDINALITY AS v({listed}, _row_order) ORDER BY _row_order"
+    else:
+        source = _recordset(table, columns, dialect)
+    sql = f"INSERT INTO {name} ({listed}) SELECT {listed} FROM {source}"  # noqa: S608
+    if skip_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    if returning:
+        sql += " RETURNING " + ", ".join(quote(c) for c in returning)
     return sql, _datetimes(table, columns)
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import Table, bindparam, cast, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.publisher import BrokerUnavailable, Publisher
+from controlsvc.store.bulk_rows import insert_returning
 from controlsvc.store.db import as_utc, utcnow
 from controlsvc.store.models.events import EventRecord, EventTicket
 from controlsvc.store.models.users import User
@@ -258,9 +259,10 @@ def record_many(
 ) -> list[Logged]:
     """``record`` for several events in one statement: the bridge records dozens per batch.
 
-    A Core ``INSERT … RETURNING id`` with the rows as parameters (SQLAlchemy sends them as
-    multi-row INSERTs, ids in the rows' order), not ORM objects: the unit of work cost more
-    than the INSERT itself."""
+    A Core ``INSERT … RETURNING id`` with the rows as one parameter
+    (``bulk_rows.insert_returning``, ids in the rows' order), not ORM objects: the unit of
+    work cost more than the INSERT itself, and SQLAlchemy's multi-row INSERT a quarter of a
+    cancel's writing."""
     if not entries:
         return []
     for entry in entries:
@@ -286,13 +288,12 @@ def record_many(
         if not synchronous_commit and session.get_bind().dialect.name == "postgresql":
             session.execute(text("SET LOCAL synchronous_commit = off"))
         _serialise_writers(session)
-        ids = list(session.execute(_INSERT_MANY, params).scalars())
+        ids = [row[0] for row in insert_returning(session.connection(), _TABLE, params, ("id",))]
     return [Logged(id=int(i), **row) for i, row in zip(ids, params, strict=True)]
 
 
 _TABLE: Table = EventRecord.__table__  # type: ignore[assignment]
 _COLUMNS = ("kind", "at", "enclosure_id", "session_id", "command_id", "data")
-_INSERT_MANY = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
 
 
 def _lock_and_insert_one(synchronous_commit: bool) -> Any:

@@ -8,9 +8,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Table, event, select
+from sqlalchemy.exc import IntegrityError
 
 from controlsvc.store import enclosure_rows
-from controlsvc.store.bulk_rows import _recordset_update, insert_rows, update_rows
+from controlsvc.store.bulk_rows import (
+    _recordset_update,
+    insert_returning,
+    insert_rows,
+    update_rows,
+)
 from controlsvc.store.db import utcnow
 from controlsvc.store.models.enclosures import Enclosure, StatusRecord
 
@@ -144,6 +150,51 @@ def test_rows_are_inserted_and_copies_of_stored_ones_skipped(database):
     assert row.at == at + timedelta(seconds=1)
     assert row.received_at == at + timedelta(seconds=1, milliseconds=5)
     assert row.status == {"seq": 3, "disk": {"free": 10**12}, "none": None}
+
+
+def _inserts(database):
+    statements: list[str] = []
+    event.listen(database.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    return statements
+
+
+def test_what_inserted_rows_return_comes_in_their_order(database):
+    """The generated keys grow in the rows' order and come back in it: the event log pairs
+    each row with its id by position."""
+    _enclosures(database, ["enc-a", "enc-b", "enc-c"])
+    at = datetime(2026, 12, 5, 7, 0, tzinfo=UTC)
+    rows = [_history(eid, seq, at) for seq in (5, 1, 3) for eid in ("enc-c", "enc-a", "enc-b")]
+    statements = _inserts(database)
+    with database.sessionmaker() as session:
+        back = insert_returning(session.connection(), HISTORY, rows, ("id", "enclosure_id", "seq"))
+        session.commit()
+    assert [(eid, seq) for _, eid, seq in back] == [(r["enclosure_id"], r["seq"]) for r in rows]
+    ids = [row[0] for row in back]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    if database.engine.dialect.name == "postgresql":
+        assert sum(s.lstrip().upper().startswith("INSERT") for s in statements) == 1
+    with database.sessionmaker() as session:
+        stored = dict(session.execute(select(StatusRecord.id, StatusRecord.seq)).all())
+    assert [stored[i] for i in ids] == [r["seq"] for r in rows]
+
+
+def test_rows_skipped_as_copies_return_nothing(database):
+    _enclosures(database, ["enc-a", "enc-b"])
+    at = datetime(2026, 12, 5, 7, 0, tzinfo=UTC)
+    first = [_history("enc-a", 1, at), _history("enc-b", 1, at)]
+    key = ("enclosure_id", "seq")
+    with database.sessionmaker() as session:
+        insert_rows(session.connection(), HISTORY, first)
+        session.commit()
+    again = [_history("enc-b", 2, at), first[0], _history("enc-a", 2, at), first[1]]
+    with database.sessionmaker() as session:
+        new = insert_returning(session.connection(), HISTORY, again, key, skip_conflicts=True)
+        assert insert_returning(session.connection(), HISTORY, [], key) == []
+        session.commit()
+    assert new == [("enc-b", 2), ("enc-a", 2)]
+    with database.sessionmaker() as session, pytest.raises(IntegrityError):
+        insert_returning(session.connection(), HISTORY, [first[0], _history("enc-a", 9, at)], key)
 
 
 def test_a_column_only_the_orm_fills_in_is_refused(database):
