@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from controlsvc.bridge.fleet_publisher import FleetPublisher
@@ -89,23 +89,23 @@ def _when(value: Any) -> datetime | None:
 
 
 def _observed(
-    se: SessionEnclosure, enc: Enclosure, rs: RecordingSession
+    recording: Any, camera: Any, enc_state: str, known_last_frame: datetime | None, rs_id: str
 ) -> tuple[float | None, int, datetime | None, bool] | None:
-    """What the enclosure's latest status says about its recording of ``rs``: the open
-    segment's seconds (None: unknown), the open segment's frames, the newer last frame (None:
-    not newer), whether frames flow; None when it is not recording ``rs`` (or is away)."""
-    status = enc.status or {}
-    recording = status.get("recording")
-    live = EnclosureState(enc.state) not in OFFLINE_STATES
-    if not (live and isinstance(recording, dict) and recording.get("session_id") == rs.id):
+    """What the enclosure's latest status (its ``recording`` and ``camera`` parts) says about
+    its recording of session ``rs_id``: the open segment's seconds (None: unknown), the open
+    segment's frames, the last frame if newer than ``known_last_frame`` (else None), whether
+    frames flow; None when it is not recording ``rs_id`` (or is away)."""
+    live = EnclosureState(enc_state) not in OFFLINE_STATES
+    if not (live and isinstance(recording, dict) and recording.get("session_id") == rs_id):
         return None
-    camera = status.get("camera") or {}
+    if not isinstance(camera, dict):
+        camera = {}
     last_frame = _when(camera.get("last_frame_at"))
     segment_start = _when(recording.get("segment_started_at"))
     live_s = None
     if last_frame is not None and segment_start is not None:
         live_s = max(0.0, (last_frame - segment_start).total_seconds())
-    if last_frame is not None and se.last_frame_at is not None and last_frame <= se.last_frame_at:
+    if last_frame is not None and known_last_frame is not None and last_frame <= known_last_frame:
         last_frame = None
     frames = camera.get("frames_written") or 0
     return (
@@ -116,6 +116,16 @@ def _observed(
     )
 
 
+def _observed_in(
+    se: SessionEnclosure, enc: Enclosure, rs: RecordingSession
+) -> tuple[float | None, int, datetime | None, bool] | None:
+    """``_observed`` for locked ORM rows."""
+    status = enc.status or {}
+    return _observed(
+        status.get("recording"), status.get("camera"), enc.state, se.last_frame_at, rs.id
+    )
+
+
 def _open_frames(recording: dict[str, Any], frames_written: int) -> int:
     """Frames in the open segment file: as the agent says, else (an agent from before
     ``segment_frames``) all its frames while it has closed none, else unknown (0)."""
@@ -123,6 +133,27 @@ def _open_frames(recording: dict[str, Any], frames_written: int) -> int:
     if isinstance(segment, int) and segment >= 0:
         return segment
     return int(frames_written) if not recording.get("segments_closed") else 0
+
+
+# What ``SessionDriver._due`` reads of each enclosure of a session, in id order (the order the
+# chunks lock them in): the enclosure's state and the two parts of its status it looks at.
+_LOOK = (
+    select(
+        SessionEnclosure.id,
+        SessionEnclosure.state,
+        SessionEnclosure.starting_at,
+        SessionEnclosure.lost_since,
+        SessionEnclosure.live_s,
+        SessionEnclosure.live_frames,
+        SessionEnclosure.last_frame_at,
+        Enclosure.state.label("enc_state"),
+        Enclosure.status["recording"].label("recording"),
+        Enclosure.status["camera"].label("camera"),
+    )
+    .join(Enclosure, Enclosure.id == SessionEnclosure.enclosure_id)
+    .where(SessionEnclosure.session_id == bindparam("sid"))
+    .order_by(SessionEnclosure.id)
+)
 
 
 class SessionDriver:
@@ -229,15 +260,12 @@ class SessionDriver:
             rs = session.get(RecordingSession, sid)
             if rs is None or rs.status not in ACTIVE_SESSION_VALUES:
                 return []
-            ses = list(
-                session.scalars(select(SessionEnclosure).where(SessionEnclosure.session_id == sid))
-            )
-            encs = self._enclosures(session, ses)
-            due = sorted(
-                se.id
-                for se in ses
-                if se.enclosure_id in encs and self._due(rs, se, encs[se.enclosure_id], now)
-            )
+            # Columns, not ORM objects: this look runs every tick for every enclosure of
+            # every active session, and loading a thousand of each (and decoding their whole
+            # statuses) cost a tenth of a second each time.
+            due = [
+                row.id for row in session.execute(_LOOK, {"sid": sid}) if self._due(rs, row, now)
+            ]
         newest = []
         for i in range(0, len(due), STEP_CHUNK):
             last = self._step_chunk(sid, due[i : i + STEP_CHUNK], now)
@@ -255,31 +283,30 @@ class SessionDriver:
             enc.id: enc for enc in session.scalars(select(Enclosure).where(Enclosure.id.in_(ids)))
         }
 
-    def _due(
-        self, rs: RecordingSession, se: SessionEnclosure, enc: Enclosure, now: datetime
-    ) -> bool:
-        """Whether ``_step`` may change ``se`` (when in doubt, yes): read without locks."""
-        state = EncState(se.state)
+    def _due(self, rs: RecordingSession, look: Row[Any], now: datetime) -> bool:
+        """Whether ``_step`` may change the enclosure (when in doubt, yes), from ``_LOOK``'s
+        row of it, read without locks."""
+        state = EncState(look.state)
         if state is EncState.PENDING and now >= rs.start_at:
             return True
-        if EnclosureState(enc.state) in OFFLINE_STATES or se.lost_since is not None:
+        if EnclosureState(look.enc_state) in OFFLINE_STATES or look.lost_since is not None:
             return True  # lost: alerts and the grace (rare; not worth predicting)
         if state is EncState.STARTING and (
-            se.starting_at is None or now - se.starting_at > self.start_timeout
+            look.starting_at is None or now - look.starting_at > self.start_timeout
         ):
             return True
         if state in ACTIVE_ENCLOSURE_STATES and now > rs.end_at + self.start_timeout:
             return True
-        seen = _observed(se, enc, rs)
+        seen = _observed(look.recording, look.camera, look.enc_state, look.last_frame_at, rs.id)
         if seen is None:
-            return se.live_s != 0.0
+            return bool(look.live_s != 0.0)
         live_s, live_frames, last_frame_at, flowing = seen
         if flowing and next_state(state, Signal.FRAMES, ended=now >= rs.end_at) is not None:
             return True
         return (
-            (live_s is not None and live_s != se.live_s)
-            or live_frames != se.live_frames
-            or (last_frame_at is not None and last_frame_at != se.last_frame_at)
+            (live_s is not None and live_s != look.live_s)
+            or live_frames != look.live_frames
+            or (last_frame_at is not None and last_frame_at != look.last_frame_at)
         )
 
     def _step_chunk(self, sid: str, ids: Sequence[int], now: datetime) -> int | None:
@@ -495,7 +522,7 @@ class SessionDriver:
         page says the enclosure is lost), rather than dropping to the closed segments'."""
         if EnclosureState(enc.state) in OFFLINE_STATES:
             return
-        seen = _observed(se, enc, rs)
+        seen = _observed_in(se, enc, rs)
         if seen is None:
             se.live_s = 0.0
             return
