@@ -204,6 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             assert stack.api_ is not None
             floor_broker = stack_broker(stack)
             cpu_s = {"api": 0.0, "bridge": 0.0}
+            fleet_cpu_s = 0.0  # this process: the simulated enclosures' loops (and the polls)
             with (
                 httpx.Client(base_url=url, headers=headers, timeout=60) as client,
                 sample_process(stack.bridge_.pid) as bridge_usage,
@@ -215,11 +216,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     floor_broker, Topics(floor_broker.prefix).enc_filter("desired"), first=True
                 ) as desired:
                     for i in range(args.runs):
+                        own = time.process_time()
                         with (
                             sample_process(stack.bridge_.pid) as bridge_run,
                             sample_process(stack.api_.pid) as api_run,
                         ):
                             runs.append(one_run(client, engine, fleet.ids, i))
+                        fleet_cpu_s += time.process_time() - own
                         cpu_s["api"] += api_run.cores * api_run.seconds
                         cpu_s["bridge"] += bridge_run.cores * bridge_run.seconds
                     desired.wait(args.enclosures)
@@ -260,6 +263,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "unit": "enclosure per run (start and cancel)",
             **cpu_ms_per_unit(args.enclosures * len(runs), **cpu_s),
         },
+        # The simulated enclosures share these cores (and one GIL): what they cost, per
+        # enclosure and run, is time the service's processes could not have.
+        "fleet_cpu_ms_per_enclosure": round(fleet_cpu_s * 1000 / (args.enclosures * len(runs)), 3),
         "targets": targets,
         "targets_met": check_targets("session_fanout", targets),
         **bridge_usage.figures("bridge"),

@@ -52,19 +52,27 @@ def update_rows(
     return len(rows)
 
 
-def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
-    """INSERT ``rows`` into ``table``, skipping those that collide with a unique key; every row
-    must name the same columns, and every column it leaves out must have a database default
-    (or be the generated key): the values the ORM would fill in are not. How many were
-    inserted (what the driver reports)."""
+def insert_rows(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    skip_conflicts: bool = True,
+) -> int:
+    """INSERT ``rows`` into ``table``, skipping those that collide with a unique key (unless
+    ``skip_conflicts`` is False: then a collision raises); every row must name the same
+    columns, and every column it leaves out must have a database default (or be the generated
+    key): the values the ORM would fill in are not. How many were inserted (what the driver
+    reports)."""
     if not rows:
         return 0
     columns = tuple(_same_columns(rows))
     dialect = connection.dialect
     if dialect.name != "postgresql" or len(rows) == 1:
-        result = connection.execute(skipping_conflicts(table, dialect.name), list(rows))
+        statement = skipping_conflicts(table, dialect.name) if skip_conflicts else insert(table)
+        result = connection.execute(statement, list(rows))
         return int(getattr(result, "rowcount", 0) or 0)
-    sql, datetimes = _recordset_insert(table, columns, dialect)
+    sql, datetimes = _recordset_insert(table, columns, dialect, (), skip_conflicts)
     result = connection.exec_driver_sql(sql, {"rows": _encoded(rows, datetimes)})
     return int(getattr(result, "rowcount", 0) or 0)
 

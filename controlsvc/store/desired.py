@@ -25,9 +25,8 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.publisher import BatchPublisher, BrokerUnavailable, Publisher
-from controlsvc.store.bulk_rows import update_rows
+from controlsvc.store.bulk_rows import insert_rows, update_rows
 from controlsvc.store.db import utcnow
-from controlsvc.store.enclosures import insert_ignore
 from controlsvc.store.models.sessions import DesiredVersion
 from schemas.codec import dump_message
 from schemas.messages import Desired, DesiredRecording
@@ -86,12 +85,20 @@ def _lock(
                 select(DesiredVersion.enclosure_id).where(DesiredVersion.enclosure_id.in_(wanted))
             )
         )
+        now = utcnow()
         missing = [
-            {"enclosure_id": eid, "version": 0, "document": {}, "published_version": 0}
+            {
+                "enclosure_id": eid,
+                "version": 0,
+                "document": {},
+                "published_version": 0,
+                "updated_at": now,
+            }
             for eid in wanted
             if eid not in known
         ]
-        insert_ignore(session, DesiredVersion.__table__, missing)  # type: ignore[arg-type]
+        # One statement (``bulk_rows``): a first session on a thousand enclosures creates them.
+        insert_rows(session.connection(), _TABLE, missing)
     query = (
         select(DesiredVersion.enclosure_id, DesiredVersion.version, DesiredVersion.session_id)
         .where(DesiredVersion.enclosure_id.in_(wanted))

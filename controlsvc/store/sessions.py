@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Table, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -32,6 +32,7 @@ from controlsvc.domain.session_state import (
     next_state,
 )
 from controlsvc.store import desired, eventlog
+from controlsvc.store.bulk_rows import insert_rows
 from controlsvc.store.db import utcnow
 from controlsvc.store.desired import Outgoing
 from controlsvc.store.enclosures import insert_ignore
@@ -81,6 +82,7 @@ DONE_STATES = frozenset({EncState.COMPLETED, EncState.FAILED, EncState.CANCELED}
 # pg_advisory_xact_lock key that serialises session creation ("jaxmba" in ASCII, then 2;
 # ``eventlog`` uses 1).
 CREATE_LOCK_KEY = 0x6A61786D626102
+_SE_TABLE: Table = SessionEnclosure.__table__  # type: ignore[assignment]
 
 
 EventIntent = eventlog.Intent
@@ -374,8 +376,10 @@ def create_session(
         }
         for item in body.enclosures
     ]
-    # ORM bulk INSERT (multi-row VALUES, no objects): the response reads them back anyway.
-    session.execute(insert(SessionEnclosure), rows)
+    # One statement, the rows one parameter (``bulk_rows``): the ORM's bulk INSERT of a
+    # thousand rows took half of the creation's time, all of it before the first document
+    # could leave. The response reads them back anyway.
+    insert_rows(session.connection(), _SE_TABLE, rows, skip_conflicts=False)
     outgoing = desired.set_recordings(
         session,
         topics,

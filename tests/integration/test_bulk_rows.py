@@ -152,6 +152,21 @@ def test_rows_are_inserted_and_copies_of_stored_ones_skipped(database):
     assert row.status == {"seq": 3, "disk": {"free": 10**12}, "none": None}
 
 
+def test_a_copy_raises_where_conflicts_are_not_skipped(database):
+    _enclosures(database, ["enc-a"])
+    at = datetime(2026, 12, 5, 7, 0, tzinfo=UTC)
+    stored = _history("enc-a", 1, at)
+    with database.sessionmaker() as session:
+        insert_rows(session.connection(), HISTORY, [stored])
+        session.commit()
+    rows = [_history("enc-a", 2, at), stored]
+    with database.sessionmaker() as session, pytest.raises(IntegrityError):
+        insert_rows(session.connection(), HISTORY, rows, skip_conflicts=False)
+    with database.sessionmaker() as session:
+        assert insert_rows(session.connection(), HISTORY, rows[:1], skip_conflicts=False) == 1
+        session.commit()
+
+
 def _inserts(database):
     statements: list[str] = []
     event.listen(database.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
