@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
@@ -76,6 +77,17 @@ def json_dumps(value: Any) -> str:
     return to_json(value).decode("utf-8")
 
 
+def json_loads(text: str | bytes) -> Any:
+    """JSON columns' deserializer: pydantic-core's parser, 3-4x faster than ``json.loads``
+    (the sessions' timer reads two parts of a thousand statuses twice a second). A document
+    it refuses that ``json.loads`` takes (a lone surrogate escape, which PostgreSQL's ``json``
+    type stores) is read by ``json.loads``."""
+    try:
+        return from_json(text)
+    except ValueError:
+        return json.loads(text)
+
+
 def make_engine(url: URL | str, *, echo: bool = False) -> Engine:
     """An engine with the per-backend settings the service relies on."""
     url = URL.create("sqlite") if url == "" else url
@@ -90,6 +102,7 @@ def make_engine(url: URL | str, *, echo: bool = False) -> Engine:
             url,
             echo=echo,
             json_serializer=json_dumps,
+            json_deserializer=json_loads,
             connect_args={"check_same_thread": False},
         )
 
@@ -109,6 +122,7 @@ def make_engine(url: URL | str, *, echo: bool = False) -> Engine:
         pool_size=10,
         max_overflow=20,
         json_serializer=json_dumps,
+        json_deserializer=json_loads,
         # INSERTs in multi-row VALUES pages and UPDATEs in execute_batch pages: one round trip
         # per 100 rows instead of one per row (the hottest UPDATEs of many rows, the bridge's,
         # are one statement each: ``controlsvc.store.bulk_rows``).

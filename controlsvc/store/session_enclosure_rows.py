@@ -6,10 +6,10 @@ at once. Loaded as ``SessionEnclosure`` objects and flushed by the unit of work,
 writer about 0.18 ms of its 0.37 (``bench/writer.py --kind event``); read by one locking Core
 statement and written back by one, a fraction of that.
 
-``lock_pairs`` and ``lock_active`` lock the rows (``FOR UPDATE``) in the order the API's cancel
-locks them (session, enclosure), so the two never deadlock; ``write_back`` writes the columns
-that changed. ORM copies of these rows loaded earlier in the transaction are expired by
-``write_back``: they would hide what it wrote.
+``lock_pairs``, ``lock_active`` and the sessions' timer's ``lock_free`` lock the rows (``FOR
+UPDATE``) in the order the API's cancel locks them (session, enclosure), so they never
+deadlock; ``write_back`` writes the columns that changed. ORM copies of these rows loaded
+earlier in the transaction are expired by ``write_back``: they would hide what it wrote.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from controlsvc.domain.session_state import ACTIVE_ENCLOSURE_STATES
 from controlsvc.store.models.sessions import SessionEnclosure, SessionEnclosureRow
 from controlsvc.store.working_copies import expire_loaded, write_changed
 
-__all__ = ["WRITTEN", "SessionEnclosureRow", "lock_active", "lock_pairs", "write_back"]
+__all__ = [
+    "WRITTEN",
+    "SessionEnclosureRow",
+    "lock_active",
+    "lock_free",
+    "lock_pairs",
+    "write_back",
+]
 
 _READ = tuple(f.name for f in fields(SessionEnclosureRow) if f.name != "loaded")
 # What identifies the row and its place (never changed by an event) stays out.
@@ -57,6 +64,14 @@ _ACTIVE = (
 )
 
 
+_FREE = (
+    select(*(_c[name] for name in _READ))
+    .where(_c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_c.session_id, _c.enclosure_id)
+    .with_for_update(skip_locked=True)
+)
+
+
 def _copy(values: Any) -> SessionEnclosureRow:
     row = SessionEnclosureRow(*values)
     row.loaded = tuple(values[_FIRST_WRITTEN:])
@@ -82,6 +97,15 @@ def lock_pairs(
         if (row.session_id, row.enclosure_id) in wanted:
             out[(row.session_id, row.enclosure_id)] = row
     return out
+
+
+def lock_free(session: Session, ids: Iterable[int]) -> list[SessionEnclosureRow]:
+    """The rows of ``ids`` nobody else holds, locked, in (session, enclosure) order; those
+    another transaction holds are left out (the sessions' timer never waits for the writer)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    return [_copy(values) for values in session.connection().execute(_FREE, {"ids": wanted})]
 
 
 def lock_active(session: Session, eid: str) -> SessionEnclosureRow | None:
