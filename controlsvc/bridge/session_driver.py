@@ -120,7 +120,7 @@ def _observed(
 def _observed_in(
     se: SessionEnclosureRow, enc: Enclosure, rs: RecordingSession
 ) -> tuple[float | None, int, datetime | None, bool] | None:
-    """``_observed`` for locked ORM rows."""
+    """``_observed`` for a step's rows: the locked working copy and its enclosure."""
     status = enc.status or {}
     return _observed(
         status.get("recording"), status.get("camera"), enc.state, se.last_frame_at, rs.id
