@@ -151,8 +151,9 @@ def _phases(engine: Any, sid: str, kind: str, wall: float) -> dict[str, float]:
     sent; the agents run on this machine, so their clock is this one): the last agent event
     of ``kind`` (``agents_s``: the simulator has every document and reacted), its arrival at
     the bridge (``received_s``) and, for a start, the last confirmation (``applied_s``); for a
-    cancel, the last status the bridge received (``status_received_s``) and the last change of
-    an enclosure's state (``state_applied_s``: what the cancel's end waits for)."""
+    cancel, the arrival at the bridge of the last status that moved one of the session's
+    enclosures off ``recording`` (``state_received_s``, the transition's time: what the
+    cancel's end waits for, once written)."""
     sql = text(
         "SELECT max(at), max(received_at) FROM agent_events WHERE session_id = :sid AND kind = :k"
     )
@@ -171,11 +172,14 @@ def _phases(engine: Any, sid: str, kind: str, wall: float) -> dict[str, float]:
         out["applied_s"] = after(confirmed)
     else:  # a cancel ends when every enclosure's status says it stopped
         with engine.connect() as conn:
-            status_received, state_changed = conn.execute(
-                text("SELECT max(status_received_at), max(state_changed_at) FROM enclosures")
-            ).one()
-        out["status_received_s"] = after(status_received)
-        out["state_applied_s"] = after(state_changed)
+            moved = conn.execute(
+                text(
+                    "SELECT max(e.state_changed_at) FROM enclosures e JOIN session_enclosures se"
+                    " ON se.enclosure_id = e.id WHERE se.session_id = :sid"
+                ),
+                {"sid": sid},
+            ).scalar()
+        out["state_received_s"] = after(moved)
     return out
 
 

@@ -13,6 +13,12 @@
 - **A batch holding a state message is written as soon as the inbox runs dry**, like one
   holding an ack: it is a connection coming or going (a Will's "lost"), which a user or an
   alert waits for; waiting ``fill_linger_s`` for company would only delay it.
+- **A batch holding agent events takes, at its end, the statuses waiting of those events'
+  enclosures** (within ``batch_max``), whatever the rule above: an agent sends the status that
+  shows what an event did with the event (recording, then no longer), and the batch has those
+  enclosures' rows locked anyway. A cancel of a thousand enclosures brings two thousand events
+  and a thousand statuses; written after every event, the statuses that end "recording" came a
+  quarter of a second after the events that ended the recordings.
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ from collections.abc import Callable
 from controlsvc.bridge.inbound import Inbound
 from controlsvc.bridge.inbox import Inbox
 from controlsvc.bridge.linger import OutcomeWait
+from schemas.topics import Channel
 
 __all__ = ["ACK_LINGER_S", "next_batch"]
 
 # How long a batch holding an ``accepted`` ack waits for the command's outcome (see linger).
 ACK_LINGER_S = 0.002
+_STATUS_SUFFIX = f"/{Channel.STATUS.value}"
 
 
 def next_batch(
@@ -39,11 +47,13 @@ def next_batch(
     ack_suffix: str,
     state_suffix: str,
     first_timeout: float,
+    events_suffix: str | None = None,
     on_first: Callable[[Inbound], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[Inbound]:
     """The next batch (see the module doc); empty when nothing came within ``first_timeout``.
-    ``on_first`` is told of the first message as soon as it is taken."""
+    ``on_first`` is told of the first message as soon as it is taken. ``events_suffix``: the
+    agent events' topics end so, and the statuses' topics then end in ``/status``."""
     try:
         first = inbox.get(timeout=first_timeout)
     except queue.Empty:
@@ -84,4 +94,15 @@ def next_batch(
         prompt = prompt or inbound.topic.endswith(state_suffix)
         batch.append(inbound)
         outcomes.add(inbound)
+    if events_suffix is not None:
+        batch += _their_statuses(inbox, batch, events_suffix, batch_max - len(batch))
     return batch
+
+
+def _their_statuses(
+    inbox: Inbox, batch: list[Inbound], events_suffix: str, room: int
+) -> list[Inbound]:
+    """The statuses waiting of the enclosures whose events are in ``batch``."""
+    cut = len(events_suffix)
+    topics = {m.topic[:-cut] + _STATUS_SUFFIX for m in batch if m.topic.endswith(events_suffix)}
+    return inbox.take_statuses(topics, room) if topics and room > 0 else []

@@ -157,6 +157,7 @@ class Bridge:
         self._enc_head = f"{self.topics.prefix}/enc/"
         self._ack_suffix = f"/{Channel.ACK.value}"
         self._state_suffix = f"/{Channel.STATE.value}"
+        self._events_suffix = f"/{Channel.EVENTS.value}"
         self.client = BridgeClient(
             settings, self.topics, self._enqueue, self.stats, client_id=client_id
         )
@@ -348,6 +349,7 @@ class Bridge:
             ack_suffix=self._ack_suffix,
             state_suffix=self._state_suffix,
             first_timeout=IDLE_POLL_S,
+            events_suffix=self._events_suffix,
             on_first=busy,
         )
 

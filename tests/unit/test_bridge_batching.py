@@ -196,3 +196,48 @@ def test_a_batch_lingering_for_company_asks_for_the_statuses_that_would_fill_it(
     looks = iter([0.0, 0.0, 1.0])
     collect(inbox, batch_max=10, fill_linger_s=0.05, clock=lambda: next(looks, 1.0))
     assert inbox.enough == [1, 9]  # the first message, then the other nine
+
+
+def test_a_batch_of_events_takes_the_statuses_of_their_enclosures_along():
+    """A cancel: each agent sends its events and the status that no longer says recording;
+    the status goes with the events, the others wait for their own batch."""
+    inbox = inbox_of(
+        message("e1", "status", 0),
+        message("e1", "events", 1),
+        message("e2", "events", 2),
+        message("e2", "status", 3),
+        message("e3", "status", 4),
+        message("e1", "status", 5),
+    )
+    batch = collect(inbox, events_suffix="/events", clock=Clock())
+    topics = [f"{m.topic.split('/')[3]}/{m.topic.split('/')[4]}:{m.mid}" for m in batch]
+    assert topics[:2] == ["e1/events:1", "e2/events:2"]
+    assert sorted(topics[2:]) == ["e1/status:0", "e1/status:5", "e2/status:3"]
+    assert [m.mid for m in batch if m.topic.endswith("e1/status")] == [0, 5]  # oldest first
+    assert inbox.qsize() == 1
+    assert take(inbox) == ["e3/status"]
+    assert take(inbox) == []
+
+
+def test_the_statuses_taken_along_stay_within_the_batch_maximum():
+    inbox = inbox_of(
+        message("e1", "events", 0),
+        message("e2", "events", 1),
+        message("e1", "status", 2),
+        message("e1", "status", 3),
+        message("e2", "status", 4),
+    )
+    batch = collect(inbox, batch_max=3, events_suffix="/events", clock=Clock())
+    assert [m.mid for m in batch] == [0, 1, 4]  # e1's two statuses would not fit: left
+    assert [m.mid for m in (inbox.get_nowait(), inbox.get_nowait())] == [2, 3]
+
+
+def test_without_events_a_batch_takes_no_statuses_along():
+    inbox = inbox_of(
+        message("e1", "state", 0),
+        message("e1", "status", 1),
+        ack("e2", 2, "c1", "succeeded"),
+        message("e2", "status", 3),
+    )
+    assert [m.mid for m in collect(inbox, events_suffix="/events", clock=Clock())] == [0, 2]
+    assert inbox.qsize() == 2
