@@ -16,16 +16,19 @@ retained ``desired`` documents as the agent does). For each run:
 
 The floor (``floors.retained_floor``), after the runs on the same broker: the ``desired``
 documents the first measured start published, published again retained by one bare paho client
-(QoS 1, until the last PUBACK) on topics nobody reads. ``ratio.start`` / ``ratio.cancel``: each
+(QoS 1, until the last PUBACK) on topics nobody reads, three times (the median; ``samples``:
+each). ``ratio.start`` / ``ratio.cancel``: each
 run's time over the floor's. ``cpu_ms_per_unit``: API and bridge CPU over the measured runs
 (start and cancel) per enclosure and run.
 
 The last line is one JSON object: {"bench": "session_fanout", "enclosures": 1000,
 "start_s": [...], "cancel_s": [...], "floor": {...}, "ratio": {...}, "cpu_ms_per_unit": {...},
 ...}. Target: start and cancel each <= 7 x the floor. ``phases`` says
-where each run's time went (seconds after the POST, from the rows' own timestamps): the last
-agent event (the simulator had every document and reacted), its arrival at the bridge, and
-the last enclosure the bridge confirmed; what remains after the arrival is the bridge's.
+where each run's time went (seconds after the POST): the first and the last ``desired``
+document as a subscriber of this process got them (``published_first_s``, ``_last_s``: the
+API's part), then, from the rows' own timestamps, the last agent event (the simulator had
+every document and reacted), its arrival at the bridge, and the last enclosure the bridge
+confirmed; what remains after the arrival is the bridge's.
 
 The fleet runs niced (``_support.start_fleet``), as in the other benchmarks. Before each run
 every enclosure must be ``idle`` in the database; if that does not happen, the error says what
@@ -97,7 +100,9 @@ def _wait_registered(stack: Stack, n: int) -> None:
         raise TimeoutError(f"{exc}; enclosures by state: {states}") from None
 
 
-def one_run(client: httpx.Client, engine: Any, ids: list[str], n: int) -> dict[str, float]:
+def one_run(
+    client: httpx.Client, engine: Any, ids: list[str], n: int, desired: Sniffer | None = None
+) -> dict[str, float]:
     body = {
         "name": f"fan-out {n}",
         "enclosures": [{"id": eid, "file_prefix": eid} for eid in ids],
@@ -136,7 +141,18 @@ def one_run(client: httpx.Client, engine: Any, ids: list[str], n: int) -> dict[s
         lambda v: v == 0,
         60,
     )
+    published = {}
+    if desired is not None:  # the documents as a subscriber got them: first and last
+        for phase, since, until in (
+            ("start", started, cancel_started),
+            ("cancel", cancel_started, stopped),
+        ):
+            times = desired.arrivals(since, until)
+            if times:
+                published[f"{phase}_published_first_s"] = round(times[0] - since, 3)
+                published[f"{phase}_published_last_s"] = round(times[-1] - since, 3)
     return {
+        **published,
         "start_s": recording - started,
         "start_post_s": answered - started,
         "cancel_s": stopped - cancel_started,
@@ -225,7 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             sample_process(stack.bridge_.pid) as bridge_run,
                             sample_process(stack.api_.pid) as api_run,
                         ):
-                            runs.append(one_run(client, engine, fleet.ids, i))
+                            runs.append(one_run(client, engine, fleet.ids, i, desired))
                         fleet_cpu_s += time.process_time() - own
                         cpu_s["api"] += api_run.cores * api_run.seconds
                         cpu_s["bridge"] += bridge_run.cores * bridge_run.seconds
@@ -251,7 +267,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cancel_post_s": [round(r["cancel_post_s"], 3) for r in runs],
         # seconds after each POST: last agent event, its arrival at the bridge, last applied
         "phases": [
-            {k: v for k, v in r.items() if k.endswith(("agents_s", "received_s", "applied_s"))}
+            {
+                k: v
+                for k, v in r.items()
+                if k.endswith(("published_first_s", "published_last_s"))
+                or k.endswith(("agents_s", "received_s", "applied_s"))
+            }
             for r in runs
         ],
         "connect_s": round(connect_s, 2),
