@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table
@@ -65,10 +65,6 @@ STATUS_EVENT_EVERY_S = 10.0
 # Bad input is logged once per enclosure (or topic) per this many seconds.
 LOG_PERIOD_S = 60.0
 PAYLOAD_SHOWN = 120  # bytes of a refused payload quoted in the log
-# An ack or an agent event moves an enclosure's "last seen" (and its silence deadline, 15 s
-# away by default) only when it comes this long after the last message known: a command's
-# two acks then write no enclosure row. Statuses and state messages always do.
-SEEN_RESOLUTION = timedelta(seconds=1)
 _HISTORY: Table = StatusRecord.__table__  # type: ignore[assignment]
 _ACK_IGNORED = {
     "unknown": "unknown_command",
@@ -391,12 +387,10 @@ class Writer:
             batch.events.append(("enclosure.status", data, enc.id, None))
 
     def _alive(self, session: Session, enc: EnclosureRow, item: Parsed, batch: _Batch) -> None:
-        """Any live message proves the agent is there: move its silence deadline (to the
-        second: an ack or an event a moment after the last message would otherwise cost an
-        UPDATE of the enclosure's row for a few milliseconds of "last seen")."""
+        """Any live message proves the agent is there: move its silence deadline."""
         if item.inbound.retain:
             return
-        enclosures.touch(enc, item.inbound.received_at, self._liveness, resolution=SEEN_RESOLUTION)
+        enclosures.touch(enc, item.inbound.received_at, self._liveness)
         self._transition(enclosures.revive(session, enc, item.inbound.received_at), batch)
 
     def _ack(

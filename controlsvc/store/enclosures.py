@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -164,9 +164,6 @@ def insert_new(
     return set(insert_returning(connection, table, rows, key, skip_conflicts=True))
 
 
-_NO_TIME = timedelta(0)
-
-
 def new_enclosure_row(eid: str, now: datetime) -> dict[str, Any]:
     return {
         "id": eid,
@@ -226,16 +223,14 @@ def touch(
     *,
     retained: bool = False,
     sent_at: datetime | None = None,
-    resolution: timedelta | None = None,
 ) -> None:
     """Note that a message from ``enc`` arrived, moving its silence deadline.
 
     A retained message is old news: it counts as seen at its own ``sent_at`` (never later than
-    now), and only if that is newer than what is known. With ``resolution``, a message seen
-    less than that after the last one known changes nothing (its row need not be written).
+    now), and only if that is newer than what is known.
     """
     seen = received_at if not retained else min(sent_at or received_at, received_at)
-    if enc.last_seen_at is not None and seen <= enc.last_seen_at + (resolution or _NO_TIME):
+    if enc.last_seen_at is not None and seen <= enc.last_seen_at:
         return
     enc.last_seen_at = seen
     if enc.lifecycle in (Lifecycle.LOST.value, Lifecycle.DISCONNECTED.value):
