@@ -1,5 +1,6 @@
 """What one transaction of the bridge takes from its inbox (``next_batch``): a message someone
-waits for (a state, an ack, an agent event) is not followed by statuses in its batch."""
+waits for (a state, an ack, an agent event) is not followed by statuses in its batch, except,
+for agent events, the statuses of their own enclosures (``events_suffix``)."""
 
 from __future__ import annotations
 
