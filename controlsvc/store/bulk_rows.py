@@ -69,8 +69,7 @@ def insert_rows(
     columns = tuple(_same_columns(rows))
     dialect = connection.dialect
     if dialect.name != "postgresql" or len(rows) == 1:
-        statement = skipping_conflicts(table, dialect.name) if skip_conflicts else insert(table)
-        result = connection.execute(statement, list(rows))
+        result = connection.execute(_ordinary(table, dialect.name, skip_conflicts), list(rows))
         return int(getattr(result, "rowcount", 0) or 0)
     sql, datetimes = _recordset_insert(table, columns, dialect, (), skip_conflicts)
     result = connection.exec_driver_sql(sql, {"rows": _encoded(rows, datetimes)})
@@ -96,12 +95,7 @@ def insert_returning(
     columns = tuple(_same_columns(rows))
     dialect = connection.dialect
     if dialect.name != "postgresql" or len(rows) == 1:
-        if skip_conflicts:
-            statement = skipping_conflicts(table, dialect.name).returning(
-                *(table.c[name] for name in returning)
-            )
-        else:
-            statement = _returning(table, returning)
+        statement = _ordinary(table, dialect.name, skip_conflicts, returning)
         result = connection.execute(statement, list(rows) if len(rows) > 1 else dict(rows[0]))
         return [tuple(row) for row in result]
     sql, datetimes = _recordset_insert(table, columns, dialect, returning, skip_conflicts)
@@ -110,10 +104,18 @@ def insert_returning(
 
 
 @functools.lru_cache(maxsize=64)
-def _returning(table: Table, returning: tuple[str, ...]) -> Any:
-    return insert(table).returning(
-        *(table.c[name] for name in returning), sort_by_parameter_order=True
-    )
+def _ordinary(
+    table: Table, dialect: str, skip_conflicts: bool, returning: tuple[str, ...] = ()
+) -> Any:
+    """The ordinary INSERT (SQLite, or one row) for these options, built once."""
+    statement = skipping_conflicts(table, dialect) if skip_conflicts else insert(table)
+    if returning:
+        # Rows skipped return nothing, so SQLAlchemy could not pair the rest with their
+        # parameters: only an INSERT that skips none is sorted by them.
+        statement = statement.returning(
+            *(table.c[name] for name in returning), sort_by_parameter_order=not skip_conflicts
+        )
+    return statement
 
 
 def _same_columns(rows: Sequence[Mapping[str, Any]]) -> Any:
