@@ -48,6 +48,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ def _statuses(agents: list[SimulatedAgent], args: argparse.Namespace) -> _Load:
         for _ in range(-(-args.messages // len(agents)))
         for a in agents
     ][: args.messages]
-    batches = [statuses[i : i + args.batch] for i in range(0, len(statuses), args.batch)]
+    batches = _batches(statuses, args.batch)
     return _Load(batches, "SELECT count(*) FROM status_history", "status_history", args.batch)
 
 
@@ -132,8 +133,7 @@ def _transitions(agents: list[SimulatedAgent], args: argparse.Namespace) -> _Loa
             document = json.loads(a.status_message().payload)
             document["last_error"] = "camera stalled" if round_ % 2 == 0 else None
             statuses.append(_inbound(a.status_topic, json.dumps(document).encode()))
-    statuses = statuses[: args.messages]
-    batches = [statuses[i : i + args.batch] for i in range(0, len(statuses), args.batch)]
+    batches = _batches(statuses[: args.messages], args.batch)
     moved = "SELECT count(*) FROM enclosure_transitions WHERE reason LIKE '%camera stalled%'"
     return _Load(batches, moved, "status_history", args.batch)
 
@@ -158,16 +158,8 @@ def _recording_started(
     agents: list[SimulatedAgent], database: Database, topics: Topics, batch: int
 ) -> _Load:
     """Every enclosure's ``recording_started`` for a session on all of them (a fan-out)."""
-    body = SessionCreate(
-        name="bench",
-        duration_s=3600,
-        enclosures=[SessionEnclosureIn(id=a.eid, file_prefix="bench") for a in agents],
-    )
     now = utcnow()
-    with database.sessionmaker() as session:
-        rs, _ = sessions.create_session(session, topics, body, now=now)
-        session_id = rs.id
-        session.commit()
+    session_id = _session_on(agents, database, topics, now).session_id
     events = [
         _inbound(
             topics.events(a.eid),
@@ -181,7 +173,7 @@ def _recording_started(
         )
         for a in agents
     ]
-    batches = [events[i : i + batch] for i in range(0, len(events), batch)]
+    batches = _batches(events, batch)
     recording = "SELECT count(*) FROM session_enclosures WHERE state = 'recording'"
     return _Load(batches, recording, "agent_events", batch)
 
@@ -193,6 +185,24 @@ def _canceled(
     canceled: the batches are what the agents answer to the cancel's ``desired`` documents
     (two events each, then a status), events first as the bridge's inbox gives them."""
     now = utcnow()
+    wanted = _session_on(agents, database, topics, now)
+    started = [
+        a.on_desired(dump_message(Desired(version=1, recording=wanted)), now) for a in agents
+    ]
+    for messages in _events_first(started, batch):
+        writer.write(writer.parse(messages))
+    with database.sessionmaker() as session:
+        sessions.cancel_session(session, topics, wanted.session_id, now=utcnow())
+        session.commit()
+    stopped = [a.on_desired(dump_message(Desired(version=2)), utcnow()) for a in agents]
+    idle = "SELECT count(*) FROM enclosures WHERE state = 'idle'"
+    return _Load(_events_first(stopped, batch), idle, "agent_events", batch, 2)
+
+
+def _session_on(
+    agents: list[SimulatedAgent], database: Database, topics: Topics, now: datetime
+) -> DesiredRecording:
+    """A session on every enclosure, starting ``now`` (committed): what it wants recorded."""
     body = SessionCreate(
         name="bench",
         duration_s=3600,
@@ -204,25 +214,18 @@ def _canceled(
             session_id=rs.id, file_prefix="bench", start_at=rs.start_at, end_at=rs.end_at
         )
         session.commit()
-    started = [
-        a.on_desired(dump_message(Desired(version=1, recording=wanted)), now) for a in agents
-    ]
-    for messages in _events_first(started, topics, batch):
-        writer.write(writer.parse(messages))
-    with database.sessionmaker() as session:
-        sessions.cancel_session(session, topics, rs.id, now=utcnow())
-        session.commit()
-    stopped = [a.on_desired(dump_message(Desired(version=2)), utcnow()) for a in agents]
-    idle = "SELECT count(*) FROM enclosures WHERE state = 'idle'"
-    return _Load(_events_first(stopped, topics, batch), idle, "agent_events", batch, 2)
+    return wanted
 
 
-def _events_first(reactions: list[Any], topics: Topics, batch: int) -> list[list[Inbound]]:
+def _events_first(reactions: list[Any], batch: int) -> list[list[Inbound]]:
     """The agents' messages in the bridge's order (events before statuses), ``batch`` each."""
     sent = [_inbound(m.topic, m.payload) for r in reactions for m in r.messages]
     status = [m for m in sent if m.topic.endswith("/status")]
-    ordered = [m for m in sent if not m.topic.endswith("/status")] + status
-    return [ordered[i : i + batch] for i in range(0, len(ordered), batch)]
+    return _batches([m for m in sent if not m.topic.endswith("/status")] + status, batch)
+
+
+def _batches(messages: list[Inbound], size: int) -> list[list[Inbound]]:
+    return [messages[i : i + size] for i in range(0, len(messages), size)]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
