@@ -9,7 +9,8 @@
   has not acknowledged, all active ones again after every (re)connection, ``enclosure_lost``
   alerts for enclosures expected online (``alerts.watch_expected_online``), the pending
   alerts (MQTT, mail), and each enclosure's derived state on ``service/fleet/{eid}``
-  (``controlsvc.bridge.fleet_publisher``).
+  (``controlsvc.bridge.fleet_publisher``). What a tick reads, and which enclosures it steps:
+  ``controlsvc.bridge.session_look``.
 
 Everything it decides is in the database, so a restarted bridge carries on. Several bridges may
 run: the timer locks rows with SKIP LOCKED and every step is idempotent.
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 from controlsvc.bridge.fleet_publisher import FleetPublisher
 from controlsvc.bridge.mqtt_client import BridgeClient
 from controlsvc.bridge.session_events import alert_subject, session_named
+from controlsvc.bridge.session_look import STEP_LOOK, SessionLook, observed
 from controlsvc.bridge.stats import BridgeStats
 from controlsvc.bridge.ticker import Schedule
 from controlsvc.config.settings import Settings
@@ -78,83 +80,25 @@ PROGRESS_EVERY_S = 5.0
 
 # -- the timer -----------------------------------------------------------------------------------
 
-
-def _when(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
-
-
-def _observed(
-    recording: Any, camera: Any, enc_state: str, known_last_frame: datetime | None, rs_id: str
-) -> tuple[float | None, int, datetime | None, bool] | None:
-    """What the enclosure's latest status (its ``recording`` and ``camera`` parts) says about
-    its recording of session ``rs_id``: the open segment's seconds (None: unknown), the open
-    segment's frames, the last frame if newer than ``known_last_frame`` (else None), whether
-    frames flow; None when it is not recording ``rs_id`` (or is away)."""
-    live = EnclosureState(enc_state) not in OFFLINE_STATES
-    if not (live and isinstance(recording, dict) and recording.get("session_id") == rs_id):
-        return None
-    if not isinstance(camera, dict):
-        camera = {}
-    last_frame = _when(camera.get("last_frame_at"))
-    segment_start = _when(recording.get("segment_started_at"))
-    live_s = None
-    if last_frame is not None and segment_start is not None:
-        live_s = max(0.0, (last_frame - segment_start).total_seconds())
-    if last_frame is not None and known_last_frame is not None and last_frame <= known_last_frame:
-        last_frame = None
-    frames = camera.get("frames_written") or 0
-    return (
-        live_s,
-        _open_frames(recording, frames),
-        last_frame,
-        frames > 0 and bool(camera.get("recording")),
-    )
-
-
-def _observed_in(
-    se: SessionEnclosureRow, enc: Enclosure, rs: RecordingSession
-) -> tuple[float | None, int, datetime | None, bool] | None:
-    """``_observed`` for a step's rows: the locked working copy and its enclosure."""
-    status = enc.status or {}
-    return _observed(
-        status.get("recording"), status.get("camera"), enc.state, se.last_frame_at, rs.id
-    )
-
-
-def _open_frames(recording: dict[str, Any], frames_written: int) -> int:
-    """Frames in the open segment file: as the agent says, else (an agent from before
-    ``segment_frames``) all its frames while it has closed none, else unknown (0)."""
-    segment = recording.get("segment_frames")
-    if isinstance(segment, int) and segment >= 0:
-        return segment
-    return int(frames_written) if not recording.get("segments_closed") else 0
-
-
-# What ``SessionDriver._due`` reads of each enclosure of a session, in id order (the order the
-# chunks lock them in): the enclosure's state and the two parts of its status it looks at.
-_LOOK = (
-    select(
-        SessionEnclosure.id,
-        SessionEnclosure.state,
-        SessionEnclosure.starting_at,
-        SessionEnclosure.lost_since,
-        SessionEnclosure.live_s,
-        SessionEnclosure.live_frames,
-        SessionEnclosure.last_frame_at,
-        Enclosure.state.label("enc_state"),
-        Enclosure.status["recording"].label("recording"),
-        Enclosure.status["camera"].label("camera"),
-    )
-    .join(Enclosure, Enclosure.id == SessionEnclosure.enclosure_id)
+# The states that occur among a session's enclosures (``SessionDriver._unsettled``).
+_STATES = (
+    select(SessionEnclosure.state)
     .where(SessionEnclosure.session_id == bindparam("sid"))
-    .order_by(SessionEnclosure.id)
+    .group_by(SessionEnclosure.state)
 )
+# The columns of a session's enclosures its progress event is summed from (not ORM objects:
+# every ``PROGRESS_EVERY_S`` for every enclosure of every running session).
+_PROGRESS = select(
+    SessionEnclosure.state,
+    SessionEnclosure.segments_s,
+    SessionEnclosure.live_s,
+    SessionEnclosure.frames,
+    SessionEnclosure.live_frames,
+    SessionEnclosure.bytes,
+    SessionEnclosure.segments,
+    SessionEnclosure.last_frame_at,
+    SessionEnclosure.gap_s,
+).where(SessionEnclosure.session_id == bindparam("sid"))
 
 
 class SessionDriver:
@@ -179,6 +123,7 @@ class SessionDriver:
         self._send_mail = send_mail or (self._outbox.put if self._outbox else None)
         self._generation = -1  # the connection whose active documents were re-published
         self._next_republish = 0.0
+        self.look = SessionLook(self.start_timeout)
         self.fleet = FleetPublisher(database, client, self.topics)
         self.schedule = Schedule("sessions")
         self.schedule.add("desired", lambda _now: self.publish_desired())
@@ -246,6 +191,7 @@ class SessionDriver:
                     .order_by(RecordingSession.id)
                 )
             )
+        self.look.keep(ids)
         newest: int | None = None
         for sid in ids:
             for last in self._advance(sid, now):
@@ -261,61 +207,39 @@ class SessionDriver:
             rs = session.get(RecordingSession, sid)
             if rs is None or rs.status not in ACTIVE_SESSION_VALUES:
                 return []
-            # Columns, not ORM objects: this look runs every tick for every enclosure of
-            # every active session, and loading a thousand of each (and decoding their whole
-            # statuses) cost a tenth of a second each time.
             due = [
-                row.id for row in session.execute(_LOOK, {"sid": sid}) if self._due(rs, row, now)
+                row.id for row in self.look.rows(session, rs, now) if self.look.due(rs, row, now)
             ]
         newest = []
-        for i in range(0, len(due), STEP_CHUNK):
-            last = self._step_chunk(sid, due[i : i + STEP_CHUNK], now)
-            if last is not None:
-                newest.append(last)
+        try:
+            for i in range(0, len(due), STEP_CHUNK):
+                last, complete = self._step_chunk(sid, due[i : i + STEP_CHUNK], now)
+                if not complete:  # the writer held some: the next look reads every row again
+                    self.look.forget(sid)
+                if last is not None:
+                    newest.append(last)
+        except BaseException:
+            self.look.forget(sid)  # what was due and not stepped: looked at again
+            raise
         last = self._settle(sid, now)
         if last is not None:
             newest.append(last)
         return newest
 
     @staticmethod
-    def _enclosures(session: Session, ses: Sequence[SessionEnclosureRow]) -> dict[str, Enclosure]:
+    def _enclosures(session: Session, ses: Sequence[SessionEnclosureRow]) -> dict[str, Row[Any]]:
+        """What ``_step`` reads of the enclosures of ``ses`` (``STEP_LOOK``), by id."""
         ids = [se.enclosure_id for se in ses]
-        return {
-            enc.id: enc for enc in session.scalars(select(Enclosure).where(Enclosure.id.in_(ids)))
-        }
+        return {row.id: row for row in session.execute(STEP_LOOK, {"ids": ids})}
 
-    def _due(self, rs: RecordingSession, look: Row[Any], now: datetime) -> bool:
-        """Whether ``_step`` may change the enclosure (when in doubt, yes), from ``_LOOK``'s
-        row of it, read without locks."""
-        state = EncState(look.state)
-        if state is EncState.PENDING and now >= rs.start_at:
-            return True
-        if EnclosureState(look.enc_state) in OFFLINE_STATES or look.lost_since is not None:
-            return True  # lost: alerts and the grace (rare; not worth predicting)
-        if state is EncState.STARTING and (
-            look.starting_at is None or now - look.starting_at > self.start_timeout
-        ):
-            return True
-        if state in ACTIVE_ENCLOSURE_STATES and now > rs.end_at + self.start_timeout:
-            return True
-        seen = _observed(look.recording, look.camera, look.enc_state, look.last_frame_at, rs.id)
-        if seen is None:
-            return bool(look.live_s != 0.0)
-        live_s, live_frames, last_frame_at, flowing = seen
-        if flowing and next_state(state, Signal.FRAMES, ended=now >= rs.end_at) is not None:
-            return True
-        return (
-            (live_s is not None and live_s != look.live_s)
-            or live_frames != look.live_frames
-            or (last_frame_at is not None and last_frame_at != look.last_frame_at)
-        )
-
-    def _step_chunk(self, sid: str, ids: Sequence[int], now: datetime) -> int | None:
+    def _step_chunk(self, sid: str, ids: Sequence[int], now: datetime) -> tuple[int | None, bool]:
+        """Step the rows of ``ids`` nobody else holds; the newest event-log id recorded, and
+        whether every row was stepped."""
         events: list[EventIntent] = []
         with self._db.sessionmaker() as session:
             rs = session.get(RecordingSession, sid)  # read only: _step does not change it
             if rs is None:  # pragma: no cover - sessions are never deleted
-                return None
+                return None, True
             # Working copies, written back in one statement: right after a fan-out's start or
             # cancel every enclosure's first status makes it due, and a thousand ORM objects
             # loaded and flushed cost the bridge a third of a second each time.
@@ -328,7 +252,7 @@ class SessionDriver:
             session_enclosure_rows.write_back(session, ses)
             newest = record_events(session, events)
             session.commit()
-        return newest
+        return newest, len(ses) == len(set(ids))
 
     def _settle(self, sid: str, now: datetime) -> int | None:
         """The session's status and the ``desired`` clearing (``sessions.settle``) with every
@@ -369,12 +293,8 @@ class SessionDriver:
                     outgoing = settle(session, self.topics, rs, ses, now, events)
             if rs.status in ACTIVE_SESSION_VALUES and self._progress_due(rs, now):
                 rs.progress_at = now
-                ses = list(
-                    session.scalars(
-                        select(SessionEnclosure).where(SessionEnclosure.session_id == sid)
-                    )
-                )
-                events.append(("session.progress", self._totals(rs, ses), None, None))
+                figures = session.execute(_PROGRESS, {"sid": sid}).all()
+                events.append(("session.progress", self._totals(rs, figures), None, None))
             newest = record_events(session, events)
             session.commit()
         self._publish(outgoing)
@@ -388,13 +308,9 @@ class SessionDriver:
 
     @staticmethod
     def _unsettled(session: Session, rs: RecordingSession, now: datetime) -> bool:
-        """Whether ``settle`` would change something, from the states as they are now."""
-        states = [
-            EncState(s)
-            for s in session.scalars(
-                select(SessionEnclosure.state).where(SessionEnclosure.session_id == rs.id)
-            )
-        ]
+        """Whether ``settle`` would change something, from the states as they are now (which
+        of them occur: ``derive_session`` asks whether any or all are so)."""
+        states = [EncState(s) for s in session.scalars(_STATES, {"sid": rs.id})]
         status = derive_session(
             SessionStatus(rs.status),
             states,
@@ -423,7 +339,8 @@ class SessionDriver:
         return bool(named)
 
     @staticmethod
-    def _totals(rs: RecordingSession, ses: Sequence[SessionEnclosure]) -> dict[str, Any]:
+    def _totals(rs: RecordingSession, ses: Sequence[Row[*tuple[Any, ...]]]) -> dict[str, Any]:
+        """The ``session.progress`` event's data from ``_PROGRESS``'s rows."""
         totals = totals_of((progress_fields(se) for se in ses), sum(se.gap_s for se in ses))
         return {
             "session_id": rs.id,
@@ -438,10 +355,11 @@ class SessionDriver:
         session: Session,
         rs: RecordingSession,
         se: SessionEnclosureRow,
-        enc: Enclosure,
+        enc: Row[Any],
         now: datetime,
         events: list[EventIntent],
     ) -> None:
+        """Move ``se`` as the clock and ``enc`` (``_STEP_LOOK``'s row) say."""
         ended = now >= rs.end_at
         eid = se.enclosure_id
 
@@ -462,7 +380,8 @@ class SessionDriver:
                 se.lost_since = enc.state_changed_at or now
             lost_alert = alerts.open_alert(session, eid, "enclosure_lost")
             if state in ACTIVE_ENCLOSURE_STATES and now >= rs.start_at:
-                message = f"{alerts.away_sentence(enc)} during session “{rs.name}”"
+                away_words = alerts.away_sentence(self._whole(session, eid))
+                message = f"{away_words} during session “{rs.name}”"
                 if lost_alert is None:
                     alerts.raise_alert(
                         session, "enclosure_lost", eid, message, events, session_id=rs.id, now=now
@@ -477,10 +396,13 @@ class SessionDriver:
             se.lost_since = None
             alerts.recover(session, "enclosure_lost", eid, events, now=now)
         state = EncState(se.state)
-        if state is EncState.STARTING and se.starting_at is not None:
-            waited = now - se.starting_at
-            cause = status_cause(current_status(enc))
-            if waited > self.start_timeout and signal(
+        if (
+            state is EncState.STARTING
+            and se.starting_at is not None
+            and now - se.starting_at > self.start_timeout
+        ):
+            cause = status_cause(current_status(self._whole(session, eid)))
+            if signal(
                 Signal.START_TIMEOUT,
                 f"not recording {self.start_timeout.total_seconds():g} s after the start"
                 + (f" ({cause})" if cause else ""),
@@ -490,6 +412,14 @@ class SessionDriver:
             reason = f"no final report {self.start_timeout.total_seconds():g} s after the end"
             if signal(Signal.END_TIMEOUT, reason):
                 self._timed_out_alert(session, se, events, now)
+
+    @staticmethod
+    def _whole(session: Session, eid: str) -> Enclosure:
+        """The enclosure's whole row, for an alert's words (rare: away, or late to start)."""
+        enc = session.get(Enclosure, eid)
+        if enc is None:  # pragma: no cover - enclosures are retired, never deleted
+            raise LookupError(f"enclosure {eid!r} is gone")
+        return enc
 
     @staticmethod
     def _timed_out_alert(
@@ -510,7 +440,7 @@ class SessionDriver:
     @staticmethod
     def _status(
         se: SessionEnclosureRow,
-        enc: Enclosure,
+        enc: Row[Any],
         rs: RecordingSession,
         signal: Callable[[Signal], bool],
     ) -> None:
@@ -519,7 +449,7 @@ class SessionDriver:
         page says the enclosure is lost), rather than dropping to the closed segments'."""
         if EnclosureState(enc.state) in OFFLINE_STATES:
             return
-        seen = _observed_in(se, enc, rs)
+        seen = observed(enc.recording, enc.camera, enc.state, se.last_frame_at, rs.id)
         if seen is None:
             se.live_s = 0.0
             return
