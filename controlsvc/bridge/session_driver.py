@@ -249,7 +249,8 @@ class SessionDriver:
                 enc = encs.get(se.enclosure_id)
                 if enc is not None:
                     self._step(session, rs, se, enc, now, events)
-            session_enclosure_rows.write_back(session, ses)
+            if session_enclosure_rows.write_back(session, ses):
+                self.look.wrote(session, sid)
             newest = record_events(session, events)
             session.commit()
         return newest, len(ses) == len(set(ids))

@@ -11,11 +11,11 @@ step (when in doubt, yes: a step is idempotent).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, literal_column, or_, select, text, true
+from sqlalchemy import Row, and_, bindparam, literal_column, or_, select, text, true
 from sqlalchemy.orm import Session
 
 from controlsvc.domain.session_state import ACTIVE_ENCLOSURE_STATES, EncState, Signal, next_state
@@ -134,7 +134,12 @@ _LOOK_ALL = _with_snapshot(_LOOK)
 _LOOK_CHANGED = _with_snapshot(
     _LOOK.where(
         or_(
-            text(_changed_since("session_enclosures")),
+            # Not the rows the timer's own steps wrote since (``SessionLook.wrote``): they
+            # already hold what the enclosure's row said then, which is looked at by itself.
+            and_(
+                text(_changed_since("session_enclosures")),
+                text("session_enclosures.xmin::text::bigint <> ALL(CAST(:own AS bigint[]))"),
+            ),
             text(_changed_since("enclosures")),
             SessionEnclosure.state.in_([EncState.PENDING.value, EncState.STARTING.value]),
             SessionEnclosure.lost_since.is_not(None),
@@ -157,10 +162,12 @@ STEP_LOOK = select(
 
 @dataclass(frozen=True, slots=True)
 class _Looked:
-    """A session's last look (PostgreSQL): its snapshot, and when it last read every row."""
+    """A session's last look (PostgreSQL): its snapshot, when it last read every row, and
+    the transactions of the timer's own steps since (their 32-bit ids, as ``xmin`` has them)."""
 
     snapshot: str
     full_at: datetime
+    own: list[int] = field(default_factory=list)
 
 
 class SessionLook:
@@ -178,6 +185,15 @@ class SessionLook:
     def forget(self, session_id: str) -> None:
         """Read every row of the session at its next look (what was due was not all stepped)."""
         self._looked.pop(session_id, None)
+
+    def wrote(self, session: Session, session_id: str) -> None:
+        """The open transaction steps rows of ``session_id`` (PostgreSQL): what it writes is
+        the timer's own doing, which its next look need not read again."""
+        last = self._looked.get(session_id)
+        if last is None or session.get_bind().dialect.name != "postgresql":
+            return
+        xid = session.execute(text("SELECT pg_current_xact_id()::text")).scalar_one()
+        last.own.append(int(xid) % 2**32)
 
     def rows(self, session: Session, rs: RecordingSession, now: datetime) -> list[Row[Any]]:
         """``_LOOK``'s rows of the enclosures of ``rs`` that may be due (``due`` decides).
@@ -201,7 +217,8 @@ class SessionLook:
             rows = session.execute(_LOOK_ALL, {"sid": rs.id}).all()
             full_at = now
         else:
-            rows = session.execute(_LOOK_CHANGED, {"sid": rs.id, "since": last.snapshot}).all()
+            params = {"sid": rs.id, "since": last.snapshot, "own": last.own}
+            rows = session.execute(_LOOK_CHANGED, params).all()
             full_at = last.full_at
         self._looked[rs.id] = _Looked(rows[0].snapshot, full_at)
         return [row for row in rows if row.id is not None]

@@ -153,16 +153,14 @@ def test_a_tick_reads_only_what_moved_since_the_last(database, settings):
     run = _recording(database, settings)
     t = run.t0
     with _Looked(database) as looked:
-        run.driver.advance(t)  # the first look reads every enclosure
-        # The next reads the rows the first tick wrote, then nothing but enc-c, which a clock
-        # may move (still starting: its start time-out).
+        run.driver.advance(t)  # the first look reads every enclosure, and steps enc-a, enc-b
+        # The next reads nothing but enc-c, which a clock may move (still starting: its start
+        # time-out): not the rows the first tick wrote, which are the timer's own.
         run.driver.advance(t + timedelta(milliseconds=500))
-        run.driver.advance(t + timedelta(seconds=1))
         _write(run.writer, [run.agents["enc-a"].status_message(t + timedelta(seconds=1))])
+        run.driver.advance(t + timedelta(seconds=1))
         run.driver.advance(t + timedelta(milliseconds=1500))
-    assert looked.rows[0] == 3
-    assert looked.rows[2] == 1  # enc-c
-    assert looked.rows[3] == 2  # enc-a's status, and enc-c
+    assert looked.rows == [3, 1, 2, 1]  # then enc-a's status and enc-c; then enc-c
     assert _progress(database, run.sid)["enc-a"] == ("recording", 1.0, FPS)
 
 
