@@ -83,22 +83,29 @@ def insert_returning(
     returning: tuple[str, ...],
     *,
     skip_conflicts: bool = False,
+    first: str | None = None,
 ) -> list[tuple[Any, ...]]:
     """INSERT ``rows`` as ``insert_rows`` does (skipping those that collide with a unique key
     when ``skip_conflicts``; else a collision raises); the ``returning`` columns of each row
     inserted, in the rows' order.
 
     On PostgreSQL the rows go in their order (``WITH ORDINALITY … ORDER BY``), so a generated
-    key grows with it; elsewhere SQLAlchemy's multi-row INSERT sorts what it returns."""
+    key grows with it; elsewhere SQLAlchemy's multi-row INSERT sorts what it returns.
+
+    ``first`` (PostgreSQL, several rows): a SELECT list of our own (never user input) the same
+    statement evaluates once before any row is inserted, e.g. a transaction lock that must be
+    held before the keys are drawn: the rows are joined to it, so none exists before it."""
     if not rows:
         return []
     columns = tuple(_same_columns(rows))
     dialect = connection.dialect
     if dialect.name != "postgresql" or len(rows) == 1:
+        if first is not None:
+            raise ValueError("first is for several rows on PostgreSQL")
         statement = _ordinary(table, dialect.name, skip_conflicts, returning)
         result = connection.execute(statement, list(rows) if len(rows) > 1 else dict(rows[0]))
         return [tuple(row) for row in result]
-    sql, datetimes = _recordset_insert(table, columns, dialect, returning, skip_conflicts)
+    sql, datetimes = _recordset_insert(table, columns, dialect, returning, skip_conflicts, first)
     result = connection.exec_driver_sql(sql, {"rows": _encoded(rows, datetimes)})
     return [tuple(row) for row in result]
 
@@ -181,9 +188,10 @@ def _recordset_insert(
     dialect: Dialect,
     returning: tuple[str, ...] = (),
     skip_conflicts: bool = True,
+    first: str | None = None,
 ) -> tuple[str, tuple[str, ...]]:
-    """The INSERT for these columns (the rows in their order when it returns ``returning``),
-    and which of them are datetimes."""
+    """The INSERT for these columns (the rows in their order when it returns ``returning``;
+    after ``first``, see ``insert_returning``), and which of them are datetimes."""
     for column in table.c:
         if column.name in columns or column.server_default is not None:
             continue
@@ -194,12 +202,20 @@ def _recordset_insert(
     name = dialect.identifier_preparer.format_table(table)
     listed = ", ".join(quote(c) for c in columns)
     # Names and types from our own metadata, quoted by the dialect; the rows are a parameter.
+    prefix = ""
     if returning:  # the rows in the array's order: what they return, and the keys they get
         source = f"ROWS FROM ({_recordset(table, columns, dialect, alias=False)}) "
-        source += f"WITH ORDINALITY AS v({listed}, _row_order) ORDER BY _row_order"
+        source += f"WITH ORDINALITY AS v({listed}, _row_order)"
+        if first is not None:
+            prefix = f"WITH _first AS (SELECT {first}) "
+            source += " CROSS JOIN _first"
+        source += " ORDER BY _row_order"
     else:
+        if first is not None:
+            raise ValueError("first is for an INSERT that returns its rows")
         source = _recordset(table, columns, dialect)
-    sql = f"INSERT INTO {name} ({listed}) SELECT {listed} FROM {source}"  # noqa: S608
+    listed_v = ", ".join(f"v.{quote(c)}" for c in columns) if first is not None else listed
+    sql = f"{prefix}INSERT INTO {name} ({listed}) SELECT {listed_v} FROM {source}"  # noqa: S608
     if skip_conflicts:
         sql += " ON CONFLICT DO NOTHING"
     if returning:

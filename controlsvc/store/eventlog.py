@@ -284,6 +284,13 @@ def record_many(
         statement = _LOCK_AND_INSERT_ONE[synchronous_commit]
         ids = [session.execute(statement, params[0]).scalar_one()]
         session.info[_LOCKED_KEY] = session.get_transaction()
+    elif _lock_pending(session):
+        # The same for several rows (an ack batch's, a fan-out's): the rows are joined to the
+        # lock, so their ids are drawn once it is held.
+        first = _FIRST[synchronous_commit]
+        rows = insert_returning(session.connection(), _TABLE, params, ("id",), first=first)
+        ids = [row[0] for row in rows]
+        session.info[_LOCKED_KEY] = session.get_transaction()
     else:
         if not synchronous_commit and session.get_bind().dialect.name == "postgresql":
             session.execute(text("SET LOCAL synchronous_commit = off"))
@@ -317,6 +324,12 @@ def _lock_and_insert_one(synchronous_commit: bool) -> Any:
 
 # By ``synchronous_commit``.
 _LOCK_AND_INSERT_ONE = {flag: _lock_and_insert_one(flag) for flag in (True, False)}
+# ``bulk_rows.insert_returning``'s ``first`` for several rows, by ``synchronous_commit``.
+_FIRST = {
+    True: f"pg_advisory_xact_lock({EVENTS_LOCK_KEY:d}) AS held",
+    False: f"pg_advisory_xact_lock({EVENTS_LOCK_KEY:d}) AS held,"
+    " set_config('synchronous_commit', 'off', true) AS wal",
+}
 
 
 Intent = tuple[str, dict[str, Any], str | None, uuid.UUID | None]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Table, event, select
+from sqlalchemy import Table, event, select, text
 from sqlalchemy.exc import IntegrityError
 
 from controlsvc.store import enclosure_rows
@@ -219,3 +219,26 @@ def test_a_column_only_the_orm_fills_in_is_refused(database):
     rows = [{"id": f"enc-{i}", "name": f"enc-{i}", "state": "offline"} for i in range(2)]
     with database.sessionmaker() as session, pytest.raises(ValueError, match="registered_at"):
         insert_rows(session.connection(), TABLE, rows)
+
+
+def test_a_select_list_evaluated_before_the_rows(database):
+    """``first`` is evaluated once by the INSERT of several rows itself (PostgreSQL; here a
+    setting visible after it); refused where it cannot apply (one row, or SQLite)."""
+    _enclosures(database, ["enc-a", "enc-b"])
+    at = datetime(2026, 12, 5, 7, 0, tzinfo=UTC)
+    rows = [_history("enc-a", 1, at), _history("enc-b", 1, at)]
+    first = "set_config('application_name', 'bulk-first', true) AS named"
+    with database.sessionmaker() as session:
+        if database.engine.dialect.name != "postgresql":
+            with pytest.raises(ValueError, match="several rows on PostgreSQL"):
+                insert_returning(session.connection(), HISTORY, rows, ("id",), first=first)
+            return
+        with pytest.raises(ValueError, match="several rows on PostgreSQL"):
+            insert_returning(session.connection(), HISTORY, rows[:1], ("id",), first=first)
+        statements = _inserts(database)
+        back = insert_returning(session.connection(), HISTORY, rows, ("seq",), first=first)
+        assert back == [(1,), (1,)]
+        assert len(statements) == 1
+        named = session.execute(text("SELECT current_setting('application_name')")).scalar()
+        assert named == "bulk-first"
+        session.commit()
