@@ -31,8 +31,9 @@ from controlsvc.domain.session_reactions import (
 )
 from controlsvc.domain.session_state import EncState, next_state
 from controlsvc.store import alerts, session_enclosure_rows
+from controlsvc.store.bulk_rows import insert_rows
 from controlsvc.store.db import utcnow
-from controlsvc.store.enclosures import insert_ignore, insert_new
+from controlsvc.store.enclosures import insert_new
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.models.sessions import (
     Alert,
@@ -91,8 +92,8 @@ def session_named(
 
 
 def _add_gap(session: Session, se: SessionEnclosureRow, event_id: str, gap: Gap) -> None:
-    inserted = insert_ignore(
-        session,
+    inserted = insert_rows(
+        session.connection(),
         SessionGap.__table__,  # type: ignore[arg-type]
         [
             {

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from controlsvc.store.bulk_rows import insert_rows
 from controlsvc.store.db import utcnow
-from controlsvc.store.enclosures import insert_ignore, new_enclosure_row
+from controlsvc.store.enclosures import new_enclosure_row
 from controlsvc.store.models.enclosures import Enclosure, EnclosureRow, EnclosureTransition
 from controlsvc.store.working_copies import expire_loaded, write_changed
 
@@ -114,7 +114,7 @@ def lock_rows(
     missing = [eid for eid in wanted if eid not in found]
     if missing:  # rare: one extra round trip only when something is new
         now = now or utcnow()
-        insert_ignore(session, _table, [new_enclosure_row(eid, now) for eid in missing])
+        insert_rows(session.connection(), _table, [new_enclosure_row(eid, now) for eid in missing])
         found.update(_lock(session, missing, cache))
     return found
 

@@ -40,7 +40,7 @@ from controlsvc.domain.enclosure_state import (
 )
 from controlsvc.domain.errors import Conflict, NotFound
 from controlsvc.domain.publisher import Publisher
-from controlsvc.store.bulk_rows import insert_returning, skipping_conflicts
+from controlsvc.store.bulk_rows import insert_returning
 from controlsvc.store.db import utcnow
 from controlsvc.store.fleet_summary import status_values
 from controlsvc.store.models.enclosures import (
@@ -80,7 +80,6 @@ __all__ = [
     "derive_state",
     "enclosure_out",
     "get_enclosure",
-    "insert_ignore",
     "insert_new",
     "judge_lifecycle",
     "judge_status",
@@ -132,23 +131,6 @@ class StatusOutcome:
     verdict: Verdict
     change: StateChange | None = None
     significant: bool = False  # the user-visible part of the status changed
-
-
-def _insert_skipping_conflicts(session: Session, table: Table) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING`` into ``table`` for the session's backend."""
-    return skipping_conflicts(table, session.get_bind().dialect.name)
-
-
-def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
-    """INSERT rows, skipping those that collide with a unique key; the number inserted.
-
-    With several rows the count is what the driver reports (it may be -1 on some drivers).
-    """
-    if not rows:
-        return 0
-    stmt = _insert_skipping_conflicts(session, table)
-    result = session.execute(stmt, list(rows) if len(rows) > 1 else rows[0])
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def insert_new(
@@ -290,7 +272,7 @@ def apply_status(
 ) -> StatusOutcome:
     """Make ``message`` the latest status of ``enc`` unless it is a duplicate or stale.
 
-    History rows are the caller's (``StatusRecord`` via ``insert_ignore``, which also skips
+    History rows are the caller's (``StatusRecord`` via ``bulk_rows.insert_rows``, which also skips
     duplicates). A status of a new boot seen before that boot's ``state`` message implies the
     agent is connected (it only publishes when it is).
     """
@@ -329,8 +311,8 @@ def apply_status(
 def status_row(
     eid: str, message: Status, received_at: datetime, document: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """A ``status_history`` row for ``insert_ignore``; ``document`` is the message's JSON form
-    when the caller has it already (``apply_status`` made it the enclosure's status)."""
+    """A ``status_history`` row for ``bulk_rows.insert_rows``; ``document`` is the message's
+    JSON form when the caller has it already (``apply_status`` made it the enclosure's status)."""
     return {
         "enclosure_id": eid,
         "boot_id": message.boot_id,

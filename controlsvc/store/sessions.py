@@ -35,7 +35,6 @@ from controlsvc.store import desired, eventlog
 from controlsvc.store.bulk_rows import insert_rows
 from controlsvc.store.db import utcnow
 from controlsvc.store.desired import Outgoing
-from controlsvc.store.enclosures import insert_ignore
 from controlsvc.store.models.enclosures import Enclosure
 from controlsvc.store.models.sessions import (
     MESSAGE_LENGTH,
@@ -169,8 +168,8 @@ def _final_gap(session: Session, rs: RecordingSession, se: SessionEnclosure) -> 
     end = min(rs.end_at, rs.finished_at or rs.end_at)
     if end <= start:
         return
-    inserted = insert_ignore(
-        session,
+    inserted = insert_rows(
+        session.connection(),
         SessionGap.__table__,  # type: ignore[arg-type]
         [
             {

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from controlsvc.domain import passwords
 from controlsvc.domain.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from controlsvc.store.enclosures import insert_ignore
+from controlsvc.store.bulk_rows import insert_rows
 from controlsvc.store.models.users import EmailToken, RevokedToken, RevokedTokenFamily, User
 from controlsvc.store.pagination import BAD_CURSOR, decode_cursor, encode_cursor
 from schemas.enums import Role
@@ -542,7 +542,7 @@ def revoke_token(
     if expires_at <= now:
         return False
     row = {"jti": jti, "user_id": user_id, "revoked_at": now, "expires_at": expires_at}
-    inserted = insert_ignore(session, RevokedToken.__table__, [row]) == 1  # type: ignore[arg-type]
+    inserted = insert_rows(session.connection(), RevokedToken.__table__, [row]) == 1  # type: ignore[arg-type]
     if inserted:
         tokens_changed(session, user_id)
     return inserted
@@ -558,7 +558,7 @@ def revoke_family(
 ) -> bool:
     """Revoke every token of a login's family until `expires_at`; False if already revoked."""
     row = {"family": family, "user_id": user_id, "revoked_at": now, "expires_at": expires_at}
-    inserted = insert_ignore(session, RevokedTokenFamily.__table__, [row]) == 1  # type: ignore[arg-type]
+    inserted = insert_rows(session.connection(), RevokedTokenFamily.__table__, [row]) == 1  # type: ignore[arg-type]
     if inserted:
         tokens_changed(session, user_id)
         log.warning(

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from controlsvc.domain.errors import NotFound
+from controlsvc.store.bulk_rows import insert_rows
 from controlsvc.store.db import utcnow
-from controlsvc.store.enclosures import insert_ignore
 from controlsvc.store.models.jabs import JabsEnclosure, JabsSession
 from schemas.ids import ENCLOSURE_ID_MAX_LENGTH
 
@@ -59,8 +59,8 @@ def _given(
     missing = [key for key in wanted if key not in found]
     if missing:
         now = utcnow()
-        insert_ignore(
-            session,
+        insert_rows(
+            session.connection(),
             model.__table__,  # type: ignore[arg-type]
             [{column.key: key, "created_at": now} for key in missing],
         )
