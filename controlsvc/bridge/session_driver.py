@@ -54,7 +54,7 @@ from controlsvc.store.models.sessions import (
     SessionEnclosure,
     SessionEnclosureRow,
 )
-from controlsvc.store.session_progress import progress_fields, totals_of
+from controlsvc.store.session_progress import FIGURE_COLUMNS, progress_fields, totals_of
 from controlsvc.store.sessions import (
     ACTIVE_SESSION_VALUES,
     DONE_STATES,
@@ -88,17 +88,9 @@ _STATES = (
 )
 # The columns of a session's enclosures its progress event is summed from (not ORM objects:
 # every ``PROGRESS_EVERY_S`` for every enclosure of every running session).
-_PROGRESS = select(
-    SessionEnclosure.state,
-    SessionEnclosure.segments_s,
-    SessionEnclosure.live_s,
-    SessionEnclosure.frames,
-    SessionEnclosure.live_frames,
-    SessionEnclosure.bytes,
-    SessionEnclosure.segments,
-    SessionEnclosure.last_frame_at,
-    SessionEnclosure.gap_s,
-).where(SessionEnclosure.session_id == bindparam("sid"))
+_PROGRESS = select(SessionEnclosure.state, *FIGURE_COLUMNS).where(
+    SessionEnclosure.session_id == bindparam("sid")
+)
 
 
 class SessionDriver:

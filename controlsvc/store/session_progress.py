@@ -35,6 +35,7 @@ from schemas.rest.sessions import EnclosureSessionOut, RecordingProgress, Sessio
 __all__ = [
     "ACTIVE_SESSION_ENCLOSURE",
     "ACTIVE_SESSION_ENCLOSURE_STATES",
+    "FIGURE_COLUMNS",
     "enclosure_sessions",
     "HasProgress",
     "fails_at",
@@ -50,6 +51,18 @@ __all__ = [
 ]
 
 _AWAY = frozenset({EnclosureState.LOST.value, EnclosureState.OFFLINE.value})
+# An enclosure's figures in a session, as a read selects them: what ``progress_values`` takes
+# after the state, in its order, then the time not recorded.
+FIGURE_COLUMNS = (
+    SessionEnclosure.segments_s,
+    SessionEnclosure.live_s,
+    SessionEnclosure.frames,
+    SessionEnclosure.live_frames,
+    SessionEnclosure.bytes,
+    SessionEnclosure.segments,
+    SessionEnclosure.last_frame_at,
+    SessionEnclosure.gap_s,
+)
 ACTIVE_SESSION_ENCLOSURE_STATES = [s.value for s in ACTIVE_ENCLOSURE_STATES]
 _ACTIVE_RS = [s.value for s in ACTIVE_SESSION_STATUSES]
 # An enclosure's part in a session that is still going (the join with RecordingSession).
