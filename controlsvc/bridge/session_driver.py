@@ -352,7 +352,7 @@ class SessionDriver:
         now: datetime,
         events: list[EventIntent],
     ) -> None:
-        """Move ``se`` as the clock and ``enc`` (``_STEP_LOOK``'s row) say."""
+        """Move ``se`` as the clock and ``enc`` (``STEP_LOOK``'s row) say."""
         ended = now >= rs.end_at
         eid = se.enclosure_id
 
