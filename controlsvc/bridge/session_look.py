@@ -129,8 +129,8 @@ def _with_snapshot(look: Any) -> Any:
 # PostgreSQL: every enclosure of the session, and the snapshot of the look.
 _LOOK_ALL = _with_snapshot(_LOOK)
 # PostgreSQL: the enclosures whose session row or enclosure row changed since the snapshot
-# ``:since``, and those a clock can move without any change (``_due``'s time-outs): pending
-# (the start time), starting (its time-out), and lost or away (the grace).
+# ``:since``, and those a clock can move without any change (``SessionLook.due``'s time-outs):
+# pending (the start time), starting (its time-out), and lost or away (the grace).
 _LOOK_CHANGED = _with_snapshot(
     _LOOK.where(
         or_(
