@@ -64,6 +64,34 @@ SEQ_BYTES = 12  # the request number at the start of each echo payload
 
 
 # -- MQTT ------------------------------------------------------------------------------------------
+# paho's network loop waits in ``select()``, which refuses a descriptor above 1023: in a process
+# that already holds a simulated fleet's thousands of connections, a floor client's socket would
+# get one, and the client would never connect. So a few low descriptors are held from the start
+# (this module is imported before any fleet connects), and four are let go just before a floor
+# client connects: the connection and paho's wake-up socket pair (made by ``loop_start``
+# through a listening socket) then take them (the lowest free numbers); the rest is held again.
+_LOW_HELD = 16
+_LOW_PER_CLIENT = 4
+_low: list[int] = []
+
+
+def _hold_low() -> None:
+    while len(_low) < _LOW_HELD:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        if fd >= 1024:  # too late for this one: hold no more
+            os.close(fd)
+            return
+        _low.append(fd)
+
+
+def _let_go_low(n: int) -> None:
+    for _ in range(min(n, len(_low))):
+        os.close(_low.pop())
+
+
+_hold_low()
+
+
 def _nodelay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -84,8 +112,10 @@ def connect(
     client.on_socket_open = _nodelay
     connected = threading.Event()
     client.on_connect = lambda *_: connected.set()
+    _let_go_low(_LOW_PER_CLIENT)
     client.connect(host, port, keepalive=60)
     client.loop_start()
+    _hold_low()
     if not connected.wait(WAIT_TIMEOUT_S):
         client.loop_stop()
         raise TimeoutError(f"floor client {client_id}: no CONNACK from {host}:{port}")
@@ -122,6 +152,7 @@ def subscribe(
 def disconnect(client: mqtt.Client) -> None:
     client.disconnect()
     client.loop_stop()
+    _hold_low()  # the descriptor its socket had is free again
 
 
 class Broker:
