@@ -149,6 +149,7 @@ class Bridge:
                     self.topics,
                     self.liveness,
                     self.stats,
+                    status_event_every_s=settings.service.status_event_every_s,
                     history_every_s=settings.service.status_history_every_s,
                 ),
             )

@@ -60,7 +60,8 @@ HANDLED: dict[Channel, type[EnclosureStateMessage | Status | Ack | Event]] = {
     Channel.ACK: Ack,
     Channel.EVENTS: Event,
 }
-# A status event is sent at once when what a user sees changes, else at most this often.
+# A status event is sent at once when what a user sees changes, else at most this often (the
+# default of ``[SERVICE] status_event_every_s``).
 STATUS_EVENT_EVERY_S = 10.0
 # Bad input is logged once per enclosure (or topic) per this many seconds.
 LOG_PERIOD_S = 60.0

@@ -77,6 +77,10 @@ status_history_days = 30
 # 0: every status in the history; else one per enclosure per this many seconds, plus every
 # status that changed what a user sees (at 5 s statuses, 60 writes a twelfth of the rows).
 status_history_every_s = 0
+# An enclosure's status reaches the live feed (UI, streams) at once when what a user sees
+# changes, else at most once per this many seconds (0: every status). Every API process handles
+# every such event: a large fleet raises it (docs/scale.md).
+status_event_every_s = 10
 # With several bridges, one runs the timers while it holds a lease of this many seconds;
 # another takes over at most this long after it dies.
 bridge_lease_s = 10

@@ -230,6 +230,14 @@ class ServiceSettings(_Section):
         "seconds, plus every status whose state or what a user sees changed (the latest "
         "status is always kept on the enclosure)",
     )
+    status_event_every_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="An enclosure's status goes to the live feed (an enclosure.status event) at "
+        "once when what a user sees changes, else at most once per this many seconds (0: every "
+        "status); every API process handles every such event",
+    )
     bridge_lease_s: float = Field(
         10.0,
         ge=1,

@@ -422,3 +422,22 @@ def test_a_status_from_the_future_does_not_wedge_the_enclosure(
 
     wait_for(recovered, 20, interval=0.5)
     assert enclosure_attr(database, "enc-a", "lifecycle") == "ready"
+
+
+@pytest.mark.parametrize(("every_s", "events"), [(0.0, 3), (3600.0, 0)])
+def test_unchanged_statuses_reach_the_live_feed_as_often_as_the_setting_says(
+    settings, database, broker, make_bridge, agents, every_s, events
+):
+    """``[SERVICE] status_event_every_s``: a status that changes nothing a user sees is an
+    ``enclosure.status`` event at most once per enclosure per that many seconds (0: each)."""
+    make_bridge(bridge_settings(settings, broker, status_event_every_s=every_s))
+    agent = agents("enc-a")
+    agent.online()
+    wait_state(database, "enc-a", "idle")
+    seq = agent.status()  # the first once ready: it may show what the last one did not
+    wait_for(lambda: enclosure_attr(database, "enc-a", "status_seq") == seq)
+    before = len(events_of(database, "enclosure.status"))
+    for _ in range(3):
+        seq = agent.status()
+    wait_for(lambda: enclosure_attr(database, "enc-a", "status_seq") == seq)
+    assert len(events_of(database, "enclosure.status")) - before == events
